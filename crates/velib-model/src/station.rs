@@ -1,0 +1,281 @@
+use crate::{StationKey, lenient};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+
+/// One bike-share station as the JCDecaux v1 API describes it.
+///
+/// Serialising gives the v1 JSON back (same field names, `status` as `"OPEN"`/`"CLOSED"`,
+/// `last_update` in epoch milliseconds or `null`). Deserialising ignores unknown fields, accepts
+/// numbers written as strings, and reports a wrong type or a missing required field with the
+/// field's name and, when it can be read, the station's key (see [`Station::from_json`]).
+///
+/// Required: `number`, `contract_name`, `status`, `bike_stands`, `available_bike_stands`,
+/// `available_bikes`. The descriptive fields (`name`, `address`, `banking`, `bonus`) default to
+/// empty/false when absent, because a station without a street address is still worth
+/// watching; `position` is required because alerts locate stations by it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Station {
+    /// The station's id within its contract. JCDecaux numbers repeat between contracts, so use
+    /// [`Station::key`] to identify a station.
+    pub number: StationId,
+    /// The bike-share system ("contract" in JCDecaux's words), e.g. `Lyon`.
+    pub contract_name: String,
+    /// Display name, e.g. `9087-MAZARGUES`.
+    #[serde(default)]
+    pub name: String,
+    /// Street address, the text the monitor prints.
+    #[serde(default)]
+    pub address: String,
+    /// WGS 84 position.
+    pub position: Position,
+    /// Whether the station has a payment terminal.
+    #[serde(default, deserialize_with = "lenient::boolean")]
+    pub banking: bool,
+    /// Whether the station is a "bonus" station (JCDecaux only).
+    #[serde(default, deserialize_with = "lenient::boolean")]
+    pub bonus: bool,
+    /// Total number of stands.
+    #[serde(deserialize_with = "lenient::count")]
+    pub bike_stands: u32,
+    /// Free stands, where a bike can be returned.
+    #[serde(deserialize_with = "lenient::count")]
+    pub available_bike_stands: u32,
+    /// Bikes ready to be rented.
+    #[serde(deserialize_with = "lenient::count")]
+    pub available_bikes: u32,
+    /// Whether the station is in service.
+    pub status: Status,
+    /// When the station last reported, in epoch milliseconds; `null` when the feed does not say.
+    #[serde(default, deserialize_with = "lenient::opt_millis")]
+    pub last_update: Option<i64>,
+}
+
+/// A WGS 84 position in decimal degrees.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Position {
+    /// Latitude.
+    #[serde(deserialize_with = "lenient::float")]
+    pub lat: f64,
+    /// Longitude.
+    #[serde(deserialize_with = "lenient::float")]
+    pub lng: f64,
+}
+
+/// Whether a station is in service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum Status {
+    /// Renting and accepting returns.
+    #[serde(rename = "OPEN")]
+    Open,
+    /// Out of service.
+    #[serde(rename = "CLOSED")]
+    Closed,
+}
+
+impl Status {
+    /// The v1 spelling, `OPEN` or `CLOSED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Open => "OPEN",
+            Status::Closed => "CLOSED",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Status {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        // The v1 API writes upper case; be forgiving about case, strict about the value.
+        if s.eq_ignore_ascii_case("OPEN") {
+            Ok(Status::Open)
+        } else if s.eq_ignore_ascii_case("CLOSED") {
+            Ok(Status::Closed)
+        } else {
+            Err(serde::de::Error::unknown_variant(&s, &["OPEN", "CLOSED"]))
+        }
+    }
+}
+
+/// A station's id within its system.
+///
+/// JCDecaux numbers are integers; GBFS `station_id`s are strings that are often, but not always,
+/// numeric. A numeric string without leading zeros becomes a [`StationId::Number`], so the same
+/// station gets the same id whichever feed described it; anything else stays text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StationId {
+    /// A numeric id, serialised as a JSON number.
+    Number(u64),
+    /// Any other id, serialised as a JSON string.
+    Text(String),
+}
+
+impl StationId {
+    /// Parses an id given as text, turning canonical decimal numbers into [`StationId::Number`].
+    pub fn from_text(s: &str) -> StationId {
+        let canonical = !s.is_empty()
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && (s == "0" || !s.starts_with('0'));
+        match canonical.then(|| s.parse::<u64>().ok()).flatten() {
+            Some(n) => StationId::Number(n),
+            None => StationId::Text(s.to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for StationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StationId::Number(n) => write!(f, "{n}"),
+            StationId::Text(s) => f.write_str(s),
+        }
+    }
+}
+
+impl From<u64> for StationId {
+    fn from(n: u64) -> Self {
+        StationId::Number(n)
+    }
+}
+
+impl Serialize for StationId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            StationId::Number(n) => s.serialize_u64(*n),
+            StationId::Text(t) => s.serialize_str(t),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for StationId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = StationId;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a station number or id string")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<StationId, E> {
+                Ok(StationId::Number(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<StationId, E> {
+                u64::try_from(v)
+                    .map(StationId::Number)
+                    .map_err(|_| E::custom(format!("station number {v} is negative")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StationId, E> {
+                if v.trim().is_empty() {
+                    return Err(E::custom("station id is empty"));
+                }
+                Ok(StationId::from_text(v.trim()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A station record that could not be read.
+///
+/// The message names the offending field and, when the record still says which station it is,
+/// the station's key, so a log line points at the exact record to look at.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid station record{}{}: {reason}",
+    .station.as_ref().map(|s| format!(" for station {s}")).unwrap_or_default(),
+    .field.as_ref().map(|f| format!(", field `{f}`")).unwrap_or_default())]
+pub struct StationError {
+    /// The key of the station, when the record's `contract_name` and `number` could be read.
+    pub station: Option<String>,
+    /// The JSON path of the field at fault (`available_bikes`, `position.lat`), when known.
+    pub field: Option<String>,
+    /// What is wrong, in serde's words.
+    pub reason: String,
+}
+
+impl Station {
+    /// The station's identity across systems: contract plus id.
+    pub fn key(&self) -> StationKey {
+        StationKey::new(&self.contract_name, &self.number.to_string())
+    }
+
+    /// Reads one v1 station record from JSON bytes.
+    ///
+    /// # Errors
+    ///
+    /// A [`StationError`] naming the field and, when readable, the station.
+    pub fn from_json(bytes: &[u8]) -> Result<Station, StationError> {
+        let whole = || serde_json::from_slice::<serde_json::Value>(bytes).ok();
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let station = serde_path_to_error::deserialize::<_, Station>(&mut de)
+            .map_err(|err| StationError::from_path_error(err, whole))?;
+        // A record followed by anything but whitespace is not one record.
+        de.end().map_err(|err| StationError {
+            station: Some(station.key().to_string()),
+            field: None,
+            reason: err.to_string(),
+        })?;
+        Ok(station)
+    }
+
+    /// Reads one v1 station record from an already-parsed JSON value, as found in the array
+    /// the v1 API returns.
+    ///
+    /// # Errors
+    ///
+    /// A [`StationError`] naming the field and, when readable, the station.
+    pub fn from_value(value: &serde_json::Value) -> Result<Station, StationError> {
+        serde_path_to_error::deserialize::<_, Station>(value)
+            .map_err(|err| StationError::from_path_error(err, || Some(value.clone())))
+    }
+
+    /// The v1 JSON of this station.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serialising plain data to a Vec cannot fail: no map has non-string keys and every
+        // float is finite (the deserialisers reject the others).
+        serde_json::to_vec(self).expect("a Station always serialises")
+    }
+
+    /// Whether the station is open with no bike to rent.
+    pub fn is_empty(&self) -> bool {
+        self.status == Status::Open && self.available_bikes == 0
+    }
+}
+
+impl StationError {
+    fn from_path_error(
+        err: serde_path_to_error::Error<serde_json::Error>,
+        whole: impl FnOnce() -> Option<serde_json::Value>,
+    ) -> StationError {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        let reason = inner.to_string();
+        let field = if path != "." && !path.is_empty() {
+            Some(path)
+        } else {
+            // serde reports a missing field at the enclosing struct: pull the name out of
+            // "missing field `status`" so the caller still learns which field it is.
+            reason
+                .strip_prefix("missing field `")
+                .and_then(|r| r.split('`').next())
+                .map(str::to_owned)
+        };
+        let station = whole().and_then(|v| {
+            let contract = v.get("contract_name")?.as_str()?.to_owned();
+            let id = match v.get("number")? {
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::String(s) => s.clone(),
+                _ => return None,
+            };
+            Some(StationKey::new(&contract, &id).to_string())
+        });
+        StationError {
+            station,
+            field,
+            reason,
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! Unit tests over real-looking v1 payloads.
+
+use crate::*;
+
+const MARSEILLE: &str = r#"{
+    "number": 9087, "contract_name": "Marseille", "name": "9087-MAZARGUES",
+    "address": "MAZARGUES - ROND POINT DE MAZARGUES (OBELISQUE)",
+    "position": {"lat": 43.250903869637334, "lng": 5.403244616491982},
+    "banking": true, "bonus": false, "status": "OPEN", "bike_stands": 21,
+    "available_bike_stands": 20, "available_bikes": 1, "last_update": 1493734764000
+}"#;
+
+fn marseille() -> Station {
+    Station::from_json(MARSEILLE.as_bytes()).unwrap()
+}
+
+#[test]
+fn reads_the_tutorial_record() {
+    let s = marseille();
+    assert_eq!(s.number, StationId::Number(9087));
+    assert_eq!(s.contract_name, "Marseille");
+    assert_eq!(s.status, Status::Open);
+    assert_eq!(
+        (s.bike_stands, s.available_bike_stands, s.available_bikes),
+        (21, 20, 1)
+    );
+    assert_eq!(s.last_update, Some(1_493_734_764_000));
+    assert!(s.banking && !s.bonus);
+    assert_eq!(s.key().as_str(), "Marseille:9087");
+}
+
+#[test]
+fn serialises_to_the_same_v1_json() {
+    let original: serde_json::Value = serde_json::from_str(MARSEILLE).unwrap();
+    let written: serde_json::Value = serde_json::from_slice(&marseille().to_json()).unwrap();
+    assert_eq!(written, original);
+}
+
+#[test]
+fn null_last_update_and_closed_station() {
+    let json = MARSEILLE
+        .replace("1493734764000", "null")
+        .replace("\"OPEN\"", "\"CLOSED\"");
+    let s = Station::from_json(json.as_bytes()).unwrap();
+    assert_eq!(s.last_update, None);
+    assert_eq!(s.status, Status::Closed);
+    assert!(!s.is_empty(), "a closed station is not reported as empty");
+    let back: serde_json::Value = serde_json::from_slice(&s.to_json()).unwrap();
+    assert_eq!(back["last_update"], serde_json::Value::Null);
+    assert_eq!(back["status"], "CLOSED");
+}
+
+#[test]
+fn unicode_addresses_survive_a_round_trip() {
+    let json = MARSEILLE.replace(
+        "MAZARGUES - ROND POINT DE MAZARGUES (OBELISQUE)",
+        "San Juan Bosco - Santiago Rusiñol — Ñandú 北京 \\u00e9",
+    );
+    let s = Station::from_json(json.as_bytes()).unwrap();
+    assert_eq!(
+        s.address,
+        "San Juan Bosco - Santiago Rusiñol — Ñandú 北京 é"
+    );
+    assert_eq!(Station::from_json(&s.to_json()).unwrap(), s);
+}
+
+#[test]
+fn numbers_written_as_strings_are_read() {
+    let json = r#"{"number": "42", "contract_name": "Lyon", "name": "x", "address": "y",
+        "position": {"lat": "45.75", "lng": "4.85"}, "banking": "true", "bonus": false,
+        "status": "open", "bike_stands": "20", "available_bike_stands": "5",
+        "available_bikes": 15.0, "last_update": "1700000000000"}"#;
+    let s = Station::from_json(json.as_bytes()).unwrap();
+    assert_eq!(s.number, StationId::Number(42));
+    assert_eq!(
+        (s.bike_stands, s.available_bike_stands, s.available_bikes),
+        (20, 5, 15)
+    );
+    assert_eq!(s.position.lat, 45.75);
+    assert_eq!(s.last_update, Some(1_700_000_000_000));
+    assert!(s.banking);
+    assert_eq!(s.status, Status::Open);
+    // Written back, numbers are numbers again.
+    let back: serde_json::Value = serde_json::from_slice(&s.to_json()).unwrap();
+    assert_eq!(back["number"], 42);
+    assert_eq!(back["bike_stands"], 20);
+}
+
+#[test]
+fn extra_fields_are_ignored() {
+    let json = MARSEILLE.replacen(
+        '{',
+        r#"{"totalStands": {"capacity": 21}, "connected": true, "overflow": null,"#,
+        1,
+    );
+    assert_eq!(Station::from_json(json.as_bytes()).unwrap(), marseille());
+}
+
+#[test]
+fn missing_descriptive_fields_default() {
+    let json = r#"{"number": 1, "contract_name": "Lyon", "position": {"lat": 1, "lng": 2},
+        "status": "OPEN", "bike_stands": 3, "available_bike_stands": 1, "available_bikes": 2}"#;
+    let s = Station::from_json(json.as_bytes()).unwrap();
+    assert_eq!((s.name.as_str(), s.address.as_str()), ("", ""));
+    assert!(!s.banking && !s.bonus);
+    assert_eq!(s.last_update, None);
+}
+
+#[test]
+fn text_station_ids_stay_text() {
+    assert_eq!(StationId::from_text("1001"), StationId::Number(1001));
+    assert_eq!(StationId::from_text("0"), StationId::Number(0));
+    assert_eq!(StationId::from_text("007"), StationId::Text("007".into()));
+    assert_eq!(
+        StationId::from_text("station:abc"),
+        StationId::Text("station:abc".into())
+    );
+    let json = MARSEILLE.replace("9087,", r#""a1b2","#);
+    let s = Station::from_json(json.as_bytes()).unwrap();
+    assert_eq!(s.key().as_str(), "Marseille:a1b2");
+    let back: serde_json::Value = serde_json::from_slice(&s.to_json()).unwrap();
+    assert_eq!(back["number"], "a1b2");
+}
+
+#[test]
+fn wrong_type_names_the_field_and_the_station() {
+    let json = MARSEILLE.replace(r#""available_bikes": 1"#, r#""available_bikes": "lots""#);
+    let err = Station::from_json(json.as_bytes()).unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("available_bikes"));
+    assert_eq!(err.station.as_deref(), Some("Marseille:9087"));
+    let msg = err.to_string();
+    assert!(
+        msg.contains("available_bikes") && msg.contains("Marseille:9087"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn nested_wrong_type_names_the_path() {
+    let json = MARSEILLE.replace("43.250903869637334", "[]");
+    let err = Station::from_json(json.as_bytes()).unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("position.lat"));
+}
+
+#[test]
+fn missing_required_field_is_named() {
+    let json = MARSEILLE.replace(r#""status": "OPEN","#, "");
+    let err = Station::from_json(json.as_bytes()).unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("status"));
+    assert_eq!(err.station.as_deref(), Some("Marseille:9087"));
+}
+
+#[test]
+fn negative_counts_and_unknown_status_are_errors() {
+    let json = MARSEILLE.replace(r#""bike_stands": 21"#, r#""bike_stands": -1"#);
+    let err = Station::from_json(json.as_bytes()).unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("bike_stands"));
+    let json = MARSEILLE.replace("\"OPEN\"", "\"BROKEN\"");
+    let err = Station::from_json(json.as_bytes()).unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("status"));
+}
+
+#[test]
+fn not_json_or_not_an_object_is_an_error_without_a_station() {
+    for input in ["not json", "[1,2,3]", "", "{\"number\": 1"] {
+        let err = Station::from_json(input.as_bytes()).unwrap_err();
+        assert_eq!(err.station, None, "{input}");
+        assert!(!err.reason.is_empty());
+    }
+    // Trailing garbage after a valid record is not silently accepted.
+    let err = Station::from_json(format!("{MARSEILLE} x").as_bytes()).unwrap_err();
+    assert!(err.reason.contains("trailing"), "{}", err.reason);
+}
+
+#[test]
+fn from_value_matches_from_json() {
+    let v: serde_json::Value = serde_json::from_str(MARSEILLE).unwrap();
+    assert_eq!(Station::from_value(&v).unwrap(), marseille());
+    let mut bad = v.clone();
+    bad["available_bike_stands"] = serde_json::json!(true);
+    let err = Station::from_value(&bad).unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("available_bike_stands"));
+    assert_eq!(err.station.as_deref(), Some("Marseille:9087"));
+}
+
+#[test]
+fn station_keys_split_and_parse() {
+    let key: StationKey = "Lyon:1001".parse().unwrap();
+    assert_eq!((key.contract(), key.id()), ("Lyon", "1001"));
+    let key: StationKey = "citybike:station:12".parse().unwrap();
+    assert_eq!((key.contract(), key.id()), ("citybike", "station:12"));
+    assert!("Lyon".parse::<StationKey>().is_err());
+    assert!(":1".parse::<StationKey>().is_err());
+    assert!("Lyon:".parse::<StationKey>().is_err());
+    // A contract name with a colon cannot make an ambiguous key.
+    let key = StationKey::new("a:b", "c");
+    assert_eq!((key.contract(), key.id()), ("a_b", "c"));
+    assert_eq!(key.as_str().parse::<StationKey>().unwrap(), key);
+    // Colliding numbers in two contracts are two stations.
+    assert_ne!(
+        StationKey::new("Lyon", "1001"),
+        StationKey::new("Toulouse", "1001")
+    );
+}
+
+#[test]
+fn change_lines_match_the_tutorial() {
+    let mut change = StationChange {
+        key: "Toulouse:2".parse().unwrap(),
+        contract: "Toulouse".into(),
+        address: "2 RUE GATIEN ARNOULT".into(),
+        name: "00002 - POOL".into(),
+        field: TrackedField::AvailableBikeStands,
+        previous: 0,
+        current: 2,
+        last_update: None,
+    };
+    assert_eq!(change.to_string(), "+2 2 RUE GATIEN ARNOULT (Toulouse)");
+    change.previous = 5;
+    assert_eq!(change.to_string(), "-3 2 RUE GATIEN ARNOULT (Toulouse)");
+    let json = serde_json::to_value(&change).unwrap();
+    assert_eq!(json["field"], "available_bike_stands");
+    assert_eq!(json["key"], "Toulouse:2");
+}
+
+#[test]
+fn tracked_field_reads_the_right_count() {
+    let s = marseille();
+    assert_eq!(TrackedField::AvailableBikeStands.of(&s), 20);
+    assert_eq!(TrackedField::AvailableBikes.of(&s), 1);
+}
+
+#[test]
+fn empty_station_events_round_trip_and_have_an_identity() {
+    let mut s = marseille();
+    s.available_bikes = 0;
+    assert!(s.is_empty());
+    let event = EmptyStationEvent::new(EmptinessKind::BecameEmpty, &s, 1_493_734_765_000);
+    let json: serde_json::Value = serde_json::from_slice(&event.to_json()).unwrap();
+    assert_eq!(json["version"], 1);
+    assert_eq!(json["kind"], "became_empty");
+    assert_eq!(json["key"], "Marseille:9087");
+    assert_eq!(json["position"]["lat"], 43.250903869637334);
+    assert_eq!(
+        EmptyStationEvent::from_json(&event.to_json()).unwrap(),
+        event
+    );
+    assert_eq!(event.event_time(), 1_493_734_764_000);
+    s.last_update = None;
+    let event2 = EmptyStationEvent::new(EmptinessKind::BecameEmpty, &s, 7);
+    assert_eq!(event2.event_time(), 7);
+    assert_ne!(event.identity(), event2.identity());
+    let err = EmptyStationEvent::from_json(br#"{"version": 1, "kind": "exploded"}"#).unwrap_err();
+    assert!(err.contains("kind"), "{err}");
+}
+
+#[test]
+fn snapshots_are_one_json_line() {
+    let snap = Snapshot {
+        taken_at: 1,
+        stations: vec![marseille()],
+    };
+    let line = serde_json::to_string(&snap).unwrap();
+    assert!(!line.contains('\n'));
+    assert_eq!(serde_json::from_str::<Snapshot>(&line).unwrap(), snap);
+}

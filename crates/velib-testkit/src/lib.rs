@@ -1,0 +1,319 @@
+//! Real Kafka-protocol brokers for velib's tests and demo, and helpers to use them.
+//!
+//! Two brokers are available, both spoken to over TCP on 127.0.0.1:
+//!
+//! - [`MockKafka`]: librdkafka's mock cluster, in-process. Fast, supports produce, fetch,
+//!   consumer groups and idempotence; no Admin API (topics are created through
+//!   [`MockKafka::create_topic`]) and no retention. Its consumer-group join delay is set to 0 so
+//!   a group forms at once instead of after 3 s.
+//! - tansu, a separate process started by `cargo xtask test` (or `cargo xtask broker`), whose
+//!   address tests read from [`TANSU_ENV`] through [`tansu_bootstrap`]. Tests that need it are
+//!   `#[ignore]`d, so plain `cargo test` runs without it.
+//!
+//! Every test takes fresh topic and group names from [`unique_name`], so tests sharing a broker
+//! never see each other's records.
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::BaseProducer;
+use rdkafka_sys as rdsys;
+use std::ffi::{CStr, CString};
+use std::future::Future;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The environment variable through which `cargo xtask test` hands the tansu broker's
+/// bootstrap address to the `#[ignore]`d tests.
+pub const TANSU_ENV: &str = "VELIB_TANSU_BOOTSTRAP";
+
+/// A librdkafka mock cluster running inside this process, listening on 127.0.0.1.
+///
+/// Clients reach it through [`bootstrap_servers`](MockKafka::bootstrap_servers) like any
+/// broker. It is destroyed when dropped.
+pub struct MockKafka {
+    cluster: NonNull<rdsys::rd_kafka_mock_cluster_t>,
+    bootstrap: String,
+    brokers: i32,
+    // The client handle whose background thread runs the cluster; it must outlive `cluster`,
+    // which `Drop` guarantees by destroying the cluster first.
+    _handle: BaseProducer,
+}
+
+// SAFETY: every mock-cluster call used here is a request queued to the cluster's own thread
+// (librdkafka's mock API is designed to be called from any thread); the pointer itself is
+// never mutated after construction.
+unsafe impl Send for MockKafka {}
+// SAFETY: as above; all methods take `&self` and only enqueue operations.
+unsafe impl Sync for MockKafka {}
+
+impl std::fmt::Debug for MockKafka {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockKafka")
+            .field("bootstrap", &self.bootstrap)
+            .field("brokers", &self.brokers)
+            .finish()
+    }
+}
+
+impl MockKafka {
+    /// Starts a cluster of `brokers` brokers (ids `1..=brokers`) with an immediate consumer-group
+    /// join.
+    ///
+    /// # Errors
+    ///
+    /// When librdkafka cannot create the cluster (for example, no free port).
+    pub fn start(brokers: i32) -> Result<MockKafka, KafkaError> {
+        let handle: BaseProducer = ClientConfig::new()
+            // The handle exists only to host the cluster; keep it quiet.
+            .set("log_level", "3")
+            .create()?;
+        // SAFETY: `handle` is a valid client for the duration of the call and is kept alive
+        // in the returned struct for as long as the cluster exists.
+        let raw =
+            unsafe { rdsys::rd_kafka_mock_cluster_new(handle.client().native_ptr(), brokers) };
+        let cluster = NonNull::new(raw).ok_or(KafkaError::MockCluster(RDKafkaErrorCode::Fail))?;
+        // SAFETY: `cluster` is the live cluster created above.
+        let bootstrap = unsafe {
+            rdsys::rd_kafka_mock_group_initial_rebalance_delay_ms(cluster.as_ptr(), 0);
+            CStr::from_ptr(rdsys::rd_kafka_mock_cluster_bootstraps(cluster.as_ptr()))
+                .to_string_lossy()
+                .into_owned()
+        };
+        Ok(MockKafka {
+            cluster,
+            bootstrap,
+            brokers,
+            _handle: handle,
+        })
+    }
+
+    /// The `bootstrap.servers` value for clients of this cluster.
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// The number of brokers.
+    pub fn brokers(&self) -> i32 {
+        self.brokers
+    }
+
+    /// Creates `topic` with `partitions` partitions (replication factor 1).
+    ///
+    /// # Errors
+    ///
+    /// The broker's error, for example when the topic exists.
+    pub fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), KafkaError> {
+        let name = CString::new(topic)
+            .map_err(|_| KafkaError::MockCluster(RDKafkaErrorCode::InvalidArgument))?;
+        // SAFETY: the cluster is alive while `self` is; `name` outlives the call.
+        let err = unsafe {
+            rdsys::rd_kafka_mock_topic_create(self.cluster.as_ptr(), name.as_ptr(), partitions, 1)
+        };
+        check(err)
+    }
+
+    /// Takes broker `id` down: its connections are closed and new ones refused.
+    ///
+    /// # Errors
+    ///
+    /// When there is no such broker.
+    pub fn broker_down(&self, id: i32) -> Result<(), KafkaError> {
+        // SAFETY: the cluster is alive while `self` is.
+        check(unsafe { rdsys::rd_kafka_mock_broker_set_down(self.cluster.as_ptr(), id) })
+    }
+
+    /// Brings broker `id` back up.
+    ///
+    /// # Errors
+    ///
+    /// When there is no such broker.
+    pub fn broker_up(&self, id: i32) -> Result<(), KafkaError> {
+        // SAFETY: the cluster is alive while `self` is.
+        check(unsafe { rdsys::rd_kafka_mock_broker_set_up(self.cluster.as_ptr(), id) })
+    }
+
+    /// Takes every broker down.
+    ///
+    /// # Errors
+    ///
+    /// As [`broker_down`](MockKafka::broker_down).
+    pub fn all_brokers_down(&self) -> Result<(), KafkaError> {
+        (1..=self.brokers).try_for_each(|id| self.broker_down(id))
+    }
+
+    /// Brings every broker back up.
+    ///
+    /// # Errors
+    ///
+    /// As [`broker_up`](MockKafka::broker_up).
+    pub fn all_brokers_up(&self) -> Result<(), KafkaError> {
+        (1..=self.brokers).try_for_each(|id| self.broker_up(id))
+    }
+}
+
+impl Drop for MockKafka {
+    fn drop(&mut self) {
+        // SAFETY: created in `start`, destroyed exactly once, before `_handle` is dropped.
+        unsafe { rdsys::rd_kafka_mock_cluster_destroy(self.cluster.as_ptr()) }
+    }
+}
+
+fn check(err: rdsys::rd_kafka_resp_err_t) -> Result<(), KafkaError> {
+    let code: RDKafkaErrorCode = err.into();
+    if code == RDKafkaErrorCode::NoError {
+        Ok(())
+    } else {
+        Err(KafkaError::MockCluster(code))
+    }
+}
+
+/// The bootstrap address of the tansu broker started by `cargo xtask test`.
+///
+/// # Panics
+///
+/// When [`TANSU_ENV`] is not set, with a message saying how to run these tests.
+pub fn tansu_bootstrap() -> String {
+    std::env::var(TANSU_ENV).unwrap_or_else(|_| {
+        panic!(
+            "{TANSU_ENV} is not set: this test needs the tansu broker. Run `cargo xtask test`, \
+             or start one with `cargo xtask broker` and export {TANSU_ENV}=<its address>"
+        )
+    })
+}
+
+/// Creates `topic` through the Admin API (CreateTopics), as against tansu or Apache Kafka.
+///
+/// # Errors
+///
+/// The broker's error for the topic, or a client error.
+pub async fn admin_create_topic(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    let results = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await?;
+    for result in results {
+        if let Err((_topic, code)) = result {
+            return Err(KafkaError::AdminOp(code));
+        }
+    }
+    Ok(())
+}
+
+/// A name no other test has used: `prefix-<pid>-<time>-<counter>`, valid as a topic or group.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{}-{nanos:x}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` once `timeout` has passed.
+///
+/// This is how tests wait for an asynchronous outcome without sleeping a guessed time.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A consumer in a fresh group reading `topic` from the beginning.
+///
+/// # Errors
+///
+/// A client error.
+pub fn reader(bootstrap: &str, topic: &str) -> Result<StreamConsumer, KafkaError> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique_name("velib-test-reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    Ok(consumer)
+}
+
+/// Reads `topic` from the beginning until `count` records arrived, or panics after `timeout`
+/// with how many did.
+///
+/// # Panics
+///
+/// On a consumer error or when fewer than `count` records arrive in time.
+pub async fn read_records(
+    bootstrap: &str,
+    topic: &str,
+    count: usize,
+    timeout: Duration,
+) -> Vec<OwnedMessage> {
+    let consumer = reader(bootstrap, topic).expect("create a reader");
+    let mut out = Vec::with_capacity(count);
+    let deadline = tokio::time::Instant::now() + timeout;
+    while out.len() < count {
+        match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Ok(Ok(m)) => out.push(m.detach()),
+            Ok(Err(e)) => panic!("reading {topic}: {e}"),
+            Err(_) => panic!(
+                "timed out after {timeout:?} reading {topic}: {} of {count} records",
+                out.len()
+            ),
+        }
+    }
+    out
+}
+
+/// Reads whatever `topic` holds, stopping after `quiet` without a new record. For checking that
+/// nothing *more* than expected arrived.
+///
+/// # Panics
+///
+/// On a consumer error.
+pub async fn read_until_quiet(bootstrap: &str, topic: &str, quiet: Duration) -> Vec<OwnedMessage> {
+    let consumer = reader(bootstrap, topic).expect("create a reader");
+    let mut out = Vec::new();
+    loop {
+        match tokio::time::timeout(quiet, consumer.recv()).await {
+            Ok(Ok(m)) => out.push(m.detach()),
+            Ok(Err(e)) => panic!("reading {topic}: {e}"),
+            Err(_) => return out,
+        }
+    }
+}
+
+/// The key of a record as UTF-8, for assertions.
+pub fn key_str(m: &OwnedMessage) -> &str {
+    m.key()
+        .map(|k| std::str::from_utf8(k).expect("UTF-8 key"))
+        .unwrap_or("")
+}
