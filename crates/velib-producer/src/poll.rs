@@ -1,0 +1,317 @@
+//! The poll loop: fetch a snapshot at a fixed rate, publish every station.
+//!
+//! Polls are scheduled on a fixed-rate clock. A poll that outlasts the interval makes the loop
+//! skip the ticks it missed (and say so) rather than fire them in a burst, so a slow API or a
+//! slow broker never makes polls pile up. Publishing only queues records: delivery runs on the
+//! producer's own thread, so the next poll never waits for the previous one's delivery reports.
+//!
+//! Delivery is as [`crate::sink`] describes: every queued record is delivered once or reported
+//! failed; on shutdown the loop stops polling, flushes with a bounded timeout and reports how
+//! many records were left undelivered.
+
+use crate::changed::ChangeFilter;
+use crate::sink::{EnqueueError, OutRecord, StationSink, enqueue_with_backpressure, flush_async};
+use std::fs::{File, OpenOptions};
+use std::future::Future;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tokio::time::MissedTickBehavior;
+use velib_model::Snapshot;
+use velib_source::{Backoff, SourceError, StationSource};
+
+/// What the poll loop does, apart from where it reads and writes.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// The topic station records go to.
+    pub topic: String,
+    /// Time between the starts of two polls.
+    pub interval: Duration,
+    /// Publish only stations whose counts, status or `last_update` changed since the previous
+    /// snapshot (the first snapshot is published whole).
+    pub changed_only: bool,
+    /// Also append every snapshot, as one JSON line, to this file (a recording for the replay
+    /// source).
+    pub record: Option<PathBuf>,
+    /// How long shutdown waits for queued records to be delivered.
+    pub flush_timeout: Duration,
+    /// Stop after this many successful polls (benchmarks, tests, one-shot runs).
+    pub max_polls: Option<u64>,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            topic: "velib-stations".into(),
+            interval: Duration::from_secs(1),
+            changed_only: false,
+            record: None,
+            flush_timeout: Duration::from_secs(30),
+            max_polls: None,
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProduceReport {
+    /// Successful polls.
+    pub polls: u64,
+    /// Failed polls.
+    pub poll_errors: u64,
+    /// Stations received from the source.
+    pub stations_fetched: u64,
+    /// Records queued for Kafka.
+    pub records_enqueued: u64,
+    /// Records acknowledged by the broker.
+    pub records_delivered: u64,
+    /// Records the producer reported as not delivered.
+    pub records_failed: u64,
+    /// Records not queued because the producer queue stayed full for a whole interval.
+    pub records_dropped: u64,
+    /// Records still without an outcome when the flush timeout ran out (should be 0).
+    pub undelivered_at_exit: u64,
+    /// Ticks skipped because a poll outlasted the interval.
+    pub skipped_ticks: u64,
+}
+
+/// Why the loop stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ProducerError {
+    /// The source failed in a way retrying cannot fix (for example a refused API key).
+    #[error("the station source failed: {0}")]
+    Source(#[source] SourceError),
+    /// The Kafka producer hit a fatal error.
+    #[error("the Kafka producer failed: {0}")]
+    Sink(String),
+    /// The `--record` file could not be opened.
+    #[error("cannot open the recording file {path} (--record): {source}")]
+    Record {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Polls `source` at `config.interval` and publishes every station to `sink`, until
+/// `shutdown` resolves, `config.max_polls` is reached, or the source is exhausted. Writes the
+/// tutorial's line per poll to `out`.
+///
+/// # Errors
+///
+/// A permanent source error, a fatal producer error, or an unusable `--record` file. Transient
+/// source errors are retried with backoff.
+pub async fn run<S, K>(
+    mut source: S,
+    sink: &K,
+    config: &ProducerConfig,
+    out: &mut (dyn Write + Send),
+    shutdown: impl Future<Output = ()>,
+) -> Result<ProduceReport, ProducerError>
+where
+    S: StationSource,
+    K: StationSink + ?Sized,
+{
+    let mut recorder = match &config.record {
+        Some(path) => Some(Recorder::open(path.clone())?),
+        None => None,
+    };
+    let mut filter = config.changed_only.then(ChangeFilter::new);
+    let mut report = ProduceReport::default();
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+    let mut ticker = tokio::time::interval(config.interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut payload = Vec::with_capacity(512);
+    tracing::info!(source = %source.describe(), topic = %config.topic, "producer started");
+
+    tokio::pin!(shutdown);
+    'polls: loop {
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            _ = ticker.tick() => {}
+        }
+        let started = Instant::now();
+        let fetched = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            r = source.fetch() => r,
+        };
+        let snapshot = match fetched {
+            Ok(s) => s,
+            Err(e) if e.class() == "exhausted" => {
+                tracing::info!("the source has no more snapshots");
+                break;
+            }
+            Err(e) if e.is_permanent() => return Err(ProducerError::Source(e)),
+            Err(e) => {
+                report.poll_errors += 1;
+                metrics::counter!("velib_producer_poll_errors_total", "class" => e.class())
+                    .increment(1);
+                let delay = backoff.next_delay(&e);
+                tracing::warn!(error = %e, retry_in = ?delay, "poll failed");
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown => break,
+                    () = tokio::time::sleep(delay) => {}
+                }
+                ticker.reset();
+                continue;
+            }
+        };
+        backoff.reset();
+        report.polls += 1;
+        report.stations_fetched += snapshot.stations.len() as u64;
+        metrics::counter!("velib_producer_polls_total").increment(1);
+        metrics::counter!("velib_producer_stations_fetched_total")
+            .increment(snapshot.stations.len() as u64);
+
+        if let Some(r) = recorder.as_mut() {
+            r.append(&snapshot);
+        }
+
+        // Records that cannot be queued before the next tick are dropped: the next snapshot
+        // supersedes them, and waiting longer would only make polls pile up.
+        let deadline = tokio::time::Instant::now() + config.interval;
+        let mut published = 0u64;
+        let mut unchanged = 0u64;
+        for (i, station) in snapshot.stations.iter().enumerate() {
+            if let Some(f) = filter.as_mut()
+                && !f.changed(station)
+            {
+                unchanged += 1;
+                continue;
+            }
+            payload.clear();
+            serde_json::to_writer(&mut payload, station).expect("a Station always serialises");
+            let key = station.key();
+            let record = OutRecord {
+                topic: &config.topic,
+                key: key.as_str().as_bytes(),
+                payload: &payload,
+                timestamp_ms: Some(snapshot.taken_at),
+                headers: &[],
+            };
+            match enqueue_with_backpressure(sink, &record, 0, deadline).await {
+                Ok(()) => published += 1,
+                Err(EnqueueError::QueueFull) => {
+                    let left = (snapshot.stations.len() - i) as u64;
+                    report.records_dropped += left;
+                    metrics::counter!("velib_producer_records_dropped_total").increment(left);
+                    tracing::warn!(
+                        dropped = left,
+                        "the producer queue stayed full for a whole interval (is the broker \
+                         reachable?); the rest of this snapshot is dropped, the next one \
+                         supersedes it"
+                    );
+                    break;
+                }
+                Err(e @ EnqueueError::Refused(_)) => {
+                    report.records_dropped += 1;
+                    tracing::error!(station = %key, error = %e, "record refused by the producer");
+                }
+            }
+            if let Some(fatal) = sink.fatal_error() {
+                return Err(ProducerError::Sink(fatal));
+            }
+        }
+        report.records_enqueued += published;
+        metrics::counter!("velib_producer_records_enqueued_total").increment(published);
+
+        let took = started.elapsed();
+        metrics::histogram!("velib_producer_poll_duration_seconds").record(took.as_secs_f64());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let _ = if filter.is_some() {
+            writeln!(
+                out,
+                "{now:.3} Produced {published} station records ({unchanged} unchanged) in {} ms",
+                took.as_millis()
+            )
+        } else {
+            writeln!(
+                out,
+                "{now:.3} Produced {published} station records in {} ms",
+                took.as_millis()
+            )
+        };
+        let _ = out.flush();
+
+        if took > config.interval {
+            let skipped = (took.as_nanos() / config.interval.as_nanos().max(1)) as u64;
+            report.skipped_ticks += skipped;
+            metrics::counter!("velib_producer_skipped_ticks_total").increment(skipped);
+            tracing::warn!(
+                took = ?took,
+                interval = ?config.interval,
+                skipped,
+                "the poll took longer than the interval; skipping the missed ticks"
+            );
+        }
+        if config.max_polls.is_some_and(|max| report.polls >= max) {
+            break 'polls;
+        }
+    }
+
+    tracing::info!(timeout = ?config.flush_timeout, "stopping: flushing queued records");
+    report.undelivered_at_exit = flush_async(sink, config.flush_timeout).await;
+    let counts = sink.counts();
+    report.records_delivered = counts.delivered;
+    report.records_failed = counts.failed;
+    if report.undelivered_at_exit > 0 || counts.failed > 0 {
+        tracing::error!(
+            undelivered = report.undelivered_at_exit,
+            failed = counts.failed,
+            "some station records were not delivered"
+        );
+    } else {
+        tracing::info!(
+            delivered = counts.delivered,
+            "all station records delivered"
+        );
+    }
+    Ok(report)
+}
+
+/// Appends snapshots to a recording, one JSON line each.
+struct Recorder {
+    path: PathBuf,
+    file: BufWriter<File>,
+    failing: bool,
+}
+
+impl Recorder {
+    fn open(path: PathBuf) -> Result<Recorder, ProducerError> {
+        match OpenOptions::new().create(true).append(true).open(&path) {
+            Ok(f) => Ok(Recorder {
+                path,
+                file: BufWriter::new(f),
+                failing: false,
+            }),
+            Err(source) => Err(ProducerError::Record { path, source }),
+        }
+    }
+
+    /// A failed write does not stop publishing; it is logged when it starts failing and when
+    /// it recovers, not on every snapshot.
+    fn append(&mut self, snapshot: &Snapshot) {
+        let result = serde_json::to_writer(&mut self.file, snapshot)
+            .map_err(std::io::Error::from)
+            .and_then(|()| self.file.write_all(b"\n"))
+            .and_then(|()| self.file.flush());
+        match result {
+            Err(e) if !self.failing => {
+                self.failing = true;
+                tracing::error!(path = %self.path.display(), error = %e, "cannot append to the recording (--record)");
+            }
+            Ok(()) if self.failing => {
+                self.failing = false;
+                tracing::info!(path = %self.path.display(), "the recording is being written again");
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! Keys land where Kafka's Java client (and kafka-python) would put them.
+
+use crate::*;
+use rdkafka::Message;
+use velib_producer::{OutRecord, StationSink};
+use velib_testkit::{MockKafka, read_records, unique_name};
+
+/// Kafka's `Utils.murmur2` (clients/src/main/java/org/apache/kafka/common/utils/Utils.java),
+/// ported as written, so the test has its own reference for the Java client's partitioner.
+fn java_murmur2(data: &[u8]) -> i32 {
+    const M: i32 = 0x5bd1_e995;
+    let seed: i32 = 0x9747_b28c_u32 as i32;
+    let len = data.len();
+    let mut h: i32 = seed ^ (len as i32);
+    for chunk in data.chunks_exact(4) {
+        let mut k = i32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        k = k.wrapping_mul(M);
+        k ^= ((k as u32) >> 24) as i32;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let tail = &data[len & !3..];
+    if tail.len() >= 3 {
+        h ^= i32::from(tail[2]) << 16;
+    }
+    if tail.len() >= 2 {
+        h ^= i32::from(tail[1]) << 8;
+    }
+    if !tail.is_empty() {
+        h ^= i32::from(tail[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= ((h as u32) >> 13) as i32;
+    h = h.wrapping_mul(M);
+    h ^= ((h as u32) >> 15) as i32;
+    h
+}
+
+/// `Utils.toPositive(murmur2(key)) % partitions`: the Java client's default partitioner.
+fn java_partition(key: &str, partitions: i32) -> i32 {
+    (java_murmur2(key.as_bytes()) & 0x7fff_ffff) % partitions
+}
+
+#[test]
+fn the_reference_matches_kafkas_own_test_vectors() {
+    // From Kafka's UtilsTest.testMurmur2.
+    for (input, expected) in [
+        ("21", -973_932_308),
+        ("foobar", -790_332_482),
+        ("a-little-bit-long-string", -985_981_536),
+        ("a-little-bit-longer-string", -1_486_304_829),
+        (
+            "lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+            -58_897_971,
+        ),
+        ("abc", 479_470_107),
+    ] {
+        assert_eq!(java_murmur2(input.as_bytes()), expected, "{input}");
+    }
+}
+
+#[tokio::test]
+async fn keys_land_in_the_java_clients_partitions() {
+    let kafka = MockKafka::start(1).unwrap();
+    let topic = unique_name("velib-murmur2");
+    kafka.create_topic(&topic, 10).unwrap();
+    let sink = sink(kafka.bootstrap_servers());
+    let keys = [
+        "Lyon:1001",
+        "Toulouse:1001",
+        "Marseille:9087",
+        "Paris:16107",
+        "citybike:a1b2",
+        "Bruxelles-Capitale:31",
+        "Seville:260",
+        "Ljubljana:1",
+    ];
+    for key in keys {
+        let record = OutRecord {
+            topic: &topic,
+            key: key.as_bytes(),
+            payload: b"{}",
+            timestamp_ms: None,
+            headers: &[],
+        };
+        sink.enqueue(&record, 0).unwrap();
+    }
+    assert_eq!(sink.flush(TIMEOUT), 0);
+    let records = read_records(kafka.bootstrap_servers(), &topic, keys.len(), TIMEOUT).await;
+    let mut partitions_used = std::collections::HashSet::new();
+    for m in &records {
+        let key = velib_testkit::key_str(m);
+        assert_eq!(m.partition(), java_partition(key, 10), "partition of {key}");
+        partitions_used.insert(m.partition());
+    }
+    // The keys above spread over several partitions, so a partitioner that ignored the key
+    // (or sent everything to partition 0) would fail.
+    assert!(partitions_used.len() >= 4, "{partitions_used:?}");
+}
