@@ -77,12 +77,17 @@ pub enum SourceError {
     },
 
     /// No complete response within the configured connect or total timeout.
-    #[error("request to {url} timed out after {timeout:?} (SourceOptions::request_timeout)")]
+    #[error(
+        "request to {url} timed out (connect timeout {connect:?}, total timeout {total:?}; \
+         see SourceOptions::connect_timeout and request_timeout)"
+    )]
     Timeout {
         /// The request URL, redacted.
         url: String,
-        /// The total timeout that elapsed.
-        timeout: Duration,
+        /// The connect timeout in force.
+        connect: Duration,
+        /// The total (connect, send, and read the whole body) timeout in force.
+        total: Duration,
     },
 
     /// The response body is larger than the configured cap.

@@ -5,6 +5,7 @@
 //!
 //! | source | argument | what it reads |
 //! |---|---|---|
+//! | [`JcDecauxSource`] | `jcdecaux`, `jcdecaux:<contract>` | JCDecaux's v1 API (needs a key; retired 2026-12-31) |
 //! | [`SimulateSource`] | `simulate`, `simulate:<N>` | a seeded synthetic city (the default, and the benchmark load) |
 //!
 //! # Errors and retries
@@ -35,11 +36,18 @@
 
 mod backoff;
 mod error;
+mod http;
+mod jcdecaux;
+mod options;
 mod rng;
 mod simulate;
+mod skips;
+mod time;
 
 pub use backoff::Backoff;
 pub use error::SourceError;
+pub use jcdecaux::JcDecauxSource;
+pub use options::SourceOptions;
 pub use simulate::{SimulateConfig, SimulateSource};
 pub use velib_model::Snapshot;
 

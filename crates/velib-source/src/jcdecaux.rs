@@ -1,0 +1,160 @@
+//! JCDecaux's v1 API, `GET {base}/vls/v1/stations?apiKey=…[&contract=…]`.
+//!
+//! JCDecaux retires v1 on 2026-12-31; its GBFS feeds (see [`GbfsSource`](crate::GbfsSource),
+//! `gbfs:<contract>`) replace it and need no key.
+
+use crate::http::{self, Hints, Limits};
+use crate::options::parse_base_url;
+use crate::skips::PollSkips;
+use crate::time::now_ms;
+use crate::{SourceError, SourceOptions, StationSource};
+use reqwest::{Client, Url};
+use secrecy::{ExposeSecret, SecretString};
+use velib_model::{Snapshot, Station};
+
+const HINTS: Hints = Hints {
+    refused: "the JCDecaux API key was refused",
+    refused_hint: "check --jcdecaux-api-key or JCDECAUX_API_KEY (keys are issued at \
+                   https://developer.jcdecaux.com), or use gbfs:<contract>, which needs no key",
+    not_found_hint: "check the contract name and --jcdecaux-base-url",
+};
+
+/// Stations from JCDecaux's v1 API, all contracts or one.
+///
+/// The key is held as a [`SecretString`]: it is sent in the query string (JCDecaux offers no
+/// header) but never appears in [`describe`](StationSource::describe), `Debug`, errors or logs,
+/// where URLs show `apiKey=REDACTED`.
+///
+/// A record that [`Station::from_value`] rejects is skipped and counted; a body that is not a
+/// JSON array is a [`SourceError::Malformed`]. `taken_at` is the time the response arrived.
+///
+/// ```no_run
+/// use velib_source::{JcDecauxSource, SourceOptions, StationSource};
+///
+/// # async fn run() -> Result<(), velib_source::SourceError> {
+/// let options = SourceOptions {
+///     jcdecaux_api_key: Some(std::env::var("JCDECAUX_API_KEY").unwrap_or_default().into()),
+///     ..SourceOptions::default()
+/// };
+/// let mut lyon = JcDecauxSource::new(&options, Some("Lyon".into()))?;
+/// println!("{}", lyon.describe()); // JCDecaux v1 at https://api.jcdecaux.com/ (contract Lyon)
+/// let snapshot = lyon.fetch().await?;
+/// println!("{} stations", snapshot.stations.len());
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct JcDecauxSource {
+    client: Client,
+    base_url: Url,
+    /// The request URL without the key; the key is appended per request so the stored URL can
+    /// be shown.
+    stations_url: Url,
+    api_key: SecretString,
+    contract: Option<String>,
+    limits: Limits,
+    skipped: u64,
+}
+
+impl JcDecauxSource {
+    /// A source for `contract` (all contracts when `None`) using the key, base URL, client and
+    /// limits of `options`.
+    ///
+    /// # Errors
+    ///
+    /// [`SourceError::Config`] when there is no key or the base URL is not an http(s) URL.
+    pub fn new(options: &SourceOptions, contract: Option<String>) -> Result<Self, SourceError> {
+        let api_key = options
+            .jcdecaux_api_key
+            .clone()
+            .filter(|k| !k.expose_secret().trim().is_empty())
+            .ok_or_else(|| {
+                SourceError::Config(
+                    "the jcdecaux source needs an API key: pass --jcdecaux-api-key or set \
+                     JCDECAUX_API_KEY, or use gbfs:<contract>, which needs none"
+                        .to_owned(),
+                )
+            })?;
+        let base_url = parse_base_url(&options.jcdecaux_base_url, "--jcdecaux-base-url")?;
+        let mut stations_url = base_url
+            .join("vls/v1/stations")
+            .map_err(|err| SourceError::Config(format!("--jcdecaux-base-url: {err}")))?;
+        let contract = contract
+            .map(|c| c.trim().to_owned())
+            .filter(|c| !c.is_empty());
+        if let Some(c) = &contract {
+            stations_url.query_pairs_mut().append_pair("contract", c);
+        }
+        Ok(JcDecauxSource {
+            client: options.http_client()?,
+            base_url,
+            stations_url,
+            api_key,
+            contract,
+            limits: options.limits(),
+            skipped: 0,
+        })
+    }
+
+    fn request_url(&self) -> Url {
+        let mut url = self.stations_url.clone();
+        url.query_pairs_mut()
+            .append_pair("apiKey", self.api_key.expose_secret());
+        url
+    }
+}
+
+impl StationSource for JcDecauxSource {
+    fn describe(&self) -> String {
+        match &self.contract {
+            Some(c) => format!("JCDecaux v1 at {} (contract {c})", self.base_url),
+            None => format!("JCDecaux v1 at {} (all contracts)", self.base_url),
+        }
+    }
+
+    async fn fetch(&mut self) -> Result<Snapshot, SourceError> {
+        let key = Some(&self.api_key);
+        let body = http::get(&self.client, &self.request_url(), self.limits, key, HINTS).await?;
+        let taken_at = now_ms();
+        let value = body.json("a JSON array of stations", key)?;
+        let serde_json::Value::Array(records) = value else {
+            let what = match &value {
+                serde_json::Value::Object(map) => match map.get("error") {
+                    Some(e) => format!("an error object ({e})"),
+                    None => "a JSON object".to_owned(),
+                },
+                other => format!("JSON {}", json_kind(other)),
+            };
+            return Err(body.malformed(
+                format!("expected a JSON array of stations, got {what}"),
+                key,
+            ));
+        };
+        let describe = self.describe();
+        let mut skips = PollSkips::new(&describe);
+        let mut stations = Vec::with_capacity(records.len());
+        for (index, record) in records.iter().enumerate() {
+            match Station::from_value(record) {
+                Ok(station) => stations.push(station),
+                Err(err) => skips.skip(index, &err),
+            }
+        }
+        self.skipped += skips.finish(stations.len());
+        Ok(Snapshot { taken_at, stations })
+    }
+
+    fn skipped_records(&self) -> u64 {
+        self.skipped
+    }
+}
+
+/// The JSON type's name, for messages.
+pub(crate) fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "boolean",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
+    }
+}
