@@ -1,0 +1,330 @@
+//! Which events deserve a mail: duplicate suppression and the per-station cooldown. Pure: time
+//! is the events' own time ([`EmptyStationEvent::event_time`]), never the wall clock, so a
+//! replay decides exactly as the first pass did.
+//!
+//! # Rules
+//!
+//! For each station, remember the event time of the last "became empty" mail and of the last
+//! "bikes are back" mail. Then:
+//!
+//! - an event with the same identity (station, event time, kind) as the last mail of its kind
+//!   is a [`Verdict::Duplicate`]: the monitor is at-least-once, so the same event can arrive
+//!   twice;
+//! - an event older than the last mail of its kind is [`Verdict::Outdated`] (a replay after a
+//!   rebalance, for example);
+//! - a "became empty" event less than the cooldown after the last "empty" mail is
+//!   [`Verdict::CoolingDown`]: at most one "empty" mail per station per cooldown, however often
+//!   the station flaps;
+//! - a "bikes are back" event is only worth a mail if an "empty" mail was sent and not yet
+//!   answered, otherwise it is [`Verdict::NothingToRecover`]. So recovery mails never outnumber
+//!   "empty" mails, and flapping costs at most two mails per cooldown.
+//!
+//! # Memory
+//!
+//! One small entry per station that got a mail, at most `capacity` of them. Past that, entries
+//! whose last mail is older than the cooldown (relative to the newest event seen) are dropped
+//! first, then the least recently mailed. Forgetting a station only matters for a replay of an
+//! event older than the cooldown, which the consumer's `--max-age` filter usually stops first.
+
+use std::collections::HashMap;
+use std::time::Duration;
+use velib_model::{EmptinessKind, EmptyStationEvent, StationKey};
+
+/// What [`Dedupe::check`] decided about an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Mail it.
+    Send,
+    /// The same event as the last mail of its kind for this station.
+    Duplicate,
+    /// Older than the last mail of its kind for this station.
+    Outdated,
+    /// A "became empty" event within the cooldown of the previous "empty" mail.
+    CoolingDown,
+    /// A "bikes are back" event with no unanswered "empty" mail before it.
+    NothingToRecover,
+}
+
+impl Verdict {
+    /// A short name, used as the `reason` label of the suppression metric.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Send => "send",
+            Verdict::Duplicate => "duplicate",
+            Verdict::Outdated => "outdated",
+            Verdict::CoolingDown => "cooldown",
+            Verdict::NothingToRecover => "nothing_to_recover",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Mailed {
+    /// Event time of the last "became empty" mail.
+    empty: Option<i64>,
+    /// Event time of the last "bikes are back" mail.
+    recovery: Option<i64>,
+}
+
+impl Mailed {
+    fn last(&self) -> i64 {
+        self.empty
+            .unwrap_or(i64::MIN)
+            .max(self.recovery.unwrap_or(i64::MIN))
+    }
+}
+
+/// The cooldown and duplicate filter. See the [module docs](self) for its rules.
+///
+/// ```
+/// use std::time::Duration;
+/// use velib_alerts::dedupe::{Dedupe, Verdict};
+/// # use velib_model::*;
+/// # let station: Station = Station::from_json(br#"{"number": 1, "contract_name": "Lyon",
+/// #   "position": {"lat": 45.7, "lng": 4.8}, "status": "OPEN", "bike_stands": 10,
+/// #   "available_bike_stands": 10, "available_bikes": 0, "last_update": 1000}"#).unwrap();
+/// let event = EmptyStationEvent::new(EmptinessKind::BecameEmpty, &station, 1_000);
+///
+/// let mut dedupe = Dedupe::new(Duration::from_secs(15 * 60), 10_000);
+/// assert_eq!(dedupe.check(&event), Verdict::Send);
+/// dedupe.record(&event); // once the mail server accepted the mail
+/// assert_eq!(dedupe.check(&event), Verdict::Duplicate);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Dedupe {
+    cooldown_ms: i64,
+    capacity: usize,
+    stations: HashMap<StationKey, Mailed>,
+    newest: i64,
+}
+
+impl Dedupe {
+    /// A filter with the given cooldown, remembering at most `capacity` stations (at least 1).
+    pub fn new(cooldown: Duration, capacity: usize) -> Dedupe {
+        Dedupe {
+            cooldown_ms: i64::try_from(cooldown.as_millis()).unwrap_or(i64::MAX),
+            capacity: capacity.max(1),
+            stations: HashMap::new(),
+            newest: i64::MIN,
+        }
+    }
+
+    /// Whether `event` deserves a mail. Changes nothing: call [`record`](Dedupe::record) once
+    /// the mail is handled.
+    pub fn check(&self, event: &EmptyStationEvent) -> Verdict {
+        let t = event.event_time();
+        let mailed = self.stations.get(&event.key).copied().unwrap_or_default();
+        match event.kind {
+            EmptinessKind::BecameEmpty => match mailed.empty {
+                None => Verdict::Send,
+                Some(last) if t == last => Verdict::Duplicate,
+                Some(last) if t < last => Verdict::Outdated,
+                Some(last) if t - last < self.cooldown_ms => Verdict::CoolingDown,
+                Some(_) => Verdict::Send,
+            },
+            EmptinessKind::NoLongerEmpty => {
+                if mailed.recovery == Some(t) {
+                    return Verdict::Duplicate;
+                }
+                match (mailed.empty, mailed.recovery) {
+                    (None, _) => Verdict::NothingToRecover,
+                    (Some(empty), Some(recovery)) if recovery >= empty => {
+                        if t < recovery {
+                            Verdict::Outdated
+                        } else {
+                            Verdict::NothingToRecover
+                        }
+                    }
+                    (Some(empty), _) if t < empty => Verdict::Outdated,
+                    (Some(_), _) => Verdict::Send,
+                }
+            }
+        }
+    }
+
+    /// Records that a mail for `event` was handled (accepted by the mail server, or refused
+    /// for good), so its duplicates and the cooldown are judged against it.
+    pub fn record(&mut self, event: &EmptyStationEvent) {
+        let t = event.event_time();
+        self.newest = self.newest.max(t);
+        let mailed = self.stations.entry(event.key.clone()).or_default();
+        match event.kind {
+            EmptinessKind::BecameEmpty => mailed.empty = Some(t),
+            EmptinessKind::NoLongerEmpty => mailed.recovery = Some(t),
+        }
+        if self.stations.len() > self.capacity {
+            self.evict();
+        }
+    }
+
+    /// How many stations are remembered.
+    pub fn len(&self) -> usize {
+        self.stations.len()
+    }
+
+    /// Whether no station is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.stations.is_empty()
+    }
+
+    fn evict(&mut self) {
+        let (newest, cooldown) = (self.newest, self.cooldown_ms);
+        self.stations
+            .retain(|_, m| newest.saturating_sub(m.last()) < cooldown);
+        while self.stations.len() > self.capacity {
+            let oldest = self
+                .stations
+                .iter()
+                .min_by_key(|(_, m)| m.last())
+                .map(|(k, _)| k.clone());
+            match oldest {
+                Some(k) => self.stations.remove(&k),
+                None => break,
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use velib_model::{Position, Station, StationId, Status};
+
+    const MIN: i64 = 60_000;
+
+    fn ev(key: &str, kind: EmptinessKind, t: i64) -> EmptyStationEvent {
+        let key: StationKey = key.parse().unwrap();
+        let station = Station {
+            number: StationId::from_text(key.id()),
+            contract_name: key.contract().to_owned(),
+            name: String::new(),
+            address: String::new(),
+            position: Position { lat: 0.0, lng: 0.0 },
+            banking: false,
+            bonus: false,
+            bike_stands: 1,
+            available_bike_stands: 1,
+            available_bikes: 0,
+            status: Status::Open,
+            last_update: Some(t),
+        };
+        EmptyStationEvent::new(kind, &station, t + 5)
+    }
+
+    fn empty(key: &str, t: i64) -> EmptyStationEvent {
+        ev(key, EmptinessKind::BecameEmpty, t)
+    }
+
+    fn back(key: &str, t: i64) -> EmptyStationEvent {
+        ev(key, EmptinessKind::NoLongerEmpty, t)
+    }
+
+    /// Feeds `events` through a 15-minute filter, recording what it lets through, and returns
+    /// the verdicts.
+    fn run(events: &[EmptyStationEvent]) -> Vec<Verdict> {
+        let mut dedupe = Dedupe::new(Duration::from_secs(15 * 60), 100);
+        events
+            .iter()
+            .map(|e| {
+                let v = dedupe.check(e);
+                if v == Verdict::Send {
+                    dedupe.record(e);
+                }
+                v
+            })
+            .collect()
+    }
+
+    #[test]
+    fn duplicates_and_cooldown() {
+        use Verdict::*;
+        let verdicts = run(&[
+            empty("Lyon:1", 0),
+            empty("Lyon:1", 0),
+            empty("Lyon:2", 0),
+            empty("Lyon:1", 5 * MIN),
+            empty("Lyon:1", 0),
+            empty("Lyon:1", 15 * MIN - 1),
+            empty("Lyon:1", 15 * MIN),
+            empty("Lyon:1", 15 * MIN),
+            empty("Lyon:1", 10 * MIN),
+        ]);
+        assert_eq!(
+            verdicts,
+            [
+                Send,
+                Duplicate,
+                Send,
+                CoolingDown,
+                Duplicate,
+                CoolingDown,
+                Send,
+                Duplicate,
+                Outdated
+            ]
+        );
+    }
+
+    #[test]
+    fn recovery_only_answers_an_empty_mail() {
+        use Verdict::*;
+        let verdicts = run(&[
+            back("Lyon:1", 0),
+            empty("Lyon:1", MIN),
+            back("Lyon:1", 2 * MIN),
+            back("Lyon:1", 2 * MIN),
+            // Flapping inside the cooldown: neither mail again.
+            empty("Lyon:1", 3 * MIN),
+            back("Lyon:1", 4 * MIN),
+            // After the cooldown, one more pair.
+            empty("Lyon:1", 20 * MIN),
+            back("Lyon:1", 10 * MIN),
+            back("Lyon:1", 21 * MIN),
+        ]);
+        assert_eq!(
+            verdicts,
+            [
+                NothingToRecover,
+                Send,
+                Send,
+                Duplicate,
+                CoolingDown,
+                NothingToRecover,
+                Send,
+                Outdated,
+                Send
+            ]
+        );
+    }
+
+    #[test]
+    fn zero_cooldown_still_drops_duplicates() {
+        let mut dedupe = Dedupe::new(Duration::ZERO, 10);
+        let e = empty("Lyon:1", 0);
+        assert_eq!(dedupe.check(&e), Verdict::Send);
+        dedupe.record(&e);
+        assert_eq!(dedupe.check(&e), Verdict::Duplicate);
+        assert_eq!(dedupe.check(&empty("Lyon:1", 1)), Verdict::Send);
+    }
+
+    #[test]
+    fn check_does_not_record() {
+        let dedupe = Dedupe::new(Duration::from_secs(60), 10);
+        let e = empty("Lyon:1", 0);
+        assert_eq!(dedupe.check(&e), Verdict::Send);
+        assert_eq!(dedupe.check(&e), Verdict::Send);
+        assert!(dedupe.is_empty());
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let mut dedupe = Dedupe::new(Duration::from_secs(15 * 60), 3);
+        for i in 0..10 {
+            dedupe.record(&empty(&format!("Lyon:{i}"), i * MIN));
+        }
+        assert_eq!(dedupe.len(), 3);
+        // The most recent stations are the ones remembered.
+        assert_eq!(dedupe.check(&empty("Lyon:9", 9 * MIN)), Verdict::Duplicate);
+        assert_eq!(dedupe.check(&empty("Lyon:0", 0)), Verdict::Send);
+    }
+}
