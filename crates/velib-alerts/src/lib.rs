@@ -11,4 +11,6 @@
 //! - [`consumer`]: the Kafka loop and its delivery guarantee, behind [`run`].
 
 pub mod dedupe;
+pub mod mail;
 pub mod select;
+pub mod smtp_url;

@@ -1,0 +1,462 @@
+//! The alert e-mail: composing it from an event, and the [`Mailer`]s that send it.
+//!
+//! # Untrusted text
+//!
+//! Station names and addresses come from the bike-share API, so they are untrusted. Two layers
+//! keep them from breaking a message:
+//!
+//! 1. lettre's header encoding: a `Subject` (or any header) holding CR or LF is written as an
+//!    RFC 2047 encoded word, so it can never end the header and start another one (a test in
+//!    this module proves it on lettre itself, without layer 2);
+//! 2. [`compose`] replaces control characters in station text with spaces and bounds its
+//!    length, so a name cannot fake extra lines in the body either.
+//!
+//! # One message per recipient
+//!
+//! Each `--to` address gets its own message (and SMTP transaction). A recipient that the server
+//! refuses for good (`550 no such user`) then costs only that recipient's mail, and a retry
+//! after a temporary failure resends only to the recipients that did not get it yet.
+
+use lettre::message::{Mailbox, Message, header::ContentType};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use std::fmt;
+use std::future::Future;
+use std::io::Write;
+use std::sync::Mutex;
+use velib_model::{EmptinessKind, EmptyStationEvent};
+
+/// The longest station text (name, address, contract) put in a mail, in characters.
+const MAX_TEXT: usize = 200;
+
+/// An alert that could not be turned into a message.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot compose the alert mail: {0}")]
+pub struct ComposeError(#[from] lettre::error::Error);
+
+/// Builds the mail for `event`, from `from` to `to`.
+///
+/// The subject names the station and its contract; the body adds the address, the counts, the
+/// status, the event time (UTC: events carry no time zone, and the contracts' zones are not
+/// known here) and an OpenStreetMap link to the station's position. The `Message-ID` is derived
+/// from the event's identity and the recipient, so a duplicate sent after a crash carries the
+/// same id, which many mail clients use to show it once.
+///
+/// # Errors
+///
+/// When lettre refuses the message (it does not for valid mailboxes).
+pub fn compose(
+    event: &EmptyStationEvent,
+    from: &Mailbox,
+    to: &Mailbox,
+) -> Result<Message, ComposeError> {
+    let name = clean(&event.name);
+    let name = if name.is_empty() {
+        format!("station {}", clean(&event.number.to_string()))
+    } else {
+        name
+    };
+    let contract = clean(&event.contract);
+    let address = clean(&event.address);
+    let (subject, headline) = match event.kind {
+        EmptinessKind::BecameEmpty => (
+            format!("No bikes left at {name} ({contract})"),
+            format!("{name} ({contract}) has no bikes left."),
+        ),
+        EmptinessKind::NoLongerEmpty => (
+            format!("Bikes are back at {name} ({contract})"),
+            format!("Bikes are back at {name} ({contract})."),
+        ),
+    };
+    let (lat, lng) = (event.position.lat, event.position.lng);
+    // The map link sits on a line of its own: lines up to 76 characters keep an ASCII body in
+    // readable 7bit instead of quoted-printable.
+    let body = format!(
+        "{headline}\n\
+         \n\
+         Station:   {name}\n\
+         Address:   {address}\n\
+         Contract:  {contract}\n\
+         Key:       {key}\n\
+         Bikes:     {bikes} available\n\
+         Stands:    {stands} free of {total}\n\
+         Status:    {status}\n\
+         When:      {when}\n\
+         Map:\n\
+         https://www.openstreetmap.org/?mlat={lat:.5}&mlon={lng:.5}&zoom=18\n\
+         \n\
+         -- \n\
+         Sent by velib-alerts because you watch this station.\n",
+        key = clean(event.key.as_str()),
+        bikes = event.available_bikes,
+        stands = event.available_bike_stands,
+        total = event.bike_stands,
+        status = event.status,
+        when = format_utc(event.event_time()),
+    );
+    let message = Message::builder()
+        .from(from.clone())
+        .to(to.clone())
+        .subject(subject)
+        .message_id(Some(message_id(event, to)))
+        .user_agent(concat!("velib-alerts/", env!("CARGO_PKG_VERSION")).to_owned())
+        .header(ContentType::TEXT_PLAIN)
+        .body(body)?;
+    Ok(message)
+}
+
+/// Station text made safe for one line: control characters (CR, LF, tab, NUL…) become spaces,
+/// runs of spaces collapse, and the result is trimmed and at most [`MAX_TEXT`] characters.
+fn clean(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(MAX_TEXT));
+    let mut count = 0;
+    for c in text.chars() {
+        let c = if c.is_control() { ' ' } else { c };
+        if c == ' ' && (out.is_empty() || out.ends_with(' ')) {
+            continue;
+        }
+        if count == MAX_TEXT {
+            out.push('…');
+            break;
+        }
+        out.push(c);
+        count += 1;
+    }
+    out.truncate(out.trim_end().len());
+    out
+}
+
+/// `<hash.time@velib-alerts.invalid>`: stable for the same event and recipient.
+fn message_id(event: &EmptyStationEvent, to: &Mailbox) -> String {
+    // FNV-1a, not `DefaultHasher`: the id must stay the same across builds and restarts.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let kind = match event.kind {
+        EmptinessKind::BecameEmpty => "empty",
+        EmptinessKind::NoLongerEmpty => "back",
+    };
+    let parts = [
+        event.key.as_str(),
+        kind,
+        &event.event_time().to_string(),
+        to.email.as_ref(),
+    ];
+    for part in parts {
+        for b in part.bytes().chain([0]) {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("<{hash:016x}.{}@velib-alerts.invalid>", event.event_time())
+}
+
+/// Formats epoch milliseconds as `YYYY-MM-DD HH:MM:SS UTC`.
+///
+/// ```
+/// assert_eq!(velib_alerts::mail::format_utc(1493734764000), "2017-05-02 14:19:24 UTC");
+/// ```
+pub fn format_utc(epoch_ms: i64) -> String {
+    let secs = epoch_ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days: days since 1970-01-01 to a proleptic Gregorian date.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// How a failed send should be handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// The server is unreachable, timed out, failed the TLS handshake or answered 4xx: retry
+    /// the same mail later, and consume nothing further meanwhile.
+    Transient,
+    /// The server refused the credentials (530, 534, 535, 538). Nothing is wrong with the mail,
+    /// so it is retried like a transient failure (no alert is lost) while the log says to fix
+    /// `SMTP_USERNAME`/`SMTP_PASSWORD`.
+    Authentication,
+    /// The server refused this mail for good (another 5xx, e.g. 550 unknown recipient): log it
+    /// and skip it; retrying would only be refused again.
+    Permanent,
+}
+
+impl FailureClass {
+    /// `transient`, `authentication` or `permanent`: the `class` label of the failure metric.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureClass::Transient => "transient",
+            FailureClass::Authentication => "authentication",
+            FailureClass::Permanent => "permanent",
+        }
+    }
+
+    /// Whether the mail should be retried.
+    pub fn is_retryable(self) -> bool {
+        self != FailureClass::Permanent
+    }
+}
+
+impl fmt::Display for FailureClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A mail that was not sent.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{class} failure: {message}")]
+pub struct SendError {
+    /// What to do about it.
+    pub class: FailureClass,
+    /// What happened, from the mail library or server; never contains credentials.
+    pub message: String,
+}
+
+impl SendError {
+    /// Classifies a lettre SMTP error. See [`FailureClass`] for the rules.
+    pub fn from_smtp(err: &lettre::transport::smtp::Error) -> SendError {
+        let code = err.status().map(u16::from);
+        let class = match code {
+            Some(530 | 534 | 535 | 538) => FailureClass::Authentication,
+            _ if err.is_permanent() => FailureClass::Permanent,
+            _ => FailureClass::Transient,
+        };
+        // lettre's Display stops at the outermost error ("Connection error"); the cause
+        // ("Connection refused") is what a user needs.
+        let mut message = err.to_string();
+        let mut source = std::error::Error::source(err);
+        while let Some(cause) = source {
+            let cause_text = cause.to_string();
+            if !message.contains(&cause_text) {
+                message.push_str(": ");
+                message.push_str(&cause_text);
+            }
+            source = cause.source();
+        }
+        SendError { class, message }
+    }
+}
+
+/// Something that delivers a composed mail: SMTP for real, stdout for `--dry-run`.
+pub trait Mailer: Send + Sync {
+    /// Sends `message` to the recipients of its envelope. `Ok` means the server accepted it
+    /// (SMTP `250` after `DATA`); only then may the event's offset be stored.
+    fn send(&self, message: &Message) -> impl Future<Output = Result<(), SendError>> + Send;
+}
+
+/// Sends through an SMTP server with lettre's async transport.
+#[derive(Clone)]
+pub struct SmtpMailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    server: String,
+}
+
+impl SmtpMailer {
+    /// A mailer sending through `transport`; `server` is its redacted description, for logs
+    /// (see [`SmtpUrl::transport`](crate::smtp_url::SmtpUrl::transport)).
+    pub fn new(transport: AsyncSmtpTransport<Tokio1Executor>, server: impl Into<String>) -> Self {
+        SmtpMailer {
+            transport,
+            server: server.into(),
+        }
+    }
+}
+
+impl fmt::Debug for SmtpMailer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmtpMailer")
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mailer for SmtpMailer {
+    async fn send(&self, message: &Message) -> Result<(), SendError> {
+        match self.transport.send(message.clone()).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(SendError::from_smtp(&e)),
+        }
+    }
+}
+
+/// `--dry-run`: writes each mail, as it would go on the wire, to a writer (stdout by default)
+/// and reports it accepted.
+#[derive(Debug)]
+pub struct DryRunMailer<W> {
+    out: Mutex<W>,
+}
+
+impl DryRunMailer<std::io::Stdout> {
+    /// Writes to stdout.
+    pub fn stdout() -> Self {
+        DryRunMailer::new(std::io::stdout())
+    }
+}
+
+impl<W: Write + Send> DryRunMailer<W> {
+    /// Writes to `out`.
+    pub fn new(out: W) -> Self {
+        DryRunMailer {
+            out: Mutex::new(out),
+        }
+    }
+
+    /// The writer back.
+    pub fn into_inner(self) -> W {
+        self.out.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<W: Write + Send> Mailer for DryRunMailer<W> {
+    async fn send(&self, message: &Message) -> Result<(), SendError> {
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let to: Vec<String> = message
+            .envelope()
+            .to()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let result = writeln!(out, "----- dry run: mail to {} -----", to.join(", "))
+            .and_then(|()| out.write_all(&message.formatted()))
+            .and_then(|()| writeln!(out))
+            .and_then(|()| out.flush());
+        result.map_err(|e| SendError {
+            class: FailureClass::Transient,
+            message: format!("writing the dry-run mail: {e}"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use velib_model::{Position, Station, StationId, Status};
+
+    pub(crate) fn event(name: &str, address: &str) -> EmptyStationEvent {
+        let station = Station {
+            number: StationId::Number(1001),
+            contract_name: "Lyon".into(),
+            name: name.into(),
+            address: address.into(),
+            position: Position {
+                lat: 45.764,
+                lng: 4.8357,
+            },
+            banking: true,
+            bonus: false,
+            bike_stands: 20,
+            available_bike_stands: 20,
+            available_bikes: 0,
+            status: Status::Open,
+            last_update: Some(1_493_734_764_000),
+        };
+        EmptyStationEvent::new(EmptinessKind::BecameEmpty, &station, 1_493_734_765_000)
+    }
+
+    fn mbox(s: &str) -> Mailbox {
+        s.parse().unwrap()
+    }
+
+    /// The header section of a formatted message, one entry per header (continuation lines
+    /// folded back in).
+    fn header_names(raw: &[u8]) -> Vec<String> {
+        let text = String::from_utf8_lossy(raw);
+        let head = text.split("\r\n\r\n").next().unwrap();
+        head.split("\r\n")
+            .filter(|l| !l.starts_with([' ', '\t']))
+            .map(|l| l.split(':').next().unwrap().to_ascii_lowercase())
+            .collect()
+    }
+
+    #[test]
+    fn utc_formatting() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(format_utc(951_782_400_000), "2000-02-29 00:00:00 UTC");
+        assert_eq!(format_utc(-1_000), "1969-12-31 23:59:59 UTC");
+        assert_eq!(format_utc(1_709_251_199_999), "2024-02-29 23:59:59 UTC");
+    }
+
+    #[test]
+    fn clean_removes_control_characters_and_bounds_length() {
+        assert_eq!(clean("  A\r\nBcc: x\t y  "), "A Bcc: x y");
+        let long = "é".repeat(500);
+        assert_eq!(clean(&long).chars().count(), MAX_TEXT + 1);
+    }
+
+    #[test]
+    fn lettre_encodes_crlf_in_headers() {
+        // Layer 1 on its own: a raw CR/LF in a subject handed straight to lettre.
+        let message = Message::builder()
+            .from(mbox("a@example.com"))
+            .to(mbox("b@example.com"))
+            .subject("Empty\r\nBcc: victim@example.com\r\nX-Injected: yes")
+            .body(String::from("body"))
+            .unwrap();
+        let raw = message.formatted();
+        let names = header_names(&raw);
+        assert!(
+            !names.iter().any(|n| n == "bcc" || n == "x-injected"),
+            "{names:?}"
+        );
+        assert_eq!(names.iter().filter(|n| *n == "subject").count(), 1);
+    }
+
+    #[test]
+    fn composed_mail_names_the_station() {
+        let e = event("1001 - PLACE BELLECOUR", "Place Bellecour, 69002 Lyon");
+        let message = compose(
+            &e,
+            &mbox("Velib <alerts@example.com>"),
+            &mbox("me@example.com"),
+        )
+        .unwrap();
+        let raw = String::from_utf8(message.formatted()).unwrap();
+        assert!(
+            raw.contains("Subject: No bikes left at 1001 - PLACE BELLECOUR (Lyon)"),
+            "{raw}"
+        );
+        assert!(raw.contains("Place Bellecour, 69002 Lyon"), "{raw}");
+        assert!(raw.contains("2017-05-02 14:19:24 UTC"), "{raw}");
+        assert!(
+            raw.contains("?mlat=45.76400&mlon=4.83570&zoom=18\r\n"),
+            "{raw}"
+        );
+        assert!(raw.contains("Content-Transfer-Encoding: 7bit"), "{raw}");
+        assert_eq!(message.envelope().to().len(), 1);
+    }
+
+    #[test]
+    fn message_id_is_stable_per_event_and_recipient() {
+        let e = event("x", "y");
+        let (a, b) = (mbox("a@example.com"), mbox("b@example.com"));
+        assert_eq!(message_id(&e, &a), message_id(&e, &a));
+        assert_ne!(message_id(&e, &a), message_id(&e, &b));
+    }
+
+    #[test]
+    fn dry_run_writes_the_mail() {
+        let mailer = DryRunMailer::new(Vec::new());
+        let message = compose(
+            &event("Gare", "Rue"),
+            &mbox("a@example.com"),
+            &mbox("b@example.com"),
+        )
+        .unwrap();
+        futures::executor::block_on(mailer.send(&message)).unwrap();
+        let out = String::from_utf8(mailer.into_inner()).unwrap();
+        assert!(out.contains("dry run: mail to b@example.com"), "{out}");
+        assert!(
+            out.contains("Subject: No bikes left at Gare (Lyon)"),
+            "{out}"
+        );
+    }
+}

@@ -1,0 +1,7 @@
+//! velib-alerts integration tests: one binary (see STYLE.md), talking to real servers over TCP
+//! on 127.0.0.1: an SMTP server ([`smtp_sink`]) and librdkafka's mock Kafka cluster, or tansu
+//! for the `#[ignore]`d tests run by `cargo xtask test`.
+
+mod mail;
+mod smtp_sink;
+mod support;
