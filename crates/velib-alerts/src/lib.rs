@@ -10,7 +10,10 @@
 //! - [`smtp_url`]: `SMTP_URL`, with the password kept secret;
 //! - [`consumer`]: the Kafka loop and its delivery guarantee, behind [`run`].
 
+pub mod consumer;
 pub mod dedupe;
 pub mod mail;
 pub mod select;
 pub mod smtp_url;
+
+pub use consumer::{AlertsConfig, AlertsError, Retry, Stats, run};

@@ -2,6 +2,8 @@
 //! on 127.0.0.1: an SMTP server ([`smtp_sink`]) and librdkafka's mock Kafka cluster, or tansu
 //! for the `#[ignore]`d tests run by `cargo xtask test`.
 
+mod consumer;
 mod mail;
 mod smtp_sink;
 mod support;
+mod tansu;

@@ -1,0 +1,437 @@
+//! The alerts consumer: reads `velib-empty-stations`, mails the watched stations.
+//!
+//! # Delivery guarantee: at least once
+//!
+//! An event's offset is stored (and later committed, by librdkafka's auto-commit of *stored*
+//! offsets, and synchronously on shutdown) only once the event is *handled*: every recipient's
+//! mail was accepted by the mail server (`250` after `DATA`), or refused for good (5xx, logged
+//! and counted), or the event was deliberately left out (not watched, a duplicate, within the
+//! cooldown, too old, malformed). So a crash, a restart or a rebalance never skips an alert:
+//! the next owner of the partition starts at the first unhandled event.
+//!
+//! **The limit:** a crash after the server accepted a mail and before the offset was committed
+//! sends that mail again on restart (the in-memory duplicate filter does not survive the
+//! crash). So does a rebalance that hands the partition to another instance in that window.
+//! The duplicate carries the same `Message-ID`, which many mail clients use to show it once.
+//!
+//! # While the mail server is down
+//!
+//! A transient failure (connection refused, timeout, TLS handshake, SMTP 4xx, or refused
+//! credentials) holds the consumer on that event: it retries the same mail with exponential
+//! backoff ([`Retry`]) and consumes nothing further, so alerts are neither lost nor reordered.
+//! It logs "mail server unavailable, holding alerts" once when the hold starts and "mail server
+//! back" once when it ends. Shutdown interrupts the wait; the held event is not stored and is
+//! mailed after the restart.
+//!
+//! During a hold the consumer does not call `recv`, so after `max.poll.interval.ms` (librdkafka's
+//! default: 5 minutes; raise it with `-X max.poll.interval.ms=…` for long outages) librdkafka
+//! leaves the group and its partitions go to other members, if any. That is safe: the held
+//! event's offset was never stored. When the server is back this consumer mails the held event,
+//! fails to store its offset (the partition is no longer assigned; logged at debug level),
+//! rejoins on its next `recv`, receives the event again from the committed offset, and the
+//! duplicate filter drops it. With several instances, the member that took the partition may
+//! also mail it: the duplicate of the guarantee's limit.
+//!
+//! A permanent refusal (5xx other than authentication, e.g. `550 no such user`) is logged and
+//! skipped for that recipient: it would be refused again forever.
+//!
+//! # Where a new consumer group starts
+//!
+//! `auto.offset.reset=earliest`: a group with no committed offset (the first deployment, or
+//! offsets expired) starts at the oldest retained event, so events the monitor published before
+//! alerts first joined are not lost. The flood of stale alerts that could cause is stopped by
+//! [`AlertsConfig::max_age`]: older events are handled as filtered, not mailed.
+
+use crate::dedupe::{Dedupe, Verdict};
+use crate::mail::{self, FailureClass, Mailer};
+use crate::select::WatchList;
+use futures::FutureExt;
+use lettre::Message;
+use lettre::message::Mailbox;
+use metrics::{counter, gauge};
+use rdkafka::Message as _;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::BorrowedMessage;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use velib_model::{EmptinessKind, EmptyStationEvent};
+use velib_producer::KafkaArgs;
+
+/// The topic the monitor publishes emptiness events to.
+pub const DEFAULT_TOPIC: &str = "velib-empty-stations";
+/// The consumer group of the alerts consumer.
+pub const DEFAULT_GROUP: &str = "velib-alerts";
+
+/// Backoff between retries of a mail the server could not take.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    /// The first wait.
+    pub initial: Duration,
+    /// The longest wait; each wait doubles up to it.
+    pub max: Duration,
+}
+
+impl Default for Retry {
+    /// 1 s, doubling up to 60 s.
+    fn default() -> Retry {
+        Retry {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Everything [`run`] needs besides the mailer.
+#[derive(Debug, Clone)]
+pub struct AlertsConfig {
+    /// Kafka connection and `-X` properties.
+    pub kafka: KafkaArgs,
+    /// The topic to read, [`DEFAULT_TOPIC`] by default.
+    pub topic: String,
+    /// The consumer group, [`DEFAULT_GROUP`] by default.
+    pub group: String,
+    /// Which stations to mail about.
+    pub watch: WatchList,
+    /// The sender.
+    pub from: Mailbox,
+    /// The recipients; each gets their own message.
+    pub to: Vec<Mailbox>,
+    /// At most one "empty" mail per station per cooldown (15 minutes by default).
+    pub cooldown: Duration,
+    /// Also mail when bikes are back at a station that was reported empty.
+    pub notify_recovery: bool,
+    /// Events whose time is older than this (by the wall clock) are not mailed: a "no bikes"
+    /// mail hours late is noise. `None` mails events of any age. Two hours by default.
+    pub max_age: Option<Duration>,
+    /// Backoff for transient mail failures.
+    pub retry: Retry,
+    /// How many stations the duplicate filter remembers.
+    pub dedupe_capacity: usize,
+}
+
+impl AlertsConfig {
+    /// A configuration with the defaults documented on each field.
+    pub fn new(kafka: KafkaArgs, watch: WatchList, from: Mailbox, to: Vec<Mailbox>) -> Self {
+        AlertsConfig {
+            kafka,
+            topic: DEFAULT_TOPIC.to_owned(),
+            group: DEFAULT_GROUP.to_owned(),
+            watch,
+            from,
+            to,
+            cooldown: Duration::from_secs(15 * 60),
+            notify_recovery: false,
+            max_age: Some(Duration::from_secs(2 * 60 * 60)),
+            retry: Retry::default(),
+            dedupe_capacity: 100_000,
+        }
+    }
+}
+
+/// What [`run`] did, returned on shutdown. The same numbers are exported as metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Records read.
+    pub events: u64,
+    /// Records that were not a valid event (skipped).
+    pub malformed: u64,
+    /// Events for a watched station.
+    pub matched: u64,
+    /// Watched events left out: recovery not requested, or too old.
+    pub filtered: u64,
+    /// Watched events dropped by the duplicate filter or the cooldown.
+    pub suppressed: u64,
+    /// Mails the server accepted (one per recipient).
+    pub mails_sent: u64,
+    /// Send attempts that failed and were retried.
+    pub retried_failures: u64,
+    /// Mails refused for good and skipped.
+    pub permanent_failures: u64,
+}
+
+/// Why [`run`] could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum AlertsError {
+    /// No recipient was configured.
+    #[error("no recipient: give at least one --to address (or ALERT_TO)")]
+    NoRecipients,
+    /// Nothing would ever match.
+    #[error(
+        "no station is watched: give --station, --contract or --near (with --radius-m and/or --nearest)"
+    )]
+    NothingWatched,
+    /// The Kafka client could not be set up.
+    #[error("cannot {what} (check --bootstrap-servers and the -X properties): {source}")]
+    Kafka {
+        /// What was being done.
+        what: &'static str,
+        /// librdkafka's error.
+        source: KafkaError,
+    },
+}
+
+/// Consumes `config.topic` as group `config.group` and mails the watched stations through
+/// `mailer`, until `shutdown` completes. Then it commits the stored offsets, leaves the group
+/// and returns what it did. See the [module docs](self) for the delivery guarantee.
+///
+/// # Errors
+///
+/// A configuration that cannot work (no recipient, nothing watched) or a Kafka client that
+/// cannot be created. Once running, failures (broker unreachable, mail server down, malformed
+/// events) are logged and handled, never returned.
+pub async fn run<M: Mailer>(
+    config: AlertsConfig,
+    mailer: M,
+    shutdown: impl Future,
+) -> Result<Stats, AlertsError> {
+    if config.to.is_empty() {
+        return Err(AlertsError::NoRecipients);
+    }
+    if config.watch.is_empty() {
+        return Err(AlertsError::NothingWatched);
+    }
+    let mut client = config.kafka.client_config(&[
+        // The at-least-once contract: store an offset only after the event is handled, and
+        // let auto-commit commit only what was stored.
+        ("enable.auto.offset.store", "false"),
+        ("enable.auto.commit", "true"),
+        ("auto.offset.reset", "earliest"),
+        ("enable.partition.eof", "false"),
+    ]);
+    client.set("group.id", &config.group);
+    if client.get("client.id").is_none() {
+        client.set("client.id", "velib-alerts");
+    }
+    let consumer: StreamConsumer = client.create().map_err(|source| AlertsError::Kafka {
+        what: "create the Kafka consumer",
+        source,
+    })?;
+    consumer
+        .subscribe(&[&config.topic])
+        .map_err(|source| AlertsError::Kafka {
+            what: "subscribe to the topic",
+            source,
+        })?;
+    tracing::info!(topic = %config.topic, group = %config.group, recipients = config.to.len(), "alerts consumer started");
+
+    let mut alerts = Alerts {
+        dedupe: Dedupe::new(config.cooldown, config.dedupe_capacity),
+        config,
+        mailer,
+        stats: Stats::default(),
+        holding: false,
+    };
+    let shutdown = shutdown.fuse();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let received = tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            received = consumer.recv() => received,
+        };
+        let message = match received {
+            Ok(message) => message,
+            Err(e) => {
+                // Broker and topic trouble surfaces here; librdkafka retries by itself.
+                counter!("velib_alerts_consumer_errors_total").increment(1);
+                tracing::warn!(error = %e, "Kafka consumer error; retrying");
+                continue;
+            }
+        };
+        match alerts.handle(&message, shutdown.as_mut()).await {
+            Handled::Done => {
+                if let Err(e) = consumer.store_offset_from_message(&message) {
+                    // The partition was revoked meanwhile (e.g. a hold longer than
+                    // max.poll.interval.ms): its next owner starts at this event again.
+                    tracing::debug!(error = %e, partition = message.partition(), offset = message.offset(), "offset not stored");
+                }
+            }
+            Handled::Interrupted => break,
+        }
+    }
+
+    tracing::info!("shutting down: committing stored offsets and leaving the group");
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "final commit failed; the next start may mail the last alerts again")
+        }
+    }
+    // Dropping the consumer closes it: librdkafka leaves the group, so the partitions move to
+    // another member at once instead of after the session timeout.
+    drop(consumer);
+    gauge!("velib_alerts_holding").set(0.0);
+    Ok(alerts.stats)
+}
+
+/// What became of a record.
+enum Handled {
+    /// Handled: its offset may be stored.
+    Done,
+    /// Shutdown came while the record was held: do not store its offset.
+    Interrupted,
+}
+
+struct Alerts<M> {
+    config: AlertsConfig,
+    mailer: M,
+    dedupe: Dedupe,
+    stats: Stats,
+    /// Whether a transient failure is holding the consumer (for logging the change once).
+    holding: bool,
+}
+
+impl<M: Mailer> Alerts<M> {
+    async fn handle<S: Future>(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        shutdown: Pin<&mut S>,
+    ) -> Handled {
+        self.stats.events += 1;
+        counter!("velib_alerts_events_total").increment(1);
+        let parsed = match message.payload() {
+            Some(payload) => EmptyStationEvent::from_json(payload),
+            None => Err("empty record (no payload)".to_owned()),
+        };
+        let event = match parsed {
+            Ok(event) => event,
+            Err(error) => {
+                self.stats.malformed += 1;
+                counter!("velib_alerts_events_malformed_total").increment(1);
+                let key = message.key().map(String::from_utf8_lossy);
+                tracing::warn!(
+                    partition = message.partition(),
+                    offset = message.offset(),
+                    key = key.as_deref().unwrap_or(""),
+                    %error,
+                    "skipping a malformed event"
+                );
+                return Handled::Done;
+            }
+        };
+
+        if !self.config.watch.matches(&event) {
+            return Handled::Done;
+        }
+        self.stats.matched += 1;
+        counter!("velib_alerts_events_matched_total").increment(1);
+
+        if let Some(reason) = self.filter(&event) {
+            self.stats.filtered += 1;
+            counter!("velib_alerts_events_filtered_total", "reason" => reason).increment(1);
+            tracing::debug!(station = %event.key, reason, "event not mailed");
+            return Handled::Done;
+        }
+        let verdict = self.dedupe.check(&event);
+        if verdict != Verdict::Send {
+            self.stats.suppressed += 1;
+            counter!("velib_alerts_events_suppressed_total", "reason" => verdict.as_str())
+                .increment(1);
+            tracing::debug!(station = %event.key, reason = verdict.as_str(), "event not mailed");
+            return Handled::Done;
+        }
+
+        let mut messages = Vec::with_capacity(self.config.to.len());
+        for to in &self.config.to {
+            match mail::compose(&event, &self.config.from, to) {
+                Ok(m) => messages.push(m),
+                Err(e) => {
+                    self.stats.permanent_failures += 1;
+                    counter!("velib_alerts_send_failures_total", "class" => "compose").increment(1);
+                    tracing::error!(station = %event.key, %to, error = %e, "skipping an alert that cannot be composed");
+                }
+            }
+        }
+        let handled = self.deliver(&event, messages, shutdown).await;
+        if let Handled::Done = handled {
+            self.dedupe.record(&event);
+        }
+        handled
+    }
+
+    /// Why a watched event is not mailed, if it is not.
+    fn filter(&self, event: &EmptyStationEvent) -> Option<&'static str> {
+        if event.kind == EmptinessKind::NoLongerEmpty && !self.config.notify_recovery {
+            return Some("recovery_not_requested");
+        }
+        let max_age = self.config.max_age?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let age = now.saturating_sub(event.event_time());
+        (age > i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX)).then_some("stale")
+    }
+
+    /// Sends every message, retrying the transient failures until they succeed or shutdown.
+    async fn deliver<S: Future>(
+        &mut self,
+        event: &EmptyStationEvent,
+        mut pending: Vec<Message>,
+        mut shutdown: Pin<&mut S>,
+    ) -> Handled {
+        let mut delay = self.config.retry.initial;
+        loop {
+            let mut failed = Vec::new();
+            let mut last_error = None;
+            for message in pending {
+                let to = message
+                    .envelope()
+                    .to()
+                    .first()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                match self.mailer.send(&message).await {
+                    Ok(()) => {
+                        self.stats.mails_sent += 1;
+                        counter!("velib_alerts_mails_sent_total").increment(1);
+                        tracing::info!(station = %event.key, kind = ?event.kind, %to, "alert mailed");
+                    }
+                    Err(e) if e.class.is_retryable() => {
+                        self.stats.retried_failures += 1;
+                        counter!("velib_alerts_send_failures_total", "class" => e.class.as_str())
+                            .increment(1);
+                        tracing::debug!(station = %event.key, %to, error = %e, "send failed; will retry");
+                        failed.push(message);
+                        last_error = Some(e);
+                    }
+                    Err(e) => {
+                        self.stats.permanent_failures += 1;
+                        counter!("velib_alerts_send_failures_total", "class" => e.class.as_str())
+                            .increment(1);
+                        tracing::error!(station = %event.key, %to, error = %e, "the mail server refused this alert for good; skipping it");
+                    }
+                }
+            }
+            let Some(error) = last_error else {
+                if self.holding {
+                    self.holding = false;
+                    gauge!("velib_alerts_holding").set(0.0);
+                    tracing::info!("mail server back: alerts flowing again");
+                }
+                return Handled::Done;
+            };
+            if !self.holding {
+                self.holding = true;
+                gauge!("velib_alerts_holding").set(1.0);
+                let hint = match error.class {
+                    FailureClass::Authentication => {
+                        "the server refused the credentials: check SMTP_USERNAME and SMTP_PASSWORD"
+                    }
+                    _ => {
+                        "retrying with backoff; no further event is consumed until it accepts this one"
+                    }
+                };
+                tracing::warn!(station = %event.key, error = %error, hint, "mail server unavailable, holding alerts");
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.as_mut() => return Handled::Interrupted,
+                () = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(self.config.retry.max);
+            pending = failed;
+        }
+    }
+}
