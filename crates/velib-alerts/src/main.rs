@@ -1,0 +1,327 @@
+//! `velib-alerts`: e-mails you when a station you watch runs out of bikes.
+//!
+//! Flags and environment are parsed here; everything else is in the library (`velib_alerts`).
+//! Logs go to stderr (`RUST_LOG`, default `info`); `--dry-run` mails go to stdout.
+
+use anyhow::Context;
+use clap::Parser;
+use lettre::message::Mailbox;
+use secrecy::{ExposeSecret, SecretString};
+use std::net::SocketAddr;
+use std::time::Duration;
+use velib_alerts::consumer::{DEFAULT_GROUP, DEFAULT_TOPIC};
+use velib_alerts::mail::{DryRunMailer, SmtpMailer};
+use velib_alerts::select::{Near, WatchList};
+use velib_alerts::smtp_url::SmtpUrl;
+use velib_alerts::{AlertsConfig, run};
+use velib_model::{Position, StationKey};
+use velib_producer::KafkaArgs;
+
+/// E-mails you when a bike-share station you watch runs out of bikes.
+///
+/// Reads the monitor's events from Kafka (group `velib-alerts`) and mails each watched station
+/// going empty at most once per --cooldown. Mail is sent at least once: an event is committed
+/// only after the mail server accepted its mail; while the server is down, alerts are held.
+#[derive(Debug, Parser)]
+#[command(name = "velib-alerts", version)]
+struct Cli {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+
+    /// The topic the monitor publishes emptiness events to.
+    #[arg(long, env = "ALERTS_TOPIC", default_value = DEFAULT_TOPIC)]
+    topic: String,
+
+    /// The Kafka consumer group.
+    #[arg(long, env = "ALERTS_GROUP", default_value = DEFAULT_GROUP)]
+    group: String,
+
+    /// Watch this station, `CONTRACT:ID` (repeatable; the variable is comma-separated).
+    #[arg(
+        long = "station",
+        env = "ALERT_STATIONS",
+        value_delimiter = ',',
+        value_name = "CONTRACT:ID"
+    )]
+    stations: Vec<StationKey>,
+
+    /// Watch every station of this contract, e.g. `Lyon` (repeatable).
+    #[arg(
+        long = "contract",
+        env = "ALERT_CONTRACTS",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    contracts: Vec<String>,
+
+    /// Your home, `LAT,LNG` in decimal degrees: watch stations near it (with --radius-m and/or
+    /// --nearest; alone, it means --nearest 1).
+    #[arg(long, env = "ALERT_NEAR", value_name = "LAT,LNG", value_parser = parse_position, allow_hyphen_values = true)]
+    near: Option<Position>,
+
+    /// With --near: only stations at most this many metres from home.
+    #[arg(long, env = "ALERT_RADIUS_M", value_name = "METRES", requires = "near")]
+    radius_m: Option<f64>,
+
+    /// With --near: only the N stations nearest to home, among those seen in events so far.
+    #[arg(long, env = "ALERT_NEAREST", value_name = "N", requires = "near")]
+    nearest: Option<usize>,
+
+    /// Recipient (repeatable; the variable is comma-separated). Each gets their own mail.
+    #[arg(
+        long,
+        env = "ALERT_TO",
+        value_delimiter = ',',
+        required = true,
+        value_name = "ADDRESS"
+    )]
+    to: Vec<Mailbox>,
+
+    /// Sender, e.g. `"Velib alerts <alerts@example.com>"`.
+    #[arg(long, env = "ALERT_FROM", value_name = "ADDRESS")]
+    from: Mailbox,
+
+    /// The mail server: `smtps://USER@HOST:465` (implicit TLS), `smtp://HOST:587` (STARTTLS,
+    /// required) or `smtp://127.0.0.1:1025` (plaintext, loopback only). The password comes from
+    /// SMTP_PASSWORD, or percent-encoded in the URL.
+    #[arg(long, env = "SMTP_URL", hide_env_values = true, value_name = "URL",
+          value_parser = parse_secret, required_unless_present = "dry_run")]
+    smtp_url: Option<SecretString>,
+
+    /// SMTP user name, when SMTP_URL has none. (The password is read from SMTP_PASSWORD only,
+    /// never from a flag, so it never shows in the process list.)
+    #[arg(long, env = "SMTP_USERNAME", value_name = "USER")]
+    smtp_username: Option<String>,
+
+    /// Give up an SMTP command after this long (then retry later): `30s`, `1m`.
+    #[arg(long, env = "SMTP_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    smtp_timeout: Duration,
+
+    /// At most one "empty" mail per station per cooldown: `15m`, `1h`, `0` for none.
+    #[arg(long, env = "ALERT_COOLDOWN", default_value = "15m", value_parser = parse_duration)]
+    cooldown: Duration,
+
+    /// Also mail when bikes are back at a station reported empty.
+    #[arg(long, env = "ALERT_NOTIFY_RECOVERY")]
+    notify_recovery: bool,
+
+    /// Do not mail events older than this (a late "no bikes" mail is noise); `0` mails events
+    /// of any age.
+    #[arg(long, env = "ALERT_MAX_AGE", default_value = "2h", value_parser = parse_duration)]
+    max_age: Duration,
+
+    /// Print the mails to stdout instead of sending them.
+    #[arg(long, env = "ALERT_DRY_RUN")]
+    dry_run: bool,
+
+    /// Serve Prometheus metrics on this address, e.g. `127.0.0.1:9102`.
+    #[arg(long, env = "METRICS_ADDR", value_name = "HOST:PORT")]
+    metrics_addr: Option<SocketAddr>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    if let Some(addr) = cli.metrics_addr {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .with_context(|| format!("cannot serve metrics on --metrics-addr {addr}"))?;
+    }
+
+    let mut watch = WatchList::default();
+    for key in cli.stations {
+        watch = watch.with_station(key);
+    }
+    for contract in &cli.contracts {
+        watch = watch.with_contract(contract);
+    }
+    if let Some(home) = cli.near {
+        let nearest = match (cli.radius_m, cli.nearest) {
+            (None, None) => Some(1),
+            (_, n) => n,
+        };
+        watch = watch.with_near(Near {
+            home,
+            radius_m: cli.radius_m,
+            nearest,
+        });
+    }
+
+    let mut config = AlertsConfig::new(cli.kafka, watch, cli.from, cli.to);
+    config.topic = cli.topic;
+    config.group = cli.group;
+    config.cooldown = cli.cooldown;
+    config.notify_recovery = cli.notify_recovery;
+    config.max_age = (!cli.max_age.is_zero()).then_some(cli.max_age);
+
+    let stats = if cli.dry_run {
+        tracing::info!("dry run: mails are printed to stdout, not sent");
+        run(config, DryRunMailer::stdout(), shutdown_signal()).await?
+    } else {
+        let url = cli
+            .smtp_url
+            .context("SMTP_URL is required without --dry-run")?;
+        let url: SmtpUrl = url.expose_secret().parse()?;
+        let password = std::env::var("SMTP_PASSWORD").ok().map(SecretString::from);
+        let url = url.with_credentials(cli.smtp_username, password);
+        let transport = url.transport(cli.smtp_timeout)?;
+        // A check for the operator only: an unreachable server is not fatal, since alerts are
+        // held until it is back.
+        match transport.test_connection().await {
+            Ok(true) => tracing::info!(server = %url, "mail server reachable"),
+            Ok(false) => {
+                tracing::warn!(server = %url, "mail server did not answer NOOP; alerts will be held until it does")
+            }
+            Err(e) => {
+                tracing::warn!(server = %url, error = %velib_alerts::mail::SendError::from_smtp(&e), "mail server not usable now; alerts will be held until it is")
+            }
+        }
+        run(
+            config,
+            SmtpMailer::new(transport, url.to_string()),
+            shutdown_signal(),
+        )
+        .await?
+    };
+    tracing::info!(?stats, "stopped");
+    Ok(())
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown requested");
+}
+
+fn parse_secret(s: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(s))
+}
+
+fn parse_position(s: &str) -> Result<Position, String> {
+    let error = || format!("expected LAT,LNG in decimal degrees, e.g. 45.7640,4.8357; got {s:?}");
+    let (lat, lng) = s.split_once(',').ok_or_else(error)?;
+    let lat: f64 = lat.trim().parse().map_err(|_| error())?;
+    let lng: f64 = lng.trim().parse().map_err(|_| error())?;
+    if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lng) {
+        return Err(error());
+    }
+    Ok(Position { lat, lng })
+}
+
+/// `90`, `90s`, `15m`, `2h`, `1d`, `500ms`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let error = || format!("expected a duration such as 30s, 15m, 2h or 0; got {s:?}");
+    let n: u64 = number.parse().map_err(|_| error())?;
+    let secs = match unit.trim() {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "" | "s" => 1,
+        "m" | "min" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(error()),
+    };
+    Ok(Duration::from_secs(n.saturating_mul(secs)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn positions() {
+        let p = parse_position("45.7640,4.8357").unwrap();
+        assert_eq!((p.lat, p.lng), (45.764, 4.8357));
+        assert!(parse_position("-33.86,151.2").is_ok());
+        assert!(parse_position("91,0").is_err());
+        assert!(parse_position("45.7").is_err());
+    }
+
+    #[test]
+    fn cli_reads_lists_and_hides_the_smtp_url() {
+        let cli = Cli::try_parse_from([
+            "velib-alerts",
+            "--station",
+            "Lyon:1001",
+            "--station",
+            "Lyon:1002",
+            "--to",
+            "a@example.com",
+            "--from",
+            "b@example.com",
+            "--smtp-url",
+            "smtps://u:hunter2@mail.example.com",
+        ])
+        .unwrap();
+        assert_eq!(cli.stations.len(), 2);
+        assert!(!format!("{cli:?}").contains("hunter2"));
+        // Without SMTP_URL, only a dry run may start.
+        assert!(
+            Cli::try_parse_from([
+                "velib-alerts",
+                "--to",
+                "a@example.com",
+                "--from",
+                "b@example.com"
+            ])
+            .is_err()
+                || std::env::var_os("SMTP_URL").is_some()
+        );
+        assert!(
+            Cli::try_parse_from([
+                "velib-alerts",
+                "--to",
+                "a@example.com",
+                "--from",
+                "b@example.com",
+                "--dry-run"
+            ])
+            .is_ok()
+        );
+        assert!(
+            Cli::try_parse_from([
+                "velib-alerts",
+                "--radius-m",
+                "300",
+                "--to",
+                "a@example.com",
+                "--from",
+                "b@example.com",
+                "--dry-run"
+            ])
+            .is_err()
+        );
+    }
+}
