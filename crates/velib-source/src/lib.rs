@@ -6,6 +6,7 @@
 //! | source | argument | what it reads |
 //! |---|---|---|
 //! | [`JcDecauxSource`] | `jcdecaux`, `jcdecaux:<contract>` | JCDecaux's v1 API (needs a key; retired 2026-12-31) |
+//! | [`GbfsSource`] | `gbfs:<url or contract>[,…]` | any GBFS 1.x–3.0 system, JCDecaux's keyless feeds included |
 //! | [`SimulateSource`] | `simulate`, `simulate:<N>` | a seeded synthetic city (the default, and the benchmark load) |
 //!
 //! # Errors and retries
@@ -36,6 +37,7 @@
 
 mod backoff;
 mod error;
+mod gbfs;
 mod http;
 mod jcdecaux;
 mod options;
@@ -46,6 +48,7 @@ mod time;
 
 pub use backoff::Backoff;
 pub use error::SourceError;
+pub use gbfs::{GbfsSource, GbfsTarget};
 pub use jcdecaux::JcDecauxSource;
 pub use options::SourceOptions;
 pub use simulate::{SimulateConfig, SimulateSource};

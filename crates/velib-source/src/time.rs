@@ -52,7 +52,6 @@ fn digits(s: &str) -> Option<u32> {
 
 /// Parses an RFC 3339 date-time (`2024-05-01T12:30:05Z`, `2024-05-01T14:30:05.250+02:00`) into
 /// epoch milliseconds. Lower-case `t`/`z` and a space separator are accepted, as RFC 3339 allows.
-#[allow(dead_code)] // Used by the GBFS source.
 pub(crate) fn parse_rfc3339_ms(text: &str) -> Option<i64> {
     let t = text.trim();
     if t.len() < 20 || !t.is_ascii() {

@@ -1,0 +1,1128 @@
+//! GBFS (General Bikeshare Feed Specification) systems, 1.x to 3.0, docked stations only.
+//!
+//! JCDecaux publishes GBFS at `https://api.cyclocity.fr/contracts/{contract}/gbfs/gbfs.json`
+//! (keyless) and retires its v1 API on 2026-12-31; about 1,500 other systems publish GBFS too.
+//!
+//! # Field mapping
+//!
+//! | `Station` field | GBFS source | notes |
+//! |---|---|---|
+//! | `number` | `station_id` | [`StationId::from_text`]: canonical numbers stay numbers, so `"1001"` keys like v1's `1001` |
+//! | `contract_name` | see [Contract names](#contract-names) | stable per system |
+//! | `name` | `station_information.name` | 3.0 localised array: the preferred language, else the first entry |
+//! | `address` | `station_information.address` | falls back to `name` when absent |
+//! | `position` | `lat`, `lon` | required |
+//! | `banking` | `rental_methods` contains `creditcard` | case-insensitive; false when absent |
+//! | `bonus` | — | always false: GBFS has no bonus stations |
+//! | `bike_stands` | `capacity` | `num_bikes_available + num_docks_available` when absent |
+//! | `available_bikes` | `num_bikes_available` (≤ 2.3) / `num_vehicles_available` (3.0) | required |
+//! | `available_bike_stands` | `num_docks_available` | `capacity − bikes` when absent (virtual stations) |
+//! | `status` | `is_installed && is_renting` | OPEN when both hold; each defaults to true when absent |
+//! | `last_update` | `last_reported` | seconds (≤ 2.3; values above 10¹¹ are taken as milliseconds, a common publisher bug) or RFC 3339 (3.0) → epoch ms; null when absent |
+//!
+//! Lost in the mapping: `is_returning` (a station renting but not accepting returns shows
+//! OPEN), disabled bikes and docks (`num_bikes_disabled`, `num_docks_disabled`), per vehicle
+//! type counts (`vehicle_types_available`, e-bikes versus classic), `short_name`,
+//! `region_id`, `post_code`, `cross_street`, `is_virtual_station`, opening hours, rental URIs,
+//! all languages but one, and every dockless feed (`free_bike_status`, `vehicle_status`).
+//!
+//! # Contract names
+//!
+//! The contract is the first half of every station's Kafka key, so it must never change for a
+//! system:
+//!
+//! - a JCDecaux feed (`gbfs:<contract>`, or a URL of the form
+//!   `…/contracts/<contract>/gbfs/gbfs.json` under `api.cyclocity.fr` or
+//!   [`SourceOptions::cyclocity_base_url`]) uses the slug with each `-`-separated word
+//!   capitalised: `lyon` → `Lyon`, `cergy-pontoise` → `Cergy-Pontoise`. That is how v1 spells
+//!   its single-word contracts, so `Lyon:1001` stays `Lyon:1001` across the v1 → GBFS switch;
+//! - any other system uses `system_id` from `system_information` (which the spec says is
+//!   stable for the life of the system), read once on the first poll;
+//! - a system that publishes no `system_information` uses its discovery URL's host name
+//!   (without port), e.g. `gbfs.citibikenyc.com`.
+//!
+//! # Caching
+//!
+//! The discovery file and `station_information` are cached for their `ttl` (capped at one
+//! hour, so new stations appear within the hour whatever the feed says); `station_status` is
+//! fetched on every poll. If refreshing `station_information` fails while a cached copy exists,
+//! the cached copy is used and a warning logged.
+
+use crate::http::{self, Body, Hints, Limits};
+use crate::jcdecaux::json_kind;
+use crate::skips::PollSkips;
+use crate::time::{now_ms, parse_rfc3339_ms};
+use crate::{SourceError, SourceOptions, StationSource};
+use reqwest::{Client, Url};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+use velib_model::{Position, Snapshot, Station, StationId, Status};
+
+const HINTS: Hints = Hints {
+    refused: "the GBFS feed refused access",
+    refused_hint: "velib sends no credentials to GBFS feeds; check that the gbfs: URL is the \
+                   public auto-discovery URL",
+    not_found_hint: "check the gbfs: URL or JCDecaux contract slug (slugs are lowercase, e.g. \
+                     gbfs:lyon)",
+};
+
+/// The longest a cached discovery file or station list is trusted, whatever its `ttl`.
+const MAX_TTL: Duration = Duration::from_secs(3600);
+
+/// Where the cyclocity host serves JCDecaux's feeds.
+const CYCLOCITY_HOST: &str = "api.cyclocity.fr";
+
+/// One GBFS system to poll, as written after `gbfs:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GbfsTarget {
+    /// A `gbfs.json` auto-discovery URL.
+    Url(String),
+    /// A JCDecaux contract slug such as `lyon`, expanded to
+    /// `{cyclocity_base_url}/contracts/lyon/gbfs/gbfs.json`.
+    JcDecauxContract(String),
+}
+
+impl FromStr for GbfsTarget {
+    type Err = SourceError;
+
+    /// `http://…` or `https://…` is a URL; anything else must be a contract slug (letters,
+    /// digits, `-` and `_`), lower-cased because cyclocity slugs are.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.contains("://") {
+            let url = Url::parse(s)
+                .map_err(|err| SourceError::Config(format!("gbfs URL {s:?}: {err}")))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(SourceError::Config(format!(
+                    "gbfs URL {s:?} must be http or https"
+                )));
+            }
+            return Ok(GbfsTarget::Url(s.to_owned()));
+        }
+        if s.is_empty()
+            || !s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(SourceError::Config(format!(
+                "{s:?} is neither a gbfs.json URL nor a JCDecaux contract slug (e.g. lyon)"
+            )));
+        }
+        Ok(GbfsTarget::JcDecauxContract(s.to_ascii_lowercase()))
+    }
+}
+
+impl fmt::Display for GbfsTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GbfsTarget::Url(u) => f.write_str(u),
+            GbfsTarget::JcDecauxContract(c) => f.write_str(c),
+        }
+    }
+}
+
+/// Stations of one or more GBFS systems, polled concurrently and merged into one snapshot.
+///
+/// A record that cannot be read (no `station_id`, a count that is not a number, a status for a
+/// station `station_information` does not know) is skipped and counted. When several systems
+/// are polled and some fail, the poll returns the others' stations and logs a warning per
+/// failed system; it fails only when every system fails, with the first system's error.
+///
+/// ```no_run
+/// use velib_source::{GbfsSource, GbfsTarget, SourceOptions, StationSource};
+///
+/// # async fn run() -> Result<(), velib_source::SourceError> {
+/// let targets = [
+///     "lyon".parse::<GbfsTarget>()?, // JCDecaux, keyless
+///     "https://gbfs.citibikenyc.com/gbfs/2.3/gbfs.json".parse()?,
+/// ];
+/// let mut source = GbfsSource::new(&SourceOptions::default(), &targets)?;
+/// let snapshot = source.fetch().await?;
+/// for station in &snapshot.stations {
+///     println!("{} {} bikes", station.key(), station.available_bikes);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct GbfsSource {
+    client: Client,
+    limits: Limits,
+    language: Option<String>,
+    systems: Vec<System>,
+    skipped: u64,
+}
+
+/// One system's state between polls.
+#[derive(Debug)]
+struct System {
+    discovery: Url,
+    /// Known from the URL (JCDecaux) or, after the first poll, from `system_information`.
+    contract: Option<String>,
+    feeds: Option<Cached<Feeds>>,
+    info: Option<Cached<HashMap<String, Info>>>,
+}
+
+#[derive(Debug)]
+struct Cached<T> {
+    value: T,
+    expires: Instant,
+}
+
+impl<T> Cached<T> {
+    fn fresh(&self) -> bool {
+        Instant::now() < self.expires
+    }
+}
+
+/// The feeds a discovery file lists that velib reads.
+#[derive(Debug, Clone, PartialEq)]
+struct Feeds {
+    station_information: Url,
+    station_status: Url,
+    system_information: Option<Url>,
+}
+
+/// What `station_information` says about one station.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Info {
+    name: String,
+    address: String,
+    position: Position,
+    capacity: Option<u32>,
+    banking: bool,
+}
+
+/// What `station_status` says about one station.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StatusRecord {
+    station_id: String,
+    bikes: u32,
+    docks: Option<u32>,
+    open: bool,
+    last_reported: Option<i64>,
+}
+
+impl GbfsSource {
+    /// A source polling every target with the client, limits, language and cyclocity base
+    /// URL of `options`.
+    ///
+    /// # Errors
+    ///
+    /// [`SourceError::Config`] when there is no target or a URL is invalid.
+    pub fn new(options: &SourceOptions, targets: &[GbfsTarget]) -> Result<Self, SourceError> {
+        if targets.is_empty() {
+            return Err(SourceError::Config(
+                "gbfs needs at least one gbfs.json URL or JCDecaux contract".to_owned(),
+            ));
+        }
+        let cyclocity =
+            crate::options::parse_base_url(&options.cyclocity_base_url, "--cyclocity-base-url")?;
+        let systems = targets
+            .iter()
+            .map(|t| System::new(t, &cyclocity))
+            .collect::<Result<_, _>>()?;
+        Ok(GbfsSource {
+            client: options.http_client()?,
+            limits: options.limits(),
+            language: options.gbfs_language.clone(),
+            systems,
+            skipped: 0,
+        })
+    }
+}
+
+impl System {
+    fn new(target: &GbfsTarget, cyclocity: &Url) -> Result<Self, SourceError> {
+        let (discovery, contract) = match target {
+            GbfsTarget::JcDecauxContract(slug) => {
+                let url = cyclocity
+                    .join(&format!("contracts/{slug}/gbfs/gbfs.json"))
+                    .map_err(|err| SourceError::Config(format!("gbfs:{slug}: {err}")))?;
+                (url, Some(jcdecaux_contract_name(slug)))
+            }
+            GbfsTarget::Url(text) => {
+                let url = Url::parse(text)
+                    .map_err(|err| SourceError::Config(format!("gbfs URL {text:?}: {err}")))?;
+                let contract = cyclocity_slug(&url, cyclocity).map(jcdecaux_contract_name);
+                (url, contract)
+            }
+        };
+        Ok(System {
+            discovery,
+            contract,
+            feeds: None,
+            info: None,
+        })
+    }
+
+    fn label(&self) -> String {
+        match &self.contract {
+            Some(c) => format!("{c} ({})", http::redact_url(&self.discovery)),
+            None => http::redact_url(&self.discovery),
+        }
+    }
+
+    /// One poll of this system: refresh what has expired, then read the status feed.
+    async fn poll(
+        &mut self,
+        client: &Client,
+        limits: Limits,
+        language: Option<&str>,
+    ) -> Result<(Vec<Station>, u64), SourceError> {
+        let label = self.label();
+        if !self.feeds.as_ref().is_some_and(Cached::fresh) {
+            let body = http::get(client, &self.discovery, limits, None, HINTS).await?;
+            let value = body.json("a GBFS gbfs.json discovery file", None)?;
+            let feeds = parse_discovery(&value, &self.discovery, language)
+                .map_err(|reason| body.malformed(reason, None))?;
+            self.feeds = Some(Cached {
+                value: feeds,
+                expires: expiry(&value),
+            });
+        }
+        let feeds = self
+            .feeds
+            .as_ref()
+            .map(|c| c.value.clone())
+            .ok_or_else(|| {
+                SourceError::Config("internal: GBFS feeds missing after discovery".to_owned())
+            })?;
+
+        if self.contract.is_none() {
+            self.contract = Some(match &feeds.system_information {
+                Some(url) => {
+                    let body = http::get(client, url, limits, None, HINTS).await?;
+                    let value = body.json("a GBFS system_information feed", None)?;
+                    match value.pointer("/data/system_id").and_then(id_text) {
+                        Some(id) => id,
+                        None => {
+                            return Err(body.malformed(
+                                "system_information has no data.system_id".to_owned(),
+                                None,
+                            ));
+                        }
+                    }
+                }
+                None => host_name(&self.discovery),
+            });
+        }
+        let contract = self.contract.clone().unwrap_or_default();
+
+        let mut skips = PollSkips::new(&label);
+        if !self.info.as_ref().is_some_and(Cached::fresh) {
+            match fetch_information(client, limits, &feeds, language, &mut skips).await {
+                Ok(fresh) => self.info = Some(fresh),
+                Err(err) if self.info.is_some() => {
+                    tracing::warn!(system = %label, error = %err,
+                        "cannot refresh station_information; using the cached copy");
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        let info = self.info.as_ref().map(|c| &c.value);
+
+        let body = http::get(client, &feeds.station_status, limits, None, HINTS).await?;
+        let value = body.json("a GBFS station_status feed", None)?;
+        let records = stations_array(&value, &body, "station_status")?;
+        let mut stations = Vec::with_capacity(records.len());
+        for (index, record) in records.iter().enumerate() {
+            let mapped = parse_status(record).and_then(|status| {
+                let info = info
+                    .and_then(|m| m.get(&status.station_id))
+                    .ok_or_else(|| {
+                        format!(
+                            "station {} is not in station_information",
+                            status.station_id
+                        )
+                    })?;
+                Ok(to_station(&contract, info, &status))
+            });
+            match mapped {
+                Ok(station) => stations.push(station),
+                Err(reason) => skips.skip(index, &format!("station_status: {reason}")),
+            }
+        }
+        let skipped = skips.finish(stations.len());
+        Ok((stations, skipped))
+    }
+}
+
+async fn fetch_information(
+    client: &Client,
+    limits: Limits,
+    feeds: &Feeds,
+    language: Option<&str>,
+    skips: &mut PollSkips<'_>,
+) -> Result<Cached<HashMap<String, Info>>, SourceError> {
+    let body = http::get(client, &feeds.station_information, limits, None, HINTS).await?;
+    let value = body.json("a GBFS station_information feed", None)?;
+    let records = stations_array(&value, &body, "station_information")?;
+    let mut map = HashMap::with_capacity(records.len());
+    for (index, record) in records.iter().enumerate() {
+        match parse_info(record, language) {
+            Ok((id, info)) => {
+                map.insert(id, info);
+            }
+            Err(reason) => skips.skip(index, &format!("station_information: {reason}")),
+        }
+    }
+    Ok(Cached {
+        value: map,
+        expires: expiry(&value),
+    })
+}
+
+fn stations_array<'a>(
+    value: &'a Value,
+    body: &Body,
+    feed: &str,
+) -> Result<&'a Vec<Value>, SourceError> {
+    match value.pointer("/data/stations") {
+        Some(Value::Array(a)) => Ok(a),
+        Some(other) => Err(body.malformed(
+            format!(
+                "{feed}: data.stations is a JSON {}, not an array",
+                json_kind(other)
+            ),
+            None,
+        )),
+        None => Err(body.malformed(format!("{feed}: no data.stations array"), None)),
+    }
+}
+
+/// When a feed fetched now stops being fresh: now + its `ttl`, capped.
+fn expiry(feed: &Value) -> Instant {
+    let ttl = feed
+        .get("ttl")
+        .and_then(Value::as_u64)
+        .map_or(Duration::ZERO, Duration::from_secs);
+    Instant::now() + ttl.min(MAX_TTL)
+}
+
+/// Reads a discovery file: 3.0's flat `data.feeds`, or 1.x/2.x's `data.<language>.feeds`
+/// (the preferred language, else `en`, else the first language in alphabetical order).
+fn parse_discovery(value: &Value, base: &Url, language: Option<&str>) -> Result<Feeds, String> {
+    let data = value
+        .get("data")
+        .and_then(Value::as_object)
+        .ok_or("gbfs.json has no data object")?;
+    let feeds = match data.get("feeds") {
+        Some(feeds) => feeds,
+        None => {
+            let by_lang = language
+                .and_then(|l| data.get(l))
+                .or_else(|| data.get("en"))
+                .or_else(|| data.values().next())
+                .ok_or("gbfs.json lists no feeds (neither data.feeds nor data.<language>.feeds)")?;
+            by_lang
+                .get("feeds")
+                .ok_or("gbfs.json: data.<language> has no feeds list")?
+        }
+    };
+    let feeds = feeds.as_array().ok_or("gbfs.json: feeds is not an array")?;
+    let find = |name: &str| -> Result<Option<Url>, String> {
+        let Some(feed) = feeds
+            .iter()
+            .find(|f| f.get("name").and_then(Value::as_str) == Some(name))
+        else {
+            return Ok(None);
+        };
+        let url = feed
+            .get("url")
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("gbfs.json: feed {name} has no url"))?;
+        base.join(url)
+            .map(Some)
+            .map_err(|err| format!("gbfs.json: feed {name} url {url:?}: {err}"))
+    };
+    let required = |name: &str| -> Result<Url, String> {
+        find(name)?.ok_or_else(|| {
+            format!(
+                "gbfs.json lists no {name} feed: velib reads docked stations only, and this \
+                 system may be dockless (free_bike_status / vehicle_status)"
+            )
+        })
+    };
+    Ok(Feeds {
+        station_information: required("station_information")?,
+        station_status: required("station_status")?,
+        system_information: find("system_information")?,
+    })
+}
+
+/// A `station_id` (or `system_id`): a non-empty string, or a number some feeds publish
+/// instead.
+fn id_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn field_id(record: &Value) -> Result<String, String> {
+    match record.get("station_id") {
+        None => Err("missing station_id".to_owned()),
+        Some(v) => id_text(v).ok_or_else(|| format!("station_id {v} is not a non-empty string")),
+    }
+}
+
+/// An optional count: a non-negative integer, also written as `3.0` or `"3"`.
+fn count(record: &Value, field: &str) -> Result<Option<u32>, String> {
+    let bad = |v: &Value| format!("field `{field}`: {v} is not a non-negative integer");
+    match record.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v @ Value::Number(n)) => {
+            if let Some(u) = n.as_u64() {
+                u32::try_from(u).map(Some).map_err(|_| bad(v))
+            } else {
+                match n.as_f64() {
+                    Some(f) if f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&f) => {
+                        Ok(Some(f as u32))
+                    }
+                    _ => Err(bad(v)),
+                }
+            }
+        }
+        Some(v @ Value::String(s)) => s.trim().parse().map(Some).map_err(|_| bad(v)),
+        Some(v) => Err(bad(v)),
+    }
+}
+
+/// An optional flag: a boolean, or 0/1 as GBFS 1.0 wrote them.
+fn flag(record: &Value, field: &str) -> Result<Option<bool>, String> {
+    match record.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(Value::Number(n)) if n.as_u64() == Some(0) => Ok(Some(false)),
+        Some(Value::Number(n)) if n.as_u64() == Some(1) => Ok(Some(true)),
+        Some(v) => Err(format!("field `{field}`: {v} is not a boolean")),
+    }
+}
+
+fn coordinate(record: &Value, field: &str) -> Result<f64, String> {
+    let value = record
+        .get(field)
+        .ok_or_else(|| format!("missing field `{field}`"))?;
+    let number = match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    };
+    number
+        .filter(|f: &f64| f.is_finite())
+        .ok_or_else(|| format!("field `{field}`: {value} is not a number"))
+}
+
+/// A 2.x plain string, or a 3.0 array of `{text, language}`: the preferred language's text,
+/// else the first.
+fn localized(value: Option<&Value>, language: Option<&str>) -> Option<String> {
+    match value? {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(items) => {
+            let text = |item: &Value| item.get("text").and_then(Value::as_str).map(str::to_owned);
+            language
+                .and_then(|l| {
+                    items.iter().find(|i| {
+                        i.get("language")
+                            .and_then(Value::as_str)
+                            .is_some_and(|x| x.eq_ignore_ascii_case(l))
+                    })
+                })
+                .and_then(text)
+                .or_else(|| items.iter().find_map(text))
+        }
+        _ => None,
+    }
+}
+
+/// Reads one `station_information` record.
+pub(crate) fn parse_info(record: &Value, language: Option<&str>) -> Result<(String, Info), String> {
+    if !record.is_object() {
+        return Err(format!(
+            "expected a station object, got JSON {}",
+            json_kind(record)
+        ));
+    }
+    let id = field_id(record)?;
+    let position = Position {
+        lat: coordinate(record, "lat")?,
+        lng: coordinate(record, "lon")?,
+    };
+    let name = localized(record.get("name"), language).unwrap_or_else(|| id.clone());
+    let address = record
+        .get("address")
+        .and_then(Value::as_str)
+        .filter(|a| !a.trim().is_empty())
+        .map_or_else(|| name.clone(), str::to_owned);
+    let banking = record
+        .get("rental_methods")
+        .and_then(Value::as_array)
+        .is_some_and(|methods| {
+            methods
+                .iter()
+                .filter_map(Value::as_str)
+                .any(|m| m.eq_ignore_ascii_case("creditcard"))
+        });
+    Ok((
+        id,
+        Info {
+            name,
+            address,
+            position,
+            capacity: count(record, "capacity")?,
+            banking,
+        },
+    ))
+}
+
+/// Reads one `station_status` record.
+pub(crate) fn parse_status(record: &Value) -> Result<StatusRecord, String> {
+    if !record.is_object() {
+        return Err(format!(
+            "expected a station object, got JSON {}",
+            json_kind(record)
+        ));
+    }
+    let station_id = field_id(record)?;
+    let bikes = match count(record, "num_vehicles_available")? {
+        Some(n) => n,
+        None => count(record, "num_bikes_available")?.ok_or_else(|| {
+            "missing field `num_bikes_available` (or 3.0's `num_vehicles_available`)".to_owned()
+        })?,
+    };
+    let installed = flag(record, "is_installed")?.unwrap_or(true);
+    let renting = flag(record, "is_renting")?.unwrap_or(true);
+    let last_reported = match record.get("last_reported") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => {
+            let secs = n
+                .as_i64()
+                .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+                .ok_or_else(|| format!("field `last_reported`: {n} is not a timestamp"))?;
+            Some(seconds_to_ms(secs))
+        }
+        Some(Value::String(s)) => Some(
+            parse_rfc3339_ms(s)
+                .or_else(|| s.trim().parse::<i64>().ok().map(seconds_to_ms))
+                .ok_or_else(|| {
+                    format!("field `last_reported`: {s:?} is neither RFC 3339 nor seconds")
+                })?,
+        ),
+        Some(v) => return Err(format!("field `last_reported`: {v} is not a timestamp")),
+    };
+    Ok(StatusRecord {
+        station_id,
+        bikes,
+        docks: count(record, "num_docks_available")?,
+        open: installed && renting,
+        last_reported,
+    })
+}
+
+/// POSIX seconds to milliseconds; values too large to be seconds (after the year 5138) are
+/// taken as milliseconds already, which some publishers send by mistake.
+fn seconds_to_ms(value: i64) -> i64 {
+    if value.abs() > 100_000_000_000 {
+        value
+    } else {
+        value * 1000
+    }
+}
+
+/// Joins a station's information and status into a v1 `Station`.
+pub(crate) fn to_station(contract: &str, info: &Info, status: &StatusRecord) -> Station {
+    let bike_stands = info
+        .capacity
+        .unwrap_or_else(|| status.bikes.saturating_add(status.docks.unwrap_or(0)));
+    Station {
+        number: StationId::from_text(&status.station_id),
+        contract_name: contract.to_owned(),
+        name: info.name.clone(),
+        address: info.address.clone(),
+        position: info.position,
+        banking: info.banking,
+        bonus: false,
+        bike_stands,
+        available_bike_stands: status
+            .docks
+            .unwrap_or_else(|| bike_stands.saturating_sub(status.bikes)),
+        available_bikes: status.bikes,
+        status: if status.open {
+            Status::Open
+        } else {
+            Status::Closed
+        },
+        last_update: status.last_reported,
+    }
+}
+
+/// `lyon` → `Lyon`, `cergy-pontoise` → `Cergy-Pontoise`: JCDecaux's v1 spelling.
+pub(crate) fn jcdecaux_contract_name(slug: &str) -> String {
+    slug.split('-')
+        .map(|word| {
+            let mut chars = word.chars();
+            match chars.next() {
+                Some(first) => first.to_uppercase().chain(chars).collect(),
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// The contract slug of a JCDecaux GBFS URL (`…/contracts/<slug>/gbfs/…` on cyclocity or under
+/// the configured cyclocity base), if it is one.
+fn cyclocity_slug<'a>(url: &'a Url, cyclocity: &Url) -> Option<&'a str> {
+    let rest = if url.host_str() == Some(CYCLOCITY_HOST) {
+        url.path()
+    } else if url.as_str().starts_with(cyclocity.as_str()) {
+        &url.path()[cyclocity.path().len().saturating_sub(1)..]
+    } else {
+        return None;
+    };
+    let mut segments = rest.trim_start_matches('/').split('/');
+    match (segments.next(), segments.next(), segments.next()) {
+        (Some("contracts"), Some(slug), Some("gbfs")) if !slug.is_empty() => Some(slug),
+        _ => None,
+    }
+}
+
+/// The host of a URL, without port: the contract name of last resort.
+fn host_name(url: &Url) -> String {
+    url.host_str().unwrap_or("gbfs").to_owned()
+}
+
+impl StationSource for GbfsSource {
+    fn describe(&self) -> String {
+        let systems: Vec<_> = self.systems.iter().map(System::label).collect();
+        match systems.as_slice() {
+            [one] => format!("GBFS {one}"),
+            many => format!("GBFS, {} systems: {}", many.len(), many.join(", ")),
+        }
+    }
+
+    async fn fetch(&mut self) -> Result<Snapshot, SourceError> {
+        let (client, limits, language) = (&self.client, self.limits, self.language.as_deref());
+        let results = futures::future::join_all(
+            self.systems
+                .iter_mut()
+                .map(|system| system.poll(client, limits, language)),
+        )
+        .await;
+        let taken_at = now_ms();
+        let mut stations = Vec::new();
+        let mut first_error = None;
+        let mut succeeded = 0;
+        for (system, result) in self.systems.iter().zip(results) {
+            match result {
+                Ok((mut s, skipped)) => {
+                    succeeded += 1;
+                    self.skipped += skipped;
+                    stations.append(&mut s);
+                }
+                Err(err) => {
+                    if self.systems.len() > 1 {
+                        tracing::warn!(system = %system.label(), error = %err, class = err.class(),
+                            "GBFS system failed; its stations are missing from this snapshot");
+                    }
+                    first_error.get_or_insert(err);
+                }
+            }
+        }
+        match first_error {
+            Some(err) if succeeded == 0 => Err(err),
+            _ => Ok(Snapshot { taken_at, stations }),
+        }
+    }
+
+    fn skipped_records(&self) -> u64 {
+        self.skipped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn info(record: Value) -> Info {
+        parse_info(&record, None).unwrap().1
+    }
+
+    fn station(info_json: Value, status_json: Value) -> Result<Station, String> {
+        let (_, i) = parse_info(&info_json, Some("fr"))?;
+        let s = parse_status(&status_json)?;
+        Ok(to_station("Lyon", &i, &s))
+    }
+
+    fn base_info() -> Value {
+        json!({"station_id": "1001", "name": "Bellecour", "lat": 45.757, "lon": 4.832,
+               "address": "Place Bellecour", "capacity": 20, "rental_methods": ["KEY", "CREDITCARD"]})
+    }
+
+    fn base_status() -> Value {
+        json!({"station_id": "1001", "num_bikes_available": 3, "num_docks_available": 16,
+               "is_installed": true, "is_renting": true, "is_returning": true,
+               "last_reported": 1_750_000_000})
+    }
+
+    fn with(mut v: Value, key: &str, value: Value) -> Value {
+        if value.is_null() {
+            v.as_object_mut().unwrap().remove(key);
+        } else {
+            v[key] = value;
+        }
+        v
+    }
+
+    #[test]
+    fn maps_a_2_3_station() {
+        let s = station(base_info(), base_status()).unwrap();
+        assert_eq!(s.number, StationId::Number(1001));
+        assert_eq!(s.key().as_str(), "Lyon:1001");
+        assert_eq!(
+            (s.name.as_str(), s.address.as_str()),
+            ("Bellecour", "Place Bellecour")
+        );
+        assert_eq!((s.position.lat, s.position.lng), (45.757, 4.832));
+        assert!(s.banking);
+        assert!(!s.bonus);
+        assert_eq!(
+            (s.bike_stands, s.available_bikes, s.available_bike_stands),
+            (20, 3, 16)
+        );
+        assert_eq!(s.status, Status::Open);
+        assert_eq!(s.last_update, Some(1_750_000_000_000));
+    }
+
+    #[test]
+    fn status_mapping_table() {
+        // (is_installed, is_renting) → status; Null means absent.
+        let cases = [
+            (json!(true), json!(true), Status::Open),
+            (json!(true), json!(false), Status::Closed),
+            (json!(false), json!(true), Status::Closed),
+            (json!(false), json!(false), Status::Closed),
+            (Value::Null, Value::Null, Status::Open),
+            (json!(1), json!(0), Status::Closed),
+            (json!(1), json!(1), Status::Open),
+        ];
+        for (installed, renting, want) in cases {
+            let st = with(
+                with(base_status(), "is_installed", installed.clone()),
+                "is_renting",
+                renting.clone(),
+            );
+            assert_eq!(
+                station(base_info(), st).unwrap().status,
+                want,
+                "{installed} {renting}"
+            );
+        }
+    }
+
+    #[test]
+    fn count_and_capacity_table() {
+        // (capacity, bikes field, bikes, docks) → (bike_stands, available_bikes, free stands)
+        let cases = [
+            (
+                json!(20),
+                "num_bikes_available",
+                json!(3),
+                json!(16),
+                (20, 3, 16),
+            ),
+            (
+                json!(20),
+                "num_vehicles_available",
+                json!(5),
+                json!(15),
+                (20, 5, 15),
+            ),
+            (
+                Value::Null,
+                "num_bikes_available",
+                json!(4),
+                json!(6),
+                (10, 4, 6),
+            ),
+            (
+                json!(12),
+                "num_bikes_available",
+                json!(4),
+                Value::Null,
+                (12, 4, 8),
+            ),
+            (
+                Value::Null,
+                "num_bikes_available",
+                json!(4),
+                Value::Null,
+                (4, 4, 0),
+            ),
+            (
+                json!("20"),
+                "num_bikes_available",
+                json!("3"),
+                json!(16.0),
+                (20, 3, 16),
+            ),
+            (
+                json!(2),
+                "num_bikes_available",
+                json!(5),
+                Value::Null,
+                (2, 5, 0),
+            ),
+        ];
+        for (capacity, field, bikes, docks, want) in cases {
+            let inf = with(base_info(), "capacity", capacity.clone());
+            let mut st = with(base_status(), "num_bikes_available", Value::Null);
+            st = with(
+                with(st, field, bikes.clone()),
+                "num_docks_available",
+                docks.clone(),
+            );
+            let s = station(inf, st).unwrap();
+            assert_eq!(
+                (s.bike_stands, s.available_bikes, s.available_bike_stands),
+                want,
+                "{capacity} {field}={bikes} docks={docks}"
+            );
+        }
+    }
+
+    #[test]
+    fn last_reported_table() {
+        let cases = [
+            (json!(1_750_000_000), Some(1_750_000_000_000)),
+            (json!(1_750_000_000_123i64), Some(1_750_000_000_123)),
+            (json!("2025-06-15T15:06:40Z"), Some(1_750_000_000_000)),
+            (json!("2025-06-15T17:06:40+02:00"), Some(1_750_000_000_000)),
+            (json!("1750000000"), Some(1_750_000_000_000)),
+            (json!(1_750_000_000.0), Some(1_750_000_000_000)),
+            (Value::Null, None),
+        ];
+        for (value, want) in cases {
+            let st = with(base_status(), "last_reported", value.clone());
+            assert_eq!(
+                station(base_info(), st).unwrap().last_update,
+                want,
+                "{value}"
+            );
+        }
+        let st = with(base_status(), "last_reported", json!("yesterday"));
+        assert!(
+            station(base_info(), st)
+                .unwrap_err()
+                .contains("last_reported")
+        );
+    }
+
+    #[test]
+    fn names_addresses_and_banking() {
+        let localized = json!([{"text": "Bellecour", "language": "en"}, {"text": "Place Bellecour FR", "language": "fr"}]);
+        let i = with(
+            with(base_info(), "name", localized.clone()),
+            "address",
+            Value::Null,
+        );
+        let (_, got) = parse_info(&i, Some("fr")).unwrap();
+        assert_eq!(got.name, "Place Bellecour FR");
+        assert_eq!(
+            got.address, "Place Bellecour FR",
+            "address falls back to the name"
+        );
+        let (_, got) = parse_info(&i, Some("de")).unwrap();
+        assert_eq!(got.name, "Bellecour", "unknown language: the first entry");
+        let (_, got) = parse_info(&i, None).unwrap();
+        assert_eq!(got.name, "Bellecour");
+
+        assert!(!info(with(base_info(), "rental_methods", json!(["key", "phone"]))).banking);
+        assert!(info(with(base_info(), "rental_methods", json!(["creditcard"]))).banking);
+        assert!(!info(with(base_info(), "rental_methods", Value::Null)).banking);
+        assert_eq!(info(with(base_info(), "name", Value::Null)).name, "1001");
+    }
+
+    #[test]
+    fn station_ids_keep_text_when_not_canonical_numbers() {
+        for (id, want) in [
+            (json!("1001"), StationId::Number(1001)),
+            (json!(42), StationId::Number(42)),
+            (json!("0042"), StationId::Text("0042".into())),
+            (json!("a1b2-c3"), StationId::Text("a1b2-c3".into())),
+        ] {
+            let st = with(base_status(), "station_id", id.clone());
+            assert_eq!(station(base_info(), st).unwrap().number, want, "{id}");
+        }
+    }
+
+    #[test]
+    fn bad_records_say_which_field() {
+        let cases = [
+            (with(base_status(), "station_id", Value::Null), "station_id"),
+            (with(base_status(), "station_id", json!("")), "station_id"),
+            (
+                with(base_status(), "num_bikes_available", json!("many")),
+                "num_bikes_available",
+            ),
+            (
+                with(base_status(), "num_bikes_available", json!(-1)),
+                "num_bikes_available",
+            ),
+            (
+                with(base_status(), "num_bikes_available", Value::Null),
+                "num_bikes_available",
+            ),
+            (
+                with(base_status(), "num_docks_available", json!(1.5)),
+                "num_docks_available",
+            ),
+            (
+                with(base_status(), "is_renting", json!("yes")),
+                "is_renting",
+            ),
+            (json!([1, 2]), "station object"),
+        ];
+        for (record, field) in cases {
+            let err = parse_status(&record).unwrap_err();
+            assert!(err.contains(field), "{record}: {err}");
+        }
+        for (record, field) in [
+            (with(base_info(), "lat", Value::Null), "lat"),
+            (with(base_info(), "lon", json!("east")), "lon"),
+            (with(base_info(), "capacity", json!(true)), "capacity"),
+        ] {
+            let err = parse_info(&record, None).unwrap_err();
+            assert!(err.contains(field), "{record}: {err}");
+        }
+    }
+
+    #[test]
+    fn every_mapped_station_survives_the_v1_json_round_trip() {
+        // A small property test: whatever combination of optional fields, the mapped station
+        // is a valid v1 record and keeps bikes + free stands consistent with what was given.
+        let mut rng = crate::rng::SplitMix64::new(99);
+        for _ in 0..500 {
+            let capacity = rng.range(0, 60);
+            let bikes = rng.range(0, 60);
+            let docks = rng.range(0, 60);
+            let mut inf = base_info();
+            let mut st = base_status();
+            inf = with(
+                inf,
+                "capacity",
+                if rng.chance(0.3) {
+                    Value::Null
+                } else {
+                    json!(capacity)
+                },
+            );
+            st = with(st, "num_bikes_available", json!(bikes));
+            st = with(
+                st,
+                "num_docks_available",
+                if rng.chance(0.3) {
+                    Value::Null
+                } else {
+                    json!(docks)
+                },
+            );
+            st = with(st, "is_renting", json!(rng.chance(0.8)));
+            let s = station(inf.clone(), st.clone()).unwrap();
+            assert_eq!(s.available_bikes, bikes);
+            if st.get("num_docks_available").is_some() {
+                assert_eq!(s.available_bike_stands, docks);
+            } else {
+                assert!(s.available_bike_stands <= s.bike_stands);
+            }
+            if inf.get("capacity").is_none() {
+                assert!(s.bike_stands >= s.available_bikes);
+            }
+            assert_eq!(Station::from_json(&s.to_json()).unwrap(), s);
+        }
+    }
+
+    #[test]
+    fn discovery_2_x_and_3_0() {
+        let base = Url::parse("https://example.org/gbfs/gbfs.json").unwrap();
+        let feeds = |lang: &str| {
+            json!({"feeds": [
+                {"name": "system_information", "url": format!("https://example.org/{lang}/system_information.json")},
+                {"name": "station_information", "url": format!("https://example.org/{lang}/station_information.json")},
+                {"name": "station_status", "url": "station_status.json"},
+            ]})
+        };
+        let v2 = json!({"data": {"fr": feeds("fr"), "en": feeds("en")}});
+        let got = parse_discovery(&v2, &base, None).unwrap();
+        assert_eq!(
+            got.station_information.as_str(),
+            "https://example.org/en/station_information.json"
+        );
+        assert_eq!(
+            got.station_status.as_str(),
+            "https://example.org/gbfs/station_status.json"
+        );
+        let got = parse_discovery(&v2, &base, Some("fr")).unwrap();
+        assert_eq!(
+            got.station_information.as_str(),
+            "https://example.org/fr/station_information.json"
+        );
+        let only_de = json!({"data": {"de": feeds("de")}});
+        assert!(
+            parse_discovery(&only_de, &base, Some("fr"))
+                .unwrap()
+                .station_information
+                .as_str()
+                .contains("/de/")
+        );
+
+        let v3 = json!({"version": "3.0", "data": feeds("xx")});
+        let got = parse_discovery(&v3, &base, Some("fr")).unwrap();
+        assert!(got.system_information.unwrap().as_str().contains("/xx/"));
+
+        let dockless = json!({"data": {"feeds": [{"name": "vehicle_status", "url": "v.json"}]}});
+        assert!(
+            parse_discovery(&dockless, &base, None)
+                .unwrap_err()
+                .contains("dockless")
+        );
+        assert!(parse_discovery(&json!({"data": {}}), &base, None).is_err());
+        assert!(parse_discovery(&json!([]), &base, None).is_err());
+    }
+
+    #[test]
+    fn contract_names() {
+        assert_eq!(jcdecaux_contract_name("lyon"), "Lyon");
+        assert_eq!(jcdecaux_contract_name("cergy-pontoise"), "Cergy-Pontoise");
+        let cyclocity = Url::parse("https://api.cyclocity.fr/").unwrap();
+        let local = Url::parse("http://127.0.0.1:8080/cyc/").unwrap();
+        let u = Url::parse("https://api.cyclocity.fr/contracts/lyon/gbfs/gbfs.json").unwrap();
+        assert_eq!(cyclocity_slug(&u, &local), Some("lyon"));
+        let u = Url::parse("http://127.0.0.1:8080/cyc/contracts/nantes/gbfs/v3/gbfs.json").unwrap();
+        assert_eq!(cyclocity_slug(&u, &local), Some("nantes"));
+        assert_eq!(cyclocity_slug(&u, &cyclocity), None);
+        let u = Url::parse("https://gbfs.citibikenyc.com:443/gbfs/2.3/gbfs.json").unwrap();
+        assert_eq!(cyclocity_slug(&u, &cyclocity), None);
+        assert_eq!(host_name(&u), "gbfs.citibikenyc.com");
+    }
+
+    #[test]
+    fn targets_parse() {
+        assert_eq!(
+            "Lyon".parse::<GbfsTarget>().unwrap(),
+            GbfsTarget::JcDecauxContract("lyon".into())
+        );
+        assert!(matches!(
+            "https://x.org/gbfs.json".parse::<GbfsTarget>().unwrap(),
+            GbfsTarget::Url(_)
+        ));
+        assert!("ftp://x.org/gbfs.json".parse::<GbfsTarget>().is_err());
+        assert!("lyon/../x".parse::<GbfsTarget>().is_err());
+        assert!("".parse::<GbfsTarget>().is_err());
+    }
+}
