@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | [`JcDecauxSource`] | `jcdecaux`, `jcdecaux:<contract>` | JCDecaux's v1 API (needs a key; retired 2026-12-31) |
 //! | [`GbfsSource`] | `gbfs:<url or contract>[,…]` | any GBFS 1.x–3.0 system, JCDecaux's keyless feeds included |
+//! | [`ReplaySource`] | `replay:<file>` | a recording made with `velib-producer --record FILE` |
 //! | [`SimulateSource`] | `simulate`, `simulate:<N>` | a seeded synthetic city (the default, and the benchmark load) |
 //!
 //! # Errors and retries
@@ -41,6 +42,7 @@ mod gbfs;
 mod http;
 mod jcdecaux;
 mod options;
+mod replay;
 mod rng;
 mod simulate;
 mod skips;
@@ -51,6 +53,7 @@ pub use error::SourceError;
 pub use gbfs::{GbfsSource, GbfsTarget};
 pub use jcdecaux::JcDecauxSource;
 pub use options::SourceOptions;
+pub use replay::ReplaySource;
 pub use simulate::{SimulateConfig, SimulateSource};
 pub use velib_model::Snapshot;
 

@@ -4,5 +4,6 @@
 
 mod gbfs;
 mod jcdecaux;
+mod replay;
 mod simulate;
 mod support;

@@ -111,3 +111,21 @@ pub fn v1_station(contract: &str, number: u64, bikes: u32) -> serde_json::Value 
         "last_update": 1_750_000_000_000i64,
     })
 }
+
+/// A file in the system temporary directory holding `contents`, removed when dropped.
+pub struct TempFile(pub std::path::PathBuf);
+
+impl TempFile {
+    pub fn new(name: &str, contents: &str) -> TempFile {
+        // Process id plus name: parallel tests and concurrent runs never share a file.
+        let path = std::env::temp_dir().join(format!("velib-source-{}-{name}", std::process::id()));
+        std::fs::write(&path, contents).unwrap();
+        TempFile(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
