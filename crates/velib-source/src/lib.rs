@@ -46,6 +46,7 @@ mod replay;
 mod rng;
 mod simulate;
 mod skips;
+mod spec;
 mod time;
 
 pub use backoff::Backoff;
@@ -55,6 +56,7 @@ pub use jcdecaux::JcDecauxSource;
 pub use options::SourceOptions;
 pub use replay::ReplaySource;
 pub use simulate::{SimulateConfig, SimulateSource};
+pub use spec::{AnySource, SourceSpec};
 pub use velib_model::Snapshot;
 
 use std::future::Future;

@@ -6,4 +6,5 @@ mod gbfs;
 mod jcdecaux;
 mod replay;
 mod simulate;
+mod spec;
 mod support;
