@@ -3,50 +3,7 @@
 //! JCDecaux publishes GBFS at `https://api.cyclocity.fr/contracts/{contract}/gbfs/gbfs.json`
 //! (keyless) and retires its v1 API on 2026-12-31; about 1,500 other systems publish GBFS too.
 //!
-//! # Field mapping
-//!
-//! | `Station` field | GBFS source | notes |
-//! |---|---|---|
-//! | `number` | `station_id` | [`StationId::from_text`]: canonical numbers stay numbers, so `"1001"` keys like v1's `1001` |
-//! | `contract_name` | see [Contract names](#contract-names) | stable per system |
-//! | `name` | `station_information.name` | 3.0 localised array: the preferred language, else the first entry |
-//! | `address` | `station_information.address` | falls back to `name` when absent |
-//! | `position` | `lat`, `lon` | required |
-//! | `banking` | `rental_methods` contains `creditcard` | case-insensitive; false when absent |
-//! | `bonus` | — | always false: GBFS has no bonus stations |
-//! | `bike_stands` | `capacity` | `num_bikes_available + num_docks_available` when absent |
-//! | `available_bikes` | `num_bikes_available` (≤ 2.3) / `num_vehicles_available` (3.0) | required |
-//! | `available_bike_stands` | `num_docks_available` | `capacity − bikes` when absent (virtual stations) |
-//! | `status` | `is_installed && is_renting` | OPEN when both hold; each defaults to true when absent |
-//! | `last_update` | `last_reported` | seconds (≤ 2.3; values above 10¹¹ are taken as milliseconds, a common publisher bug) or RFC 3339 (3.0) → epoch ms; null when absent |
-//!
-//! Lost in the mapping: `is_returning` (a station renting but not accepting returns shows
-//! OPEN), disabled bikes and docks (`num_bikes_disabled`, `num_docks_disabled`), per vehicle
-//! type counts (`vehicle_types_available`, e-bikes versus classic), `short_name`,
-//! `region_id`, `post_code`, `cross_street`, `is_virtual_station`, opening hours, rental URIs,
-//! all languages but one, and every dockless feed (`free_bike_status`, `vehicle_status`).
-//!
-//! # Contract names
-//!
-//! The contract is the first half of every station's Kafka key, so it must never change for a
-//! system:
-//!
-//! - a JCDecaux feed (`gbfs:<contract>`, or a URL of the form
-//!   `…/contracts/<contract>/gbfs/gbfs.json` under `api.cyclocity.fr` or
-//!   [`SourceOptions::cyclocity_base_url`]) uses the slug with each `-`-separated word
-//!   capitalised: `lyon` → `Lyon`, `cergy-pontoise` → `Cergy-Pontoise`. That is how v1 spells
-//!   its single-word contracts, so `Lyon:1001` stays `Lyon:1001` across the v1 → GBFS switch;
-//! - any other system uses `system_id` from `system_information` (which the spec says is
-//!   stable for the life of the system), read once on the first poll;
-//! - a system that publishes no `system_information` uses its discovery URL's host name
-//!   (without port), e.g. `gbfs.citibikenyc.com`.
-//!
-//! # Caching
-//!
-//! The discovery file and `station_information` are cached for their `ttl` (capped at one
-//! hour, so new stations appear within the hour whatever the feed says); `station_status` is
-//! fetched on every poll. If refreshing `station_information` fails while a cached copy exists,
-//! the cached copy is used and a warning logged.
+//! See [`GbfsSource`] for the field mapping, contract naming and caching.
 
 use crate::http::{self, Body, Hints, Limits};
 use crate::jcdecaux::json_kind;
@@ -146,6 +103,53 @@ impl fmt::Display for GbfsTarget {
 /// }
 /// # Ok(()) }
 /// ```
+///
+/// # Field mapping
+///
+/// Which GBFS fields become which [`Station`] fields, and what is lost:
+///
+/// | `Station` field | GBFS source | notes |
+/// |---|---|---|
+/// | `number` | `station_id` | [`StationId::from_text`]: canonical numbers stay numbers, so `"1001"` keys like v1's `1001` |
+/// | `contract_name` | see [Contract names](#contract-names) | stable per system |
+/// | `name` | `station_information.name` | 3.0 localised array: the preferred language, else the first entry |
+/// | `address` | `station_information.address` | falls back to `name` when absent |
+/// | `position` | `lat`, `lon` | required |
+/// | `banking` | `rental_methods` contains `creditcard` | case-insensitive; false when absent |
+/// | `bonus` | — | always false: GBFS has no bonus stations |
+/// | `bike_stands` | `capacity` | `num_bikes_available + num_docks_available` when absent |
+/// | `available_bikes` | `num_bikes_available` (≤ 2.3) / `num_vehicles_available` (3.0) | required |
+/// | `available_bike_stands` | `num_docks_available` | `capacity − bikes` when absent (virtual stations) |
+/// | `status` | `is_installed && is_renting` | OPEN when both hold; each defaults to true when absent |
+/// | `last_update` | `last_reported` | seconds (≤ 2.3; values above 10¹¹ are taken as milliseconds, a common publisher bug) or RFC 3339 (3.0) → epoch ms; null when absent |
+///
+/// Lost in the mapping: `is_returning` (a station renting but not accepting returns shows
+/// OPEN), disabled bikes and docks (`num_bikes_disabled`, `num_docks_disabled`), per vehicle
+/// type counts (`vehicle_types_available`, e-bikes versus classic), `short_name`,
+/// `region_id`, `post_code`, `cross_street`, `is_virtual_station`, opening hours, rental URIs,
+/// all languages but one, and every dockless feed (`free_bike_status`, `vehicle_status`).
+///
+/// # Contract names
+///
+/// The contract is the first half of every station's Kafka key, so it must never change for a
+/// system:
+///
+/// - a JCDecaux feed (`gbfs:<contract>`, or a URL of the form
+///   `…/contracts/<contract>/gbfs/gbfs.json` under `api.cyclocity.fr` or
+///   [`SourceOptions::cyclocity_base_url`]) uses the slug with each `-`-separated word
+///   capitalised: `lyon` → `Lyon`, `cergy-pontoise` → `Cergy-Pontoise`. That is how v1 spells
+///   its single-word contracts, so `Lyon:1001` stays `Lyon:1001` across the v1 → GBFS switch;
+/// - any other system uses `system_id` from `system_information` (which the spec says is
+///   stable for the life of the system), read once on the first poll;
+/// - a system that publishes no `system_information` uses its discovery URL's host name
+///   (without port), e.g. `gbfs.citibikenyc.com`.
+///
+/// # Caching
+///
+/// The discovery file and `station_information` are cached for their `ttl` (capped at one
+/// hour, so new stations appear within the hour whatever the feed says); `station_status` is
+/// fetched on every poll. If refreshing `station_information` fails while a cached copy exists,
+/// the cached copy is used and a warning logged.
 #[derive(Debug)]
 pub struct GbfsSource {
     client: Client,

@@ -37,7 +37,7 @@ const HINTS: Hints = Hints {
 ///     ..SourceOptions::default()
 /// };
 /// let mut lyon = JcDecauxSource::new(&options, Some("Lyon".into()))?;
-/// println!("{}", lyon.describe()); // JCDecaux v1 at https://api.jcdecaux.com/ (contract Lyon)
+/// println!("{}", lyon.describe()); // JCDecaux v1 at https://api.jcdecaux.com (contract Lyon)
 /// let snapshot = lyon.fetch().await?;
 /// println!("{} stations", snapshot.stations.len());
 /// # Ok(()) }
@@ -105,9 +105,12 @@ impl JcDecauxSource {
 
 impl StationSource for JcDecauxSource {
     fn describe(&self) -> String {
+        // The base URL never holds the key (it is added per request); the slash that
+        // `parse_base_url` appends for joining is noise in a log line.
+        let base = self.base_url.as_str().trim_end_matches('/');
         match &self.contract {
-            Some(c) => format!("JCDecaux v1 at {} (contract {c})", self.base_url),
-            None => format!("JCDecaux v1 at {} (all contracts)", self.base_url),
+            Some(c) => format!("JCDecaux v1 at {base} (contract {c})"),
+            None => format!("JCDecaux v1 at {base} (all contracts)"),
         }
     }
 

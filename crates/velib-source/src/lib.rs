@@ -3,26 +3,79 @@
 //! A [`StationSource`] returns one [`Snapshot`] per call to [`StationSource::fetch`]: every
 //! station of one poll, and when the poll was taken. The implementations:
 //!
-//! | source | argument | what it reads |
+//! | source | argument ([`SourceSpec`]) | what it reads |
 //! |---|---|---|
 //! | [`JcDecauxSource`] | `jcdecaux`, `jcdecaux:<contract>` | JCDecaux's v1 API (needs a key; retired 2026-12-31) |
 //! | [`GbfsSource`] | `gbfs:<url or contract>[,…]` | any GBFS 1.x–3.0 system, JCDecaux's keyless feeds included |
 //! | [`ReplaySource`] | `replay:<file>` | a recording made with `velib-producer --record FILE` |
-//! | [`SimulateSource`] | `simulate`, `simulate:<N>` | a seeded synthetic city (the default, and the benchmark load) |
+//! | [`SimulateSource`] | `simulate`, `simulate:<N>` | a seeded synthetic city (the default without a key, and the benchmark load) |
 //!
-//! # Errors and retries
+//! # Choosing a source at run time
 //!
-//! A record that cannot be read is skipped, counted ([`StationSource::skipped_records`]) and
-//! logged; the snapshot goes on without it. Only a poll that yields nothing is a
-//! [`SourceError`], whose [`class`](SourceError::class) labels metrics and whose
-//! [`is_permanent`](SourceError::is_permanent) says whether to give up. Pause between failed
-//! polls with a [`Backoff`].
+//! A binary parses its `--source` argument into a [`SourceSpec`] and builds an [`AnySource`]
+//! with the [`SourceOptions`] its other flags fill in:
+//!
+//! ```
+//! use velib_source::{SourceOptions, SourceSpec, StationSource};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let options = SourceOptions::default();
+//! let spec: SourceSpec = match std::env::var("VELIB_SOURCE") {
+//!     Ok(arg) => arg.parse()?,
+//!     Err(_) => SourceSpec::default_for(&options), // jcdecaux with a key, else simulate
+//! };
+//! let mut source = spec.build(&options)?;
+//! tracing::info!(source = %source.describe(), "polling");
+//! let snapshot = source.fetch().await?;
+//! assert!(!snapshot.stations.is_empty());
+//! # Ok::<(), velib_source::SourceError>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # One example per source
+//!
+//! JCDecaux v1 (the key comes from `--jcdecaux-api-key` or `JCDECAUX_API_KEY`):
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), velib_source::SourceError> {
+//! use velib_source::{JcDecauxSource, SourceOptions, StationSource};
+//! let options = SourceOptions {
+//!     jcdecaux_api_key: std::env::var("JCDECAUX_API_KEY").ok().map(Into::into),
+//!     ..SourceOptions::default()
+//! };
+//! let mut lyon = JcDecauxSource::new(&options, Some("Lyon".to_owned()))?;
+//! let snapshot = lyon.fetch().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! GBFS, JCDecaux's keyless successor and any other system (field mapping: [`GbfsSource`]):
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), velib_source::SourceError> {
+//! use velib_source::{SourceOptions, SourceSpec, StationSource};
+//! let spec: SourceSpec = "gbfs:lyon,https://gbfs.citibikenyc.com/gbfs/2.3/gbfs.json".parse()?;
+//! let mut both = spec.build(&SourceOptions::default())?;
+//! let snapshot = both.fetch().await?; // Lyon:… and system_id:… stations together
+//! # Ok(()) }
+//! ```
+//!
+//! Replay, ten times faster than recorded, looping:
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), velib_source::SourceError> {
+//! use velib_source::{ReplaySource, StationSource};
+//! let mut replay = ReplaySource::new("monday.ndjson", 10.0, true)?;
+//! let snapshot = replay.fetch().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Simulation, with pausing between failed polls by a [`Backoff`]:
 //!
 //! ```
 //! use std::time::Duration;
 //! use velib_source::{Backoff, SimulateConfig, SimulateSource, StationSource};
 //!
-//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! let mut source = SimulateSource::new(SimulateConfig { stations: 10, ..Default::default() });
 //! let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
 //! match source.fetch().await {
@@ -35,6 +88,27 @@
 //! }
 //! # });
 //! ```
+//!
+//! # Errors, retries and what a poll guarantees
+//!
+//! A record that cannot be read is skipped, counted ([`StationSource::skipped_records`]) and
+//! logged (debug per record with its index, one warning per poll); the snapshot goes on
+//! without it. So a snapshot holds every *readable* station of the poll, and no more: a
+//! consumer must not infer that a station missing from one snapshot was removed. Only a poll
+//! that yields nothing is a [`SourceError`], whose [`class`](SourceError::class) labels
+//! metrics and whose [`is_permanent`](SourceError::is_permanent) says whether to give up.
+//!
+//! HTTP policy, shared by the web sources: connect and total timeouts, a body cap enforced
+//! while streaming, 401/403 and 404/410 are configuration errors, 429 and 503 carry
+//! `Retry-After`, other statuses (5xx) and transport failures are transient. One client per
+//! source, reused across polls (connection pooling, gzip).
+//!
+//! # Secrets
+//!
+//! The JCDecaux key is a [`secrecy::SecretString`]. URLs in errors and logs show
+//! `apiKey=REDACTED`; reqwest errors are stripped of their URL, and any text quoted from
+//! elsewhere (a transport error's causes, the start of an unexpected body) is scrubbed of the
+//! key, raw or percent-encoded. `Debug` of the options and sources shows `[REDACTED]`.
 
 mod backoff;
 mod error;

@@ -44,3 +44,21 @@ fn scales_to_a_hundred_thousand_stations() {
     }
     assert_eq!(sim.total_bikes(), total);
 }
+
+/// The benchmark size. Ignored by default because a debug build takes seconds over it; run
+/// with `cargo test -p velib-source --release -- --ignored million`.
+#[test]
+#[ignore]
+fn a_million_stations() {
+    let mut sim = SimulateSource::new(SimulateConfig {
+        stations: 1_000_000,
+        contracts: 10,
+        ..SimulateConfig::default()
+    });
+    let total = sim.total_bikes();
+    for _ in 0..10 {
+        assert_eq!(sim.advance().stations.len(), 1_000_000);
+    }
+    assert_eq!(sim.next_snapshot().stations.len(), 1_000_000);
+    assert_eq!(sim.total_bikes(), total);
+}
