@@ -1,0 +1,371 @@
+//! Change detection: pure, no I/O, keyed by [`StationKey`](velib_model::StationKey).
+//!
+//! A [`Detector`] remembers, per station, only what detection needs — the tracked count, the
+//! available bikes, whether the station is open, and its `last_update` — and judges each new
+//! record against it:
+//!
+//! - the first record of a station only records its state (no line: unlike the tutorial's
+//!   zero-initialised dict, which prints every station at start-up);
+//! - a record whose `last_update` is not newer than the remembered one is stale (a duplicate
+//!   from a retry, a second producer, a replay) and changes nothing;
+//! - otherwise a different tracked count is a change, and crossing the "open with no bike"
+//!   line is an emptiness transition.
+//!
+//! A record without `last_update` cannot be ordered by time; it is taken as newer than what is
+//! remembered (Kafka's per-partition order is then the only order there is), and an identical
+//! one changes nothing anyway.
+//!
+//! # Memory
+//!
+//! State is 16 bytes per station under an 8-byte key (contract interned to a `u16`, numeric id
+//! up to 2^48); hashbrown adds a control byte and keeps its table at most 7/8 full, so a
+//! station costs between about 28 and 50 bytes depending on where the table is in its growth.
+//! Counts are kept as `u16` (clamped at 65,535). Stations with a text id (some GBFS systems)
+//! go to a second map keyed by the full string, at about three times the cost.
+
+use std::collections::HashMap;
+use velib_model::{EmptinessKind, Station, StationId, Status, TrackedField};
+
+/// The remembered state of one station.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct State {
+    /// `i64::MIN` when the station's records carry no `last_update`.
+    last_update: i64,
+    tracked: u16,
+    bikes: u16,
+    open: bool,
+}
+
+impl State {
+    fn is_empty(&self) -> bool {
+        self.open && self.bikes == 0
+    }
+}
+
+/// What a record means for its station.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// First record of the station: its state is recorded, nothing else.
+    First,
+    /// Not newer than what is known (by `last_update`): ignored.
+    Stale,
+    /// Newer: the state was updated.
+    Updated {
+        /// `(previous, current)` tracked count, when it changed.
+        change: Option<(u32, u32)>,
+        /// The emptiness transition, when the station crossed the line.
+        emptiness: Option<EmptinessKind>,
+    },
+}
+
+/// Per-station state for one partition's worth of stations.
+#[derive(Debug, Default)]
+pub struct Detector {
+    field: TrackedField,
+    contracts: HashMap<Box<str>, u16>,
+    compact: HashMap<u64, State>,
+    wide: HashMap<Box<str>, State>,
+}
+
+const ID_BITS: u32 = 48;
+
+impl Detector {
+    /// A detector following `field`, with no station known.
+    pub fn new(field: TrackedField) -> Detector {
+        Detector {
+            field,
+            ..Detector::default()
+        }
+    }
+
+    /// Judges `station` against what is known of it and records its new state.
+    pub fn observe(&mut self, station: &Station) -> Verdict {
+        let tracked = self.field.of(station);
+        let new = State {
+            last_update: station.last_update.unwrap_or(i64::MIN),
+            tracked: clamp(tracked),
+            bikes: clamp(station.available_bikes),
+            open: station.status == Status::Open,
+        };
+        match self.compact_key(station) {
+            Some(key) => observe_slot(self.compact.entry(key), new, station, tracked),
+            // Rare: text ids, ids beyond 2^48, more than 65,535 contracts.
+            None => {
+                let key = station.key().as_str().into();
+                observe_slot(self.wide.entry(key), new, station, tracked)
+            }
+        }
+    }
+
+    /// Number of stations known.
+    pub fn len(&self) -> usize {
+        self.compact.len() + self.wide.len()
+    }
+
+    /// Whether no station is known.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Heap bytes held by the state tables (an estimate from their capacities), for the
+    /// memory benchmark.
+    pub fn heap_bytes(&self) -> usize {
+        fn table<K, V>(m: &HashMap<K, V>) -> usize {
+            // hashbrown: one control byte per bucket plus a group of trailing control bytes.
+            let buckets = if m.capacity() == 0 {
+                0
+            } else {
+                (m.capacity() * 8 / 7).next_power_of_two()
+            };
+            buckets * (std::mem::size_of::<(K, V)>() + 1) + 16
+        }
+        table(&self.compact)
+            + table(&self.wide)
+            + self.wide.keys().map(|k| k.len()).sum::<usize>()
+            + table(&self.contracts)
+            + self.contracts.keys().map(|k| k.len()).sum::<usize>()
+    }
+
+    fn compact_key(&mut self, station: &Station) -> Option<u64> {
+        let StationId::Number(n) = station.number else {
+            return None;
+        };
+        if n >= 1 << ID_BITS {
+            return None;
+        }
+        let contract = match self.contracts.get(station.contract_name.as_str()) {
+            Some(&c) => c,
+            None => {
+                let c = u16::try_from(self.contracts.len()).ok()?;
+                self.contracts
+                    .insert(station.contract_name.as_str().into(), c);
+                c
+            }
+        };
+        Some((u64::from(contract) << ID_BITS) | n)
+    }
+}
+
+/// Counts are kept as `u16`: no real station has 65,535 stands. A larger count is clamped, so
+/// changes above that value are not seen.
+fn clamp(count: u32) -> u16 {
+    u16::try_from(count).unwrap_or(u16::MAX)
+}
+
+fn observe_slot<K>(
+    slot: std::collections::hash_map::Entry<'_, K, State>,
+    new: State,
+    station: &Station,
+    tracked: u32,
+) -> Verdict {
+    use std::collections::hash_map::Entry;
+    match slot {
+        Entry::Vacant(v) => {
+            v.insert(new);
+            Verdict::First
+        }
+        Entry::Occupied(mut o) => {
+            let old = *o.get();
+            let has_time = station.last_update.is_some();
+            if has_time && new.last_update <= old.last_update {
+                return Verdict::Stale;
+            }
+            if !has_time && new == old {
+                return Verdict::Stale;
+            }
+            o.insert(new);
+            let change = (old.tracked != new.tracked).then(|| (u32::from(old.tracked), tracked));
+            let emptiness = match (old.is_empty(), new.is_empty()) {
+                (false, true) => Some(EmptinessKind::BecameEmpty),
+                (true, false) => Some(EmptinessKind::NoLongerEmpty),
+                _ => None,
+            };
+            Verdict::Updated { change, emptiness }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use velib_model::Position;
+
+    fn station(contract: &str, id: StationId, stands: u32, bikes: u32, ts: Option<i64>) -> Station {
+        Station {
+            number: id,
+            contract_name: contract.into(),
+            name: "n".into(),
+            address: "a".into(),
+            position: Position { lat: 0.0, lng: 0.0 },
+            banking: false,
+            bonus: false,
+            bike_stands: stands + bikes,
+            available_bike_stands: stands,
+            available_bikes: bikes,
+            status: Status::Open,
+            last_update: ts,
+        }
+    }
+
+    fn lyon(stands: u32, bikes: u32, ts: i64) -> Station {
+        station("Lyon", StationId::Number(1001), stands, bikes, Some(ts))
+    }
+
+    #[test]
+    fn first_record_only_records_state() {
+        let mut d = Detector::new(TrackedField::AvailableBikeStands);
+        assert_eq!(d.observe(&lyon(5, 5, 1)), Verdict::First);
+        assert_eq!(d.len(), 1);
+    }
+
+    #[test]
+    fn a_newer_record_with_another_count_is_a_change() {
+        let mut d = Detector::new(TrackedField::AvailableBikeStands);
+        d.observe(&lyon(5, 5, 1));
+        assert_eq!(
+            d.observe(&lyon(6, 4, 2)),
+            Verdict::Updated {
+                change: Some((5, 6)),
+                emptiness: None
+            }
+        );
+        // Same count, newer time: updated, no change.
+        assert_eq!(
+            d.observe(&lyon(6, 4, 3)),
+            Verdict::Updated {
+                change: None,
+                emptiness: None
+            }
+        );
+    }
+
+    #[test]
+    fn older_or_identical_records_change_nothing() {
+        let mut d = Detector::new(TrackedField::AvailableBikeStands);
+        d.observe(&lyon(5, 5, 10));
+        assert_eq!(d.observe(&lyon(5, 5, 10)), Verdict::Stale, "duplicate");
+        assert_eq!(d.observe(&lyon(9, 1, 9)), Verdict::Stale, "older");
+        // The stale record did not flip state: the next real change is measured from 5.
+        assert_eq!(
+            d.observe(&lyon(7, 3, 11)),
+            Verdict::Updated {
+                change: Some((5, 7)),
+                emptiness: None
+            }
+        );
+    }
+
+    #[test]
+    fn tracks_bikes_when_asked() {
+        let mut d = Detector::new(TrackedField::AvailableBikes);
+        d.observe(&lyon(5, 5, 1));
+        assert_eq!(
+            d.observe(&lyon(3, 7, 2)),
+            Verdict::Updated {
+                change: Some((5, 7)),
+                emptiness: None
+            }
+        );
+    }
+
+    #[test]
+    fn emptiness_transitions_once_each_way() {
+        let mut d = Detector::new(TrackedField::AvailableBikeStands);
+        d.observe(&lyon(5, 2, 1));
+        assert_eq!(
+            d.observe(&lyon(7, 0, 2)),
+            Verdict::Updated {
+                change: Some((5, 7)),
+                emptiness: Some(EmptinessKind::BecameEmpty)
+            }
+        );
+        // Still empty: no second event.
+        assert!(matches!(
+            d.observe(&lyon(7, 0, 3)),
+            Verdict::Updated {
+                emptiness: None,
+                ..
+            }
+        ));
+        assert!(matches!(
+            d.observe(&lyon(6, 1, 4)),
+            Verdict::Updated {
+                emptiness: Some(EmptinessKind::NoLongerEmpty),
+                ..
+            }
+        ));
+        // A closed station with no bike is not "empty": closing an empty station ends it.
+        d.observe(&lyon(7, 0, 5));
+        let mut closed = lyon(7, 0, 6);
+        closed.status = Status::Closed;
+        assert!(matches!(
+            d.observe(&closed),
+            Verdict::Updated {
+                emptiness: Some(EmptinessKind::NoLongerEmpty),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn colliding_numbers_in_two_contracts_are_two_stations() {
+        let mut d = Detector::new(TrackedField::AvailableBikeStands);
+        d.observe(&station("Lyon", StationId::Number(1), 5, 5, Some(1)));
+        assert_eq!(
+            d.observe(&station("Toulouse", StationId::Number(1), 9, 1, Some(2))),
+            Verdict::First
+        );
+        assert_eq!(d.len(), 2);
+    }
+
+    #[test]
+    fn text_ids_and_huge_ids_use_the_wide_map() {
+        let mut d = Detector::new(TrackedField::AvailableBikeStands);
+        let text =
+            |stands, ts| station("bike_x", StationId::Text("a-1".into()), stands, 1, Some(ts));
+        assert_eq!(d.observe(&text(3, 1)), Verdict::First);
+        assert!(matches!(
+            d.observe(&text(4, 2)),
+            Verdict::Updated {
+                change: Some((3, 4)),
+                ..
+            }
+        ));
+        let huge = |stands, ts| station("big", StationId::Number(1 << 50), stands, 1, Some(ts));
+        assert_eq!(d.observe(&huge(7, 1)), Verdict::First);
+        assert!(matches!(
+            d.observe(&huge(8, 2)),
+            Verdict::Updated {
+                change: Some((7, 8)),
+                ..
+            }
+        ));
+        assert_eq!(d.len(), 2);
+    }
+
+    #[test]
+    fn records_without_last_update_are_ordered_by_arrival() {
+        let mut d = Detector::new(TrackedField::AvailableBikeStands);
+        let s = |stands| station("Lyon", StationId::Number(1), stands, 1, None);
+        d.observe(&s(3));
+        assert_eq!(d.observe(&s(3)), Verdict::Stale);
+        assert!(matches!(
+            d.observe(&s(4)),
+            Verdict::Updated {
+                change: Some((3, 4)),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn state_is_compact() {
+        assert_eq!(std::mem::size_of::<State>(), 16);
+        let mut d = Detector::new(TrackedField::AvailableBikeStands);
+        for n in 0..100_000u64 {
+            d.observe(&station("Paris", StationId::Number(n), 1, 1, Some(1)));
+        }
+        let per_station = d.heap_bytes() / d.len();
+        assert!(per_station <= 64, "{per_station} bytes per station");
+    }
+}

@@ -1,0 +1,290 @@
+//! Which consumed offsets are safe to commit.
+//!
+//! A record is done when it has been processed *and* every record it caused the monitor to
+//! publish (an empty-station event, a dead-letter copy) has been acknowledged by Kafka.
+//! Publishing is asynchronous, so records finish out of order; the offset stored for commit is
+//! always the first record that is not done yet, so a crash never commits past an event that
+//! was not delivered.
+
+use rdkafka::error::KafkaError;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use velib_producer::{DeliveryCallback, Landed};
+
+/// A record the monitor publishes on behalf of an input record, kept until it is delivered so
+/// that a failed delivery can be retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingOut {
+    /// Destination topic.
+    pub topic: String,
+    /// Message key.
+    pub key: Vec<u8>,
+    /// Message value.
+    pub payload: Vec<u8>,
+    /// Record headers.
+    pub headers: Vec<(&'static str, Vec<u8>)>,
+}
+
+/// Progress of one input partition.
+#[derive(Debug, Default)]
+pub struct PartitionProgress {
+    pending: BTreeMap<i64, PendingOut>,
+    processed_through: Option<i64>,
+    stored: Option<i64>,
+}
+
+impl PartitionProgress {
+    /// Records that `offset` was processed, with the output that must be delivered before it
+    /// counts as done.
+    pub fn processed(&mut self, offset: i64, out: Option<PendingOut>) {
+        self.processed_through = Some(self.processed_through.map_or(offset, |p| p.max(offset)));
+        if let Some(out) = out {
+            self.pending.insert(offset, out);
+        }
+    }
+
+    /// The output of `offset` was delivered.
+    pub fn delivered(&mut self, offset: i64) {
+        self.pending.remove(&offset);
+    }
+
+    /// The output of `offset`, to send again after a failed delivery.
+    pub fn retry(&self, offset: i64) -> Option<&PendingOut> {
+        self.pending.get(&offset)
+    }
+
+    /// Whether some output is not delivered yet.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// The offset to commit: the first record not done (the next one to read when nothing is
+    /// pending).
+    pub fn commit_point(&self) -> Option<i64> {
+        match self.pending.keys().next() {
+            Some(&first_pending) => Some(first_pending),
+            None => self.processed_through.map(|p| p + 1),
+        }
+    }
+
+    /// The commit point, if it moved since it was last taken.
+    pub fn take_store(&mut self) -> Option<i64> {
+        let point = self.commit_point()?;
+        if self.stored.is_some_and(|s| s >= point) {
+            return None;
+        }
+        self.stored = Some(point);
+        Some(point)
+    }
+}
+
+/// One delivery report: the tag of the output (its input partition and offset) and the outcome.
+pub type Completion = (usize, Result<Landed, KafkaError>);
+
+/// Packs an input partition and offset into a delivery tag.
+pub fn tag(partition: i32, offset: i64) -> usize {
+    ((partition as usize) << 48) | (offset as usize & ((1 << 48) - 1))
+}
+
+/// Unpacks a delivery tag.
+pub fn untag(tag: usize) -> (i32, i64) {
+    ((tag >> 48) as i32, (tag & ((1 << 48) - 1)) as i64)
+}
+
+/// Progress of every assigned partition, fed by the consumer loop and by delivery reports,
+/// which arrive on the producer's thread.
+#[derive(Debug)]
+pub struct Ledger {
+    partitions: Mutex<HashMap<i32, PartitionProgress>>,
+    completions: Mutex<Receiver<Completion>>,
+    sender: Mutex<Sender<Completion>>,
+    /// Woken on every delivery report, so the loop can store offsets while no record arrives.
+    pub notify: Notify,
+    revoke_timeout: Duration,
+}
+
+impl Ledger {
+    /// A ledger that waits up to `revoke_timeout` for pending deliveries of partitions being
+    /// revoked.
+    pub fn new(revoke_timeout: Duration) -> Arc<Ledger> {
+        let (sender, receiver) = channel();
+        Arc::new(Ledger {
+            partitions: Mutex::new(HashMap::new()),
+            completions: Mutex::new(receiver),
+            sender: Mutex::new(sender),
+            notify: Notify::new(),
+            revoke_timeout,
+        })
+    }
+
+    /// The callback to give the events producer.
+    pub fn callback(self: &Arc<Self>) -> DeliveryCallback {
+        let ledger = Arc::clone(self);
+        let sender = self.sender.lock().unwrap().clone();
+        let sender = Mutex::new(sender);
+        Arc::new(move |tag, result| {
+            let _ = sender.lock().unwrap().send((tag, result));
+            ledger.notify.notify_one();
+        })
+    }
+
+    /// Runs `f` on the progress of `partition`.
+    pub fn with<R>(&self, partition: i32, f: impl FnOnce(&mut PartitionProgress) -> R) -> R {
+        f(self
+            .partitions
+            .lock()
+            .unwrap()
+            .entry(partition)
+            .or_default())
+    }
+
+    /// Applies every delivery report received so far. Returns the failed ones' outputs, to be
+    /// sent again with the same tag.
+    pub fn apply_completions(&self) -> Vec<(usize, PendingOut)> {
+        let receiver = self.completions.lock().unwrap();
+        let mut partitions = self.partitions.lock().unwrap();
+        let mut retries = Vec::new();
+        while let Ok((tag, result)) = receiver.try_recv() {
+            let (partition, offset) = untag(tag);
+            // A report for a partition no longer assigned is for state already given up.
+            let Some(p) = partitions.get_mut(&partition) else {
+                continue;
+            };
+            match result {
+                Ok(_) => p.delivered(offset),
+                Err(_) => {
+                    if let Some(out) = p.retry(offset) {
+                        retries.push((tag, out.clone()));
+                    }
+                }
+            }
+        }
+        retries
+    }
+
+    /// The commit points that moved, per partition.
+    pub fn take_stores(&self) -> Vec<(i32, i64)> {
+        let mut partitions = self.partitions.lock().unwrap();
+        partitions
+            .iter_mut()
+            .filter_map(|(&p, prog)| prog.take_store().map(|o| (p, o)))
+            .collect()
+    }
+
+    /// Whether any output is still undelivered.
+    pub fn has_pending(&self) -> bool {
+        self.partitions
+            .lock()
+            .unwrap()
+            .values()
+            .any(PartitionProgress::has_pending)
+    }
+
+    /// Called before `partitions` are revoked: waits (bounded by the revoke timeout) for their
+    /// outputs to be delivered, forgets them, and returns their final commit points.
+    pub fn before_revoke(&self, partitions: &[i32]) -> Vec<(i32, i64)> {
+        let deadline = Instant::now() + self.revoke_timeout;
+        loop {
+            self.apply_completions();
+            let pending = {
+                let map = self.partitions.lock().unwrap();
+                partitions
+                    .iter()
+                    .any(|p| map.get(p).is_some_and(PartitionProgress::has_pending))
+            };
+            if !pending {
+                break;
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(
+                    ?partitions,
+                    "events for revoked partitions are still undelivered; their records will be \
+                     read again by the next owner"
+                );
+                break;
+            }
+            // This runs inside the rebalance callback, on the consumer's poll: a short blocking
+            // wait is what lets the revoke commit cover the events just published.
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let mut map = self.partitions.lock().unwrap();
+        partitions
+            .iter()
+            .filter_map(|p| {
+                map.remove(p)
+                    .and_then(|prog| prog.commit_point().map(|o| (*p, o)))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn out() -> PendingOut {
+        PendingOut {
+            topic: "t".into(),
+            key: b"k".to_vec(),
+            payload: b"v".to_vec(),
+            headers: vec![],
+        }
+    }
+
+    #[test]
+    fn commit_point_waits_for_the_first_pending_output() {
+        let mut p = PartitionProgress::default();
+        assert_eq!(p.commit_point(), None);
+        p.processed(10, None);
+        assert_eq!(p.take_store(), Some(11));
+        assert_eq!(p.take_store(), None, "unchanged");
+        p.processed(11, Some(out()));
+        p.processed(12, None);
+        p.processed(13, Some(out()));
+        assert_eq!(p.commit_point(), Some(11));
+        p.delivered(13);
+        assert_eq!(p.commit_point(), Some(11), "13 delivered, but 11 is not");
+        p.delivered(11);
+        assert_eq!(p.commit_point(), Some(14));
+        assert_eq!(p.take_store(), Some(14));
+    }
+
+    #[test]
+    fn tags_round_trip() {
+        for (p, o) in [(0, 0), (9, 123_456_789), (65_000, (1 << 47) + 5)] {
+            assert_eq!(untag(tag(p, o)), (p, o));
+        }
+    }
+
+    #[test]
+    fn completions_apply_and_failures_come_back_for_retry() {
+        let ledger = Ledger::new(Duration::from_millis(50));
+        ledger.with(3, |p| {
+            p.processed(5, Some(out()));
+            p.processed(6, Some(out()));
+        });
+        let cb = ledger.callback();
+        cb(
+            tag(3, 5),
+            Ok(Landed {
+                partition: 0,
+                offset: 0,
+            }),
+        );
+        cb(
+            tag(3, 6),
+            Err(KafkaError::MessageProduction(
+                rdkafka::types::RDKafkaErrorCode::MessageTimedOut,
+            )),
+        );
+        let retries = ledger.apply_completions();
+        assert_eq!(retries, vec![(tag(3, 6), out())]);
+        assert_eq!(ledger.take_stores(), vec![(3, 6)]);
+        // Revoking gives up after the timeout and hands back the commit point.
+        assert_eq!(ledger.before_revoke(&[3]), vec![(3, 6)]);
+        assert!(!ledger.has_pending());
+    }
+}

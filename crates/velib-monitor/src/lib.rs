@@ -1,0 +1,71 @@
+//! Watches station records and prints every change: the tutorial's `velib-monitor-stations.py`,
+//! done properly.
+//!
+//! - [`detect`]: pure change detection keyed by station, judged by each station's own
+//!   `last_update`.
+//! - [`ledger`]: which consumed offsets are safe to commit while events are still in flight.
+//! - [`stream`]: the consumer behind [`StationStream`], with rdkafka's [`KafkaStream`].
+//! - [`monitor`]: the loop, [`run`], and its delivery guarantee.
+//!
+//! Empty-station events are published through velib-producer's [`StationSink`]
+//! (`velib_producer::KafkaSink`), so there is one producer implementation in velib.
+//!
+//! [`StationSink`]: velib_producer::StationSink
+
+pub mod detect;
+pub mod ledger;
+pub mod monitor;
+pub mod stream;
+
+pub use detect::{Detector, Verdict};
+pub use ledger::Ledger;
+pub use monitor::{MonitorConfig, MonitorError, MonitorReport, OutputFormat, run};
+pub use stream::{KafkaStream, STREAM_DEFAULTS, StationStream};
+
+use std::sync::Arc;
+use std::time::Duration;
+use velib_producer::{KafkaArgs, KafkaSink, SINK_DEFAULTS};
+
+/// The default consumer group, as in the tutorial.
+pub const DEFAULT_GROUP: &str = "velib-monitor-stations";
+
+/// A monitor's Kafka parts, wired together: the consumer, the events producer reporting to the
+/// ledger, and the ledger.
+#[derive(Debug)]
+pub struct KafkaParts {
+    /// The consumer, subscribed.
+    pub stream: KafkaStream,
+    /// The producer of events and dead-letter copies.
+    pub sink: KafkaSink,
+    /// The ledger both report to.
+    pub ledger: Arc<Ledger>,
+}
+
+/// Builds the consumer (group `group_id`, subscribed to `config.topic`) and the events
+/// producer from the shared Kafka flags.
+///
+/// # Errors
+///
+/// An invalid client configuration, naming the property.
+pub fn connect(
+    kafka: &KafkaArgs,
+    group_id: &str,
+    config: &MonitorConfig,
+    lag_metrics: bool,
+) -> Result<KafkaParts, rdkafka::error::KafkaError> {
+    let ledger = Ledger::new(Duration::from_secs(10));
+    let sink = KafkaSink::new(&kafka.client_config(SINK_DEFAULTS), Some(ledger.callback()))?;
+    let mut consumer_config = kafka.client_config(STREAM_DEFAULTS);
+    if consumer_config.get("group.id").is_none() {
+        consumer_config.set("group.id", group_id);
+    }
+    if lag_metrics && consumer_config.get("statistics.interval.ms").is_none() {
+        consumer_config.set("statistics.interval.ms", "5000");
+    }
+    let stream = KafkaStream::subscribe(&consumer_config, &config.topic, Arc::clone(&ledger))?;
+    Ok(KafkaParts {
+        stream,
+        sink,
+        ledger,
+    })
+}

@@ -1,0 +1,306 @@
+//! The consuming side, behind [`StationStream`], and its rdkafka implementation.
+
+use crate::ledger::Ledger;
+use rdkafka::ClientConfig;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::TopicPartitionList;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+/// One consumed record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InRecord {
+    /// The partition it came from.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+    /// Its timestamp (epoch ms), when it has one.
+    pub timestamp: Option<i64>,
+    /// Its key.
+    pub key: Option<Vec<u8>>,
+    /// Its value.
+    pub payload: Option<Vec<u8>>,
+}
+
+/// A change of the partitions this consumer owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RebalanceNote {
+    /// These partitions are now ours: their state starts empty.
+    Assigned(Vec<i32>),
+    /// These partitions are gone: their state is dropped. Their final offsets were committed
+    /// before the revoke completed.
+    Revoked(Vec<i32>),
+}
+
+/// A consumer error.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StreamError(#[from] pub KafkaError);
+
+impl StreamError {
+    /// Whether the consumer cannot go on (a fatal client error).
+    pub fn is_fatal(&self) -> bool {
+        matches!(self.0.rdkafka_error_code(), Some(RDKafkaErrorCode::Fatal))
+    }
+}
+
+/// Where station records come from.
+///
+/// [`KafkaStream`] is the implementation; the trait lets the monitor loop run over anything
+/// that hands out records in partition order and accepts offsets to commit.
+pub trait StationStream: Send {
+    /// The next record.
+    fn next(&mut self) -> impl Future<Output = Result<InRecord, StreamError>> + Send;
+
+    /// Rebalances since the last call, oldest first. Call it after every `next`: a record for a
+    /// newly assigned partition must meet empty state.
+    fn take_rebalances(&mut self) -> Vec<RebalanceNote>;
+
+    /// Marks everything before `next_offset` in `partition` as done, to be committed.
+    ///
+    /// # Errors
+    ///
+    /// When the partition is not assigned any more.
+    fn store(&mut self, partition: i32, next_offset: i64) -> Result<(), StreamError>;
+
+    /// Commits the stored offsets now and waits for the broker's answer.
+    ///
+    /// # Errors
+    ///
+    /// The commit's error.
+    fn commit(&mut self) -> Result<(), StreamError>;
+}
+
+/// The rdkafka context: reacts to rebalances, reports lag, and keeps librdkafka's chatter at
+/// debug level.
+#[derive(Debug)]
+pub struct MonitorContext {
+    topic: String,
+    ledger: Arc<Ledger>,
+    notes: Mutex<Vec<RebalanceNote>>,
+    assigned: Mutex<Vec<i32>>,
+    last_error: Mutex<Option<String>>,
+}
+
+/// A read-only view of a [`KafkaStream`]'s assignment that stays valid while the stream is
+/// owned by the monitor loop (for status displays and tests).
+#[derive(Debug, Clone)]
+pub struct AssignmentView(Arc<MonitorContext>);
+
+impl AssignmentView {
+    /// The partitions assigned after the last completed rebalance, sorted.
+    pub fn partitions(&self) -> Vec<i32> {
+        self.0.assigned.lock().unwrap().clone()
+    }
+}
+
+impl ClientContext for MonitorContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical => {
+                tracing::error!(target: "librdkafka", fac, "{log_message}")
+            }
+            _ => tracing::debug!(target: "librdkafka", fac, "{log_message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        // One line per distinct problem, not one per reconnection attempt.
+        let mut last = self.last_error.lock().unwrap();
+        if last.as_deref() != Some(reason) {
+            tracing::warn!(%error, %reason, "Kafka consumer error (check --bootstrap-servers)");
+            *last = Some(reason.to_owned());
+        }
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        if let Some(topic) = statistics.topics.get(&self.topic) {
+            for (id, p) in &topic.partitions {
+                if *id >= 0 && p.consumer_lag >= 0 {
+                    metrics::gauge!("velib_monitor_consumer_lag", "partition" => id.to_string())
+                        .set(p.consumer_lag as f64);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for MonitorContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let partitions = partitions_of(tpl);
+            // Drain-then-commit: wait for the events of these partitions, store their final
+            // offsets and commit them before giving them up, so the next owner starts exactly
+            // where this one stopped.
+            for (p, offset) in self.ledger.before_revoke(&partitions) {
+                if let Err(e) = store_next(consumer, &self.topic, p, offset) {
+                    tracing::debug!(partition = p, error = %e, "offset not stored at revoke");
+                }
+            }
+            match consumer.commit_consumer_state(CommitMode::Sync) {
+                Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+                Err(e) => tracing::warn!(error = %e, "commit at revoke failed"),
+            }
+            tracing::info!(?partitions, "partitions revoked");
+            self.assigned
+                .lock()
+                .unwrap()
+                .retain(|p| !partitions.contains(p));
+            self.notes
+                .lock()
+                .unwrap()
+                .push(RebalanceNote::Revoked(partitions));
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let partitions = partitions_of(tpl);
+            tracing::info!(?partitions, "partitions assigned");
+            {
+                let mut assigned = self.assigned.lock().unwrap();
+                assigned.extend(&partitions);
+                assigned.sort_unstable();
+                assigned.dedup();
+            }
+            self.notes
+                .lock()
+                .unwrap()
+                .push(RebalanceNote::Assigned(partitions));
+        }
+    }
+}
+
+/// Stores `next_offset` (the first record not done) as the offset to commit for `partition`.
+///
+/// `Consumer::store_offset` is librdkafka's `rd_kafka_offset_store`, which takes a *message*
+/// offset and stores that plus one; the list form stores the offset as given, which is what a
+/// commit point is.
+fn store_next<C: Consumer<X>, X: ConsumerContext>(
+    consumer: &C,
+    topic: &str,
+    partition: i32,
+    next_offset: i64,
+) -> Result<(), KafkaError> {
+    let mut tpl = TopicPartitionList::with_capacity(1);
+    tpl.add_partition_offset(topic, partition, rdkafka::Offset::Offset(next_offset))?;
+    consumer.store_offsets(&tpl)
+}
+
+fn partitions_of(tpl: &TopicPartitionList) -> Vec<i32> {
+    let mut v: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+    v.sort_unstable();
+    v
+}
+
+/// librdkafka settings [`KafkaStream`] starts from, before the user's `-X` overrides.
+pub const STREAM_DEFAULTS: &[(&str, &str)] = &[
+    // At-least-once: an offset is stored only once its record is fully processed (events
+    // delivered), then committed by the periodic auto-commit, at revoke and at shutdown.
+    ("enable.auto.commit", "true"),
+    ("enable.auto.offset.store", "false"),
+    ("auto.commit.interval.ms", "1000"),
+    // A new group starts at the end, like the tutorial's kafka-python consumer: replaying days
+    // of history would only rebuild state. Use -X auto.offset.reset=earliest to replay.
+    ("auto.offset.reset", "latest"),
+    // Only moved partitions are revoked at a rebalance, so the others keep their state.
+    ("partition.assignment.strategy", "cooperative-sticky"),
+    // Low fetch latency: a change should print within milliseconds of being produced.
+    ("fetch.wait.max.ms", "10"),
+    ("enable.partition.eof", "false"),
+];
+
+/// A [`StationStream`] on an rdkafka consumer in a consumer group.
+pub struct KafkaStream {
+    consumer: StreamConsumer<MonitorContext>,
+    topic: String,
+}
+
+impl std::fmt::Debug for KafkaStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaStream")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaStream {
+    /// Joins the consumer group of `config` (build it from
+    /// [`KafkaArgs::client_config`](velib_producer::KafkaArgs::client_config) with
+    /// [`STREAM_DEFAULTS`] and `group.id`) and subscribes to `topic`.
+    ///
+    /// # Errors
+    ///
+    /// An invalid configuration, naming the property.
+    pub fn subscribe(
+        config: &ClientConfig,
+        topic: &str,
+        ledger: Arc<Ledger>,
+    ) -> Result<KafkaStream, KafkaError> {
+        let context = MonitorContext {
+            topic: topic.to_owned(),
+            ledger,
+            notes: Mutex::new(Vec::new()),
+            assigned: Mutex::new(Vec::new()),
+            last_error: Mutex::new(None),
+        };
+        let consumer: StreamConsumer<MonitorContext> = config.create_with_context(context)?;
+        consumer.subscribe(&[topic])?;
+        Ok(KafkaStream {
+            consumer,
+            topic: topic.to_owned(),
+        })
+    }
+
+    /// A view of the assignment that outlives handing the stream to [`crate::run`].
+    pub fn assignment_view(&self) -> AssignmentView {
+        AssignmentView(Arc::clone(self.consumer.context()))
+    }
+
+    /// Leaves the group: revokes (and commits) the assignment and closes the consumer.
+    pub fn close(self) {
+        // Dropping the consumer runs librdkafka's close: a final rebalance that revokes every
+        // partition through `pre_rebalance` (which commits), then LeaveGroup.
+        drop(self.consumer);
+    }
+}
+
+impl StationStream for KafkaStream {
+    async fn next(&mut self) -> Result<InRecord, StreamError> {
+        let m = self.consumer.recv().await?;
+        Ok(InRecord {
+            partition: m.partition(),
+            offset: m.offset(),
+            timestamp: m.timestamp().to_millis(),
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().map(<[u8]>::to_vec),
+        })
+    }
+
+    fn take_rebalances(&mut self) -> Vec<RebalanceNote> {
+        std::mem::take(&mut *self.consumer.context().notes.lock().unwrap())
+    }
+
+    fn store(&mut self, partition: i32, next_offset: i64) -> Result<(), StreamError> {
+        Ok(store_next(
+            &self.consumer,
+            &self.topic,
+            partition,
+            next_offset,
+        )?)
+    }
+
+    fn commit(&mut self) -> Result<(), StreamError> {
+        match self.consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! velib-monitor against a real Kafka-protocol broker (the in-process mock cluster; tansu for
+//! the `#[ignore]`d end-to-end test run by `cargo xtask test`).
+
+mod scenarios;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use velib_model::{Position, Station, StationChange, StationId, Status, TrackedField};
+use velib_monitor::stream::AssignmentView;
+use velib_monitor::{MonitorConfig, MonitorReport, OutputFormat, connect};
+use velib_producer::{KafkaArgs, KafkaSink, OutRecord, SINK_DEFAULTS, StationSink};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a monitor prints, shared with the test.
+#[derive(Clone, Default)]
+struct Output(Arc<Mutex<Vec<u8>>>);
+
+impl Output {
+    fn lines(&self) -> Vec<String> {
+        String::from_utf8(self.0.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn changes(&self) -> Vec<StationChange> {
+        self.lines()
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+            .collect()
+    }
+}
+
+impl Write for Output {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A monitor running in the background.
+struct Running {
+    out: Output,
+    assignment: AssignmentView,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<MonitorReport>,
+}
+
+impl Running {
+    async fn stop(self) -> MonitorReport {
+        let _ = self.stop.send(());
+        tokio::time::timeout(TIMEOUT, self.task)
+            .await
+            .expect("monitor stops in time")
+            .unwrap()
+    }
+}
+
+fn start_monitor(bootstrap: &str, group: &str, config: MonitorConfig) -> Running {
+    let kafka = KafkaArgs::new(bootstrap)
+        .with("auto.offset.reset", "earliest")
+        // The mock cluster completes a rebalance only when every member has rejoined or the
+        // session timeout expired: a short timeout keeps membership changes quick.
+        .with("session.timeout.ms", "6000")
+        .with("heartbeat.interval.ms", "500");
+    let parts = connect(&kafka, group, &config, false).unwrap();
+    let assignment = parts.stream.assignment_view();
+    let out = Output::default();
+    let (stop, stop_rx) = oneshot::channel::<()>();
+    let task = {
+        let mut out = out.clone();
+        tokio::spawn(async move {
+            let (stream, report) = velib_monitor::run(
+                parts.stream,
+                &parts.sink,
+                parts.ledger,
+                &config,
+                &mut out,
+                async {
+                    let _ = stop_rx.await;
+                },
+            )
+            .await
+            .unwrap();
+            stream.close();
+            report
+        })
+    };
+    Running {
+        out,
+        assignment,
+        stop,
+        task,
+    }
+}
+
+fn json_config(topic: &str) -> MonitorConfig {
+    MonitorConfig {
+        topic: topic.to_owned(),
+        format: OutputFormat::Json,
+        events_topic: None,
+        dlq_topic: None,
+        flush_timeout: TIMEOUT,
+        ..MonitorConfig::default()
+    }
+}
+
+/// Waits until the monitors own every partition between them, without overlap, each at least
+/// one.
+async fn wait_for_assignment(monitors: &[&Running], partitions: i32) {
+    velib_testkit::wait_for("a settled assignment", TIMEOUT, || async {
+        let mut all: Vec<i32> = monitors
+            .iter()
+            .flat_map(|m| m.assignment.partitions())
+            .collect();
+        let each = monitors
+            .iter()
+            .all(|m| !m.assignment.partitions().is_empty());
+        all.sort_unstable();
+        (each && all == (0..partitions).collect::<Vec<_>>()).then_some(())
+    })
+    .await;
+}
+
+fn station(contract: &str, number: u64, stands: u32, bikes: u32, last_update: i64) -> Station {
+    Station {
+        number: StationId::Number(number),
+        contract_name: contract.into(),
+        name: format!("{number:05} - {contract}"),
+        address: format!("{number} RUE DE {}", contract.to_uppercase()),
+        position: Position {
+            lat: 45.0 + number as f64 / 1000.0,
+            lng: 4.0,
+        },
+        banking: true,
+        bonus: false,
+        bike_stands: 40,
+        available_bike_stands: stands,
+        available_bikes: bikes,
+        status: Status::Open,
+        last_update: Some(last_update),
+    }
+}
+
+fn producer(bootstrap: &str) -> KafkaSink {
+    KafkaSink::new(
+        &KafkaArgs::new(bootstrap).client_config(SINK_DEFAULTS),
+        None,
+    )
+    .unwrap()
+}
+
+fn publish(sink: &KafkaSink, topic: &str, stations: &[Station]) {
+    for s in stations {
+        let key = s.key();
+        let payload = s.to_json();
+        sink.enqueue(
+            &OutRecord {
+                topic,
+                key: key.as_str().as_bytes(),
+                payload: &payload,
+                timestamp_ms: s.last_update,
+                headers: &[],
+            },
+            0,
+        )
+        .unwrap();
+    }
+    assert_eq!(sink.flush(TIMEOUT), 0, "records delivered");
+}
+
+fn publish_raw(sink: &KafkaSink, topic: &str, key: &str, payload: &[u8]) {
+    sink.enqueue(
+        &OutRecord {
+            topic,
+            key: key.as_bytes(),
+            payload,
+            timestamp_ms: None,
+            headers: &[],
+        },
+        0,
+    )
+    .unwrap();
+}
+
+/// The changes a correct monitor prints for `records` (in order), by station: one per pair of
+/// consecutive newer records with a different count.
+fn expected_changes(records: &[Station], field: TrackedField) -> Vec<StationChange> {
+    let mut last: HashMap<String, Station> = HashMap::new();
+    let mut out = Vec::new();
+    for s in records {
+        let key = s.key().to_string();
+        if let Some(prev) = last.get(&key) {
+            if s.last_update <= prev.last_update {
+                continue;
+            }
+            if field.of(prev) != field.of(s) {
+                out.push(StationChange {
+                    key: s.key(),
+                    contract: s.contract_name.clone(),
+                    address: s.address.clone(),
+                    name: s.name.clone(),
+                    field,
+                    previous: field.of(prev),
+                    current: field.of(s),
+                    last_update: s.last_update,
+                });
+            }
+        }
+        last.insert(key, s.clone());
+    }
+    out
+}
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
