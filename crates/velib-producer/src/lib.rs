@@ -10,6 +10,7 @@
 //! `--bootstrap-servers` / `-X key=value` flags and the rule for who wins between them.
 
 mod changed;
+pub mod cli;
 pub mod kafka_config;
 pub mod poll;
 pub mod sink;

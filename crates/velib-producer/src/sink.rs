@@ -175,6 +175,7 @@ impl Health {
 /// error stream into state-change log lines.
 struct SinkContext {
     counts: Counters,
+    failure_log: Mutex<FailureLog>,
     health: Arc<Health>,
     callback: Option<DeliveryCallback>,
 }
@@ -220,14 +221,58 @@ impl ProducerContext for SinkContext {
             Err((err, m)) => {
                 self.counts.failed.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("velib_sink_delivery_failures_total").increment(1);
-                let key = m.key().map(String::from_utf8_lossy).unwrap_or_default();
-                tracing::error!(topic = m.topic(), %key, error = %err, "record not delivered");
+                if let Some(suppressed) = self.failure_log.lock().unwrap().allow() {
+                    let key = m.key().map(String::from_utf8_lossy).unwrap_or_default();
+                    let hint = match err.rdkafka_error_code() {
+                        Some(RDKafkaErrorCode::UnknownTopicOrPartition) => {
+                            "the topic does not exist: create it with `cargo xtask create-topics`"
+                        }
+                        Some(RDKafkaErrorCode::MessageTimedOut) => {
+                            "no broker acknowledged it within message.timeout.ms"
+                        }
+                        Some(RDKafkaErrorCode::TopicAuthorizationFailed) => {
+                            "the broker refuses writes to this topic for these credentials"
+                        }
+                        _ => "",
+                    };
+                    tracing::error!(
+                        topic = m.topic(),
+                        %key,
+                        error = %err,
+                        similar_failures_not_logged = suppressed,
+                        "record not delivered{}{hint}",
+                        if hint.is_empty() { "" } else { ": " }
+                    );
+                }
                 Err(err.clone())
             }
         };
         if let Some(cb) = &self.callback {
             cb(tag, outcome);
         }
+    }
+}
+
+/// Lets one delivery-failure line through per second, counting the others, so a broker outage
+/// that fails a whole queue is one line a second, not a million.
+#[derive(Debug, Default)]
+struct FailureLog {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl FailureLog {
+    fn allow(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|l| now.duration_since(l) < Duration::from_secs(1))
+        {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
     }
 }
 
@@ -261,6 +306,7 @@ impl KafkaSink {
         let health = Arc::new(Health::default());
         let context = SinkContext {
             counts: Counters::default(),
+            failure_log: Mutex::new(FailureLog::default()),
             health: Arc::clone(&health),
             callback,
         };

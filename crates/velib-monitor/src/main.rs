@@ -1,0 +1,137 @@
+//! `velib-monitor`: print every change of a station's free stands (or bikes), once across the
+//! consumer group, and publish stations that become empty.
+//!
+//! Parses flags, wires the library's objects together and calls [`velib_monitor::run`].
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use std::net::SocketAddr;
+use std::time::Duration;
+use velib_model::TrackedField;
+use velib_monitor::{DEFAULT_GROUP, MonitorConfig, OutputFormat, connect};
+use velib_producer::KafkaArgs;
+use velib_producer::cli::{init_tracing, parse_duration, serve_metrics, shutdown_signal};
+
+/// Consumes station records and prints `+1 ADDRESS (Contract)` for every change, once across
+/// all monitors of the consumer group.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+
+    /// The consumer group: monitors in one group share the topic's partitions.
+    #[arg(long, env = "VELIB_GROUP_ID", default_value = DEFAULT_GROUP)]
+    group_id: String,
+
+    /// The topic of station records.
+    #[arg(long, env = "VELIB_STATIONS_TOPIC", default_value = "velib-stations")]
+    topic: String,
+
+    /// Which count to follow.
+    #[arg(long, env = "VELIB_FIELD", value_enum, default_value_t = Field::Stands)]
+    field: Field,
+
+    /// How to print changes: the tutorial's text line, or one JSON object per line.
+    #[arg(long, env = "VELIB_FORMAT", value_enum, default_value_t = Format::Text)]
+    format: Format,
+
+    /// Where "became empty" / "no longer empty" events go.
+    #[arg(
+        long,
+        env = "VELIB_EVENTS_TOPIC",
+        default_value = "velib-empty-stations"
+    )]
+    events_topic: String,
+
+    /// Publish no empty-station events.
+    #[arg(long, env = "VELIB_NO_EVENTS")]
+    no_events: bool,
+
+    /// Where unreadable station records are copied, with an error header.
+    #[arg(long, env = "VELIB_DLQ_TOPIC", default_value = "velib-stations-dlq")]
+    dlq_topic: String,
+
+    /// Only count and log unreadable records; copy them nowhere.
+    #[arg(long, env = "VELIB_NO_DLQ")]
+    no_dlq: bool,
+
+    /// How long shutdown waits for undelivered events before committing what is done.
+    #[arg(long, env = "VELIB_FLUSH_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    flush_timeout: Duration,
+
+    /// Serve Prometheus metrics (with consumer lag per partition) on this address.
+    #[arg(long, env = "VELIB_METRICS_ADDR", value_name = "ADDR")]
+    metrics_addr: Option<SocketAddr>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Field {
+    /// `available_bike_stands`, as in the tutorial.
+    Stands,
+    /// `available_bikes`.
+    Bikes,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    /// `+1 ADDRESS (Contract)`.
+    Text,
+    /// One JSON change event per line.
+    Json,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing();
+    if let Some(addr) = cli.metrics_addr {
+        serve_metrics(addr).map_err(anyhow::Error::msg)?;
+    }
+    let config = MonitorConfig {
+        topic: cli.topic,
+        field: match cli.field {
+            Field::Stands => TrackedField::AvailableBikeStands,
+            Field::Bikes => TrackedField::AvailableBikes,
+        },
+        format: match cli.format {
+            Format::Text => OutputFormat::Text,
+            Format::Json => OutputFormat::Json,
+        },
+        events_topic: (!cli.no_events).then_some(cli.events_topic),
+        dlq_topic: (!cli.no_dlq).then_some(cli.dlq_topic),
+        flush_timeout: cli.flush_timeout,
+    };
+    tracing::info!(group = %cli.group_id, topic = %config.topic, kafka = ?cli.kafka, "starting");
+    let parts = connect(
+        &cli.kafka,
+        &cli.group_id,
+        &config,
+        cli.metrics_addr.is_some(),
+    )
+    .context("invalid Kafka settings (--bootstrap-servers / -X)")?;
+    let mut stdout = std::io::stdout();
+    let (stream, report) = velib_monitor::run(
+        parts.stream,
+        &parts.sink,
+        parts.ledger,
+        &config,
+        &mut stdout,
+        shutdown_signal(),
+    )
+    .await?;
+    stream.close();
+    tracing::info!(
+        records = report.records,
+        changes = report.changes,
+        poison = report.poison,
+        events = report.events,
+        "stopped"
+    );
+    if report.undelivered_at_exit {
+        anyhow::bail!(
+            "some events were not delivered; their records were not committed and will be read again"
+        );
+    }
+    Ok(())
+}
