@@ -1,6 +1,7 @@
 //! velib-monitor against a real Kafka-protocol broker (the in-process mock cluster; tansu for
 //! the `#[ignore]`d end-to-end test run by `cargo xtask test`).
 
+mod binaries;
 mod scenarios;
 
 use std::collections::HashMap;

@@ -227,3 +227,54 @@ async fn broker_down_then_up_loses_nothing_and_duplicates_nothing() {
         .collect();
     assert_eq!(distinct.len(), records.len(), "a record was written twice");
 }
+
+#[tokio::test]
+#[ignore = "needs the tansu broker started by `cargo xtask test`"]
+async fn the_producer_binary_publishes_to_tansu() {
+    let bootstrap = velib_testkit::tansu_bootstrap();
+    let topic = unique_name("velib-stations");
+    velib_testkit::admin_create_topic(&bootstrap, &topic, 10)
+        .await
+        .unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_velib-producer"))
+        .args([
+            "--source",
+            "simulate",
+            "--simulate-stations",
+            "60",
+            "--max-polls",
+            "3",
+        ])
+        .args([
+            "--interval",
+            "100ms",
+            "--bootstrap-servers",
+            &bootstrap,
+            "--topic",
+            &topic,
+        ])
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        stdout,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        stdout.matches("Produced 60 station records").count(),
+        3,
+        "{stdout}"
+    );
+    let records = read_records(&bootstrap, &topic, 180, TIMEOUT).await;
+    let by_key = partitions_by_key(&records);
+    assert_eq!(by_key.len(), 60);
+    assert!(by_key.values().all(|p| p.len() == 1));
+    for m in &records {
+        let station = Station::from_json(m.payload().unwrap()).unwrap();
+        assert_eq!(station.key().as_str(), velib_testkit::key_str(m));
+    }
+}

@@ -1,0 +1,150 @@
+//! The binaries end to end on tansu: the producer on the simulated city and two monitors in one
+//! group, as the README runs them.
+
+use crate::*;
+use std::collections::HashSet;
+use std::process::Stdio;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use velib_testkit::{admin_create_topic, tansu_bootstrap, unique_name, wait_for};
+
+/// The producer binary, built beside this package's binary by `cargo test --workspace` (as
+/// `cargo xtask test` runs it).
+fn producer_binary() -> std::path::PathBuf {
+    let path =
+        std::path::Path::new(env!("CARGO_BIN_EXE_velib-monitor")).with_file_name("velib-producer");
+    assert!(
+        path.is_file(),
+        "{} is missing: run this test with `cargo test --workspace` (or `cargo xtask test`)",
+        path.display()
+    );
+    path
+}
+
+struct Monitor {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+fn spawn_monitor(bootstrap: &str, group: &str, topic: &str, events: &str, dlq: &str) -> Monitor {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_velib-monitor"))
+        .args([
+            "--bootstrap-servers",
+            bootstrap,
+            "--group-id",
+            group,
+            "--topic",
+            topic,
+        ])
+        .args([
+            "--events-topic",
+            events,
+            "--dlq-topic",
+            dlq,
+            "--format",
+            "json",
+        ])
+        .args(["-X", "auto.offset.reset=earliest"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let mut reader = BufReader::new(child.stdout.take().unwrap()).lines();
+    let sink = Arc::clone(&lines);
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = reader.next_line().await {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    Monitor { child, lines }
+}
+
+async fn terminate(mut m: Monitor) -> std::process::ExitStatus {
+    let pid = m.child.id().unwrap().to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    tokio::time::timeout(TIMEOUT, m.child.wait())
+        .await
+        .expect("the monitor stops on SIGTERM")
+        .unwrap()
+}
+
+#[tokio::test]
+#[ignore = "needs the tansu broker started by `cargo xtask test`"]
+async fn producer_and_two_monitors_on_tansu() {
+    let bootstrap = tansu_bootstrap();
+    let (topic, events, dlq) = (
+        unique_name("velib-stations"),
+        unique_name("velib-empty-stations"),
+        unique_name("velib-stations-dlq"),
+    );
+    admin_create_topic(&bootstrap, &topic, 10).await.unwrap();
+    admin_create_topic(&bootstrap, &events, 3).await.unwrap();
+    admin_create_topic(&bootstrap, &dlq, 1).await.unwrap();
+    let group = unique_name("velib-monitor");
+    let monitors = [
+        spawn_monitor(&bootstrap, &group, &topic, &events, &dlq),
+        spawn_monitor(&bootstrap, &group, &topic, &events, &dlq),
+    ];
+
+    let producer = Command::new(producer_binary())
+        .args([
+            "--source",
+            "simulate",
+            "--simulate-stations",
+            "200",
+            "--max-polls",
+            "8",
+        ])
+        .args([
+            "--interval",
+            "250ms",
+            "--bootstrap-servers",
+            &bootstrap,
+            "--topic",
+            &topic,
+        ])
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        producer.status.success(),
+        "{}",
+        String::from_utf8_lossy(&producer.stderr)
+    );
+
+    // The simulated city changes about a tenth of its stations per poll: lines must come.
+    wait_for("change lines from the monitors", TIMEOUT, || async {
+        let n: usize = monitors.iter().map(|m| m.lines.lock().unwrap().len()).sum();
+        (n >= 20).then_some(())
+    })
+    .await;
+    let mut all = Vec::new();
+    for m in monitors {
+        let lines = Arc::clone(&m.lines);
+        let status = terminate(m).await;
+        assert!(status.success(), "a monitor exits 0 on SIGTERM: {status}");
+        all.extend(lines.lock().unwrap().clone());
+    }
+    let changes: Vec<StationChange> = all
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    let distinct: HashSet<(String, Option<i64>)> = changes
+        .iter()
+        .map(|c| (c.key.to_string(), c.last_update))
+        .collect();
+    assert_eq!(distinct.len(), changes.len(), "a change was printed twice");
+    for c in &changes {
+        assert_ne!(c.previous, c.current);
+        let line = c.to_string();
+        assert!(line.starts_with('+') || line.starts_with('-'), "{line}");
+        assert!(line.ends_with(&format!("({})", c.contract)), "{line}");
+    }
+}
