@@ -3,11 +3,13 @@
 //! - `test`: everything CI checks — formatting, clippy with warnings as errors, the library docs,
 //!   and every test, including the `#[ignore]`d ones that need a separate broker, against a
 //!   tansu broker it starts and stops.
+//! - `demo`: the producer, two monitors and alerts (dry run) on an embedded broker.
 //! - `broker`: a tansu broker on 127.0.0.1 for running the binaries by hand, until Ctrl-C.
 //!
 //! Like rust-analyzer's xtask, this is one binary with few dependencies, so it builds quickly
 //! on a fresh machine and needs nothing but the Rust toolchain, gcc and make.
 
+mod demo;
 mod tansu;
 
 use anyhow::{Context, Result, bail};
@@ -30,6 +32,9 @@ enum Task {
         #[arg(trailing_var_arg = true)]
         test_args: Vec<String>,
     },
+    /// The main job on an embedded default: an in-process Kafka cluster, the producer on a
+    /// simulated city (or a real source), two monitors and the alerts consumer in dry run.
+    Demo(demo::Args),
     /// Start a tansu broker on 127.0.0.1, print its bootstrap address, and stop it on Ctrl-C.
     Broker {
         /// The port to listen on; a free one is picked when absent.
@@ -43,6 +48,7 @@ fn main() -> Result<()> {
     match cli.task {
         Task::Test { test_args } => test(&test_args),
         Task::Broker { port } => broker(port),
+        Task::Demo(args) => demo::run(args),
     }
 }
 
