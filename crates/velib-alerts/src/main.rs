@@ -16,6 +16,7 @@ use velib_alerts::smtp_url::SmtpUrl;
 use velib_alerts::{AlertsConfig, run};
 use velib_model::{Position, StationKey};
 use velib_producer::KafkaArgs;
+use velib_producer::cli::{init_tracing, parse_duration, serve_metrics, shutdown_signal};
 
 /// E-mails you when a bike-share station you watch runs out of bikes.
 ///
@@ -115,26 +116,16 @@ struct Cli {
     dry_run: bool,
 
     /// Serve Prometheus metrics on this address, e.g. `127.0.0.1:9102`.
-    #[arg(long, env = "METRICS_ADDR", value_name = "HOST:PORT")]
+    #[arg(long, env = "VELIB_METRICS_ADDR", value_name = "HOST:PORT")]
     metrics_addr: Option<SocketAddr>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-
+    init_tracing();
     if let Some(addr) = cli.metrics_addr {
-        metrics_exporter_prometheus::PrometheusBuilder::new()
-            .with_http_listener(addr)
-            .install()
-            .with_context(|| format!("cannot serve metrics on --metrics-addr {addr}"))?;
+        serve_metrics(addr).map_err(anyhow::Error::msg)?;
     }
 
     let mut watch = WatchList::default();
@@ -196,23 +187,6 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("install the SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("shutdown requested");
-}
-
 fn parse_secret(s: &str) -> Result<SecretString, std::convert::Infallible> {
     Ok(SecretString::from(s))
 }
@@ -228,37 +202,9 @@ fn parse_position(s: &str) -> Result<Position, String> {
     Ok(Position { lat, lng })
 }
 
-/// `90`, `90s`, `15m`, `2h`, `1d`, `500ms`.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let error = || format!("expected a duration such as 30s, 15m, 2h or 0; got {s:?}");
-    let n: u64 = number.parse().map_err(|_| error())?;
-    let secs = match unit.trim() {
-        "ms" => return Ok(Duration::from_millis(n)),
-        "" | "s" => 1,
-        "m" | "min" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(error()),
-    };
-    Ok(Duration::from_secs(n.saturating_mul(secs)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
-        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5 parsecs").is_err());
-    }
 
     #[test]
     fn positions() {

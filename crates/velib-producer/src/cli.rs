@@ -38,8 +38,8 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
-/// Parses a duration flag: a number with a unit, `ms`, `s`, `m` or `h` (`500ms`, `1s`, `15m`);
-/// a bare number is seconds.
+/// Parses a duration flag: a number with a unit, `ms`, `s`, `m`, `h` or `d` (`500ms`, `1s`,
+/// `15m`, `1d`); a bare number is seconds.
 ///
 /// # Errors
 ///
@@ -52,15 +52,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let (number, unit) = s.split_at(split);
     let value: f64 = number
         .parse()
-        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 500ms, 1s, 15m, 2h"))?;
+        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 500ms, 1s, 15m, 2h or 0"))?;
     let seconds = match unit.trim() {
         "ms" => value / 1000.0,
         "" | "s" => value,
         "m" | "min" => value * 60.0,
         "h" => value * 3600.0,
+        "d" => value * 86_400.0,
         other => {
             return Err(format!(
-                "invalid duration unit {other:?} in {s:?}: use ms, s, m or h"
+                "invalid duration unit {other:?} in {s:?}: use ms, s, m, h or d"
             ));
         }
     };
@@ -81,6 +82,8 @@ mod tests {
         assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
         assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5 parsecs").is_err());
     }
