@@ -5,12 +5,15 @@
 //!   tansu broker it starts and stops.
 //! - `demo`: the producer, two monitors and alerts (dry run) on an embedded broker.
 //! - `broker`: a tansu broker on 127.0.0.1 for running the binaries by hand, until Ctrl-C.
+//! - `create-topics`: the stations, events and dead-letter topics, created or brought to what
+//!   is asked (partitions, configs) through the Admin API; safe to run again.
 //!
 //! Like rust-analyzer's xtask, this is one binary with few dependencies, so it builds quickly
 //! on a fresh machine and needs nothing but the Rust toolchain, gcc and make.
 
 mod demo;
 mod tansu;
+mod topics;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -41,6 +44,9 @@ enum Task {
         #[arg(long, env = "VELIB_BROKER_PORT")]
         port: Option<u16>,
     },
+    /// Create or update the stations, events and dead-letter topics (partitions, configs);
+    /// safe to run again.
+    CreateTopics(topics::Args),
 }
 
 fn main() -> Result<()> {
@@ -49,6 +55,7 @@ fn main() -> Result<()> {
         Task::Test { test_args } => test(&test_args),
         Task::Broker { port } => broker(port),
         Task::Demo(args) => demo::run(args),
+        Task::CreateTopics(args) => topics::run(args),
     }
 }
 
