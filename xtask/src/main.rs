@@ -5,12 +5,14 @@
 //!   tansu broker it starts and stops.
 //! - `demo`: the producer, two monitors and alerts (dry run) on an embedded broker.
 //! - `broker`: a tansu broker on 127.0.0.1 for running the binaries by hand, until Ctrl-C.
+//! - `bench`: the benchmarks, with results in `bench/results/` (`--quick`: about two minutes).
 //! - `create-topics`: the stations, events and dead-letter topics, created or brought to what
 //!   is asked (partitions, configs) through the Admin API; safe to run again.
 //!
 //! Like rust-analyzer's xtask, this is one binary with few dependencies, so it builds quickly
 //! on a fresh machine and needs nothing but the Rust toolchain, gcc and make.
 
+mod bench;
 mod demo;
 mod tansu;
 mod topics;
@@ -38,6 +40,9 @@ enum Task {
     /// The main job on an embedded default: an in-process Kafka cluster, the producer on a
     /// simulated city (or a real source), two monitors and the alerts consumer in dry run.
     Demo(demo::Args),
+    /// Measure velib against the bare rdkafka clients and the tutorial's kafka-python scripts;
+    /// writes bench/results/RESULTS.md and results.json (build with --release).
+    Bench(bench::Args),
     /// Start a tansu broker on 127.0.0.1, print its bootstrap address, and stop it on Ctrl-C.
     Broker {
         /// The port to listen on; a free one is picked when absent.
@@ -55,6 +60,7 @@ fn main() -> Result<()> {
         Task::Test { test_args } => test(&test_args),
         Task::Broker { port } => broker(port),
         Task::Demo(args) => demo::run(args),
+        Task::Bench(args) => bench::run(args),
         Task::CreateTopics(args) => topics::run(args),
     }
 }

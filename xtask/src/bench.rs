@@ -1,0 +1,249 @@
+//! `cargo xtask bench`: velib's speed, measured against the floors and the tutorial, in one run.
+//!
+//! Every benchmark runs on this machine in this process, so the ratios compare numbers taken
+//! minutes apart under the same load: the machine is shared and noisy, and a ratio measured in
+//! one run is worth more than two absolute numbers measured on different days. Each figure is
+//! the median of several runs after a warm-up. Numbers are written to `bench/results/`
+//! (`RESULTS.md`, `results.json`) and are never asserted: a target missed is a line in the
+//! table, not a failure.
+//!
+//! What runs (sizes in `--quick` are smaller, and say so in the table):
+//!
+//! 1. [`detect`]: v1 JSON bytes → change events through `Station::from_json` and
+//!    `Detector::observe`, one thread, no broker; and the detector's memory per station.
+//! 2. [`kafka::monitor`]: drain a pre-filled 10-partition topic with `velib_monitor::run`,
+//!    a bare rdkafka consumer that only counts, and the tutorial's kafka-python loop.
+//! 3. [`kafka::producer`]: publish the simulated city with `velib_producer::run`, a bare
+//!    rdkafka producer of pre-serialised payloads, and the tutorial's kafka-python loop.
+//! 4. [`kafka::latency`]: producer hand-off to the monitor's printed line at a steady rate.
+//! 5. [`poll`]: one poll round over 1,500 GBFS systems served by a local HTTP server.
+//!
+//! 2 to 4 run on each broker available: librdkafka's in-process mock cluster and tansu.
+
+mod detect;
+mod http;
+mod kafka;
+mod poll;
+mod python;
+mod report;
+
+use anyhow::{Context, Result};
+use report::Report;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Flags of `cargo xtask bench`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Smaller sizes and fewer runs, about two minutes in all.
+    #[arg(long, env = "VELIB_BENCH_QUICK")]
+    quick: bool,
+
+    /// Brokers for the Kafka benchmarks (comma-separated): `mock`, `tansu`.
+    #[arg(long, default_value = "mock,tansu", value_delimiter = ',')]
+    brokers: Vec<String>,
+
+    /// Skip the tutorial's kafka-python scripts (no virtualenv, no network).
+    #[arg(long, env = "VELIB_BENCH_NO_PYTHON")]
+    no_python: bool,
+
+    /// Where RESULTS.md and results.json are written.
+    #[arg(long, default_value = "bench/results")]
+    out: PathBuf,
+}
+
+/// The sizes of one run of the benchmarks.
+#[derive(Debug, Clone, Copy)]
+pub struct Sizes {
+    pub quick: bool,
+    /// Stations in the simulated city of the detection and Kafka benchmarks.
+    pub stations: usize,
+    /// Snapshots of that city in the detection benchmark.
+    pub detect_snapshots: usize,
+    /// Snapshots in the Kafka throughput benchmarks (records = stations × snapshots).
+    pub kafka_snapshots: usize,
+    /// Timed runs of each Rust variant (after a warm-up).
+    pub runs: usize,
+    /// Timed runs of each kafka-python variant.
+    pub python_runs: usize,
+    /// How long each latency rate is held.
+    pub latency_secs: u64,
+}
+
+impl Sizes {
+    fn new(quick: bool) -> Sizes {
+        if quick {
+            Sizes {
+                quick,
+                stations: 10_000,
+                detect_snapshots: 20,
+                kafka_snapshots: 10,
+                runs: 3,
+                python_runs: 1,
+                latency_secs: 4,
+            }
+        } else {
+            Sizes {
+                quick,
+                stations: 10_000,
+                detect_snapshots: 100,
+                kafka_snapshots: 100,
+                runs: 5,
+                python_runs: 2,
+                latency_secs: 20,
+            }
+        }
+    }
+
+    pub fn kafka_records(&self) -> u64 {
+        (self.stations * self.kafka_snapshots) as u64
+    }
+}
+
+pub fn run(args: Args) -> Result<()> {
+    // `cargo xtask` builds without optimisations; benchmarks of such a build mean nothing, so
+    // build and run the optimised one instead.
+    if cfg!(debug_assertions) && std::env::var_os("VELIB_BENCH_ALLOW_DEBUG").is_none() {
+        println!("==> building and running the benchmarks with --release");
+        let status = crate::cargo()
+            .args(["run", "--release", "--quiet", "--package", "xtask", "--"])
+            .args(std::env::args_os().skip(1))
+            .status()
+            .context("could not run cargo run --release")?;
+        if !status.success() {
+            anyhow::bail!("the release benchmark run failed ({status})");
+        }
+        return Ok(());
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let started = Instant::now();
+    let sizes = Sizes::new(args.quick);
+    let root = crate::workspace_root();
+    let out_dir = root.join(&args.out);
+    let scratch = root.join("target").join("bench-scratch");
+    std::fs::create_dir_all(&scratch).with_context(|| format!("create {}", scratch.display()))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+
+    let mut report = Report::new(&sizes);
+    if cfg!(debug_assertions) {
+        println!(
+            "warning: this is a debug build; run `cargo xtask bench` (it builds with --release)"
+        );
+        report.note("built without optimisations: these numbers mean nothing");
+    }
+
+    let python = if args.no_python {
+        report.note("kafka-python comparisons skipped (--no-python)");
+        None
+    } else {
+        match python::Python::ensure(&root) {
+            Ok(p) => {
+                report.set_python(&p.versions);
+                Some(p)
+            }
+            Err(e) => {
+                println!("kafka-python unavailable, its comparisons are skipped: {e:#}");
+                report.note(&format!("kafka-python unavailable: {e:#}"));
+                None
+            }
+        }
+    };
+
+    println!("==> 1. detection core");
+    detect::throughput(&sizes, &mut report)?;
+    detect::memory(&sizes, &mut report)?;
+
+    println!("==> 5. polling fan-out");
+    if let Err(e) = rt.block_on(poll::fan_out(&mut report)) {
+        println!("polling fan-out failed: {e:#}");
+        report.note(&format!("polling fan-out failed: {e:#}"));
+    }
+
+    for name in &args.brokers {
+        let broker = match kafka::Broker::start(name, &rt) {
+            Ok(b) => b,
+            Err(e) => {
+                println!("broker {name} unavailable: {e:#}");
+                report.note(&format!("broker {name} unavailable: {e:#}"));
+                continue;
+            }
+        };
+        report.set_broker(&broker.describe());
+        let ctx = kafka::Ctx {
+            rt: &rt,
+            broker: &broker,
+            sizes: &sizes,
+            python: python.as_ref(),
+            scratch: &scratch,
+        };
+        println!("==> 3. producer on {}", broker.name());
+        if let Err(e) = kafka::producer::run(&ctx, &mut report) {
+            println!("producer benchmark on {} failed: {e:#}", broker.name());
+            report.note(&format!("producer on {}: {e:#}", broker.name()));
+        }
+        println!("==> 2. monitor on {}", broker.name());
+        if let Err(e) = kafka::monitor::run(&ctx, &mut report) {
+            println!("monitor benchmark on {} failed: {e:#}", broker.name());
+            report.note(&format!("monitor on {}: {e:#}", broker.name()));
+        }
+        println!("==> 4. latency on {}", broker.name());
+        if let Err(e) = kafka::latency::run(&ctx, &mut report) {
+            println!("latency benchmark on {} failed: {e:#}", broker.name());
+            report.note(&format!("latency on {}: {e:#}", broker.name()));
+        }
+    }
+
+    report.finish(started.elapsed());
+    report.write(&out_dir)?;
+    println!(
+        "==> results in {} ({:.0} s)",
+        out_dir.join("RESULTS.md").display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The median of `xs` (the mean of the two middle values for an even count).
+pub fn median(xs: &[f64]) -> f64 {
+    if xs.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Records per second.
+pub fn rate(records: u64, took: Duration) -> f64 {
+    records as f64 / took.as_secs_f64().max(1e-9)
+}
+
+/// A field of `/proc/self/status` in kB (`VmRSS`, `VmHWM`).
+pub fn proc_status_kb(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Resets the peak resident set size (`VmHWM`) to the current one (Linux 4.0 and later).
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}

@@ -1,0 +1,165 @@
+//! Benchmark 1, the detection core, without a broker: v1 JSON bytes → `Station` → `Detector` → change
+//! events, on one thread; and what the detector keeps per station.
+
+use super::report::{Report, Row};
+use super::{Sizes, median, proc_status_kb, rate};
+use anyhow::{Result, bail};
+use std::hint::black_box;
+use std::time::Instant;
+use velib_model::{Station, StationChange, TrackedField};
+use velib_monitor::{Detector, Verdict};
+use velib_source::{SimulateConfig, SimulateSource};
+
+/// The simulated city every benchmark uses: seeded, ten contracts, 10 % of stations moving per
+/// snapshot, a fixed start time so two runs see the same records.
+pub fn city(stations: usize) -> SimulateSource {
+    SimulateSource::new(city_config(stations))
+}
+
+pub fn city_config(stations: usize) -> SimulateConfig {
+    SimulateConfig {
+        seed: 2024,
+        stations,
+        contracts: 10,
+        change_ratio: 0.1,
+        start_ms: Some(1_700_000_000_000),
+        ..SimulateConfig::default()
+    }
+}
+
+/// The records of `snapshots` snapshots of a `stations` city, serialised as the producer does.
+pub fn payloads(stations: usize, snapshots: usize) -> Vec<Vec<u8>> {
+    let mut src = city(stations);
+    let mut out = Vec::with_capacity(stations * snapshots);
+    for _ in 0..snapshots {
+        out.extend(src.advance().stations.iter().map(Station::to_json));
+    }
+    out
+}
+
+/// What the monitor does with one record, minus the I/O: parse, judge, and build the change.
+fn detect_all(payloads: &[Vec<u8>]) -> Result<u64> {
+    let mut detector = Detector::new(TrackedField::AvailableBikeStands);
+    let mut changes = 0u64;
+    for p in payloads {
+        let station = Station::from_json(p)?;
+        if let Verdict::Updated {
+            change: Some((previous, current)),
+            emptiness,
+        } = detector.observe(&station)
+        {
+            changes += 1;
+            black_box(StationChange {
+                key: station.key(),
+                contract: station.contract_name.clone(),
+                address: station.address.clone(),
+                name: station.name.clone(),
+                field: TrackedField::AvailableBikeStands,
+                previous,
+                current,
+                last_update: station.last_update,
+            });
+            black_box(emptiness);
+        }
+    }
+    Ok(changes)
+}
+
+pub fn throughput(sizes: &Sizes, report: &mut Report) -> Result<()> {
+    let payloads = payloads(sizes.stations, sizes.detect_snapshots);
+    let n = payloads.len() as u64;
+    let bytes: usize = payloads.iter().map(Vec::len).sum();
+
+    // Warm-up, then timed runs of the whole path, and of its two halves to say where time goes.
+    detect_all(&payloads[..payloads.len() / 5])?;
+    let (mut whole, mut parse, mut observe) = (Vec::new(), Vec::new(), Vec::new());
+    let mut changes = 0;
+    for _ in 0..sizes.runs.max(3) {
+        let t = Instant::now();
+        changes = detect_all(&payloads)?;
+        whole.push(rate(n, t.elapsed()));
+
+        let t = Instant::now();
+        let stations: Vec<Station> = payloads
+            .iter()
+            .map(|p| Station::from_json(p))
+            .collect::<Result<_, _>>()?;
+        parse.push(rate(n, t.elapsed()));
+
+        let mut d = Detector::new(TrackedField::AvailableBikeStands);
+        let t = Instant::now();
+        for s in &stations {
+            black_box(d.observe(s));
+        }
+        observe.push(rate(n, t.elapsed()));
+    }
+    if changes == 0 {
+        bail!("the detection benchmark saw no change: the simulated data is wrong");
+    }
+    let whole_m = median(&whole);
+    println!(
+        "    {:.2} M records/s (parse alone {:.2} M/s, observe alone {:.2} M/s), {changes} changes",
+        whole_m / 1e6,
+        median(&parse) / 1e6,
+        median(&observe) / 1e6
+    );
+    report.row(Row {
+        bench: "1. detection core",
+        case: format!(
+            "JSON → change events, 1 thread ({n} records, {} B avg, {changes} changes)",
+            bytes / payloads.len().max(1)
+        ),
+        broker: "none".into(),
+        value: whole_m,
+        unit: "records/s",
+        baseline: None,
+        target: Some((">= 1.5 M records/s", whole_m >= 1.5e6)),
+        note: format!(
+            "parse alone {:.2} M/s, observe alone {:.2} M/s",
+            median(&parse) / 1e6,
+            median(&observe) / 1e6
+        ),
+    });
+    report.raw(
+        "detect_throughput",
+        serde_json::json!({
+            "records": n, "payload_bytes": bytes, "changes": changes,
+            "records_per_s_runs": whole, "parse_only_runs": parse, "observe_only_runs": observe,
+        }),
+    );
+    Ok(())
+}
+
+pub fn memory(_sizes: &Sizes, report: &mut Report) -> Result<()> {
+    for stations in [100_000usize, 1_000_000] {
+        let mut src = city(stations);
+        let snapshot = src.advance();
+        let before = proc_status_kb("VmRSS").unwrap_or(0);
+        let mut d = Detector::new(TrackedField::AvailableBikeStands);
+        for s in &snapshot.stations {
+            d.observe(s);
+        }
+        let after = proc_status_kb("VmRSS").unwrap_or(0);
+        let heap = d.heap_bytes() as f64 / d.len() as f64;
+        let rss = (after.saturating_sub(before) * 1024) as f64 / d.len() as f64;
+        println!(
+            "    {stations} stations: {heap:.1} B/station (tables), {rss:.1} B/station (RSS delta)"
+        );
+        report.row(Row {
+            bench: "1. detection memory",
+            case: format!("bytes per tracked station, {stations} stations"),
+            broker: "none".into(),
+            value: heap,
+            unit: "B/station",
+            baseline: None,
+            target: Some(("<= 64 B/station", heap <= 64.0 && rss <= 64.0)),
+            note: format!("`Detector::heap_bytes`; RSS delta {rss:.1} B/station"),
+        });
+        report.raw(
+            &format!("detect_memory_{stations}"),
+            serde_json::json!({"stations": d.len(), "heap_bytes": d.heap_bytes(), "rss_delta_bytes": after.saturating_sub(before) * 1024}),
+        );
+        black_box(&d);
+    }
+    Ok(())
+}

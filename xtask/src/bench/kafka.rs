@@ -1,0 +1,183 @@
+//! Benchmarks 2 to 4: the benchmarks that need a broker, run on each broker in turn.
+
+pub mod latency;
+pub mod monitor;
+pub mod producer;
+
+use super::Sizes;
+use super::python::Python;
+use anyhow::{Context, Result, bail};
+use rdkafka::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::runtime::Runtime;
+use velib_producer::SINK_DEFAULTS;
+use velib_testkit::MockKafka;
+
+pub enum Broker {
+    Mock(MockKafka),
+    Tansu(crate::tansu::Tansu),
+}
+
+impl Broker {
+    pub fn start(name: &str, _rt: &Runtime) -> Result<Broker> {
+        Ok(match name {
+            "mock" => Broker::Mock(MockKafka::start(1).context("start the mock cluster")?),
+            "tansu" => {
+                let bin = crate::tansu::ensure_installed()?;
+                Broker::Tansu(crate::tansu::Tansu::start(&bin, None)?)
+            }
+            other => bail!("unknown broker {other:?} (--brokers takes mock, tansu)"),
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Broker::Mock(_) => "mock",
+            Broker::Tansu(_) => "tansu",
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Broker::Mock(_) => format!(
+                "mock = librdkafka {} mock cluster, in-process, 1 broker",
+                rdkafka::util::get_rdkafka_version().1
+            ),
+            Broker::Tansu(_) => {
+                "tansu = tansu 0.6.0, separate process, in-memory storage, 1 broker".into()
+            }
+        }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        match self {
+            Broker::Mock(m) => m.bootstrap_servers().to_owned(),
+            Broker::Tansu(t) => t.bootstrap().to_owned(),
+        }
+    }
+
+    pub fn create_topic(&self, rt: &Runtime, topic: &str, partitions: i32) -> Result<()> {
+        match self {
+            Broker::Mock(m) => m.create_topic(topic, partitions)?,
+            Broker::Tansu(t) => rt.block_on(velib_testkit::admin_create_topic(
+                t.bootstrap(),
+                topic,
+                partitions,
+            ))?,
+        }
+        Ok(())
+    }
+}
+
+/// What every broker benchmark needs.
+pub struct Ctx<'a> {
+    pub rt: &'a Runtime,
+    pub broker: &'a Broker,
+    pub sizes: &'a Sizes,
+    pub python: Option<&'a Python>,
+    pub scratch: &'a Path,
+}
+
+impl Ctx<'_> {
+    /// A fresh 10-partition topic.
+    pub fn topic(&self, what: &str) -> Result<String> {
+        let name = velib_testkit::unique_name(&format!("bench-{what}"));
+        self.broker.create_topic(self.rt, &name, 10)?;
+        Ok(name)
+    }
+}
+
+/// A record as the producer sends it: key, v1 JSON, timestamp.
+pub type Prepared = Vec<(String, Vec<u8>, i64)>;
+/// A slice of [`Prepared`] records.
+pub type Records = [(String, Vec<u8>, i64)];
+
+/// The records of `snapshots` snapshots of the benchmark city, serialised before timing.
+pub fn prepare(stations: usize, snapshots: usize) -> Prepared {
+    let mut src = super::detect::city(stations);
+    let mut out = Vec::with_capacity(stations * snapshots);
+    for _ in 0..snapshots {
+        let snap = src.advance();
+        out.extend(
+            snap.stations
+                .iter()
+                .map(|s| (s.key().as_str().to_owned(), s.to_json(), snap.taken_at)),
+        );
+    }
+    out
+}
+
+/// Counts delivery reports; nothing else.
+#[derive(Default)]
+pub struct Counted {
+    pub ok: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+impl ClientContext for Counted {}
+
+impl ProducerContext for Counted {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => self.ok.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.failed.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+}
+
+/// The bare producer: rdkafka's `ThreadedProducer` (its own polling thread, as velib's sink)
+/// with velib's sink settings. Created before any timing starts, as velib's sink is.
+pub fn bare_producer(bootstrap: &str) -> Result<ThreadedProducer<Counted>> {
+    let mut config = ClientConfig::new();
+    for (k, v) in SINK_DEFAULTS {
+        config.set(*k, *v);
+    }
+    config.set("bootstrap.servers", bootstrap);
+    Ok(config.create_with_context(Counted::default())?)
+}
+
+/// Sends `records` to `topic` through `producer` and waits for every acknowledgement.
+/// Returns (delivered, failed).
+pub fn bare_produce(
+    producer: &ThreadedProducer<Counted>,
+    topic: &str,
+    records: &Records,
+) -> Result<(u64, u64)> {
+    for (key, payload, ts) in records {
+        let mut record = BaseRecord::to(topic)
+            .key(key)
+            .payload(payload)
+            .timestamp(*ts);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                Err((e, _)) => bail!("the bare producer refused a record: {e}"),
+            }
+        }
+    }
+    // Wait for the acknowledgements the way velib's sink does (its counters, checked every
+    // millisecond): rdkafka's `flush` sleeps in coarse steps, which at these sizes is most of
+    // the time measured.
+    let c = producer.context();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while c.ok.load(Ordering::Relaxed) + c.failed.load(Ordering::Relaxed) < records.len() as u64 {
+        if std::time::Instant::now() > deadline {
+            bail!("the bare producer's records were not acknowledged within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok((
+        c.ok.load(Ordering::Relaxed),
+        c.failed.load(Ordering::Relaxed),
+    ))
+}

@@ -1,0 +1,223 @@
+//! Benchmark 4, latency at a steady rate: from the producer handing a record to Kafka to the monitor
+//! printing its change line.
+
+use super::Ctx;
+use crate::bench::report::{Report, Row};
+use anyhow::{Context, Result, bail};
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use velib_monitor::{MonitorConfig, OutputFormat};
+use velib_producer::{
+    EnqueueError, KafkaArgs, KafkaSink, OutRecord, ProducerConfig, SINK_DEFAULTS, SinkCounts,
+    StationSink,
+};
+
+/// A sink that notes when each record is handed to the real one, by (key, timestamp): the
+/// producer stamps records with their snapshot's time, which is the `last_update` of every
+/// station that changed in that snapshot, and so of every change line.
+struct Stamping<'a> {
+    inner: &'a KafkaSink,
+    handed: Mutex<HashMap<(Vec<u8>, i64), Instant>>,
+}
+
+impl StationSink for Stamping<'_> {
+    fn enqueue(&self, record: &OutRecord<'_>, tag: usize) -> Result<(), EnqueueError> {
+        let now = Instant::now();
+        self.inner.enqueue(record, tag)?;
+        self.handed
+            .lock()
+            .unwrap()
+            .insert((record.key.to_vec(), record.timestamp_ms.unwrap_or(0)), now);
+        Ok(())
+    }
+    fn flush(&self, timeout: Duration) -> u64 {
+        self.inner.flush(timeout)
+    }
+    fn counts(&self) -> SinkCounts {
+        self.inner.counts()
+    }
+    fn fatal_error(&self) -> Option<String> {
+        self.inner.fatal_error()
+    }
+}
+
+/// Keeps each printed line with the moment its newline was written.
+#[derive(Default)]
+struct Lines {
+    partial: Vec<u8>,
+    done: Vec<(Instant, Vec<u8>)>,
+}
+
+impl Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for &b in buf {
+            if b == b'\n' {
+                self.done
+                    .push((Instant::now(), std::mem::take(&mut self.partial)));
+            } else {
+                self.partial.push(b);
+            }
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+struct Measured {
+    p50: f64,
+    p99: f64,
+    max: f64,
+    samples: usize,
+    achieved: f64,
+}
+
+fn once(ctx: &Ctx<'_>, per_second: usize) -> Result<Measured> {
+    let secs = ctx.sizes.latency_secs;
+    let stations = per_second / 10; // one poll every 100 ms
+    let topic = ctx.topic("latency")?;
+    let events = ctx.topic("latency-events")?;
+    let bootstrap = ctx.broker.bootstrap();
+
+    let config = MonitorConfig {
+        topic: topic.clone(),
+        format: OutputFormat::Json,
+        events_topic: Some(events),
+        dlq_topic: None,
+        ..MonitorConfig::default()
+    };
+    let _runtime = ctx.rt.enter();
+    let parts = velib_monitor::connect(
+        &KafkaArgs::new(&bootstrap).with("auto.offset.reset", "earliest"),
+        &velib_testkit::unique_name("bench-latency"),
+        &config,
+        false,
+    )?;
+    let view = parts.stream.assignment_view();
+    let sink = KafkaSink::new(
+        &KafkaArgs::new(&bootstrap).client_config(SINK_DEFAULTS),
+        None,
+    )?;
+    let stamping = Stamping {
+        inner: &sink,
+        handed: Mutex::new(HashMap::new()),
+    };
+    let source = crate::bench::detect::city(stations);
+    let producer_config = ProducerConfig {
+        topic,
+        interval: Duration::from_millis(100),
+        max_polls: Some(secs * 10),
+        ..ProducerConfig::default()
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut lines = Lines::default();
+    let mut produce_started = None;
+    let mut produced = 0;
+    let (monitor, producer) = ctx.rt.block_on(async {
+        let monitor = velib_monitor::run(
+            parts.stream,
+            &parts.sink,
+            parts.ledger,
+            &config,
+            &mut lines,
+            stop.clone().cancelled_owned(),
+        );
+        let producer = async {
+            // Start producing once the monitor owns the partitions, so nothing waits for the
+            // group to form.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while view.partitions().is_empty() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            produce_started = Some(Instant::now());
+            let r = velib_producer::run(
+                source,
+                &stamping,
+                &producer_config,
+                &mut std::io::sink(),
+                std::future::pending(),
+            )
+            .await;
+            // Give the last records time to be printed.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            stop.cancel();
+            r
+        };
+        tokio::join!(monitor, producer)
+    });
+    let (stream, _) = monitor?;
+    stream.close();
+    let producer = producer?;
+    produced += producer.records_delivered;
+    let start = produce_started.context("never started")?;
+    let handed = stamping.handed.into_inner().unwrap();
+    let mut lat = Vec::new();
+    for (at, line) in &lines.done {
+        let v: serde_json::Value = serde_json::from_slice(line)?;
+        let key = v["key"].as_str().unwrap_or_default().as_bytes().to_vec();
+        let ts = v["last_update"].as_i64().unwrap_or_default();
+        if let Some(h) = handed.get(&(key, ts))
+            && *h > start + Duration::from_secs(1)
+        {
+            lat.push(at.duration_since(*h).as_secs_f64() * 1e3);
+        }
+    }
+    if lat.is_empty() {
+        bail!("no change line could be matched to its record");
+    }
+    lat.sort_by(f64::total_cmp);
+    let pick = |q: f64| lat[((lat.len() - 1) as f64 * q).round() as usize];
+    Ok(Measured {
+        p50: pick(0.5),
+        p99: pick(0.99),
+        max: *lat.last().unwrap_or(&0.0),
+        samples: lat.len(),
+        achieved: produced as f64 / secs as f64,
+    })
+}
+
+pub fn run(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
+    let broker = ctx.broker.name().to_owned();
+    let mut raw = serde_json::Map::new();
+    for per_second in [5_000usize, 50_000] {
+        let m = once(ctx, per_second)?;
+        println!(
+            "    {per_second}/s: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} lines)",
+            m.p50, m.p99, m.max, m.samples
+        );
+        let target = (per_second == 5_000 && broker == "mock")
+            .then_some(("p99 <= 25 ms at 5 k/s (in-process cluster)", m.p99 <= 25.0));
+        for (stat, value) in [("p50", m.p50), ("p99", m.p99), ("max", m.max)] {
+            report.row(Row {
+                bench: "4. latency",
+                case: format!(
+                    "{stat}, {} k records/s for {} s",
+                    per_second / 1000,
+                    ctx.sizes.latency_secs
+                ),
+                broker: broker.clone(),
+                value,
+                unit: "ms",
+                baseline: None,
+                target: if stat == "p99" { target } else { None },
+                note: if stat == "p50" {
+                    format!(
+                        "{} change lines, {:.0} records/s achieved",
+                        m.samples, m.achieved
+                    )
+                } else {
+                    String::new()
+                },
+            });
+        }
+        raw.insert(
+            per_second.to_string(),
+            serde_json::json!({"p50_ms": m.p50, "p99_ms": m.p99, "max_ms": m.max, "lines": m.samples, "achieved_per_s": m.achieved}),
+        );
+    }
+    report.raw(&format!("latency_{broker}"), serde_json::Value::Object(raw));
+    Ok(())
+}

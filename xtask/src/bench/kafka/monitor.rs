@@ -1,0 +1,249 @@
+//! Benchmark 2, draining a backlog: velib's monitor, a bare rdkafka consumer that only counts, and the
+//! tutorial's kafka-python loop, on the same pre-filled topic.
+
+use super::{Ctx, bare_produce, bare_producer, prepare};
+use crate::bench::report::{Report, Row};
+use crate::bench::{median, rate};
+use anyhow::{Context, Result, bail};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use std::io::BufWriter;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use velib_monitor::stream::{InRecord, RebalanceNote, StreamError};
+use velib_monitor::{MonitorConfig, StationStream};
+use velib_producer::KafkaArgs;
+
+/// Wraps the monitor's stream to see when the first and the last expected record arrive, and
+/// to stop the monitor then.
+struct Counting<S> {
+    inner: S,
+    seen: u64,
+    target: u64,
+    first: Option<Instant>,
+    last: Option<Instant>,
+    done: Option<oneshot::Sender<()>>,
+}
+
+impl<S: StationStream> StationStream for Counting<S> {
+    async fn next(&mut self) -> Result<InRecord, StreamError> {
+        let r = self.inner.next().await;
+        if r.is_ok() {
+            self.seen += 1;
+            let now = Instant::now();
+            self.first.get_or_insert(now);
+            if self.seen == self.target {
+                self.last = Some(now);
+                if let Some(done) = self.done.take() {
+                    let _ = done.send(());
+                }
+            }
+        }
+        r
+    }
+
+    fn take_rebalances(&mut self) -> Vec<RebalanceNote> {
+        self.inner.take_rebalances()
+    }
+
+    fn store(&mut self, partition: i32, next_offset: i64) -> Result<(), StreamError> {
+        self.inner.store(partition, next_offset)
+    }
+
+    fn commit(&mut self) -> Result<(), StreamError> {
+        self.inner.commit()
+    }
+}
+
+/// (records/s from first to last record, seconds from subscribing to the first record)
+type Drain = (f64, f64);
+
+fn velib_once(ctx: &Ctx<'_>, topic: &str, events: &str, n: u64) -> Result<(Drain, u64)> {
+    let config = MonitorConfig {
+        topic: topic.to_owned(),
+        events_topic: Some(events.to_owned()),
+        dlq_topic: None,
+        ..MonitorConfig::default()
+    };
+    let kafka = KafkaArgs::new(ctx.broker.bootstrap()).with("auto.offset.reset", "earliest");
+    let group = velib_testkit::unique_name("bench-monitor");
+    // rdkafka's StreamConsumer spawns its waker task on the current tokio runtime.
+    let parts = {
+        let _runtime = ctx.rt.enter();
+        velib_monitor::connect(&kafka, &group, &config, false)?
+    };
+    let (tx, rx) = oneshot::channel();
+    let stream = Counting {
+        inner: parts.stream,
+        seen: 0,
+        target: n,
+        first: None,
+        last: None,
+        done: Some(tx),
+    };
+    let mut out = BufWriter::new(std::fs::File::create(
+        ctx.scratch.join("velib-monitor.out"),
+    )?);
+    let started = Instant::now();
+    let (stream, monitor_report) = ctx.rt.block_on(async {
+        let stop = async {
+            let timeout = tokio::time::sleep(Duration::from_secs(600));
+            tokio::select! {
+                _ = rx => {}
+                () = timeout => {}
+            }
+        };
+        velib_monitor::run(stream, &parts.sink, parts.ledger, &config, &mut out, stop).await
+    })?;
+    let (Some(first), Some(last)) = (stream.first, stream.last) else {
+        bail!("velib's monitor saw {} of {n} records", stream.seen);
+    };
+    stream.inner.close();
+    Ok((
+        (rate(n - 1, last - first), (first - started).as_secs_f64()),
+        monitor_report.changes,
+    ))
+}
+
+fn bare_once(ctx: &Ctx<'_>, topic: &str, n: u64) -> Result<Drain> {
+    // The same consumer settings as velib's stream (fetch wait, offset handling), so the
+    // difference is what velib does per record.
+    let mut config = ClientConfig::new();
+    for (k, v) in velib_monitor::STREAM_DEFAULTS {
+        config.set(*k, *v);
+    }
+    let consumer: BaseConsumer = config
+        .set("bootstrap.servers", ctx.broker.bootstrap())
+        .set("group.id", velib_testkit::unique_name("bench-bare"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .create()?;
+    let started = Instant::now();
+    consumer.subscribe(&[topic])?;
+    let deadline = started + Duration::from_secs(600);
+    let (mut seen, mut first, mut bytes) = (0u64, None, 0usize);
+    while seen < n {
+        if Instant::now() > deadline {
+            bail!("the bare consumer saw {seen} of {n} records");
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                first.get_or_insert_with(Instant::now);
+                bytes += m.payload().map_or(0, <[u8]>::len);
+                seen += 1;
+            }
+            Some(Err(e)) => bail!("bare consumer: {e}"),
+            None => {}
+        }
+    }
+    let last = Instant::now();
+    std::hint::black_box(bytes);
+    let first = first.context("no record")?;
+    Ok((rate(n - 1, last - first), (first - started).as_secs_f64()))
+}
+
+pub fn run(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
+    let sizes = ctx.sizes;
+    let n = sizes.kafka_records();
+    let topic = ctx.topic("backlog")?;
+    let events = ctx.topic("events")?;
+    let records = prepare(sizes.stations, sizes.kafka_snapshots);
+    let (ok, _) = bare_produce(&bare_producer(&ctx.broker.bootstrap())?, &topic, &records)?;
+    if ok != n {
+        bail!("pre-filling the backlog delivered {ok} of {n} records");
+    }
+    drop(records);
+
+    // Warm-up: one drain each, not counted.
+    velib_once(ctx, &topic, &events, n)?;
+    bare_once(ctx, &topic, n)?;
+    let (mut velib, mut bare, mut changes) = (Vec::new(), Vec::new(), 0);
+    for _ in 0..sizes.runs {
+        let (d, c) = velib_once(ctx, &topic, &events, n)?;
+        velib.push(d);
+        changes = c;
+        bare.push(bare_once(ctx, &topic, n)?);
+    }
+    let v = median(&velib.iter().map(|d| d.0).collect::<Vec<_>>());
+    let b = median(&bare.iter().map(|d| d.0).collect::<Vec<_>>());
+    let join_v = median(&velib.iter().map(|d| d.1).collect::<Vec<_>>());
+    let join_b = median(&bare.iter().map(|d| d.1).collect::<Vec<_>>());
+    println!(
+        "    velib {:.0} k/s ({changes} change lines), bare {:.0} k/s ({:.2}×); time to first record {join_v:.2} s / {join_b:.2} s",
+        v / 1e3,
+        b / 1e3,
+        v / b
+    );
+    let broker = ctx.broker.name().to_owned();
+    report.row(Row {
+        bench: "2. monitor",
+        case: format!(
+            "drain {n} records from 10 partitions ({} snapshots of 10 k stations), {changes} lines to a file",
+            sizes.kafka_snapshots
+        ),
+        broker: broker.clone(),
+        value: v,
+        unit: "records/s",
+        baseline: Some(("bare rdkafka BaseConsumer".into(), b)),
+        target: Some((">= 0.8× bare", v / b >= 0.8)),
+        note: format!("time to first record: velib {join_v:.2} s, bare {join_b:.2} s"),
+    });
+
+    let mut tutorial = Vec::new();
+    match ctx.python {
+        None => report.not_measured(
+            &format!("2. monitor vs tutorial ({broker})"),
+            "kafka-python unavailable in this run",
+        ),
+        Some(py) => {
+            for _ in 0..sizes.python_runs {
+                let numbers = py.run(
+                    "monitor.py",
+                    &[
+                        ctx.broker.bootstrap(),
+                        topic.clone(),
+                        velib_testkit::unique_name("bench-tutorial"),
+                        n.to_string(),
+                    ],
+                    &ctx.scratch.join("tutorial-monitor.out"),
+                )?;
+                let (seen, join, drain) = (numbers[0], numbers[1], numbers[2]);
+                tutorial.push((seen - 1.0) / drain);
+                println!("    tutorial: {seen} records, first after {join:.2} s");
+            }
+            let t = median(&tutorial);
+            println!(
+                "    tutorial (kafka-python) {:.1} k/s ({:.1}×)",
+                t / 1e3,
+                v / t
+            );
+            report.row(Row {
+                bench: "2. monitor",
+                case: format!(
+                    "drain {n} records, vs the tutorial's loop ({} run{})",
+                    sizes.python_runs,
+                    if sizes.python_runs > 1 { "s" } else { "" }
+                ),
+                broker: broker.clone(),
+                value: v,
+                unit: "records/s",
+                baseline: Some(("tutorial kafka-python".into(), t)),
+                target: Some((">= 20× tutorial", v / t >= 20.0)),
+                note: String::new(),
+            });
+        }
+    }
+    report.raw(
+        &format!("monitor_{broker}"),
+        serde_json::json!({
+            "records": n, "changes": changes,
+            "velib_runs_records_per_s": velib.iter().map(|d| d.0).collect::<Vec<_>>(),
+            "velib_runs_first_record_s": velib.iter().map(|d| d.1).collect::<Vec<_>>(),
+            "bare_runs_records_per_s": bare.iter().map(|d| d.0).collect::<Vec<_>>(),
+            "bare_runs_first_record_s": bare.iter().map(|d| d.1).collect::<Vec<_>>(),
+            "tutorial_runs_records_per_s": tutorial,
+        }),
+    );
+    Ok(())
+}

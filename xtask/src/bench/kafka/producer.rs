@@ -1,0 +1,169 @@
+//! Benchmark 3, publishing the simulated city: velib's producer loop, a bare rdkafka producer, and the
+//! tutorial's kafka-python loop.
+
+use super::{Ctx, bare_produce, bare_producer, prepare};
+use crate::bench::http::{Routes, Server};
+use crate::bench::report::{Report, Row};
+use crate::bench::{median, rate};
+use anyhow::{Result, bail};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use velib_model::Station;
+use velib_producer::{KafkaArgs, KafkaSink, ProducerConfig, SINK_DEFAULTS};
+
+/// One run of `velib_producer::run` over `snapshots` snapshots; returns records/s.
+fn velib_once(ctx: &Ctx<'_>, snapshots: usize) -> Result<f64> {
+    let topic = ctx.topic("produce-velib")?;
+    let source = crate::bench::detect::city(ctx.sizes.stations);
+    let sink = KafkaSink::new(
+        &KafkaArgs::new(ctx.broker.bootstrap()).client_config(SINK_DEFAULTS),
+        None,
+    )?;
+    let config = ProducerConfig {
+        topic,
+        interval: Duration::from_millis(1),
+        max_polls: Some(snapshots as u64),
+        flush_timeout: Duration::from_secs(120),
+        ..ProducerConfig::default()
+    };
+    let t = Instant::now();
+    let report = ctx.rt.block_on(velib_producer::run(
+        source,
+        &sink,
+        &config,
+        &mut std::io::sink(),
+        std::future::pending(),
+    ))?;
+    let took = t.elapsed();
+    let expected = (ctx.sizes.stations * snapshots) as u64;
+    if report.records_delivered != expected {
+        bail!(
+            "velib's producer delivered {} of {expected} records ({report:?})",
+            report.records_delivered
+        );
+    }
+    Ok(rate(expected, took))
+}
+
+fn bare_once(ctx: &Ctx<'_>, records: &super::Records) -> Result<f64> {
+    let topic = ctx.topic("produce-bare")?;
+    let producer = bare_producer(&ctx.broker.bootstrap())?;
+    let t = Instant::now();
+    let (ok, failed) = bare_produce(&producer, &topic, records)?;
+    let took = t.elapsed();
+    if ok != records.len() as u64 {
+        bail!(
+            "the bare producer delivered {ok} of {} ({failed} failed)",
+            records.len()
+        );
+    }
+    Ok(rate(ok, took))
+}
+
+pub fn run(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
+    let sizes = ctx.sizes;
+    let n = sizes.kafka_records();
+    let records = prepare(sizes.stations, sizes.kafka_snapshots);
+
+    // Warm-up: a tenth of the load through each.
+    velib_once(ctx, (sizes.kafka_snapshots / 10).max(1))?;
+    bare_once(ctx, &records[..records.len() / 10])?;
+    let (mut velib, mut bare) = (Vec::new(), Vec::new());
+    // Alternated, so a burst of load from elsewhere hits both alike.
+    for _ in 0..sizes.runs {
+        velib.push(velib_once(ctx, sizes.kafka_snapshots)?);
+        bare.push(bare_once(ctx, &records)?);
+    }
+    let (v, b) = (median(&velib), median(&bare));
+    println!(
+        "    velib {:.0} k/s, bare {:.0} k/s ({:.2}×)",
+        v / 1e3,
+        b / 1e3,
+        v / b
+    );
+    let broker = ctx.broker.name().to_owned();
+    report.row(Row {
+        bench: "3. producer",
+        case: format!(
+            "publish {n} records (10 k stations × {} polls)",
+            sizes.kafka_snapshots
+        ),
+        broker: broker.clone(),
+        value: v,
+        unit: "records/s",
+        baseline: Some(("bare rdkafka ThreadedProducer".into(), b)),
+        target: Some((">= 0.8× bare", v / b >= 0.8)),
+        note: String::new(),
+    });
+
+    let mut tutorial = Vec::new();
+    match ctx.python {
+        None => report.not_measured(
+            &format!("3. producer vs tutorial ({broker})"),
+            "kafka-python unavailable in this run",
+        ),
+        Some(py) => {
+            // The tutorial fetches the API once per poll: serve it the same snapshots, in order.
+            let snapshots: Vec<Arc<Vec<u8>>> = records
+                .chunks(sizes.stations)
+                .map(|chunk| {
+                    let stations: Vec<Station> = chunk
+                        .iter()
+                        .map(|(_, p, _)| Station::from_json(p))
+                        .collect::<Result<_, _>>()
+                        .expect("the bench's own records parse");
+                    Arc::new(serde_json::to_vec(&stations).expect("serialise"))
+                })
+                .collect();
+            for _ in 0..sizes.python_runs {
+                let next = Arc::new(AtomicUsize::new(0));
+                let (snaps, counter) = (snapshots.clone(), Arc::clone(&next));
+                let routes: Routes = Arc::new(move |_path: &str| {
+                    let i = counter.fetch_add(1, Ordering::Relaxed);
+                    Some(Arc::clone(&snaps[i % snaps.len()]))
+                });
+                let server = ctx.rt.block_on(Server::start(routes))?;
+                let topic = ctx.topic("produce-tutorial")?;
+                let numbers = py.run(
+                    "producer.py",
+                    &[
+                        server.url("/vls/v1/stations"),
+                        ctx.broker.bootstrap(),
+                        topic,
+                        sizes.kafka_snapshots.to_string(),
+                    ],
+                    &ctx.scratch.join("tutorial-producer.out"),
+                )?;
+                drop(server);
+                let (sent, secs) = (numbers[0], numbers[1]);
+                tutorial.push(sent / secs);
+            }
+            let t = median(&tutorial);
+            println!(
+                "    tutorial (kafka-python) {:.1} k/s ({:.1}×)",
+                t / 1e3,
+                v / t
+            );
+            report.row(Row {
+                bench: "3. producer",
+                case: format!(
+                    "publish {n} records, vs the tutorial's loop ({} run{})",
+                    sizes.python_runs,
+                    if sizes.python_runs > 1 { "s" } else { "" }
+                ),
+                broker: broker.clone(),
+                value: v,
+                unit: "records/s",
+                baseline: Some(("tutorial kafka-python".into(), t)),
+                target: Some((">= 20× tutorial", v / t >= 20.0)),
+                note: String::new(),
+            });
+        }
+    }
+    report.raw(
+        &format!("producer_{broker}"),
+        serde_json::json!({"records": n, "velib_runs": velib, "bare_runs": bare, "tutorial_runs": tutorial}),
+    );
+    Ok(())
+}
