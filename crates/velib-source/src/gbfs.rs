@@ -700,6 +700,9 @@ fn host_name(url: &Url) -> String {
     url.host_str().unwrap_or("gbfs").to_owned()
 }
 
+/// How many systems one poll fetches at the same time.
+const MAX_CONCURRENT_SYSTEMS: usize = 32;
+
 impl StationSource for GbfsSource {
     fn describe(&self) -> String {
         let systems: Vec<_> = self.systems.iter().map(System::label).collect();
@@ -711,12 +714,19 @@ impl StationSource for GbfsSource {
 
     async fn fetch(&mut self) -> Result<Snapshot, SourceError> {
         let (client, limits, language) = (&self.client, self.limits, self.language.as_deref());
-        let results = futures::future::join_all(
-            self.systems
-                .iter_mut()
-                .map(|system| system.poll(client, limits, language)),
-        )
-        .await;
+        // Bounded: a poll over hundreds of systems must not open a connection (and hold a body)
+        // per system at once, so systems are fetched a batch at a time, in order.
+        let mut results = Vec::with_capacity(self.systems.len());
+        for batch in self.systems.chunks_mut(MAX_CONCURRENT_SYSTEMS) {
+            results.extend(
+                futures::future::join_all(
+                    batch
+                        .iter_mut()
+                        .map(|system| system.poll(client, limits, language)),
+                )
+                .await,
+            );
+        }
         let taken_at = now_ms();
         let mut stations = Vec::new();
         let mut first_error = None;

@@ -504,3 +504,46 @@ async fn oversized_feed_is_refused() {
     let mut source = GbfsSource::new(&o, &["lyon".parse().unwrap()]).unwrap();
     assert_eq!(source.fetch().await.unwrap_err().class(), "too_large");
 }
+
+/// Records when each request arrived and answers it after a delay.
+struct Arrivals(std::sync::Arc<std::sync::Mutex<Vec<std::time::Instant>>>);
+
+impl wiremock::Respond for Arrivals {
+    fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
+        self.0.lock().unwrap().push(std::time::Instant::now());
+        ResponseTemplate::new(503).set_delay(Duration::from_millis(300))
+    }
+}
+
+#[tokio::test]
+async fn a_poll_over_many_systems_fetches_a_bounded_number_at_once() {
+    let server = MockServer::start().await;
+    let arrivals = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    Mock::given(wiremock::matchers::path_regex(r"^/s[0-9]+/gbfs\.json$"))
+        .respond_with(Arrivals(arrivals.clone()))
+        .mount(&server)
+        .await;
+    let uri = server.uri();
+    let urls: Vec<String> = (0..40).map(|i| format!("{uri}/s{i}/gbfs.json")).collect();
+    let targets: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let _ = source(&server, &targets).fetch().await;
+
+    // Every answer takes 300 ms, so requests that arrive within 150 ms of each other were in
+    // flight together. Unbounded, all 40 would be.
+    let mut times = arrivals.lock().unwrap().clone();
+    times.sort();
+    assert_eq!(times.len(), 40, "every system was asked");
+    let most_together = (0..times.len())
+        .map(|i| {
+            times[i..]
+                .iter()
+                .take_while(|t| t.duration_since(times[i]) < Duration::from_millis(150))
+                .count()
+        })
+        .max()
+        .unwrap();
+    assert!(
+        most_together <= 32,
+        "{most_together} systems fetched at once"
+    );
+}
