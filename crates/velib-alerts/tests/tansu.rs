@@ -8,7 +8,7 @@ use velib_alerts::smtp_url::SmtpUrl;
 use velib_testkit::{admin_create_topic, tansu_bootstrap, unique_name};
 
 /// Events produced with a plain rdkafka producer to a topic on tansu, consumed by `run`, mailed
-/// to the SMTP server. (The full producer → monitor → alerts chain belongs with those crates.)
+/// to the SMTP server.
 #[tokio::test]
 #[ignore = "needs the tansu broker: run `cargo xtask test`"]
 async fn events_on_tansu_are_mailed() {
@@ -53,4 +53,165 @@ async fn events_on_tansu_are_mailed() {
         (stats.events, stats.mails_sent, stats.suppressed),
         (4, 2, 1)
     );
+}
+
+/// A sibling binary of this package's, built by `cargo test --workspace` (as `cargo xtask test`
+/// runs it).
+fn sibling_binary(name: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_BIN_EXE_velib-alerts")).with_file_name(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run this test with `cargo test --workspace` (or `cargo xtask test`)",
+        path.display()
+    );
+    path
+}
+
+/// The whole chain on tansu: the producer binary on the simulated city → the monitor binary →
+/// `velib-empty-stations` → alerts → the SMTP server, which holds one mail per "became empty"
+/// event the monitor published, and nothing else.
+#[tokio::test]
+#[ignore = "needs the tansu broker: run `cargo xtask test`"]
+async fn producer_monitor_alerts_chain_on_tansu() {
+    use rdkafka::Message;
+    use std::collections::HashSet;
+    use std::sync::{Arc, Mutex};
+    use tokio::io::AsyncBufReadExt;
+    use velib_model::{EmptinessKind, EmptyStationEvent};
+
+    let bootstrap = tansu_bootstrap();
+    let (stations, events, dlq) = (
+        unique_name("velib-stations"),
+        unique_name("velib-empty-stations"),
+        unique_name("velib-stations-dlq"),
+    );
+    admin_create_topic(&bootstrap, &stations, 10).await.unwrap();
+    admin_create_topic(&bootstrap, &events, 3).await.unwrap();
+    admin_create_topic(&bootstrap, &dlq, 1).await.unwrap();
+
+    let mut monitor = tokio::process::Command::new(sibling_binary("velib-monitor"))
+        .args(["--bootstrap-servers", &bootstrap, "--topic", &stations])
+        .args(["--events-topic", &events, "--dlq-topic", &dlq])
+        .args(["--group-id", &unique_name("velib-monitor")])
+        .args(["-X", "auto.offset.reset=earliest"])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let lines = Arc::new(Mutex::new(0usize));
+    let mut reader = tokio::io::BufReader::new(monitor.stdout.take().unwrap()).lines();
+    let counter = Arc::clone(&lines);
+    tokio::spawn(async move {
+        while let Ok(Some(_)) = reader.next_line().await {
+            *counter.lock().unwrap() += 1;
+        }
+    });
+
+    // Forty polls of a 300-station city: enough for stations to run empty.
+    let producer = tokio::process::Command::new(sibling_binary("velib-producer"))
+        .args([
+            "--source",
+            "simulate",
+            "--simulate-stations",
+            "300",
+            "--max-polls",
+            "40",
+        ])
+        .args([
+            "--interval",
+            "100ms",
+            "--bootstrap-servers",
+            &bootstrap,
+            "--topic",
+            &stations,
+        ])
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        producer.status.success(),
+        "{}",
+        String::from_utf8_lossy(&producer.stderr)
+    );
+
+    // Wait for the monitor to go quiet, then stop it: SIGTERM delivers its last events.
+    let mut last = usize::MAX;
+    velib_testkit::wait_for("the monitor to go quiet", Duration::from_secs(60), || {
+        let now = *lines.lock().unwrap();
+        let quiet = now == last && now > 0;
+        last = now;
+        async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            quiet.then_some(())
+        }
+    })
+    .await;
+    let pid = monitor.id().unwrap().to_string();
+    tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(60), monitor.wait())
+        .await
+        .expect("the monitor stops")
+        .unwrap();
+    assert!(status.success(), "{status}");
+
+    let published: Vec<EmptyStationEvent> =
+        velib_testkit::read_until_quiet(&bootstrap, &events, Duration::from_secs(2))
+            .await
+            .iter()
+            .map(|m| EmptyStationEvent::from_json(m.payload().unwrap()).unwrap())
+            .collect();
+    let empties: Vec<&EmptyStationEvent> = published
+        .iter()
+        .filter(|e| e.kind == EmptinessKind::BecameEmpty)
+        .collect();
+    assert!(
+        !empties.is_empty(),
+        "the simulated city had no station running empty"
+    );
+
+    // Alerts for every contract of the simulated city, without cooldown: one mail per event.
+    let contracts: HashSet<&str> = published.iter().map(|e| e.contract.as_str()).collect();
+    let mut config = config(&bootstrap, &events);
+    config.watch = contracts
+        .iter()
+        .fold(velib_alerts::select::WatchList::default(), |w, c| {
+            w.with_contract(c)
+        });
+    config.cooldown = Duration::from_millis(1);
+    config.max_age = None;
+    let sink = SmtpSink::start().await;
+    let url: SmtpUrl = sink.url().parse().unwrap();
+    let mailer = SmtpMailer::new(
+        url.transport(Duration::from_secs(10)).unwrap(),
+        url.to_string(),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let alerts = tokio::spawn(velib_alerts::run(config, mailer, stopped));
+    sink.wait_for_mails(empties.len()).await;
+    stop.send(()).unwrap();
+    let stats = tokio::time::timeout(Duration::from_secs(60), alerts)
+        .await
+        .expect("alerts stop")
+        .unwrap()
+        .unwrap();
+    let inbox = sink.inbox();
+    assert_eq!(
+        inbox.len(),
+        empties.len(),
+        "one mail per became-empty event: {stats:?}"
+    );
+    let mut expected: Vec<String> = empties
+        .iter()
+        .map(|e| format!("No bikes left at {} ({})", e.name, e.contract))
+        .collect();
+    let mut got: Vec<String> = inbox.iter().map(|m| m.subject()).collect();
+    expected.sort();
+    got.sort();
+    assert_eq!(got, expected);
 }
