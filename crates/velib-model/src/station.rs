@@ -208,6 +208,12 @@ impl Station {
     ///
     /// A [`StationError`] naming the field and, when readable, the station.
     pub fn from_json(bytes: &[u8]) -> Result<Station, StationError> {
+        // Fast path: almost every record is valid, and tracking the JSON path of each field
+        // costs a good part of the parse. Only a record that fails is read again, slowly, to
+        // say which field is at fault.
+        if let Ok(station) = serde_json::from_slice::<Station>(bytes) {
+            return Ok(station);
+        }
         let whole = || serde_json::from_slice::<serde_json::Value>(bytes).ok();
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let station = serde_path_to_error::deserialize::<_, Station>(&mut de)
