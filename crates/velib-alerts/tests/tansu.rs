@@ -55,16 +55,8 @@ async fn events_on_tansu_are_mailed() {
     );
 }
 
-/// A sibling binary of this package's, built by `cargo test --workspace` (as `cargo xtask test`
-/// runs it).
 fn sibling_binary(name: &str) -> std::path::PathBuf {
-    let path = std::path::Path::new(env!("CARGO_BIN_EXE_velib-alerts")).with_file_name(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: run this test with `cargo test --workspace` (or `cargo xtask test`)",
-        path.display()
-    );
-    path
+    velib_testkit::sibling_binary(env!("CARGO_BIN_EXE_velib-alerts"), name)
 }
 
 /// The whole chain on tansu: the producer binary on the simulated city → the monitor binary →

@@ -103,12 +103,7 @@ impl AssignmentView {
 
 impl ClientContext for MonitorContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        match level {
-            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical => {
-                tracing::error!(target: "librdkafka", fac, "{log_message}")
-            }
-            _ => tracing::debug!(target: "librdkafka", fac, "{log_message}"),
-        }
+        velib_producer::sink::forward_librdkafka_log(level, fac, log_message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {

@@ -8,17 +8,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use velib_testkit::{admin_create_topic, tansu_bootstrap, unique_name, wait_for};
 
-/// The producer binary, built beside this package's binary by `cargo test --workspace` (as
-/// `cargo xtask test` runs it).
 fn producer_binary() -> std::path::PathBuf {
-    let path =
-        std::path::Path::new(env!("CARGO_BIN_EXE_velib-monitor")).with_file_name("velib-producer");
-    assert!(
-        path.is_file(),
-        "{} is missing: run this test with `cargo test --workspace` (or `cargo xtask test`)",
-        path.display()
-    );
-    path
+    velib_testkit::sibling_binary(env!("CARGO_BIN_EXE_velib-monitor"), "velib-producer")
 }
 
 struct Monitor {

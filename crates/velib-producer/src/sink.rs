@@ -171,6 +171,19 @@ impl Health {
     }
 }
 
+/// Forwards a librdkafka log line to tracing (target `librdkafka`) at debug level, or error
+/// for its critical levels. Connection problems reach velib's clients through their `error`
+/// callbacks, which report each state change once; librdkafka's own lines, one per attempt,
+/// stay available with `RUST_LOG=librdkafka=debug`.
+pub fn forward_librdkafka_log(level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical => {
+            tracing::error!(target: "librdkafka", fac, "{log_message}")
+        }
+        _ => tracing::debug!(target: "librdkafka", fac, "{log_message}"),
+    }
+}
+
 /// The rdkafka context: counts outcomes, calls the delivery callback, and turns librdkafka's
 /// error stream into state-change log lines.
 struct SinkContext {
@@ -189,14 +202,7 @@ struct Counters {
 
 impl ClientContext for SinkContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        // Connection failures are reported through `error` and summarised by `Health`;
-        // librdkafka's own lines stay available at debug level.
-        match level {
-            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical => {
-                tracing::error!(target: "librdkafka", fac, "{log_message}")
-            }
-            _ => tracing::debug!(target: "librdkafka", fac, "{log_message}"),
-        }
+        forward_librdkafka_log(level, fac, log_message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {

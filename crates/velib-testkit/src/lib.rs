@@ -317,3 +317,20 @@ pub fn key_str(m: &OwnedMessage) -> &str {
         .map(|k| std::str::from_utf8(k).expect("UTF-8 key"))
         .unwrap_or("")
 }
+
+/// Another binary of the workspace, found beside `own_binary` (a test's
+/// `env!("CARGO_BIN_EXE_…")`): `cargo test --workspace`, as `cargo xtask test` runs it, builds
+/// every package's binaries into the same directory.
+///
+/// # Panics
+///
+/// When it is not there, saying how to run the test.
+pub fn sibling_binary(own_binary: &str, name: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new(own_binary).with_file_name(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run this test with `cargo test --workspace` (or `cargo xtask test`)",
+        path.display()
+    );
+    path
+}
