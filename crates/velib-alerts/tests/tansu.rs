@@ -67,8 +67,6 @@ fn sibling_binary(name: &str) -> std::path::PathBuf {
 async fn producer_monitor_alerts_chain_on_tansu() {
     use rdkafka::Message;
     use std::collections::HashSet;
-    use std::sync::{Arc, Mutex};
-    use tokio::io::AsyncBufReadExt;
     use velib_model::{EmptinessKind, EmptyStationEvent};
 
     let bootstrap = tansu_bootstrap();
@@ -81,24 +79,14 @@ async fn producer_monitor_alerts_chain_on_tansu() {
     admin_create_topic(&bootstrap, &events, 3).await.unwrap();
     admin_create_topic(&bootstrap, &dlq, 1).await.unwrap();
 
-    let mut monitor = tokio::process::Command::new(sibling_binary("velib-monitor"))
-        .args(["--bootstrap-servers", &bootstrap, "--topic", &stations])
-        .args(["--events-topic", &events, "--dlq-topic", &dlq])
-        .args(["--group-id", &unique_name("velib-monitor")])
-        .args(["-X", "auto.offset.reset=earliest"])
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let lines = Arc::new(Mutex::new(0usize));
-    let mut reader = tokio::io::BufReader::new(monitor.stdout.take().unwrap()).lines();
-    let counter = Arc::clone(&lines);
-    tokio::spawn(async move {
-        while let Ok(Some(_)) = reader.next_line().await {
-            *counter.lock().unwrap() += 1;
-        }
-    });
+    let monitor = velib_testkit::Process::spawn(
+        tokio::process::Command::new(sibling_binary("velib-monitor"))
+            .args(["--bootstrap-servers", &bootstrap, "--topic", &stations])
+            .args(["--events-topic", &events, "--dlq-topic", &dlq])
+            .args(["--group-id", &unique_name("velib-monitor")])
+            .args(["-X", "auto.offset.reset=earliest"])
+            .env("RUST_LOG", "warn"),
+    );
 
     // Forty polls of a 300-station city: enough for stations to run empty.
     let producer = tokio::process::Command::new(sibling_binary("velib-producer"))
@@ -131,7 +119,7 @@ async fn producer_monitor_alerts_chain_on_tansu() {
     // Wait for the monitor to go quiet, then stop it: SIGTERM delivers its last events.
     let mut last = usize::MAX;
     velib_testkit::wait_for("the monitor to go quiet", Duration::from_secs(60), || {
-        let now = *lines.lock().unwrap();
+        let now = monitor.lines().len();
         let quiet = now == last && now > 0;
         last = now;
         async move {
@@ -140,16 +128,7 @@ async fn producer_monitor_alerts_chain_on_tansu() {
         }
     })
     .await;
-    let pid = monitor.id().unwrap().to_string();
-    tokio::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(60), monitor.wait())
-        .await
-        .expect("the monitor stops")
-        .unwrap();
+    let status = monitor.terminate().await;
     assert!(status.success(), "{status}");
 
     let published: Vec<EmptyStationEvent> =

@@ -3,66 +3,28 @@
 
 use crate::*;
 use std::collections::HashSet;
-use std::process::Stdio;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-use velib_testkit::{admin_create_topic, tansu_bootstrap, unique_name, wait_for};
+use tokio::process::Command;
+use velib_testkit::{Process, admin_create_topic, tansu_bootstrap, unique_name, wait_for};
 
 fn producer_binary() -> std::path::PathBuf {
     velib_testkit::sibling_binary(env!("CARGO_BIN_EXE_velib-monitor"), "velib-producer")
 }
 
-struct Monitor {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-fn spawn_monitor(bootstrap: &str, group: &str, topic: &str, events: &str, dlq: &str) -> Monitor {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_velib-monitor"))
-        .args([
-            "--bootstrap-servers",
-            bootstrap,
-            "--group-id",
-            group,
-            "--topic",
-            topic,
-        ])
-        .args([
-            "--events-topic",
-            events,
-            "--dlq-topic",
-            dlq,
-            "--format",
-            "json",
-        ])
-        .args(["-X", "auto.offset.reset=earliest"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let mut reader = BufReader::new(child.stdout.take().unwrap()).lines();
-    let sink = Arc::clone(&lines);
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = reader.next_line().await {
-            sink.lock().unwrap().push(line);
-        }
-    });
-    Monitor { child, lines }
-}
-
-async fn terminate(mut m: Monitor) -> std::process::ExitStatus {
-    let pid = m.child.id().unwrap().to_string();
-    Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    tokio::time::timeout(TIMEOUT, m.child.wait())
-        .await
-        .expect("the monitor stops on SIGTERM")
-        .unwrap()
+fn spawn_monitor(bootstrap: &str, group: &str, topic: &str, events: &str, dlq: &str) -> Process {
+    Process::spawn(
+        Command::new(env!("CARGO_BIN_EXE_velib-monitor"))
+            .args(["--bootstrap-servers", bootstrap, "--group-id", group])
+            .args([
+                "--topic",
+                topic,
+                "--events-topic",
+                events,
+                "--dlq-topic",
+                dlq,
+            ])
+            .args(["--format", "json", "-X", "auto.offset.reset=earliest"])
+            .env("RUST_LOG", "warn"),
+    )
 }
 
 #[tokio::test]
@@ -112,16 +74,16 @@ async fn producer_and_two_monitors_on_tansu() {
 
     // The simulated city changes about a tenth of its stations per poll: lines must come.
     wait_for("change lines from the monitors", TIMEOUT, || async {
-        let n: usize = monitors.iter().map(|m| m.lines.lock().unwrap().len()).sum();
+        let n: usize = monitors.iter().map(|m| m.lines().len()).sum();
         (n >= 20).then_some(())
     })
     .await;
     let mut all = Vec::new();
     for m in monitors {
-        let lines = Arc::clone(&m.lines);
-        let status = terminate(m).await;
+        let lines = m.lines();
+        let status = m.terminate().await;
         assert!(status.success(), "a monitor exits 0 on SIGTERM: {status}");
-        all.extend(lines.lock().unwrap().clone());
+        all.extend(lines);
     }
     let changes: Vec<StationChange> = all
         .iter()

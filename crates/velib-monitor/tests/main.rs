@@ -5,8 +5,6 @@ mod binaries;
 mod scenarios;
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -18,34 +16,14 @@ use velib_producer::{KafkaArgs, KafkaSink, OutRecord, SINK_DEFAULTS, StationSink
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What a monitor prints, shared with the test.
-#[derive(Clone, Default)]
-struct Output(Arc<Mutex<Vec<u8>>>);
+type Output = velib_testkit::Captured;
 
-impl Output {
-    fn lines(&self) -> Vec<String> {
-        String::from_utf8(self.0.lock().unwrap().clone())
-            .unwrap()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-
-    fn changes(&self) -> Vec<StationChange> {
-        self.lines()
-            .iter()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
-            .collect()
-    }
-}
-
-impl Write for Output {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+/// The JSON change lines a monitor printed.
+fn changes(out: &Output) -> Vec<StationChange> {
+    out.lines()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
 }
 
 /// A monitor running in the background.

@@ -74,7 +74,7 @@ async fn three_monitors_share_ten_partitions_and_print_each_change_once() {
     .await;
     let mut union = Vec::new();
     for m in monitors {
-        let printed = m.out.changes();
+        let printed = changes(&m.out);
         assert!(!printed.is_empty(), "every monitor took part");
         union.extend(printed);
         m.stop().await;
@@ -122,13 +122,13 @@ async fn a_monitor_joining_and_one_leaving_mid_run_print_no_duplicate_and_no_fal
         .into_iter()
         .collect();
     wait_for("the last round printed", TIMEOUT, || async {
-        let printed: HashSet<String> = sorted_keys(&[b.out.changes(), c.out.changes()].concat())
+        let printed: HashSet<String> = sorted_keys(&[changes(&b.out), changes(&c.out)].concat())
             .into_iter()
             .collect();
         last_round.is_subset(&printed).then_some(())
     })
     .await;
-    let union = [a_out.changes(), b.out.changes(), c.out.changes()].concat();
+    let union = [changes(&a_out), changes(&b.out), changes(&c.out)].concat();
     b.stop().await;
     c.stop().await;
 
@@ -284,7 +284,7 @@ async fn poison_records_are_counted_dead_lettered_and_do_not_stop_the_monitor() 
     })
     .await;
     let dead = read_records(kafka.bootstrap_servers(), &dlq, 4, TIMEOUT).await;
-    let printed = m.out.changes();
+    let printed = changes(&m.out);
     let report = m.stop().await;
     assert_eq!(report.poison, 4);
     assert_eq!(sorted_keys(&printed), sorted_keys(&expected));
@@ -338,10 +338,10 @@ async fn a_restarted_monitor_resumes_from_its_commits_and_prints_nothing_twice()
     // The second monitor read only what the first had not committed.
     assert_eq!(report.records as usize, records.len() - half);
     assert_eq!(
-        sorted_keys(&second_out.changes()),
+        sorted_keys(&changes(&second_out)),
         sorted_keys(&expected_second)
     );
-    let union = [first_out.changes(), second_out.changes()].concat();
+    let union = [changes(&first_out), changes(&second_out)].concat();
     assert_no_duplicate(&union);
     let expected_set: HashSet<String> = sorted_keys(&expected).into_iter().collect();
     assert!(sorted_keys(&union).iter().all(|l| expected_set.contains(l)));

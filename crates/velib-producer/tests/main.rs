@@ -5,8 +5,7 @@ mod partitioning;
 mod publish;
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use velib_model::Snapshot;
 use velib_producer::{KafkaArgs, KafkaSink, SINK_DEFAULTS};
@@ -38,29 +37,8 @@ fn sink(bootstrap: &str) -> KafkaSink {
     .unwrap()
 }
 
-/// Collects what the loop prints, and lets a test wait for a number of lines.
-#[derive(Clone, Default)]
-struct Output(Arc<Mutex<Vec<u8>>>);
-
-impl Output {
-    fn lines(&self) -> Vec<String> {
-        String::from_utf8(self.0.lock().unwrap().clone())
-            .unwrap()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-impl Write for Output {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+/// What the loop prints, shared with the test.
+type Output = velib_testkit::Captured;
 
 /// Key → set of partitions its records landed in.
 fn partitions_by_key(records: &[rdkafka::message::OwnedMessage]) -> HashMap<String, Vec<i32>> {

@@ -334,3 +334,82 @@ pub fn sibling_binary(own_binary: &str, name: &str) -> std::path::PathBuf {
     );
     path
 }
+
+/// A `Write` that keeps what was written, shared between the code under test and the test.
+#[derive(Debug, Clone, Default)]
+pub struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Captured {
+    /// The lines written so far.
+    pub fn lines(&self) -> Vec<String> {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A binary running as a child process, its stdout collected line by line.
+#[derive(Debug)]
+pub struct Process {
+    child: tokio::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Process {
+    /// Starts `command` with stdout piped (killed if dropped).
+    ///
+    /// # Panics
+    ///
+    /// When it cannot be started.
+    pub fn spawn(command: &mut tokio::process::Command) -> Process {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = command
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the binary");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut reader = tokio::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+        let sink = std::sync::Arc::clone(&lines);
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = reader.next_line().await {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Process { child, lines }
+    }
+
+    /// The lines printed so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM and waits (up to a minute) for the exit status.
+    ///
+    /// # Panics
+    ///
+    /// When the process does not stop in time.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("still running").to_string();
+        tokio::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .expect("run kill");
+        tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .expect("the process stops on SIGTERM")
+            .expect("wait for the process")
+    }
+}
