@@ -51,7 +51,7 @@ enum Task {
     },
     /// Create or update the stations, events and dead-letter topics (partitions, configs);
     /// safe to run again.
-    CreateTopics(topics::Args),
+    CreateTopics(Box<topics::Args>),
 }
 
 fn main() -> Result<()> {
@@ -61,7 +61,7 @@ fn main() -> Result<()> {
         Task::Broker { port } => broker(port),
         Task::Demo(args) => demo::run(args),
         Task::Bench(args) => bench::run(args),
-        Task::CreateTopics(args) => topics::run(args),
+        Task::CreateTopics(args) => topics::run(*args),
     }
 }
 
@@ -136,6 +136,7 @@ fn test(test_args: &[String]) -> Result<()> {
         .args(["test", "--workspace", "--locked", "--", "--include-ignored"])
         .args(test_args)
         .env("VELIB_TANSU_BOOTSTRAP", broker.bootstrap())
+        .env("VELIB_TANSU_BIN", &tansu_bin)
         .status()
         .context("could not start cargo test")?;
     drop(broker);

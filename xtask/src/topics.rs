@@ -38,12 +38,13 @@ use anyhow::{Context, Result, bail};
 use rdkafka::admin::{
     AdminClient, AdminOptions, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
 };
-use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
-use velib_producer::KafkaArgs;
+use velib_producer::connection::ReportingContext;
+use velib_producer::kafka_config::redact_config_error;
+use velib_producer::{ConnectionGuard, KafkaArgs};
 
 /// The tutorial's short retention: records are deleted after about 4 s, segments roll every 2 s.
 const SHORT_RETENTION: [(&str, &str); 2] = [("retention.ms", "4000"), ("segment.ms", "2000")];
@@ -426,7 +427,7 @@ fn kafka_failure(operation: &str, error: &KafkaError) -> String {
 
 /// The Admin API calls, one method per operation; every method reports per topic.
 struct Admin {
-    client: AdminClient<DefaultClientContext>,
+    client: AdminClient<ReportingContext>,
     timeout: Duration,
 }
 
@@ -436,8 +437,9 @@ impl Admin {
         // to auto-create the topics they look up; this one must never do that.
         let client = kafka
             .client_config(&[("allow.auto.create.topics", "false")])
-            .create()
-            .context("invalid Kafka settings (--bootstrap-servers / -X)")?;
+            .create_with_context(ReportingContext::new(ConnectionGuard::new()))
+            .map_err(redact_config_error)
+            .context("invalid Kafka settings (--kafka-config / --bootstrap-servers / -X)")?;
         Ok(Admin { client, timeout })
     }
 
@@ -451,25 +453,39 @@ impl Admin {
     /// All topics are asked for, not ours by name: a lookup by name can make a broker with
     /// `auto.create.topics.enable` create the topic with its default partitions.
     fn shapes(&self, bootstrap: &str) -> Result<BTreeMap<String, (i32, i32)>> {
-        let metadata = self
-            .client
-            .inner()
-            .fetch_metadata(None, self.timeout)
-            .map_err(|e| match e.rdkafka_error_code() {
-                Some(
-                    RDKafkaErrorCode::OperationTimedOut
-                    | RDKafkaErrorCode::BrokerTransportFailure
-                    | RDKafkaErrorCode::AllBrokersDown
-                    | RDKafkaErrorCode::Resolve,
-                ) => {
-                    anyhow::anyhow!(
-                        "no Kafka broker answered at {bootstrap} within {:?}: check \
+        // Asked in short slices so that an unfixable connection failure (refused
+        // credentials, an untrusted certificate) ends the wait as soon as librdkafka meets it.
+        let deadline = Instant::now() + self.timeout;
+        let guard = self.client.inner().context().guard();
+        let metadata = loop {
+            let slice = deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(500));
+            match self.client.inner().fetch_metadata(None, slice) {
+                Ok(m) => break Ok(m),
+                Err(_) if guard.failure().is_some() => {}
+                Err(e) if Instant::now() >= deadline => break Err(e),
+                Err(_) => {}
+            }
+            if let Some(failure) = guard.failure() {
+                return Err(anyhow::anyhow!("{failure}"));
+            }
+        };
+        let metadata = metadata.map_err(|e| match e.rdkafka_error_code() {
+            Some(
+                RDKafkaErrorCode::OperationTimedOut
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::Resolve,
+            ) => {
+                anyhow::anyhow!(
+                    "no Kafka broker answered at {bootstrap} within {:?}: check \
                          --bootstrap-servers / KAFKA_BOOTSTRAP_SERVERS and that the cluster is up",
-                        self.timeout
-                    )
-                }
-                _ => anyhow::anyhow!("{}", kafka_failure("Metadata", &e)),
-            })?;
+                    self.timeout
+                )
+            }
+            _ => anyhow::anyhow!("{}", kafka_failure("Metadata", &e)),
+        })?;
         Ok(metadata
             .topics()
             .iter()
@@ -594,7 +610,7 @@ pub fn run(args: Args) -> Result<()> {
     let rows = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
-        .block_on(apply(&admin, &args.kafka.bootstrap_servers, &requests))?;
+        .block_on(apply(&admin, &args.kafka.bootstrap(), &requests))?;
     print!("{}", render(&rows));
     let failed = rows
         .iter()
@@ -780,20 +796,20 @@ fn shown_configs(
 mod incremental {
     use super::failure_with;
     use rdkafka::admin::AdminClient;
-    use rdkafka::client::DefaultClientContext;
     use rdkafka::error::RDKafkaErrorCode;
     use rdkafka_sys as rdsys;
     use rdkafka_sys::types::{RDKafkaAdminOp, RDKafkaEvent, RDKafkaResourceType};
     use std::collections::BTreeMap;
     use std::ffi::{CStr, CString, c_char, c_int};
     use std::time::Duration;
+    use velib_producer::connection::ReportingContext;
 
     const OPERATION: &str = "IncrementalAlterConfigs";
 
     /// SETs every one of `configs` on `topic`, leaving its other configs as they are; blocks
     /// until the broker answers or `timeout` passes.
     pub(super) fn set_topic_configs(
-        admin: &AdminClient<DefaultClientContext>,
+        admin: &AdminClient<ReportingContext>,
         topic: &str,
         configs: &BTreeMap<String, String>,
         timeout: Duration,

@@ -57,7 +57,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use velib_model::{EmptinessKind, EmptyStationEvent};
-use velib_producer::KafkaArgs;
+use velib_producer::connection::ReportingContext;
+use velib_producer::kafka_config::redact_config_error;
+use velib_producer::{ConnectionError, ConnectionGuard, KafkaArgs};
 
 /// The topic the monitor publishes emptiness events to.
 pub const DEFAULT_TOPIC: &str = "velib-empty-stations";
@@ -162,8 +164,14 @@ pub enum AlertsError {
         "no station is watched: give --station, --contract or --near (with --radius-m and/or --nearest)"
     )]
     NothingWatched,
+    /// The brokers cannot be reached in a way retrying cannot fix (refused credentials, an
+    /// untrusted certificate, a security protocol mismatch).
+    #[error("{0}")]
+    Connection(ConnectionError),
     /// The Kafka client could not be set up.
-    #[error("cannot {what} (check --bootstrap-servers and the -X properties): {source}")]
+    #[error(
+        "cannot {what} (check --kafka-config, --bootstrap-servers and the -X properties): {source}"
+    )]
     Kafka {
         /// What was being done.
         what: &'static str,
@@ -204,10 +212,13 @@ pub async fn run<M: Mailer>(
     if client.get("client.id").is_none() {
         client.set("client.id", "velib-alerts");
     }
-    let consumer: StreamConsumer = client.create().map_err(|source| AlertsError::Kafka {
-        what: "create the Kafka consumer",
-        source,
-    })?;
+    let guard = ConnectionGuard::new();
+    let consumer: StreamConsumer<ReportingContext> = client
+        .create_with_context(ReportingContext::new(guard.clone()))
+        .map_err(|source| AlertsError::Kafka {
+            what: "create the Kafka consumer",
+            source: redact_config_error(source),
+        })?;
     consumer
         .subscribe(&[&config.topic])
         .map_err(|source| AlertsError::Kafka {
@@ -229,6 +240,7 @@ pub async fn run<M: Mailer>(
         let received = tokio::select! {
             biased;
             _ = &mut shutdown => break,
+            failure = guard.failed() => return Err(AlertsError::Connection(failure)),
             received = consumer.recv() => received,
         };
         let message = match received {

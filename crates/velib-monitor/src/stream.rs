@@ -13,6 +13,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::TopicPartitionList;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use velib_producer::{ConnectionError, ConnectionGuard};
 
 /// One consumed record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,13 +42,26 @@ pub enum RebalanceNote {
 
 /// A consumer error.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct StreamError(#[from] pub KafkaError);
+pub enum StreamError {
+    /// An error of the Kafka client.
+    #[error("{0}")]
+    Kafka(#[from] KafkaError),
+    /// The brokers cannot be reached in a way retrying cannot fix (refused credentials, an
+    /// untrusted certificate, a security protocol mismatch).
+    #[error("{0}")]
+    Connection(ConnectionError),
+}
 
 impl StreamError {
-    /// Whether the consumer cannot go on (a fatal client error).
+    /// Whether the consumer cannot go on (a fatal client error or an unfixable connection
+    /// failure).
     pub fn is_fatal(&self) -> bool {
-        matches!(self.0.rdkafka_error_code(), Some(RDKafkaErrorCode::Fatal))
+        match self {
+            StreamError::Kafka(e) => {
+                matches!(e.rdkafka_error_code(), Some(RDKafkaErrorCode::Fatal))
+            }
+            StreamError::Connection(_) => true,
+        }
     }
 }
 
@@ -87,6 +101,7 @@ pub struct MonitorContext {
     notes: Mutex<Vec<RebalanceNote>>,
     assigned: Mutex<Vec<i32>>,
     last_error: Mutex<Option<String>>,
+    guard: ConnectionGuard,
 }
 
 /// A read-only view of a [`KafkaStream`]'s assignment that stays valid while the stream is
@@ -103,10 +118,16 @@ impl AssignmentView {
 
 impl ClientContext for MonitorContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.guard.observe_log(fac, log_message);
         velib_producer::sink::forward_librdkafka_log(level, fac, log_message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        if velib_producer::connection::classify(&error, reason).is_some() {
+            // Logged once by the guard; `next` returns it and the monitor stops.
+            self.guard.observe(&error, reason);
+            return;
+        }
         // One line per distinct problem, not one per reconnection attempt.
         let mut last = self.last_error.lock().unwrap();
         if last.as_deref() != Some(reason) {
@@ -245,8 +266,11 @@ impl KafkaStream {
             notes: Mutex::new(Vec::new()),
             assigned: Mutex::new(Vec::new()),
             last_error: Mutex::new(None),
+            guard: ConnectionGuard::new(),
         };
-        let consumer: StreamConsumer<MonitorContext> = config.create_with_context(context)?;
+        let consumer: StreamConsumer<MonitorContext> = config
+            .create_with_context(context)
+            .map_err(velib_producer::kafka_config::redact_config_error)?;
         consumer.subscribe(&[topic])?;
         Ok(KafkaStream {
             consumer,
@@ -269,7 +293,12 @@ impl KafkaStream {
 
 impl StationStream for KafkaStream {
     async fn next(&mut self) -> Result<InRecord, StreamError> {
-        let m = self.consumer.recv().await?;
+        let guard = &self.consumer.context().guard;
+        let m = tokio::select! {
+            biased;
+            failure = guard.failed() => return Err(StreamError::Connection(failure)),
+            m = self.consumer.recv() => m?,
+        };
         Ok(InRecord {
             partition: m.partition(),
             offset: m.offset(),

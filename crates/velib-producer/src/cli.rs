@@ -15,6 +15,21 @@ pub fn init_tracing() {
         .init();
 }
 
+/// librdkafka's version and built-in features (`ssl`, `sasl_scram`, `zstd`…), for the
+/// startup log line and `--version`-style reports.
+pub fn librdkafka_description() -> String {
+    let (_, version) = rdkafka::util::get_rdkafka_version();
+    format!("librdkafka {version} ({})", librdkafka_features())
+}
+
+/// librdkafka's `builtin.features`, comma-separated.
+pub fn librdkafka_features() -> String {
+    rdkafka::ClientConfig::new()
+        .create_native_config()
+        .and_then(|c| c.get("builtin.features"))
+        .unwrap_or_default()
+}
+
 /// Serves the process's metrics as Prometheus text on `http://{addr}/metrics`.
 ///
 /// # Errors

@@ -11,13 +11,17 @@
 
 mod changed;
 pub mod cli;
+pub mod connection;
 pub mod kafka_config;
 pub mod poll;
+pub mod properties;
 pub mod sink;
 
 pub use changed::ChangeFilter;
+pub use connection::{ConnectionError, ConnectionGuard};
 pub use kafka_config::KafkaArgs;
 pub use poll::{ProduceReport, ProducerConfig, ProducerError, run};
+pub use properties::{PropertiesError, PropertiesFile};
 pub use sink::{
     DeliveryCallback, EnqueueError, KafkaSink, Landed, OutRecord, SINK_DEFAULTS, SinkCounts,
     StationSink, flush_async,

@@ -120,7 +120,7 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(source = %source.describe(), kafka = ?cli.kafka, "starting");
 
     let sink = KafkaSink::new(&cli.kafka.client_config(SINK_DEFAULTS), None)
-        .context("invalid Kafka settings (--bootstrap-servers / -X)")?;
+        .context("invalid Kafka settings (--kafka-config / --bootstrap-servers / -X)")?;
     let config = ProducerConfig {
         topic: cli.topic,
         interval: cli.interval,

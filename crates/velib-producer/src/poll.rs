@@ -132,6 +132,9 @@ where
             () = &mut shutdown => break,
             _ = ticker.tick() => {}
         }
+        if let Some(fatal) = sink.fatal_error() {
+            return Err(ProducerError::Sink(fatal));
+        }
         let started = Instant::now();
         let fetched = tokio::select! {
             biased;

@@ -15,6 +15,8 @@
 //! failed, not kept. [`StationSink::flush`] before exit is what makes a shutdown lose nothing:
 //! dropping a producer purges its queue.
 
+use crate::connection::{ConnectionGuard, classify};
+use crate::kafka_config::redact_config_error;
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -102,8 +104,9 @@ pub trait StationSink: Send + Sync {
     /// Outcome counts so far.
     fn counts(&self) -> SinkCounts;
 
-    /// A fatal producer error (the idempotent producer can no longer guarantee ordering), if
-    /// one happened: the sink must not be used any more.
+    /// A fatal producer error (the idempotent producer can no longer guarantee ordering, or a
+    /// [`ConnectionError`](crate::ConnectionError) such as refused credentials), if one
+    /// happened: the sink must not be used any more.
     fn fatal_error(&self) -> Option<String>;
 }
 
@@ -130,6 +133,7 @@ pub const SINK_DEFAULTS: &[(&str, &str)] = &[
 /// ends, not once per record or per reconnection attempt.
 #[derive(Debug, Default)]
 struct Health {
+    guard: ConnectionGuard,
     down: AtomicBool,
     last_error: Mutex<Option<RDKafkaErrorCode>>,
     fatal: Mutex<Option<String>>,
@@ -137,6 +141,11 @@ struct Health {
 
 impl Health {
     fn on_error(&self, error: &KafkaError, reason: &str) {
+        if classify(error, reason).is_some() {
+            // Logged once by the guard; the producer's loop stops on it.
+            self.guard.observe(error, reason);
+            return;
+        }
         let code = error.rdkafka_error_code();
         if code == Some(RDKafkaErrorCode::Fatal) {
             tracing::error!(%reason, "fatal producer error: the producer stops");
@@ -202,6 +211,7 @@ struct Counters {
 
 impl ClientContext for SinkContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.health.guard.observe_log(fac, log_message);
         forward_librdkafka_log(level, fac, log_message);
     }
 
@@ -316,8 +326,16 @@ impl KafkaSink {
             health: Arc::clone(&health),
             callback,
         };
-        let producer = config.create_with_context(context)?;
+        let producer = config
+            .create_with_context(context)
+            .map_err(redact_config_error)?;
         Ok(KafkaSink { producer, health })
+    }
+
+    /// Where this producer records a connection failure that retrying cannot fix (wrong
+    /// credentials, untrusted certificate…); [`StationSink::fatal_error`] reports it too.
+    pub fn connection_guard(&self) -> ConnectionGuard {
+        self.health.guard.clone()
     }
 }
 
@@ -379,7 +397,8 @@ impl StationSink for KafkaSink {
     }
 
     fn fatal_error(&self) -> Option<String> {
-        self.health.fatal.lock().unwrap().clone()
+        let fatal = self.health.fatal.lock().unwrap().clone();
+        fatal.or_else(|| self.health.guard.failure().map(ToString::to_string))
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod partitioning;
 mod publish;
+mod secured;
 
 use std::collections::HashMap;
 use std::sync::Arc;

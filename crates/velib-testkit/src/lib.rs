@@ -13,6 +13,8 @@
 //! Every test takes fresh topic and group names from [`unique_name`], so tests sharing a broker
 //! never see each other's records.
 
+pub mod secure;
+
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
