@@ -461,7 +461,9 @@ impl Admin {
             let slice = deadline
                 .saturating_duration_since(Instant::now())
                 .min(Duration::from_millis(500));
-            match self.client.inner().fetch_metadata(None, slice) {
+            let answer = self.client.inner().fetch_metadata(None, slice);
+            incremental::serve_main_queue(&self.client);
+            match answer {
                 Ok(m) => break Ok(m),
                 Err(_) if guard.failure().is_some() => {}
                 Err(e) if Instant::now() >= deadline => break Err(e),
@@ -796,15 +798,76 @@ fn shown_configs(
 mod incremental {
     use super::failure_with;
     use rdkafka::admin::AdminClient;
-    use rdkafka::error::RDKafkaErrorCode;
+    use rdkafka::client::ClientContext;
+    use rdkafka::config::RDKafkaLogLevel;
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
     use rdkafka_sys as rdsys;
     use rdkafka_sys::types::{RDKafkaAdminOp, RDKafkaEvent, RDKafkaResourceType};
     use std::collections::BTreeMap;
     use std::ffi::{CStr, CString, c_char, c_int};
+    use std::ptr;
     use std::time::Duration;
     use velib_producer::connection::ReportingContext;
 
     const OPERATION: &str = "IncrementalAlterConfigs";
+
+    /// Serves the client's main event queue: librdkafka's log lines and client errors wait
+    /// there until someone polls it, and an admin client's own calls never do. Without this,
+    /// a refused certificate or password would surface only as a timeout.
+    pub(super) fn serve_main_queue(admin: &AdminClient<ReportingContext>) {
+        let client = admin.inner();
+        // SAFETY: the client outlives this call; the queue handle and every event polled from
+        // it are destroyed here; the strings an event hands out live as long as the event.
+        unsafe {
+            let queue = rdsys::rd_kafka_queue_get_main(client.native_ptr());
+            loop {
+                let event = rdsys::rd_kafka_queue_poll(queue, 0);
+                if event.is_null() {
+                    break;
+                }
+                match rdsys::rd_kafka_event_type(event) {
+                    rdsys::RD_KAFKA_EVENT_LOG => {
+                        let (mut fac, mut text, mut level) = (ptr::null(), ptr::null(), 0);
+                        if rdsys::rd_kafka_event_log(event, &mut fac, &mut text, &mut level) == 0 {
+                            let fac = CStr::from_ptr(fac).to_string_lossy();
+                            let text = CStr::from_ptr(text).to_string_lossy();
+                            client.context().guard().observe_log(&fac, &text);
+                            velib_producer::sink::forward_librdkafka_log(
+                                log_level(level),
+                                &fac,
+                                &text,
+                            );
+                        }
+                    }
+                    rdsys::RD_KAFKA_EVENT_ERROR => {
+                        let code = rdsys::rd_kafka_event_error(event);
+                        let reason = CStr::from_ptr(rdsys::rd_kafka_event_error_string(event))
+                            .to_string_lossy()
+                            .into_owned();
+                        client
+                            .context()
+                            .error(KafkaError::Global(code.into()), &reason);
+                    }
+                    _ => {}
+                }
+                rdsys::rd_kafka_event_destroy(event);
+            }
+            rdsys::rd_kafka_queue_destroy(queue);
+        }
+    }
+
+    fn log_level(level: c_int) -> RDKafkaLogLevel {
+        match level {
+            0 => RDKafkaLogLevel::Emerg,
+            1 => RDKafkaLogLevel::Alert,
+            2 => RDKafkaLogLevel::Critical,
+            3 => RDKafkaLogLevel::Error,
+            4 => RDKafkaLogLevel::Warning,
+            5 => RDKafkaLogLevel::Notice,
+            6 => RDKafkaLogLevel::Info,
+            _ => RDKafkaLogLevel::Debug,
+        }
+    }
 
     /// SETs every one of `configs` on `topic`, leaving its other configs as they are; blocks
     /// until the broker answers or `timeout` passes.

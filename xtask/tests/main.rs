@@ -3,3 +3,4 @@
 //! run the built `xtask` binary as a user would, on topic names of their own.
 
 mod create_topics;
+mod secured;

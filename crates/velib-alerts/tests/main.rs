@@ -4,6 +4,7 @@
 
 mod consumer;
 mod mail;
+mod secured;
 mod smtp_sink;
 mod support;
 mod tansu;

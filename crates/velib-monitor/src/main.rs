@@ -109,7 +109,7 @@ async fn main() -> anyhow::Result<()> {
         &config,
         cli.metrics_addr.is_some(),
     )
-    .context("invalid Kafka settings (--bootstrap-servers / -X)")?;
+    .context("invalid Kafka settings (--kafka-config / --bootstrap-servers / -X)")?;
     let mut stdout = std::io::stdout();
     let (stream, report) = velib_monitor::run(
         parts.stream,

@@ -95,7 +95,7 @@ pub struct MonitorReport {
 #[derive(Debug, thiserror::Error)]
 pub enum MonitorError {
     /// The consumer cannot go on.
-    #[error("the Kafka consumer failed: {0}")]
+    #[error("the Kafka consumer failed")]
     Stream(#[from] crate::stream::StreamError),
     /// The events producer cannot go on.
     #[error("the events producer failed: {0}")]

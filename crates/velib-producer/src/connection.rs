@@ -75,15 +75,33 @@ pub enum ConnectionError {
     },
 }
 
-/// How many times a disconnect pattern must be seen before it is judged a misconfiguration
+/// How many times an ambiguous failure must be seen before it is judged a misconfiguration
 /// rather than bad luck (a broker restarting at that very moment).
-const DISCONNECTS_BEFORE_VERDICT: u32 = 2;
+const SIGHTINGS_BEFORE_VERDICT: u32 = 2;
 
-/// Picks out of librdkafka's connection-failure log lines (facility `FAIL`) the disconnects
-/// that betray a misconfiguration: a plaintext client hung up on while asking for the API
-/// versions (a TLS listener), or a client without SASL hung up on right after connecting (a
-/// SASL listener). librdkafka logs these instead of reporting them as errors.
-pub fn classify_disconnect(message: &str) -> Option<ConnectionError> {
+/// Picks out of librdkafka's connection-failure log lines (facility `FAIL`) the failures that
+/// betray a misconfiguration, with whether one sighting is enough for a verdict.
+///
+/// Some of them librdkafka never reports as errors, only logs: a plaintext client hung up on
+/// while asking for the API versions (a TLS listener), or a client without SASL hung up on
+/// right after connecting (a SASL listener); those need two sightings, since a broker
+/// restarting at that very moment looks the same once. The others (refused credentials, an
+/// untrusted certificate) also reach the error callback, but only of clients that poll for
+/// events, which an admin client does not; one sighting of those is enough.
+pub fn classify_log(message: &str) -> Option<(ConnectionError, bool)> {
+    let text = |from: usize| message[from..].trim().to_owned();
+    if let Some(at) = message.find("SASL authentication error") {
+        return Some((ConnectionError::Authentication { detail: text(at) }, true));
+    }
+    if let Some(at) = message.find("SSL handshake failed") {
+        let detail = text(at);
+        if detail.contains("certificate verify failed")
+            || detail.contains("certificate could not be verified")
+        {
+            return Some((ConnectionError::UntrustedCertificate { detail }, true));
+        }
+        return Some((ConnectionError::Tls { detail }, false));
+    }
     let at = message.find(": Disconnected")?;
     let broker = message[..at].rsplit(' ').next().unwrap_or_default();
     let tls = broker.starts_with("ssl://") || broker.starts_with("sasl_ssl://");
@@ -93,10 +111,10 @@ pub fn classify_disconnect(message: &str) -> Option<ConnectionError> {
     let (ms, rest) = rest.split_once("ms in state ")?;
     let ms: u64 = ms.parse().ok()?;
     let state = rest.split([',', ')']).next().unwrap_or_default();
-    let detail = message[at + 2..].trim().to_owned();
+    let detail = text(at + 2);
     match state {
-        "APIVERSION_QUERY" if !tls => Some(ConnectionError::ProtocolMismatch { detail }),
-        "UP" if !sasl && ms < 2000 => Some(ConnectionError::SaslRequired { detail }),
+        "APIVERSION_QUERY" if !tls => Some((ConnectionError::ProtocolMismatch { detail }, false)),
+        "UP" if !sasl && ms < 2000 => Some((ConnectionError::SaslRequired { detail }, false)),
         _ => None,
     }
 }
@@ -143,6 +161,7 @@ struct GuardInner {
     notify: Notify,
     protocol_mismatches: AtomicU32,
     sasl_required: AtomicU32,
+    tls_failures: AtomicU32,
 }
 
 impl ConnectionGuard {
@@ -160,21 +179,24 @@ impl ConnectionGuard {
         self.record(failure)
     }
 
-    /// Feeds one librdkafka log line to the guard; see [`classify_disconnect`]. Returns `true`
-    /// when it completed the first unfixable failure, which is then logged once as an error.
+    /// Feeds one librdkafka log line to the guard; see [`classify_log`]. Returns `true` when
+    /// it completed the first unfixable failure, which is then logged once as an error.
     pub fn observe_log(&self, fac: &str, message: &str) -> bool {
         if fac != "FAIL" || self.failure().is_some() {
             return false;
         }
-        let Some(failure) = classify_disconnect(message) else {
+        let Some((failure, certain)) = classify_log(message) else {
             return false;
         };
-        let seen = match failure {
-            ConnectionError::SaslRequired { .. } => &self.0.sasl_required,
-            _ => &self.0.protocol_mismatches,
-        };
-        if seen.fetch_add(1, Ordering::AcqRel) + 1 < DISCONNECTS_BEFORE_VERDICT {
-            return false;
+        if !certain {
+            let seen = match failure {
+                ConnectionError::SaslRequired { .. } => &self.0.sasl_required,
+                ConnectionError::ProtocolMismatch { .. } => &self.0.protocol_mismatches,
+                _ => &self.0.tls_failures,
+            };
+            if seen.fetch_add(1, Ordering::AcqRel) + 1 < SIGHTINGS_BEFORE_VERDICT {
+                return false;
+            }
         }
         self.record(failure)
     }
@@ -182,7 +204,19 @@ impl ConnectionGuard {
     fn record(&self, failure: ConnectionError) -> bool {
         let first = self.0.failure.set(failure.clone()).is_ok();
         if first {
-            tracing::error!("{failure}");
+            // A process's clients share their settings, so they fail alike (a monitor's
+            // consumer and producer): one error line per kind of failure is enough.
+            static LOGGED: Mutex<Vec<std::mem::Discriminant<ConnectionError>>> =
+                Mutex::new(Vec::new());
+            let kind = std::mem::discriminant(&failure);
+            let mut logged = LOGGED.lock().unwrap();
+            if logged.contains(&kind) {
+                tracing::debug!("{failure}");
+            } else {
+                logged.push(kind);
+                tracing::error!("{failure}");
+            }
+            drop(logged);
             self.0.notify.notify_waiters();
         }
         first
@@ -351,14 +385,40 @@ mod tests {
         suppressed)";
 
     #[test]
-    fn telling_disconnects_are_recognised() {
+    fn telling_log_lines_are_recognised() {
+        let kind = |line: &str| classify_log(line).map(|(f, certain)| (f, certain));
         assert!(matches!(
-            classify_disconnect(PLAIN_ON_TLS),
-            Some(ConnectionError::ProtocolMismatch { .. })
+            kind(PLAIN_ON_TLS),
+            Some((ConnectionError::ProtocolMismatch { .. }, false))
         ));
         assert!(matches!(
-            classify_disconnect(NO_SASL),
-            Some(ConnectionError::SaslRequired { .. })
+            kind(NO_SASL),
+            Some((ConnectionError::SaslRequired { .. }, false))
+        ));
+        assert!(matches!(
+            kind(
+                "[thrd:sasl_plaintext://127.0.0.1:41847/bootstrap]: \
+                 sasl_plaintext://127.0.0.1:41847/bootstrap: SASL authentication error: SASL \
+                 SCRAM authentication failed: broker responded with unknown-user (after 23ms in \
+                 state AUTH_REQ)"
+            ),
+            Some((ConnectionError::Authentication { .. }, true))
+        ));
+        assert!(matches!(
+            kind(
+                "[thrd:ssl://127.0.0.1:42621/bootstrap]: ssl://127.0.0.1:42621/bootstrap: SSL \
+                 handshake failed: error:0A000086:SSL routines::certificate verify failed: \
+                 broker certificate could not be verified (after 2ms in state SSL_HANDSHAKE)"
+            ),
+            Some((ConnectionError::UntrustedCertificate { .. }, true))
+        ));
+        assert!(matches!(
+            kind(
+                "[thrd:ssl://b:9092/bootstrap]: ssl://b:9092/bootstrap: SSL handshake failed: \
+                 Disconnected: connecting to a PLAINTEXT broker listener? (after 1ms in state \
+                 SSL_HANDSHAKE)"
+            ),
+            Some((ConnectionError::Tls { .. }, false))
         ));
         let ordinary = [
             // A broker going away after a while.
@@ -374,7 +434,7 @@ mod tests {
              Connection refused (after 0ms in state CONNECT)",
         ];
         for line in ordinary {
-            assert_eq!(classify_disconnect(line), None, "{line}");
+            assert_eq!(classify_log(line), None, "{line}");
         }
     }
 

@@ -278,3 +278,43 @@ async fn the_producer_binary_publishes_to_tansu() {
         assert_eq!(station.key().as_str(), velib_testkit::key_str(m));
     }
 }
+
+/// zstd, the compression managed clusters usually recommend, is built in: records written
+/// with it read back equal.
+#[tokio::test]
+async fn zstd_compressed_records_read_back_equal() {
+    let kafka = MockKafka::start(1).unwrap();
+    let topic = unique_name("velib-zstd");
+    kafka.create_topic(&topic, 2).unwrap();
+    let sink = KafkaSink::new(
+        &KafkaArgs::new(kafka.bootstrap_servers())
+            .with("compression.type", "zstd")
+            .client_config(SINK_DEFAULTS),
+        None,
+    )
+    .unwrap();
+    let mut out = Output::default();
+    let report = run(
+        SimulateSource::new(sim_config(40)),
+        &sink,
+        &config(&topic, 2),
+        &mut out,
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((report.records_delivered, report.records_failed), (80, 0));
+    let records = read_records(kafka.bootstrap_servers(), &topic, 80, TIMEOUT).await;
+    let mut got: Vec<Station> = records
+        .iter()
+        .map(|m| Station::from_json(m.payload().unwrap()).unwrap())
+        .collect();
+    let mut expected: Vec<Station> = expected_snapshots(40, 2)
+        .into_iter()
+        .flat_map(|s| s.stations)
+        .collect();
+    let order = |s: &Station| (s.key().to_string(), s.last_update);
+    got.sort_by_key(order);
+    expected.sort_by_key(order);
+    assert_eq!(got, expected);
+}
