@@ -386,7 +386,7 @@ mod tests {
 
     #[test]
     fn telling_log_lines_are_recognised() {
-        let kind = |line: &str| classify_log(line).map(|(f, certain)| (f, certain));
+        let kind = classify_log;
         assert!(matches!(
             kind(PLAIN_ON_TLS),
             Some((ConnectionError::ProtocolMismatch { .. }, false))
