@@ -102,6 +102,11 @@ pub fn classify_log(message: &str) -> Option<(ConnectionError, bool)> {
         }
         return Some((ConnectionError::Tls { detail }, false));
     }
+    if let Some(at) = message.find("Connection setup timed out in state SSL_HANDSHAKE") {
+        // A listener that stays silent when greeted with TLS: a plaintext listener that waits
+        // for the rest of what it takes for a request.
+        return Some((ConnectionError::Tls { detail: text(at) }, false));
+    }
     let at = message.find(": Disconnected")?;
     let broker = message[..at].rsplit(' ').next().unwrap_or_default();
     let tls = broker.starts_with("ssl://") || broker.starts_with("sasl_ssl://");
@@ -416,6 +421,14 @@ mod tests {
             kind(
                 "[thrd:ssl://b:9092/bootstrap]: ssl://b:9092/bootstrap: SSL handshake failed: \
                  Disconnected: connecting to a PLAINTEXT broker listener? (after 1ms in state \
+                 SSL_HANDSHAKE)"
+            ),
+            Some((ConnectionError::Tls { .. }, false))
+        ));
+        assert!(matches!(
+            kind(
+                "[thrd:ssl://127.0.0.1:19193/bootstrap]: ssl://127.0.0.1:19193/bootstrap: \
+                 Connection setup timed out in state SSL_HANDSHAKE (after 30035ms in state \
                  SSL_HANDSHAKE)"
             ),
             Some((ConnectionError::Tls { .. }, false))

@@ -165,3 +165,16 @@ async fn a_client_without_sasl_on_a_sasl_listener_is_one_clear_error() {
     let error = first_fatal_error(&KafkaArgs::new(broker.bootstrap())).await;
     assert!(error.contains("requires SASL"), "{error}");
 }
+
+#[tokio::test]
+#[ignore = "needs tansu, started by `cargo xtask test`"]
+async fn a_tls_client_on_a_plaintext_listener_is_one_clear_error() {
+    // tansu stays silent when greeted with TLS (Apache Kafka hangs up): the verdict comes after
+    // two connection-setup timeouts, shortened here from librdkafka's 30 s.
+    let args = KafkaArgs::new(velib_testkit::tansu_bootstrap())
+        .with("security.protocol", "SSL")
+        .with("socket.connection.setup.timeout.ms", "1500");
+    let error = first_fatal_error(&args).await;
+    assert!(error.contains("TLS handshake"), "{error}");
+    assert!(error.contains("security.protocol"), "{error}");
+}
