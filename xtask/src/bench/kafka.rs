@@ -151,7 +151,11 @@ pub fn bare_producer(bootstrap: &str) -> Result<ThreadedProducer<Counted>> {
 /// retry timer fires, so every record waits half a second. Timing from creation measured that
 /// timer, not sending. velib's sink is started the same way (`producer::start_sink`).
 pub fn bare_start(producer: &ThreadedProducer<Counted>, topic: &str) -> Result<()> {
-    let (ok, failed) = bare_produce(producer, topic, &[("bench-start".into(), b"{}".to_vec(), 0)])?;
+    let (ok, failed) = bare_produce(
+        producer,
+        topic,
+        &[("bench-start".into(), b"{}".to_vec(), 0)],
+    )?;
     if ok != 1 {
         bail!("the bare producer could not start ({failed} failed)");
     }

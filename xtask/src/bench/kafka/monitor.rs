@@ -9,6 +9,8 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use std::io::BufWriter;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use velib_monitor::stream::{InRecord, RebalanceNote, StreamError};
@@ -19,23 +21,24 @@ use velib_producer::KafkaArgs;
 /// to stop the monitor then.
 struct Counting<S> {
     inner: S,
-    seen: u64,
+    seen: AtomicU64,
     target: u64,
-    first: Option<Instant>,
-    last: Option<Instant>,
-    done: Option<oneshot::Sender<()>>,
+    first: OnceLock<Instant>,
+    last: OnceLock<Instant>,
+    done: Mutex<Option<oneshot::Sender<()>>>,
 }
 
 impl<S: StationStream> StationStream for Counting<S> {
-    async fn next(&mut self) -> Result<InRecord, StreamError> {
+    async fn next(&self) -> Result<InRecord<'_>, StreamError> {
         let r = self.inner.next().await;
         if r.is_ok() {
-            self.seen += 1;
-            let now = Instant::now();
-            self.first.get_or_insert(now);
-            if self.seen == self.target {
-                self.last = Some(now);
-                if let Some(done) = self.done.take() {
+            let seen = self.seen.fetch_add(1, Ordering::Relaxed) + 1;
+            if seen == 1 {
+                let _ = self.first.set(Instant::now());
+            }
+            if seen == self.target {
+                let _ = self.last.set(Instant::now());
+                if let Some(done) = self.done.lock().unwrap().take() {
                     let _ = done.send(());
                 }
             }
@@ -43,7 +46,7 @@ impl<S: StationStream> StationStream for Counting<S> {
         r
     }
 
-    fn take_rebalances(&mut self) -> Vec<RebalanceNote> {
+    fn take_rebalances(&self) -> Vec<RebalanceNote> {
         self.inner.take_rebalances()
     }
 
@@ -76,11 +79,11 @@ fn velib_once(ctx: &Ctx<'_>, topic: &str, events: &str, n: u64) -> Result<(Drain
     let (tx, rx) = oneshot::channel();
     let stream = Counting {
         inner: parts.stream,
-        seen: 0,
+        seen: AtomicU64::new(0),
         target: n,
-        first: None,
-        last: None,
-        done: Some(tx),
+        first: OnceLock::new(),
+        last: OnceLock::new(),
+        done: Mutex::new(Some(tx)),
     };
     let mut out = BufWriter::new(std::fs::File::create(
         ctx.scratch.join("velib-monitor.out"),
@@ -96,8 +99,11 @@ fn velib_once(ctx: &Ctx<'_>, topic: &str, events: &str, n: u64) -> Result<(Drain
         };
         velib_monitor::run(stream, &parts.sink, parts.ledger, &config, &mut out, stop).await
     })?;
-    let (Some(first), Some(last)) = (stream.first, stream.last) else {
-        bail!("velib's monitor saw {} of {n} records", stream.seen);
+    let (Some(&first), Some(&last)) = (stream.first.get(), stream.last.get()) else {
+        bail!(
+            "velib's monitor saw {} of {n} records",
+            stream.seen.load(Ordering::Relaxed)
+        );
     };
     stream.inner.close();
     Ok((
