@@ -279,6 +279,10 @@ pub const STREAM_DEFAULTS: &[(&str, &str)] = &[
     ("partition.assignment.strategy", "cooperative-sticky"),
     // Low fetch latency: a change should print within milliseconds of being produced.
     ("fetch.wait.max.ms", "10"),
+    // When a backlog fills the local queue (queued.max.messages.kbytes), fetch again as soon
+    // as it has room, not a second later (librdkafka's default): the default stalls a monitor
+    // catching up for a second each time the queue fills.
+    ("fetch.queue.backoff.ms", "10"),
     ("enable.partition.eof", "false"),
 ];
 
