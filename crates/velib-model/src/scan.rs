@@ -14,8 +14,8 @@ use std::borrow::Cow;
 
 /// The record, if it has the usual shape and is valid; `None` when serde must decide.
 pub(crate) fn station(bytes: &[u8]) -> Option<StationView<'_>> {
-    // One UTF-8 check for the whole record (JSON text is UTF-8 anyway) instead of one per
-    // string: strings are then slices of it, cut at their (ASCII) quotes.
+    // Only the three text fields are checked to be UTF-8: keys and `status` are compared with
+    // ASCII names, and outside strings only ASCII JSON tokens are accepted.
     let text = std::str::from_utf8(bytes).ok()?;
     let mut s = Scanner {
         text,
@@ -39,26 +39,27 @@ pub(crate) fn station(bytes: &[u8]) -> Option<StationView<'_>> {
     s.eat(b'{')?;
     s.ws();
     if s.peek()? != b'}' {
+        let mut expected = 0;
         loop {
-            let key = s.key()?;
+            let field = s.field(expected)?;
+            expected = field + 1;
             s.ws();
             s.eat(b':')?;
             s.ws();
             // A repeated field is an error for serde: `set` refuses to fill a slot twice.
-            match key {
-                b"number" => set(&mut number, StationId::Number(s.uint()?))?,
-                b"contract_name" => set(&mut contract_name, s.string()?)?,
-                b"name" => set(&mut name, s.string()?)?,
-                b"address" => set(&mut address, s.string()?)?,
-                b"position" => set(&mut position, s.position()?)?,
-                b"banking" => set(&mut banking, s.boolean()?)?,
-                b"bonus" => set(&mut bonus, s.boolean()?)?,
-                b"bike_stands" => set(&mut bike_stands, s.count()?)?,
-                b"available_bike_stands" => set(&mut available_bike_stands, s.count()?)?,
-                b"available_bikes" => set(&mut available_bikes, s.count()?)?,
-                b"status" => set(&mut status, s.status()?)?,
-                b"last_update" => set(&mut last_update, s.millis()?)?,
-                _ => return None,
+            match field {
+                0 => set(&mut number, StationId::Number(s.uint()?))?,
+                1 => set(&mut contract_name, s.string()?)?,
+                2 => set(&mut name, s.string()?)?,
+                3 => set(&mut address, s.string()?)?,
+                4 => set(&mut position, s.position()?)?,
+                5 => set(&mut banking, s.boolean()?)?,
+                6 => set(&mut bonus, s.boolean()?)?,
+                7 => set(&mut bike_stands, s.count()?)?,
+                8 => set(&mut available_bike_stands, s.count()?)?,
+                9 => set(&mut available_bikes, s.count()?)?,
+                10 => set(&mut status, s.status()?)?,
+                _ => set(&mut last_update, s.millis()?)?,
             }
             s.ws();
             match s.next()? {
@@ -89,6 +90,28 @@ pub(crate) fn station(bytes: &[u8]) -> Option<StationView<'_>> {
         last_update: last_update.unwrap_or_default(),
     })
 }
+
+/// The v1 fields, quoted, in the order velib's producer and the JCDecaux API write them.
+const FIELDS: [&[u8]; 12] = [
+    b"\"number\"",
+    b"\"contract_name\"",
+    b"\"name\"",
+    b"\"address\"",
+    b"\"position\"",
+    b"\"banking\"",
+    b"\"bonus\"",
+    b"\"bike_stands\"",
+    b"\"available_bike_stands\"",
+    b"\"available_bikes\"",
+    b"\"status\"",
+    b"\"last_update\"",
+];
+
+/// Exact powers of ten (every one up to 10^22 is an `f64` without rounding).
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
 
 fn set<T>(slot: &mut Option<T>, value: T) -> Option<()> {
     if slot.is_some() {
@@ -159,6 +182,19 @@ impl<'a> Scanner<'a> {
 
     fn key(&mut self) -> Option<&'a [u8]> {
         self.raw_string()
+    }
+
+    /// The index in [`FIELDS`] of the key here; `expected` (the field after the previous one)
+    /// is tried first, as records list their fields in the usual order.
+    fn field(&mut self, expected: usize) -> Option<usize> {
+        if let Some(quoted) = FIELDS.get(expected)
+            && self.b[self.i..].starts_with(quoted)
+        {
+            self.i += quoted.len();
+            return Some(expected);
+        }
+        let key = self.key()?;
+        FIELDS.iter().position(|f| &f[1..f.len() - 1] == key)
     }
 
     fn string(&mut self) -> Option<&'a str> {
@@ -232,23 +268,24 @@ impl<'a> Scanner<'a> {
     /// `float_roundtrip`.
     fn float(&mut self) -> Option<f64> {
         let start = self.i;
-        if self.peek()? == b'-' {
+        let negative = self.peek()? == b'-';
+        if negative {
             self.i += 1;
         }
         let int_start = self.i;
-        self.digits();
-        let int_len = self.i - int_start;
+        let int_len = self.digits();
         if int_len == 0 || (int_len > 1 && self.b[int_start] == b'0') {
             return None;
         }
-        let mut float_form = false;
+        let mut frac_len = 0;
         if self.peek() == Some(b'.') {
             self.i += 1;
-            if self.digits() == 0 {
+            frac_len = self.digits();
+            if frac_len == 0 {
                 return None;
             }
-            float_form = true;
         }
+        let mut exponent = false;
         if let Some(b'e' | b'E') = self.peek() {
             self.i += 1;
             if let Some(b'+' | b'-') = self.peek() {
@@ -257,12 +294,25 @@ impl<'a> Scanner<'a> {
             if self.digits() == 0 {
                 return None;
             }
-            float_form = true;
+            exponent = true;
         }
-        if !float_form {
+        if frac_len == 0 && !exponent {
             return None;
         }
-        let number = self.text.get(start..self.i)?;
+        // The usual coordinate (at most 15 digits, no exponent) is an integer below 2^53 over
+        // an exact power of ten: one correctly rounded division gives the nearest `f64`, the
+        // same as any correct parser (Clinger's fast path).
+        if !exponent && int_len + frac_len <= 15 {
+            let mut mantissa: u64 = 0;
+            for &c in &self.b[int_start..self.i] {
+                if c != b'.' {
+                    mantissa = mantissa * 10 + u64::from(c - b'0');
+                }
+            }
+            let value = mantissa as f64 / POW10[frac_len];
+            return Some(if negative { -value } else { value });
+        }
+        let number = std::str::from_utf8(&self.b[start..self.i]).ok()?;
         number.parse::<f64>().ok().filter(|f| f.is_finite())
     }
 

@@ -63,6 +63,10 @@ pub enum Verdict {
 pub struct Detector {
     field: TrackedField,
     contracts: HashMap<Box<str>, u16>,
+    /// The contract of the previous record, by number: feeds list stations contract by
+    /// contract, so this saves hashing the name for most records.
+    last_contract: Option<u16>,
+    contract_names: Vec<Box<str>>,
     compact: HashMap<u64, State>,
     wide: HashMap<Box<str>, State>,
 }
@@ -124,7 +128,8 @@ impl Detector {
             + table(&self.wide)
             + self.wide.keys().map(|k| k.len()).sum::<usize>()
             + table(&self.contracts)
-            + self.contracts.keys().map(|k| k.len()).sum::<usize>()
+            + 2 * self.contracts.keys().map(|k| k.len()).sum::<usize>()
+            + self.contract_names.capacity() * std::mem::size_of::<Box<str>>()
     }
 
     fn compact_key(&mut self, station: &StationView<'_>) -> Option<u64> {
@@ -134,11 +139,20 @@ impl Detector {
         if n >= 1 << ID_BITS {
             return None;
         }
-        let contract = match self.contracts.get(&*station.contract_name) {
-            Some(&c) => c,
-            None => {
-                let c = u16::try_from(self.contracts.len()).ok()?;
-                self.contracts.insert((*station.contract_name).into(), c);
+        let name = &*station.contract_name;
+        let contract = match self.last_contract {
+            Some(c) if *self.contract_names[usize::from(c)] == *name => c,
+            _ => {
+                let c = match self.contracts.get(name) {
+                    Some(&c) => c,
+                    None => {
+                        let c = u16::try_from(self.contracts.len()).ok()?;
+                        self.contracts.insert(name.into(), c);
+                        self.contract_names.push(name.into());
+                        c
+                    }
+                };
+                self.last_contract = Some(c);
                 c
             }
         };
