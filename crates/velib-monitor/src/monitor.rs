@@ -24,9 +24,8 @@
 //!   a producer retry, a second producer or a replay print nothing.
 
 use crate::detect::{Detector, Verdict};
-use crate::ledger::{Ledger, PendingOut, tag};
+use crate::ledger::{Ledger, PartitionMap, PendingOut, tag};
 use crate::stream::{InRecord, RebalanceNote, StationStream};
-use std::collections::HashMap;
 use std::future::Future;
 use std::io::Write;
 use std::sync::Arc;
@@ -133,7 +132,7 @@ where
     // Revoked note, and starts with an empty detector. A record of a partition not owned (one
     // revoked while the record was in flight) is left for the new owner: processing it here
     // would print a line the new owner prints again.
-    let mut detectors: HashMap<i32, Detector> = HashMap::new();
+    let mut detectors: PartitionMap<Detector> = PartitionMap::default();
     let mut report = MonitorReport::default();
     let mut metered = MonitorReport::default();
     let mut poison_log = RateLimited::new(Duration::from_secs(1));
