@@ -312,6 +312,11 @@ impl Station {
         StationKey::new(&self.contract_name, &self.number.to_string())
     }
 
+    /// Writes the text of [`Station::key`] into `out` (cleared first), without allocating.
+    pub fn write_key(&self, out: &mut String) {
+        StationKey::write_text(&self.contract_name, &self.number, out);
+    }
+
     /// Reads one v1 station record from JSON bytes.
     ///
     /// # Errors

@@ -405,3 +405,17 @@ fn the_fast_path_agrees_with_serde_on_mutated_records() {
         "only {fast} mutated records took the fast path"
     );
 }
+
+#[test]
+fn written_keys_are_the_keys() {
+    let mut text = String::from("left over");
+    for json in [
+        MARSEILLE.to_owned(),
+        MARSEILLE.replace("9087,", r#""a1b2","#),
+        MARSEILLE.replace(r#""Marseille""#, r#""Aix:en:Provence""#),
+    ] {
+        let s = Station::from_json(json.as_bytes()).unwrap();
+        s.write_key(&mut text);
+        assert_eq!(text, s.key().as_str());
+    }
+}
