@@ -149,17 +149,40 @@ fn bare_once(ctx: &Ctx<'_>, topic: &str, n: u64) -> Result<Drain> {
     Ok((rate(n - 1, last - first), (first - started).as_secs_f64()))
 }
 
+/// The records `topic` still holds: the sum over its partitions of high minus low watermark.
+fn retained(ctx: &Ctx<'_>, topic: &str) -> Result<u64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", ctx.broker.bootstrap())
+        .create()?;
+    let mut total = 0;
+    for p in 0..10 {
+        let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(30))?;
+        total += u64::try_from(high - low).unwrap_or(0);
+    }
+    Ok(total)
+}
+
 pub fn run(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
     let sizes = ctx.sizes;
-    let n = sizes.kafka_records();
+    let produced = sizes.kafka_records();
     let topic = ctx.topic("backlog")?;
     let events = ctx.topic("events")?;
     let records = prepare(sizes.stations, sizes.kafka_snapshots);
     let (ok, _) = bare_produce(&bare_producer(&ctx.broker.bootstrap())?, &topic, &records)?;
-    if ok != n {
-        bail!("pre-filling the backlog delivered {ok} of {n} records");
+    if ok != produced {
+        bail!("pre-filling the backlog delivered {ok} of {produced} records");
     }
     drop(records);
+    // librdkafka's mock cluster keeps at most 5 MB (or 100,000 batches) per partition and drops
+    // the oldest beyond that, so a full-size backlog on it is shorter than what was produced:
+    // every variant drains what is there, and the table says how much that is.
+    let n = retained(ctx, &topic)?;
+    let kept = if n < produced {
+        println!("    the broker kept {n} of the {produced} records produced");
+        format!(" (the broker kept {n} of the {produced} produced)")
+    } else {
+        String::new()
+    };
 
     // Warm-up: one drain each, not counted.
     velib_once(ctx, &topic, &events, n)?;
@@ -185,7 +208,7 @@ pub fn run(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
     report.row(Row {
         bench: "2. monitor",
         case: format!(
-            "drain {n} records from 10 partitions ({} snapshots of 10 k stations), {changes} lines to a file",
+            "drain {n} records from 10 partitions ({} snapshots of 10 k stations{kept}), {changes} lines to a file",
             sizes.kafka_snapshots
         ),
         broker: broker.clone(),
