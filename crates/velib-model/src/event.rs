@@ -1,4 +1,4 @@
-use crate::{Position, Station, StationId, StationKey, Status};
+use crate::{Position, Station, StationId, StationKey, StationView, Status};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -16,6 +16,14 @@ pub enum TrackedField {
 impl TrackedField {
     /// The tracked count of `station`.
     pub fn of(self, station: &Station) -> u32 {
+        match self {
+            TrackedField::AvailableBikeStands => station.available_bike_stands,
+            TrackedField::AvailableBikes => station.available_bikes,
+        }
+    }
+
+    /// The tracked count of a borrowed `station`.
+    pub fn of_view(self, station: &StationView<'_>) -> u32 {
         match self {
             TrackedField::AvailableBikeStands => station.available_bike_stands,
             TrackedField::AvailableBikes => station.available_bikes,
@@ -70,7 +78,40 @@ impl StationChange {
 
 impl fmt::Display for StationChange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:+} {} ({})", self.delta(), self.address, self.contract)
+        ChangeLine {
+            previous: self.previous,
+            current: self.current,
+            address: &self.address,
+            contract: &self.contract,
+        }
+        .fmt(f)
+    }
+}
+
+/// The tutorial's line for a change, `+1 ADDRESS (Contract)`, from borrowed parts: what a
+/// [`StationChange`] displays, without building one.
+///
+/// ```
+/// # use velib_model::ChangeLine;
+/// let line = ChangeLine { previous: 3, current: 1, address: "RUE X", contract: "Lyon" };
+/// assert_eq!(line.to_string(), "-2 RUE X (Lyon)");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChangeLine<'a> {
+    /// The count before.
+    pub previous: u32,
+    /// The count now.
+    pub current: u32,
+    /// The station's address.
+    pub address: &'a str,
+    /// The station's contract.
+    pub contract: &'a str,
+}
+
+impl fmt::Display for ChangeLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let delta = i64::from(self.current) - i64::from(self.previous);
+        write!(f, "{delta:+} {} ({})", self.address, self.contract)
     }
 }
 

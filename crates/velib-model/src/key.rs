@@ -62,6 +62,28 @@ impl StationKey {
         }
     }
 
+    /// Writes the text of `StationKey::new(contract, id)` into `out` (cleared first), for loops
+    /// that only need the key's bytes and can reuse one buffer.
+    ///
+    /// ```
+    /// use velib_model::StationKey;
+    ///
+    /// let mut text = String::new();
+    /// StationKey::write_text("a:b", 12, &mut text);
+    /// assert_eq!(text, StationKey::new("a:b", "12").as_str());
+    /// ```
+    pub fn write_text(contract: &str, id: impl fmt::Display, out: &mut String) {
+        use fmt::Write;
+        out.clear();
+        if contract.contains(':') {
+            out.extend(contract.chars().map(|c| if c == ':' { '_' } else { c }));
+        } else {
+            out.push_str(contract);
+        }
+        out.push(':');
+        let _ = write!(out, "{id}");
+    }
+
     /// The contract (system) part.
     pub fn contract(&self) -> &str {
         &self.text[..self.split]

@@ -26,13 +26,14 @@
 mod event;
 mod key;
 mod lenient;
+mod scan;
 mod snapshot;
 mod station;
 
-pub use event::{EmptinessKind, EmptyStationEvent, StationChange, TrackedField};
+pub use event::{ChangeLine, EmptinessKind, EmptyStationEvent, StationChange, TrackedField};
 pub use key::{StationKey, StationKeyError};
 pub use snapshot::Snapshot;
-pub use station::{Position, Station, StationError, StationId, Status};
+pub use station::{Position, Station, StationError, StationId, StationView, Status};
 
 #[cfg(test)]
 mod tests;

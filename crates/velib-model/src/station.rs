@@ -1,5 +1,6 @@
 use crate::{StationKey, lenient};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::borrow::Cow;
 use std::fmt;
 
 /// One bike-share station as the JCDecaux v1 API describes it.
@@ -48,6 +49,115 @@ pub struct Station {
     /// When the station last reported, in epoch milliseconds; `null` when the feed does not say.
     #[serde(default, deserialize_with = "lenient::opt_millis")]
     pub last_update: Option<i64>,
+}
+
+/// A [`Station`] read without copying its text: the strings borrow from the JSON bytes
+/// (unless they contain escapes), so reading one costs no allocation for the usual record.
+///
+/// It accepts and rejects exactly what [`Station::from_json`] does: every field is read with the
+/// same rules (required fields, lenient numbers, position) and only the storage differs. The
+/// monitor reads every record this way and makes an owned [`Station`] only when it publishes an
+/// event.
+///
+/// ```
+/// use velib_model::{Station, StationView};
+///
+/// let json = br#"{"number": 9087, "contract_name": "Marseille", "address": "MAZARGUES",
+///     "position": {"lat": 43.25, "lng": 5.40}, "status": "OPEN", "bike_stands": 21,
+///     "available_bike_stands": 20, "available_bikes": 1, "last_update": 1493734764000}"#;
+/// let view = StationView::from_json(json)?;
+/// assert_eq!(view.contract_name, "Marseille");
+/// assert_eq!(view.to_station(), Station::from_json(json)?);
+/// # Ok::<(), velib_model::StationError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct StationView<'a> {
+    /// See [`Station::number`].
+    pub number: StationId,
+    /// See [`Station::contract_name`].
+    #[serde(borrow)]
+    pub contract_name: Cow<'a, str>,
+    /// See [`Station::name`].
+    #[serde(default, borrow)]
+    pub name: Cow<'a, str>,
+    /// See [`Station::address`].
+    #[serde(default, borrow)]
+    pub address: Cow<'a, str>,
+    /// See [`Station::position`].
+    pub position: Position,
+    /// See [`Station::banking`].
+    #[serde(default, deserialize_with = "lenient::boolean")]
+    pub banking: bool,
+    /// See [`Station::bonus`].
+    #[serde(default, deserialize_with = "lenient::boolean")]
+    pub bonus: bool,
+    /// See [`Station::bike_stands`].
+    #[serde(deserialize_with = "lenient::count")]
+    pub bike_stands: u32,
+    /// See [`Station::available_bike_stands`].
+    #[serde(deserialize_with = "lenient::count")]
+    pub available_bike_stands: u32,
+    /// See [`Station::available_bikes`].
+    #[serde(deserialize_with = "lenient::count")]
+    pub available_bikes: u32,
+    /// See [`Station::status`].
+    pub status: Status,
+    /// See [`Station::last_update`].
+    #[serde(default, deserialize_with = "lenient::opt_millis")]
+    pub last_update: Option<i64>,
+}
+
+impl<'a> StationView<'a> {
+    /// Reads one v1 station record from JSON bytes, borrowing its text from them.
+    ///
+    /// # Errors
+    ///
+    /// The same [`StationError`] as [`Station::from_json`] gives for these bytes.
+    pub fn from_json(bytes: &'a [u8]) -> Result<StationView<'a>, StationError> {
+        // Fast path: the usual record, read by hand (see `scan`); anything unusual is left to
+        // serde, which decides.
+        if let Some(view) = crate::scan::station(bytes) {
+            return Ok(view);
+        }
+        match serde_json::from_slice::<StationView<'a>>(bytes) {
+            Ok(view) => Ok(view),
+            // The slow path explains the failure; both read the same fields the same way, so
+            // it fails too. Should it not, the fast path's own error is still an error.
+            Err(fast) => Err(Station::from_json(bytes).err().unwrap_or(StationError {
+                station: None,
+                field: None,
+                reason: fast.to_string(),
+            })),
+        }
+    }
+
+    /// The station's identity across systems: contract plus id.
+    pub fn key(&self) -> StationKey {
+        StationKey::new(&self.contract_name, &self.number.to_string())
+    }
+
+    /// Whether the station is open with no bike to rent.
+    pub fn is_empty(&self) -> bool {
+        self.status == Status::Open && self.available_bikes == 0
+    }
+
+    /// The owned [`Station`], copying the text.
+    pub fn to_station(&self) -> Station {
+        Station {
+            number: self.number.clone(),
+            contract_name: self.contract_name.as_ref().to_owned(),
+            name: self.name.as_ref().to_owned(),
+            address: self.address.as_ref().to_owned(),
+            position: self.position,
+            banking: self.banking,
+            bonus: self.bonus,
+            bike_stands: self.bike_stands,
+            available_bike_stands: self.available_bike_stands,
+            available_bikes: self.available_bikes,
+            status: self.status,
+            last_update: self.last_update,
+        }
+    }
 }
 
 /// A WGS 84 position in decimal degrees.
@@ -202,6 +312,11 @@ impl Station {
         StationKey::new(&self.contract_name, &self.number.to_string())
     }
 
+    /// Writes the text of [`Station::key`] into `out` (cleared first), without allocating.
+    pub fn write_key(&self, out: &mut String) {
+        StationKey::write_text(&self.contract_name, &self.number, out);
+    }
+
     /// Reads one v1 station record from JSON bytes.
     ///
     /// # Errors
@@ -248,6 +363,24 @@ impl Station {
     /// Whether the station is open with no bike to rent.
     pub fn is_empty(&self) -> bool {
         self.status == Status::Open && self.available_bikes == 0
+    }
+
+    /// A [`StationView`] borrowing this station's text.
+    pub fn view(&self) -> StationView<'_> {
+        StationView {
+            number: self.number.clone(),
+            contract_name: Cow::Borrowed(&self.contract_name),
+            name: Cow::Borrowed(&self.name),
+            address: Cow::Borrowed(&self.address),
+            position: self.position,
+            banking: self.banking,
+            bonus: self.bonus,
+            bike_stands: self.bike_stands,
+            available_bike_stands: self.available_bike_stands,
+            available_bikes: self.available_bikes,
+            status: self.status,
+            last_update: self.last_update,
+        }
     }
 }
 

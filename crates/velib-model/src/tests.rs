@@ -264,3 +264,158 @@ fn snapshots_are_one_json_line() {
     assert!(!line.contains('\n'));
     assert_eq!(serde_json::from_str::<Snapshot>(&line).unwrap(), snap);
 }
+
+/// The borrowed view reads exactly what the owned station reads, and refuses the same records
+/// with the same error.
+#[test]
+fn station_view_agrees_with_station() {
+    let valid = [
+        MARSEILLE.to_owned(),
+        MARSEILLE.replace("1493734764000", "null"),
+        MARSEILLE.replace("9087,", r#""a1b2","#),
+        MARSEILLE.replace("MAZARGUES - ROND", r#"MAZARGUES \"\u00e9\" - ROND"#),
+        MARSEILLE.replacen(
+            '{',
+            r#"{"totalStands": {"capacity": 21}, "overflow": null,"#,
+            1,
+        ),
+        r#"{"number": "42", "contract_name": "Lyon", "name": "x", "address": "y",
+            "position": {"lat": "45.75", "lng": "4.85"}, "banking": "true", "bonus": false,
+            "status": "open", "bike_stands": "20", "available_bike_stands": "5",
+            "available_bikes": 15.0, "last_update": "1700000000000"}"#
+            .to_owned(),
+        r#"{"number": 1, "contract_name": "Lyon", "position": {"lat": 1, "lng": 2},
+            "status": "OPEN", "bike_stands": 3, "available_bike_stands": 1,
+            "available_bikes": 2}"#
+            .to_owned(),
+    ];
+    for json in &valid {
+        let station = Station::from_json(json.as_bytes()).unwrap();
+        let view = StationView::from_json(json.as_bytes()).unwrap();
+        assert_eq!(view.to_station(), station, "{json}");
+        assert_eq!(station.view(), view, "{json}");
+        assert_eq!(view.key(), station.key());
+        assert_eq!(view.is_empty(), station.is_empty());
+    }
+    let invalid = [
+        MARSEILLE.replace(r#""available_bikes": 1"#, r#""available_bikes": "lots""#),
+        MARSEILLE.replace("43.250903869637334", "[]"),
+        MARSEILLE.replace(r#""status": "OPEN","#, ""),
+        MARSEILLE.replace(r#""bike_stands": 21"#, r#""bike_stands": -1"#),
+        MARSEILLE.replace("\"OPEN\"", "\"BROKEN\""),
+        MARSEILLE.replace(r#""name": "9087-MAZARGUES""#, r#""name": 12"#),
+        MARSEILLE.replace(
+            r#""position": {"lat": 43.250903869637334, "lng": 5.403244616491982},"#,
+            "",
+        ),
+        MARSEILLE.replace(r#""bonus": false"#, r#""bonus": false, "bonus": true"#),
+        format!("{MARSEILLE} x"),
+        "not json".to_owned(),
+        "[1,2,3]".to_owned(),
+        String::new(),
+    ];
+    for json in &invalid {
+        let owned = Station::from_json(json.as_bytes()).unwrap_err();
+        let view = StationView::from_json(json.as_bytes()).unwrap_err();
+        assert_eq!(view, owned, "{json}");
+    }
+}
+
+#[test]
+fn change_lines_from_parts_match_station_changes() {
+    let change = StationChange {
+        key: "Toulouse:2".parse().unwrap(),
+        contract: "Toulouse".into(),
+        address: "2 RUE GATIEN ARNOULT".into(),
+        name: "00002 - POOL".into(),
+        field: TrackedField::AvailableBikeStands,
+        previous: 7,
+        current: 2,
+        last_update: None,
+    };
+    let line = ChangeLine {
+        previous: 7,
+        current: 2,
+        address: "2 RUE GATIEN ARNOULT",
+        contract: "Toulouse",
+    };
+    assert_eq!(line.to_string(), change.to_string());
+}
+
+/// The hand-written fast path (`scan`) never disagrees with serde: on thousands of mutations of
+/// real-looking records, whenever it accepts a record, serde reads the same values, to the bit.
+#[test]
+fn the_fast_path_agrees_with_serde_on_mutated_records() {
+    let compact = String::from_utf8(marseille().to_json()).unwrap();
+    let seeds = [
+        MARSEILLE.to_owned(),
+        compact.clone(),
+        compact.replace("1493734764000", "null"),
+        compact.replace("5.403244616491982", "-0.5e-3"),
+        compact.replace("43.250903869637334", "4.3250903869637334E1"),
+        r#"{"number":0,"contract_name":"a","position":{"lng":-1.5,"lat":0.0},"status":"closed","bike_stands":0,"available_bike_stands":4294967295,"available_bikes":0}"#.to_owned(),
+    ];
+    let alphabet: &[u8] = b"{}[]\":,.-+eE0123456789 \n\\tfalsnux\xc3\xa9\xff";
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rand = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let mut fast = 0;
+    for round in 0..20_000 {
+        let mut input = seeds[round % seeds.len()].as_bytes().to_vec();
+        for _ in 0..1 + rand(3) {
+            let at = rand(input.len() + 1);
+            match rand(4) {
+                0 if at < input.len() => {
+                    input.remove(at);
+                }
+                1 => input.insert(at, alphabet[rand(alphabet.len())]),
+                2 if at < input.len() => input[at] = alphabet[rand(alphabet.len())],
+                _ => {
+                    let end = (at + rand(12)).min(input.len());
+                    let piece = input[at..end].to_vec();
+                    input.splice(at..at, piece);
+                }
+            }
+        }
+        let by_serde = serde_json::from_slice::<StationView<'_>>(&input).ok();
+        if let Some(view) = crate::scan::station(&input) {
+            fast += 1;
+            let text = String::from_utf8_lossy(&input);
+            let serde_view = by_serde
+                .as_ref()
+                .unwrap_or_else(|| panic!("fast path accepted {text}"));
+            assert_eq!(&view, serde_view, "{text}");
+            let bits = |v: &StationView<'_>| (v.position.lat.to_bits(), v.position.lng.to_bits());
+            assert_eq!(bits(&view), bits(serde_view), "{text}");
+        }
+        assert_eq!(
+            StationView::from_json(&input).ok(),
+            by_serde,
+            "{}",
+            String::from_utf8_lossy(&input)
+        );
+    }
+    // The mutations must leave many records valid, or the fast path is not being tested.
+    assert!(
+        fast > 1_000,
+        "only {fast} mutated records took the fast path"
+    );
+}
+
+#[test]
+fn written_keys_are_the_keys() {
+    let mut text = String::from("left over");
+    for json in [
+        MARSEILLE.to_owned(),
+        MARSEILLE.replace("9087,", r#""a1b2","#),
+        MARSEILLE.replace(r#""Marseille""#, r#""Aix:en:Provence""#),
+    ] {
+        let s = Station::from_json(json.as_bytes()).unwrap();
+        s.write_key(&mut text);
+        assert_eq!(text, s.key().as_str());
+    }
+}

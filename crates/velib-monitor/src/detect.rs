@@ -24,7 +24,7 @@
 //! go to a second map keyed by the full string, at about three times the cost.
 
 use std::collections::HashMap;
-use velib_model::{EmptinessKind, Station, StationId, Status, TrackedField};
+use velib_model::{EmptinessKind, StationId, StationView, Status, TrackedField};
 
 /// The remembered state of one station.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +63,10 @@ pub enum Verdict {
 pub struct Detector {
     field: TrackedField,
     contracts: HashMap<Box<str>, u16>,
+    /// The contract of the previous record, by number: feeds list stations contract by
+    /// contract, so this saves hashing the name for most records.
+    last_contract: Option<u16>,
+    contract_names: Vec<Box<str>>,
     compact: HashMap<u64, State>,
     wide: HashMap<Box<str>, State>,
 }
@@ -78,9 +82,10 @@ impl Detector {
         }
     }
 
-    /// Judges `station` against what is known of it and records its new state.
-    pub fn observe(&mut self, station: &Station) -> Verdict {
-        let tracked = self.field.of(station);
+    /// Judges `station` against what is known of it and records its new state. (An owned
+    /// [`Station`](velib_model::Station) is judged through [`Station::view`](velib_model::Station::view).)
+    pub fn observe(&mut self, station: &StationView<'_>) -> Verdict {
+        let tracked = self.field.of_view(station);
         let new = State {
             last_update: station.last_update.unwrap_or(i64::MIN),
             tracked: clamp(tracked),
@@ -123,22 +128,31 @@ impl Detector {
             + table(&self.wide)
             + self.wide.keys().map(|k| k.len()).sum::<usize>()
             + table(&self.contracts)
-            + self.contracts.keys().map(|k| k.len()).sum::<usize>()
+            + 2 * self.contracts.keys().map(|k| k.len()).sum::<usize>()
+            + self.contract_names.capacity() * std::mem::size_of::<Box<str>>()
     }
 
-    fn compact_key(&mut self, station: &Station) -> Option<u64> {
+    fn compact_key(&mut self, station: &StationView<'_>) -> Option<u64> {
         let StationId::Number(n) = station.number else {
             return None;
         };
         if n >= 1 << ID_BITS {
             return None;
         }
-        let contract = match self.contracts.get(station.contract_name.as_str()) {
-            Some(&c) => c,
-            None => {
-                let c = u16::try_from(self.contracts.len()).ok()?;
-                self.contracts
-                    .insert(station.contract_name.as_str().into(), c);
+        let name = &*station.contract_name;
+        let contract = match self.last_contract {
+            Some(c) if *self.contract_names[usize::from(c)] == *name => c,
+            _ => {
+                let c = match self.contracts.get(name) {
+                    Some(&c) => c,
+                    None => {
+                        let c = u16::try_from(self.contracts.len()).ok()?;
+                        self.contracts.insert(name.into(), c);
+                        self.contract_names.push(name.into());
+                        c
+                    }
+                };
+                self.last_contract = Some(c);
                 c
             }
         };
@@ -155,7 +169,7 @@ fn clamp(count: u32) -> u16 {
 fn observe_slot<K>(
     slot: std::collections::hash_map::Entry<'_, K, State>,
     new: State,
-    station: &Station,
+    station: &StationView<'_>,
     tracked: u32,
 ) -> Verdict {
     use std::collections::hash_map::Entry;
@@ -188,7 +202,7 @@ fn observe_slot<K>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use velib_model::Position;
+    use velib_model::{Position, Station};
 
     fn station(contract: &str, id: StationId, stands: u32, bikes: u32, ts: Option<i64>) -> Station {
         Station {
@@ -214,16 +228,16 @@ mod tests {
     #[test]
     fn first_record_only_records_state() {
         let mut d = Detector::new(TrackedField::AvailableBikeStands);
-        assert_eq!(d.observe(&lyon(5, 5, 1)), Verdict::First);
+        assert_eq!(d.observe(&lyon(5, 5, 1).view()), Verdict::First);
         assert_eq!(d.len(), 1);
     }
 
     #[test]
     fn a_newer_record_with_another_count_is_a_change() {
         let mut d = Detector::new(TrackedField::AvailableBikeStands);
-        d.observe(&lyon(5, 5, 1));
+        d.observe(&lyon(5, 5, 1).view());
         assert_eq!(
-            d.observe(&lyon(6, 4, 2)),
+            d.observe(&lyon(6, 4, 2).view()),
             Verdict::Updated {
                 change: Some((5, 6)),
                 emptiness: None
@@ -231,7 +245,7 @@ mod tests {
         );
         // Same count, newer time: updated, no change.
         assert_eq!(
-            d.observe(&lyon(6, 4, 3)),
+            d.observe(&lyon(6, 4, 3).view()),
             Verdict::Updated {
                 change: None,
                 emptiness: None
@@ -242,12 +256,16 @@ mod tests {
     #[test]
     fn older_or_identical_records_change_nothing() {
         let mut d = Detector::new(TrackedField::AvailableBikeStands);
-        d.observe(&lyon(5, 5, 10));
-        assert_eq!(d.observe(&lyon(5, 5, 10)), Verdict::Stale, "duplicate");
-        assert_eq!(d.observe(&lyon(9, 1, 9)), Verdict::Stale, "older");
+        d.observe(&lyon(5, 5, 10).view());
+        assert_eq!(
+            d.observe(&lyon(5, 5, 10).view()),
+            Verdict::Stale,
+            "duplicate"
+        );
+        assert_eq!(d.observe(&lyon(9, 1, 9).view()), Verdict::Stale, "older");
         // The stale record did not flip state: the next real change is measured from 5.
         assert_eq!(
-            d.observe(&lyon(7, 3, 11)),
+            d.observe(&lyon(7, 3, 11).view()),
             Verdict::Updated {
                 change: Some((5, 7)),
                 emptiness: None
@@ -258,9 +276,9 @@ mod tests {
     #[test]
     fn tracks_bikes_when_asked() {
         let mut d = Detector::new(TrackedField::AvailableBikes);
-        d.observe(&lyon(5, 5, 1));
+        d.observe(&lyon(5, 5, 1).view());
         assert_eq!(
-            d.observe(&lyon(3, 7, 2)),
+            d.observe(&lyon(3, 7, 2).view()),
             Verdict::Updated {
                 change: Some((5, 7)),
                 emptiness: None
@@ -271,9 +289,9 @@ mod tests {
     #[test]
     fn emptiness_transitions_once_each_way() {
         let mut d = Detector::new(TrackedField::AvailableBikeStands);
-        d.observe(&lyon(5, 2, 1));
+        d.observe(&lyon(5, 2, 1).view());
         assert_eq!(
-            d.observe(&lyon(7, 0, 2)),
+            d.observe(&lyon(7, 0, 2).view()),
             Verdict::Updated {
                 change: Some((5, 7)),
                 emptiness: Some(EmptinessKind::BecameEmpty)
@@ -281,25 +299,25 @@ mod tests {
         );
         // Still empty: no second event.
         assert!(matches!(
-            d.observe(&lyon(7, 0, 3)),
+            d.observe(&lyon(7, 0, 3).view()),
             Verdict::Updated {
                 emptiness: None,
                 ..
             }
         ));
         assert!(matches!(
-            d.observe(&lyon(6, 1, 4)),
+            d.observe(&lyon(6, 1, 4).view()),
             Verdict::Updated {
                 emptiness: Some(EmptinessKind::NoLongerEmpty),
                 ..
             }
         ));
         // A closed station with no bike is not "empty": closing an empty station ends it.
-        d.observe(&lyon(7, 0, 5));
+        d.observe(&lyon(7, 0, 5).view());
         let mut closed = lyon(7, 0, 6);
         closed.status = Status::Closed;
         assert!(matches!(
-            d.observe(&closed),
+            d.observe(&closed.view()),
             Verdict::Updated {
                 emptiness: Some(EmptinessKind::NoLongerEmpty),
                 ..
@@ -310,9 +328,9 @@ mod tests {
     #[test]
     fn colliding_numbers_in_two_contracts_are_two_stations() {
         let mut d = Detector::new(TrackedField::AvailableBikeStands);
-        d.observe(&station("Lyon", StationId::Number(1), 5, 5, Some(1)));
+        d.observe(&station("Lyon", StationId::Number(1), 5, 5, Some(1)).view());
         assert_eq!(
-            d.observe(&station("Toulouse", StationId::Number(1), 9, 1, Some(2))),
+            d.observe(&station("Toulouse", StationId::Number(1), 9, 1, Some(2)).view()),
             Verdict::First
         );
         assert_eq!(d.len(), 2);
@@ -323,18 +341,18 @@ mod tests {
         let mut d = Detector::new(TrackedField::AvailableBikeStands);
         let text =
             |stands, ts| station("bike_x", StationId::Text("a-1".into()), stands, 1, Some(ts));
-        assert_eq!(d.observe(&text(3, 1)), Verdict::First);
+        assert_eq!(d.observe(&text(3, 1).view()), Verdict::First);
         assert!(matches!(
-            d.observe(&text(4, 2)),
+            d.observe(&text(4, 2).view()),
             Verdict::Updated {
                 change: Some((3, 4)),
                 ..
             }
         ));
         let huge = |stands, ts| station("big", StationId::Number(1 << 50), stands, 1, Some(ts));
-        assert_eq!(d.observe(&huge(7, 1)), Verdict::First);
+        assert_eq!(d.observe(&huge(7, 1).view()), Verdict::First);
         assert!(matches!(
-            d.observe(&huge(8, 2)),
+            d.observe(&huge(8, 2).view()),
             Verdict::Updated {
                 change: Some((7, 8)),
                 ..
@@ -347,10 +365,10 @@ mod tests {
     fn records_without_last_update_are_ordered_by_arrival() {
         let mut d = Detector::new(TrackedField::AvailableBikeStands);
         let s = |stands| station("Lyon", StationId::Number(1), stands, 1, None);
-        d.observe(&s(3));
-        assert_eq!(d.observe(&s(3)), Verdict::Stale);
+        d.observe(&s(3).view());
+        assert_eq!(d.observe(&s(3).view()), Verdict::Stale);
         assert!(matches!(
-            d.observe(&s(4)),
+            d.observe(&s(4).view()),
             Verdict::Updated {
                 change: Some((3, 4)),
                 ..
@@ -363,7 +381,7 @@ mod tests {
         assert_eq!(std::mem::size_of::<State>(), 16);
         let mut d = Detector::new(TrackedField::AvailableBikeStands);
         for n in 0..100_000u64 {
-            d.observe(&station("Paris", StationId::Number(n), 1, 1, Some(1)));
+            d.observe(&station("Paris", StationId::Number(n), 1, 1, Some(1)).view());
         }
         let per_station = d.heap_bytes() / d.len();
         assert!(per_station <= 64, "{per_station} bytes per station");

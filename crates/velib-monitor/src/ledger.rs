@@ -8,6 +8,7 @@
 
 use rdkafka::error::KafkaError;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -94,11 +95,36 @@ pub fn untag(tag: usize) -> (i32, i64) {
     ((tag >> 48) as i32, (tag & ((1 << 48) - 1)) as i64)
 }
 
+/// A map keyed by partition number, looked up once per record: partition numbers are small
+/// integers the broker assigns, so they need no collision-resistant hash.
+pub type PartitionMap<V> = HashMap<i32, V, BuildHasherDefault<PartitionHasher>>;
+
+/// The hasher of [`PartitionMap`]: one multiplication (Fibonacci hashing) of the partition
+/// number, which spreads consecutive numbers over the table.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PartitionHasher(u64);
+
+impl Hasher for PartitionHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_i32(&mut self, n: i32) {
+        self.0 = u64::from(n as u32).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 /// Progress of every assigned partition, fed by the consumer loop and by delivery reports,
 /// which arrive on the producer's thread.
 #[derive(Debug)]
 pub struct Ledger {
-    partitions: Mutex<HashMap<i32, PartitionProgress>>,
+    partitions: Mutex<PartitionMap<PartitionProgress>>,
     completions: Mutex<Receiver<Completion>>,
     sender: Mutex<Sender<Completion>>,
     /// Woken on every delivery report, so the loop can store offsets while no record arrives.
@@ -112,7 +138,7 @@ impl Ledger {
     pub fn new(revoke_timeout: Duration) -> Arc<Ledger> {
         let (sender, receiver) = channel();
         Arc::new(Ledger {
-            partitions: Mutex::new(HashMap::new()),
+            partitions: Mutex::new(PartitionMap::default()),
             completions: Mutex::new(receiver),
             sender: Mutex::new(sender),
             notify: Notify::new(),

@@ -110,7 +110,9 @@ async fn main() -> anyhow::Result<()> {
         cli.metrics_addr.is_some(),
     )
     .context("invalid Kafka settings (--kafka-config / --bootstrap-servers / -X)")?;
-    let mut stdout = std::io::stdout();
+    // `run` flushes whenever it has no record ready, so lines are prompt without a write per
+    // line during a backlog.
+    let mut stdout = std::io::BufWriter::new(std::io::stdout());
     let (stream, report) = velib_monitor::run(
         parts.stream,
         &parts.sink,

@@ -24,14 +24,14 @@
 //!   a producer retry, a second producer or a replay print nothing.
 
 use crate::detect::{Detector, Verdict};
-use crate::ledger::{Ledger, PendingOut, tag};
+use crate::ledger::{Ledger, PartitionMap, PendingOut, tag};
 use crate::stream::{InRecord, RebalanceNote, StationStream};
-use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::io::Write;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
-use velib_model::{EmptyStationEvent, Station, StationChange, TrackedField};
+use velib_model::{ChangeLine, EmptyStationEvent, StationChange, StationView, TrackedField};
 use velib_producer::{OutRecord, StationSink, sink::enqueue_with_backpressure};
 
 /// How change lines are printed.
@@ -106,6 +106,12 @@ pub enum MonitorError {
 /// through `sink`, whose delivery reports must reach `ledger` (build the sink with
 /// [`Ledger::callback`]).
 ///
+/// Lines are written to `out` in bursts: it is flushed whenever no record is ready, right after
+/// a rebalance, and always before offsets are stored, so a stored offset never covers a line
+/// still in `out`'s buffer. (A revoke commits what was processed from inside the consumer's
+/// poll; lines still buffered then are flushed as soon as the poll returns.) Give it a
+/// buffered writer: it is not flushed per line.
+///
 /// # Errors
 ///
 /// A fatal consumer or producer error. Everything else (unreadable records, a broker away for
@@ -122,37 +128,72 @@ where
     St: StationStream,
     K: StationSink + ?Sized,
 {
-    let mut detectors: HashMap<i32, Detector> = HashMap::new();
-    // Partitions owned since the last rebalance note. A record of a partition revoked while it
-    // was in flight is left for the new owner: processing it here would print a line the new
-    // owner prints again.
-    let mut owned: HashSet<i32> = HashSet::new();
+    // The state of each owned partition: a partition is owned from its Assigned note to its
+    // Revoked note, and starts with an empty detector. A record of a partition not owned (one
+    // revoked while the record was in flight) is left for the new owner: processing it here
+    // would print a line the new owner prints again.
+    let mut detectors: PartitionMap<Detector> = PartitionMap::default();
     let mut report = MonitorReport::default();
+    let mut metered = MonitorReport::default();
     let mut poison_log = RateLimited::new(Duration::from_secs(1));
     let mut last_store = Instant::now();
     let mut since_store = 0u32;
+    let mut unflushed = false;
+    let mut burst = 0u32;
     tokio::pin!(shutdown);
 
     loop {
-        let item = tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            () = ledger.notify.notified() => None,
-            r = stream.next() => Some(r),
+        // A record already received is taken without the select below (and its waker
+        // bookkeeping); the shutdown signal is still looked at every few records.
+        let ready = match ready_now(stream.next()) {
+            Some(r) if burst % 32 != 0 || ready_now(&mut shutdown).is_none() => Some(r),
+            Some(_) => break,
+            None => None,
+        };
+        let item = match ready {
+            Some(r) => {
+                burst += 1;
+                // tokio's cooperative budget is spent by the shutdown future's polls; give it
+                // back now and then, so the signal is never hidden by a long burst.
+                if burst % 1024 == 0 {
+                    tokio::task::yield_now().await;
+                }
+                Some(r)
+            }
+            None => {
+                // Nothing is ready: what was printed goes out before waiting.
+                burst = 0;
+                if unflushed {
+                    let _ = out.flush();
+                    unflushed = false;
+                }
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown => break,
+                    () = ledger.notify.notified() => None,
+                    r = stream.next() => Some(r),
+                }
+            }
         };
         let woken = item.is_none();
-        for note in stream.take_rebalances() {
-            match note {
-                RebalanceNote::Revoked(ps) => {
-                    for p in ps {
-                        detectors.remove(&p);
-                        owned.remove(&p);
+        let notes = stream.take_rebalances();
+        if !notes.is_empty() {
+            // A revoke has just committed what was processed: its lines go out now.
+            if unflushed {
+                let _ = out.flush();
+                unflushed = false;
+            }
+            for note in notes {
+                match note {
+                    RebalanceNote::Revoked(ps) => {
+                        for p in ps {
+                            detectors.remove(&p);
+                        }
                     }
-                }
-                RebalanceNote::Assigned(ps) => {
-                    for p in ps {
-                        detectors.remove(&p);
-                        owned.insert(p);
+                    RebalanceNote::Assigned(ps) => {
+                        for p in ps {
+                            detectors.insert(p, Detector::new(config.field));
+                        }
                     }
                 }
             }
@@ -163,23 +204,25 @@ where
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "consumer error");
             }
-            Some(Ok(record)) if !owned.contains(&record.partition) => {
-                tracing::debug!(
-                    partition = record.partition,
-                    offset = record.offset,
-                    "record of a partition no longer owned skipped"
-                );
-            }
             Some(Ok(record)) => {
+                let (partition, offset) = (record.partition(), record.offset());
+                let Some(detector) = detectors.get_mut(&partition) else {
+                    tracing::debug!(
+                        partition,
+                        offset,
+                        "record of a partition no longer owned skipped"
+                    );
+                    continue;
+                };
                 report.records += 1;
-                metrics::counter!("velib_monitor_records_total").increment(1);
                 let pending = process(
                     &record,
-                    &mut detectors,
+                    detector,
                     config,
                     out,
                     &mut report,
                     &mut poison_log,
+                    &mut unflushed,
                 );
                 if let Some(pending) = &pending {
                     let (topic, headers) = (pending.topic.clone(), header_refs(&pending.headers));
@@ -187,44 +230,55 @@ where
                         topic: &topic,
                         key: &pending.key,
                         payload: &pending.payload,
-                        timestamp_ms: record.timestamp,
+                        timestamp_ms: record.timestamp(),
                         headers: &headers,
                     };
                     // The queue holds a million records; if it is full, the events broker has
                     // been away for long, and waiting is the only way not to lose an event.
                     let far = tokio::time::Instant::now() + Duration::from_secs(86_400);
-                    if let Err(e) = enqueue_with_backpressure(
-                        sink,
-                        &rec,
-                        tag(record.partition, record.offset),
-                        far,
-                    )
-                    .await
+                    if let Err(e) =
+                        enqueue_with_backpressure(sink, &rec, tag(partition, offset), far).await
                     {
                         tracing::error!(error = %e, topic = %topic, "event refused by the producer");
                     }
+                    if let Some(fatal) = sink.fatal_error() {
+                        return Err(MonitorError::Sink(fatal));
+                    }
                 }
-                ledger.with(record.partition, |p| p.processed(record.offset, pending));
+                ledger.with(partition, |p| p.processed(offset, pending));
                 since_store += 1;
             }
         }
-        if let Some(fatal) = sink.fatal_error() {
-            return Err(MonitorError::Sink(fatal));
-        }
-        // Storing offsets costs a librdkafka call each: batch them.
-        if woken || since_store >= 1000 || last_store.elapsed() >= Duration::from_millis(100) {
+        // Storing offsets costs a librdkafka call each: batch them. The clock is read only
+        // every few records of a burst.
+        let due = woken
+            || since_store >= 1000
+            || (since_store > 0
+                && (burst % 64 == 0)
+                && last_store.elapsed() >= Duration::from_millis(100));
+        if due {
+            if let Some(fatal) = sink.fatal_error() {
+                return Err(MonitorError::Sink(fatal));
+            }
+            // A stored offset must not cover a line still in the buffer.
+            if unflushed {
+                let _ = out.flush();
+                unflushed = false;
+            }
             resend(sink, &ledger);
             for (p, offset) in ledger.take_stores() {
                 if let Err(e) = stream.store(p, offset) {
                     tracing::debug!(partition = p, error = %e, "offset not stored");
                 }
             }
+            meter(&report, &mut metered);
             since_store = 0;
             last_store = Instant::now();
         }
     }
 
     // Shutdown: wait (bounded) for undelivered events, store what is done, commit.
+    let _ = out.flush();
     let deadline = Instant::now() + config.flush_timeout;
     loop {
         resend(sink, &ledger);
@@ -242,8 +296,49 @@ where
     if let Err(e) = stream.commit() {
         tracing::warn!(error = %e, "commit at shutdown failed");
     }
+    meter(&report, &mut metered);
     let _ = out.flush();
     Ok((stream, report))
+}
+
+/// Polls `future` once, without a waker to wake: its output if it is ready now.
+fn ready_now<F: Future>(future: F) -> Option<F::Output> {
+    let future = std::pin::pin!(future);
+    match future.poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(output) => Some(output),
+        Poll::Pending => None,
+    }
+}
+
+/// Adds what `report` counted since `metered` to the metrics: counters are updated in batches,
+/// not per record.
+fn meter(report: &MonitorReport, metered: &mut MonitorReport) {
+    let add = |name: &'static str, now: u64, before: &mut u64| {
+        if now > *before {
+            metrics::counter!(name).increment(now - *before);
+            *before = now;
+        }
+    };
+    add(
+        "velib_monitor_records_total",
+        report.records,
+        &mut metered.records,
+    );
+    add(
+        "velib_monitor_changes_total",
+        report.changes,
+        &mut metered.changes,
+    );
+    add(
+        "velib_monitor_poison_records_total",
+        report.poison,
+        &mut metered.poison,
+    );
+    add(
+        "velib_monitor_events_total",
+        report.events,
+        &mut metered.events,
+    );
 }
 
 /// Re-sends outputs whose delivery failed, and applies delivery reports.
@@ -270,24 +365,24 @@ fn header_refs<'a>(headers: &'a [(&'static str, Vec<u8>)]) -> Vec<(&'static str,
 
 /// Handles one record; returns what must be published (and delivered) before it is done.
 fn process(
-    record: &InRecord,
-    detectors: &mut HashMap<i32, Detector>,
+    record: &InRecord<'_>,
+    detector: &mut Detector,
     config: &MonitorConfig,
     out: &mut (dyn Write + Send),
     report: &mut MonitorReport,
     poison_log: &mut RateLimited,
+    unflushed: &mut bool,
 ) -> Option<PendingOut> {
-    let payload = record.payload.as_deref().unwrap_or_default();
-    let station = match Station::from_json(payload) {
+    let payload = record.payload().unwrap_or_default();
+    let station = match StationView::from_json(payload) {
         Ok(s) => s,
         Err(e) => {
             report.poison += 1;
-            metrics::counter!("velib_monitor_poison_records_total").increment(1);
             if let Some(suppressed) = poison_log.allow() {
                 tracing::warn!(
                     topic = %config.topic,
-                    partition = record.partition,
-                    offset = record.offset,
+                    partition = record.partition(),
+                    offset = record.offset(),
                     error = %e,
                     suppressed_since_last = suppressed,
                     "unreadable station record skipped{}",
@@ -296,26 +391,23 @@ fn process(
             }
             return config.dlq_topic.as_ref().map(|dlq| PendingOut {
                 topic: dlq.clone(),
-                key: record.key.clone().unwrap_or_default(),
+                key: record.key().unwrap_or_default().to_vec(),
                 payload: payload.to_vec(),
                 headers: vec![
                     ("velib-error", e.to_string().into_bytes()),
                     ("velib-source-topic", config.topic.clone().into_bytes()),
                     (
                         "velib-source-partition",
-                        record.partition.to_string().into_bytes(),
+                        record.partition().to_string().into_bytes(),
                     ),
                     (
                         "velib-source-offset",
-                        record.offset.to_string().into_bytes(),
+                        record.offset().to_string().into_bytes(),
                     ),
                 ],
             });
         }
     };
-    let detector = detectors
-        .entry(record.partition)
-        .or_insert_with(|| Detector::new(config.field));
     match detector.observe(&station) {
         Verdict::First => None,
         Verdict::Stale => {
@@ -325,30 +417,42 @@ fn process(
         Verdict::Updated { change, emptiness } => {
             if let Some((previous, current)) = change {
                 report.changes += 1;
-                metrics::counter!("velib_monitor_changes_total").increment(1);
-                let change = StationChange {
-                    key: station.key(),
-                    contract: station.contract_name.clone(),
-                    address: station.address.clone(),
-                    name: station.name.clone(),
-                    field: config.field,
-                    previous,
-                    current,
-                    last_update: station.last_update,
-                };
                 let _ = match config.format {
-                    OutputFormat::Text => writeln!(out, "{change}"),
-                    OutputFormat::Json => serde_json::to_writer(&mut *out, &change)
-                        .map_err(std::io::Error::from)
-                        .and_then(|()| writeln!(out)),
+                    OutputFormat::Text => writeln!(
+                        out,
+                        "{}",
+                        ChangeLine {
+                            previous,
+                            current,
+                            address: &station.address,
+                            contract: &station.contract_name,
+                        }
+                    ),
+                    OutputFormat::Json => {
+                        let change = StationChange {
+                            key: station.key(),
+                            contract: station.contract_name.as_ref().to_owned(),
+                            address: station.address.as_ref().to_owned(),
+                            name: station.name.as_ref().to_owned(),
+                            field: config.field,
+                            previous,
+                            current,
+                            last_update: station.last_update,
+                        };
+                        serde_json::to_writer(&mut *out, &change)
+                            .map_err(std::io::Error::from)
+                            .and_then(|()| writeln!(out))
+                    }
                 };
-                let _ = out.flush();
+                *unflushed = true;
             }
             let (kind, topic) = (emptiness?, config.events_topic.as_ref()?);
             report.events += 1;
-            metrics::counter!("velib_monitor_events_total").increment(1);
-            let event =
-                EmptyStationEvent::new(kind, &station, record.timestamp.unwrap_or_default());
+            let event = EmptyStationEvent::new(
+                kind,
+                &station.to_station(),
+                record.timestamp().unwrap_or_default(),
+            );
             Some(PendingOut {
                 topic: topic.clone(),
                 key: event.key.as_str().as_bytes().to_vec(),

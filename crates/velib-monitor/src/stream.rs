@@ -8,26 +8,94 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::TopicPartitionList;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use velib_producer::{ConnectionError, ConnectionGuard};
 
-/// One consumed record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InRecord {
+/// One consumed record, borrowed from its stream: key and payload are read where the
+/// consumer received them, without a copy. It holds the message until it is dropped.
+#[derive(Debug)]
+pub struct InRecord<'a>(Held<'a>);
+
+#[derive(Debug)]
+enum Held<'a> {
+    Kafka(BorrowedMessage<'a>),
+    Parts {
+        partition: i32,
+        offset: i64,
+        timestamp: Option<i64>,
+        key: Option<&'a [u8]>,
+        payload: Option<&'a [u8]>,
+    },
+}
+
+impl<'a> InRecord<'a> {
+    /// A record made of its parts (for a [`StationStream`] that does not read from rdkafka).
+    pub fn new(
+        partition: i32,
+        offset: i64,
+        timestamp: Option<i64>,
+        key: Option<&'a [u8]>,
+        payload: Option<&'a [u8]>,
+    ) -> InRecord<'a> {
+        InRecord(Held::Parts {
+            partition,
+            offset,
+            timestamp,
+            key,
+            payload,
+        })
+    }
+
     /// The partition it came from.
-    pub partition: i32,
+    pub fn partition(&self) -> i32 {
+        match &self.0 {
+            Held::Kafka(m) => m.partition(),
+            Held::Parts { partition, .. } => *partition,
+        }
+    }
+
     /// Its offset.
-    pub offset: i64,
+    pub fn offset(&self) -> i64 {
+        match &self.0 {
+            Held::Kafka(m) => m.offset(),
+            Held::Parts { offset, .. } => *offset,
+        }
+    }
+
     /// Its timestamp (epoch ms), when it has one.
-    pub timestamp: Option<i64>,
+    pub fn timestamp(&self) -> Option<i64> {
+        match &self.0 {
+            Held::Kafka(m) => m.timestamp().to_millis(),
+            Held::Parts { timestamp, .. } => *timestamp,
+        }
+    }
+
     /// Its key.
-    pub key: Option<Vec<u8>>,
+    pub fn key(&self) -> Option<&[u8]> {
+        match &self.0 {
+            Held::Kafka(m) => m.key(),
+            Held::Parts { key, .. } => *key,
+        }
+    }
+
     /// Its value.
-    pub payload: Option<Vec<u8>>,
+    pub fn payload(&self) -> Option<&[u8]> {
+        match &self.0 {
+            Held::Kafka(m) => m.payload(),
+            Held::Parts { payload, .. } => *payload,
+        }
+    }
+}
+
+impl<'a> From<BorrowedMessage<'a>> for InRecord<'a> {
+    fn from(message: BorrowedMessage<'a>) -> InRecord<'a> {
+        InRecord(Held::Kafka(message))
+    }
 }
 
 /// A change of the partitions this consumer owns.
@@ -69,13 +137,16 @@ impl StreamError {
 ///
 /// [`KafkaStream`] is the implementation; the trait lets the monitor loop run over anything
 /// that hands out records in partition order and accepts offsets to commit.
-pub trait StationStream: Send {
-    /// The next record.
-    fn next(&mut self) -> impl Future<Output = Result<InRecord, StreamError>> + Send;
+///
+/// `next` and `take_rebalances` take `&self`: a record borrows its stream while it is
+/// processed, and the rebalances that came with it are read meanwhile.
+pub trait StationStream: Send + Sync {
+    /// The next record. Dropping the future before it is ready loses no record.
+    fn next(&self) -> impl Future<Output = Result<InRecord<'_>, StreamError>> + Send;
 
     /// Rebalances since the last call, oldest first. Call it after every `next`: a record for a
     /// newly assigned partition must meet empty state.
-    fn take_rebalances(&mut self) -> Vec<RebalanceNote>;
+    fn take_rebalances(&self) -> Vec<RebalanceNote>;
 
     /// Marks everything before `next_offset` in `partition` as done, to be committed.
     ///
@@ -230,6 +301,10 @@ pub const STREAM_DEFAULTS: &[(&str, &str)] = &[
     ("partition.assignment.strategy", "cooperative-sticky"),
     // Low fetch latency: a change should print within milliseconds of being produced.
     ("fetch.wait.max.ms", "10"),
+    // When a backlog fills the local queue (queued.max.messages.kbytes), fetch again as soon
+    // as it has room, not a second later (librdkafka's default): the default stalls a monitor
+    // catching up for a second each time the queue fills.
+    ("fetch.queue.backoff.ms", "10"),
     ("enable.partition.eof", "false"),
 ];
 
@@ -292,23 +367,26 @@ impl KafkaStream {
 }
 
 impl StationStream for KafkaStream {
-    async fn next(&mut self) -> Result<InRecord, StreamError> {
+    async fn next(&self) -> Result<InRecord<'_>, StreamError> {
         let guard = &self.consumer.context().guard;
-        let m = tokio::select! {
+        if let Some(failure) = guard.failure() {
+            return Err(StreamError::Connection(failure.clone()));
+        }
+        let mut recv = std::pin::pin!(self.consumer.recv());
+        // The usual case during a backlog: a record is waiting, and no wake-up on the guard
+        // needs arming.
+        let polled = std::future::poll_fn(|cx| Poll::Ready(recv.as_mut().poll(cx))).await;
+        if let Poll::Ready(m) = polled {
+            return Ok(m?.into());
+        }
+        tokio::select! {
             biased;
-            failure = guard.failed() => return Err(StreamError::Connection(failure)),
-            m = self.consumer.recv() => m?,
-        };
-        Ok(InRecord {
-            partition: m.partition(),
-            offset: m.offset(),
-            timestamp: m.timestamp().to_millis(),
-            key: m.key().map(<[u8]>::to_vec),
-            payload: m.payload().map(<[u8]>::to_vec),
-        })
+            m = &mut recv => Ok(m?.into()),
+            failure = guard.failed() => Err(StreamError::Connection(failure)),
+        }
     }
 
-    fn take_rebalances(&mut self) -> Vec<RebalanceNote> {
+    fn take_rebalances(&self) -> Vec<RebalanceNote> {
         std::mem::take(&mut *self.consumer.context().notes.lock().unwrap())
     }
 

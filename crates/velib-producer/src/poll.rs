@@ -123,6 +123,7 @@ where
     let mut ticker = tokio::time::interval(config.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut payload = Vec::with_capacity(512);
+    let mut key = String::with_capacity(64);
     tracing::info!(source = %source.describe(), topic = %config.topic, "producer started");
 
     tokio::pin!(shutdown);
@@ -188,10 +189,10 @@ where
             }
             payload.clear();
             serde_json::to_writer(&mut payload, station).expect("a Station always serialises");
-            let key = station.key();
+            station.write_key(&mut key);
             let record = OutRecord {
                 topic: &config.topic,
-                key: key.as_str().as_bytes(),
+                key: key.as_bytes(),
                 payload: &payload,
                 timestamp_ms: Some(snapshot.taken_at),
                 headers: &[],
@@ -215,9 +216,16 @@ where
                     tracing::error!(station = %key, error = %e, "record refused by the producer");
                 }
             }
-            if let Some(fatal) = sink.fatal_error() {
+            // A fatal error stops the loop within a few hundred records (the check takes a
+            // lock, so not after every one).
+            if i % 256 == 255
+                && let Some(fatal) = sink.fatal_error()
+            {
                 return Err(ProducerError::Sink(fatal));
             }
+        }
+        if let Some(fatal) = sink.fatal_error() {
+            return Err(ProducerError::Sink(fatal));
         }
         report.records_enqueued += published;
         metrics::counter!("velib_producer_records_enqueued_total").increment(published);

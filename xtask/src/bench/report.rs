@@ -268,21 +268,27 @@ const METHOD: &str = r#"
 ## How each figure is measured
 
 1. **Detection core**: records of the simulated city (10 contracts, 10 % of stations moving per
-   snapshot), serialised to v1 JSON before timing; timed: `Station::from_json`,
-   `Detector::observe` and building the `StationChange` of every change, on one thread.
+   snapshot), serialised to v1 JSON before timing; timed: what the monitor does with each
+   record, `StationView::from_json`, `Detector::observe` and writing the change line of every
+   change (to a reused buffer), on one thread.
    Memory: one snapshot of 100 k and 1 M stations observed by a fresh `Detector`;
-   `Detector::heap_bytes()` per station (the table), and the process's RSS growth (both must
-   be under the target to meet it).
+   `Detector::heap_bytes()` per station (the table), and the process's RSS growth, read after
+   `malloc_trim` so memory freed earlier and kept by the allocator neither hides nor inflates
+   it (both must be under the target to meet it; the untrimmed growth, which also counts the
+   tables outgrown on the way, is in the note).
 2. **Monitor**: a 10-partition topic pre-filled (lz4, as velib's producer writes) with the
    simulated city; each consumer joins a fresh group at the earliest offset. Rate = records
    from the first record received to the last one (group join excluded, for every variant).
    velib: `velib_monitor::run` with empty-station events published, text lines to a file.
-   Bare: an rdkafka `BaseConsumer` that only counts. Tutorial: `bench/tutorial/monitor.py`.
+   Bare: an rdkafka `BaseConsumer` with the same consumer settings that only counts.
+   Tutorial: `bench/tutorial/monitor.py`.
 3. **Producer**: velib: `velib_producer::run` on the simulated city (10 k stations, one
    snapshot per poll, 1 ms interval), `KafkaSink` with its defaults (idempotent, lz4,
    linger 5 ms), timed from start to every record acknowledged. Bare: an rdkafka
-   `ThreadedProducer` with the same settings sending the same records pre-serialised.
-   Tutorial: `bench/tutorial/producer.py` fetching the same snapshots over HTTP from the
+   `ThreadedProducer` with the same settings sending the same records pre-serialised, waiting
+   for acknowledgements as velib does. Both clients are started before their clock starts (one
+   record delivered to another topic): an idempotent producer given records within a
+   millisecond of its creation waits for librdkafka's 500 ms producer-id retry. Tutorial: `bench/tutorial/producer.py` fetching the same snapshots over HTTP from the
    bench, until `flush()` returns.
 4. **Latency**: producer and monitor in one process on a fresh topic; the simulated city is
    sized so that one poll per 100 ms gives the rate. Latency = from just before the record is

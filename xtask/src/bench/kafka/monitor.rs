@@ -9,6 +9,8 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use std::io::BufWriter;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use velib_monitor::stream::{InRecord, RebalanceNote, StreamError};
@@ -19,23 +21,24 @@ use velib_producer::KafkaArgs;
 /// to stop the monitor then.
 struct Counting<S> {
     inner: S,
-    seen: u64,
+    seen: AtomicU64,
     target: u64,
-    first: Option<Instant>,
-    last: Option<Instant>,
-    done: Option<oneshot::Sender<()>>,
+    first: OnceLock<Instant>,
+    last: OnceLock<Instant>,
+    done: Mutex<Option<oneshot::Sender<()>>>,
 }
 
 impl<S: StationStream> StationStream for Counting<S> {
-    async fn next(&mut self) -> Result<InRecord, StreamError> {
+    async fn next(&self) -> Result<InRecord<'_>, StreamError> {
         let r = self.inner.next().await;
         if r.is_ok() {
-            self.seen += 1;
-            let now = Instant::now();
-            self.first.get_or_insert(now);
-            if self.seen == self.target {
-                self.last = Some(now);
-                if let Some(done) = self.done.take() {
+            let seen = self.seen.fetch_add(1, Ordering::Relaxed) + 1;
+            if seen == 1 {
+                let _ = self.first.set(Instant::now());
+            }
+            if seen == self.target {
+                let _ = self.last.set(Instant::now());
+                if let Some(done) = self.done.lock().unwrap().take() {
                     let _ = done.send(());
                 }
             }
@@ -43,7 +46,7 @@ impl<S: StationStream> StationStream for Counting<S> {
         r
     }
 
-    fn take_rebalances(&mut self) -> Vec<RebalanceNote> {
+    fn take_rebalances(&self) -> Vec<RebalanceNote> {
         self.inner.take_rebalances()
     }
 
@@ -76,11 +79,11 @@ fn velib_once(ctx: &Ctx<'_>, topic: &str, events: &str, n: u64) -> Result<(Drain
     let (tx, rx) = oneshot::channel();
     let stream = Counting {
         inner: parts.stream,
-        seen: 0,
+        seen: AtomicU64::new(0),
         target: n,
-        first: None,
-        last: None,
-        done: Some(tx),
+        first: OnceLock::new(),
+        last: OnceLock::new(),
+        done: Mutex::new(Some(tx)),
     };
     let mut out = BufWriter::new(std::fs::File::create(
         ctx.scratch.join("velib-monitor.out"),
@@ -96,8 +99,11 @@ fn velib_once(ctx: &Ctx<'_>, topic: &str, events: &str, n: u64) -> Result<(Drain
         };
         velib_monitor::run(stream, &parts.sink, parts.ledger, &config, &mut out, stop).await
     })?;
-    let (Some(first), Some(last)) = (stream.first, stream.last) else {
-        bail!("velib's monitor saw {} of {n} records", stream.seen);
+    let (Some(&first), Some(&last)) = (stream.first.get(), stream.last.get()) else {
+        bail!(
+            "velib's monitor saw {} of {n} records",
+            stream.seen.load(Ordering::Relaxed)
+        );
     };
     stream.inner.close();
     Ok((
@@ -143,17 +149,42 @@ fn bare_once(ctx: &Ctx<'_>, topic: &str, n: u64) -> Result<Drain> {
     Ok((rate(n - 1, last - first), (first - started).as_secs_f64()))
 }
 
+/// How many of the `produced` records `topic` still holds: those below a partition's low
+/// watermark were dropped by the broker. (The high watermark is not used: tansu reports some
+/// partitions' high watermarks short of records it still serves.)
+fn retained(ctx: &Ctx<'_>, topic: &str, produced: u64) -> Result<u64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", ctx.broker.bootstrap())
+        .create()?;
+    let mut dropped = 0;
+    for p in 0..10 {
+        let (low, _) = consumer.fetch_watermarks(topic, p, Duration::from_secs(30))?;
+        dropped += u64::try_from(low).unwrap_or(0);
+    }
+    Ok(produced.saturating_sub(dropped))
+}
+
 pub fn run(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
     let sizes = ctx.sizes;
-    let n = sizes.kafka_records();
+    let produced = sizes.kafka_records();
     let topic = ctx.topic("backlog")?;
     let events = ctx.topic("events")?;
     let records = prepare(sizes.stations, sizes.kafka_snapshots);
     let (ok, _) = bare_produce(&bare_producer(&ctx.broker.bootstrap())?, &topic, &records)?;
-    if ok != n {
-        bail!("pre-filling the backlog delivered {ok} of {n} records");
+    if ok != produced {
+        bail!("pre-filling the backlog delivered {ok} of {produced} records");
     }
     drop(records);
+    // librdkafka's mock cluster keeps at most 5 MB (or 100,000 batches) per partition and drops
+    // the oldest beyond that, so a full-size backlog on it is shorter than what was produced:
+    // every variant drains what is there, and the table says how much that is.
+    let n = retained(ctx, &topic, produced)?;
+    let kept = if n < produced {
+        println!("    the broker kept {n} of the {produced} records produced");
+        format!(" (the broker kept {n} of the {produced} produced)")
+    } else {
+        String::new()
+    };
 
     // Warm-up: one drain each, not counted.
     velib_once(ctx, &topic, &events, n)?;
@@ -179,7 +210,7 @@ pub fn run(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
     report.row(Row {
         bench: "2. monitor",
         case: format!(
-            "drain {n} records from 10 partitions ({} snapshots of 10 k stations), {changes} lines to a file",
+            "drain {n} records from 10 partitions ({} snapshots of 10 k stations{kept}), {changes} lines to a file",
             sizes.kafka_snapshots
         ),
         broker: broker.clone(),
