@@ -125,7 +125,7 @@ fn test(test_args: &[String]) -> Result<()> {
             .env("RUSTDOCFLAGS", "-D warnings"),
     )?;
 
-    let broker = tansu::Tansu::start(&tansu_bin, None)?;
+    let broker = tansu::start(&tansu_bin, None)?;
     println!(
         "==> tansu broker at {} (log: {})",
         broker.bootstrap(),
@@ -148,7 +148,7 @@ fn test(test_args: &[String]) -> Result<()> {
 
 fn broker(port: Option<u16>) -> Result<()> {
     let bin = tansu::ensure_installed()?;
-    let broker = tansu::Tansu::start(&bin, port)?;
+    let broker = tansu::start(&bin, port)?;
     println!(
         "tansu is listening; bootstrap servers: {}",
         broker.bootstrap()

@@ -462,7 +462,7 @@ impl Admin {
                 .saturating_duration_since(Instant::now())
                 .min(Duration::from_millis(500));
             let answer = self.client.inner().fetch_metadata(None, slice);
-            incremental::serve_main_queue(&self.client);
+            main_queue::serve(&self.client);
             match answer {
                 Ok(m) => break Ok(m),
                 Err(_) if guard.failure().is_some() => {}
@@ -791,30 +791,21 @@ fn shown_configs(
         .collect()
 }
 
-/// IncrementalAlterConfigs through rdkafka-sys, since rdkafka 0.39 does not wrap it.
-///
-/// It runs on the admin client's own librdkafka handle, with a queue of its own for the answer,
-/// so it does not disturb the requests rdkafka's wrapper sends on the same handle.
-mod incremental {
-    use super::failure_with;
+/// librdkafka's main event queue of the admin client, served by hand.
+mod main_queue {
     use rdkafka::admin::AdminClient;
     use rdkafka::client::ClientContext;
     use rdkafka::config::RDKafkaLogLevel;
-    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    use rdkafka::error::KafkaError;
     use rdkafka_sys as rdsys;
-    use rdkafka_sys::types::{RDKafkaAdminOp, RDKafkaEvent, RDKafkaResourceType};
-    use std::collections::BTreeMap;
-    use std::ffi::{CStr, CString, c_char, c_int};
+    use std::ffi::{CStr, c_int};
     use std::ptr;
-    use std::time::Duration;
     use velib_producer::connection::ReportingContext;
-
-    const OPERATION: &str = "IncrementalAlterConfigs";
 
     /// Serves the client's main event queue: librdkafka's log lines and client errors wait
     /// there until someone polls it, and an admin client's own calls never do. Without this,
     /// a refused certificate or password would surface only as a timeout.
-    pub(super) fn serve_main_queue(admin: &AdminClient<ReportingContext>) {
+    pub(super) fn serve(admin: &AdminClient<ReportingContext>) {
         let client = admin.inner();
         // SAFETY: the client outlives this call; the queue handle and every event polled from
         // it are destroyed here; the strings an event hands out live as long as the event.
@@ -868,6 +859,24 @@ mod incremental {
             _ => RDKafkaLogLevel::Debug,
         }
     }
+}
+
+/// IncrementalAlterConfigs through rdkafka-sys, since rdkafka 0.39 does not wrap it.
+///
+/// It runs on the admin client's own librdkafka handle, with a queue of its own for the answer,
+/// so it does not disturb the requests rdkafka's wrapper sends on the same handle.
+mod incremental {
+    use super::failure_with;
+    use rdkafka::admin::AdminClient;
+    use rdkafka::error::RDKafkaErrorCode;
+    use rdkafka_sys as rdsys;
+    use rdkafka_sys::types::{RDKafkaAdminOp, RDKafkaEvent, RDKafkaResourceType};
+    use std::collections::BTreeMap;
+    use std::ffi::{CStr, CString, c_char, c_int};
+    use std::time::Duration;
+    use velib_producer::connection::ReportingContext;
+
+    const OPERATION: &str = "IncrementalAlterConfigs";
 
     /// SETs every one of `configs` on `topic`, leaving its other configs as they are; blocks
     /// until the broker answers or `timeout` passes.

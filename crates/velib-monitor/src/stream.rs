@@ -14,6 +14,7 @@ use rdkafka::topic_partition_list::TopicPartitionList;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
+use velib_producer::connection::ReportingContext;
 use velib_producer::{ConnectionError, ConnectionGuard};
 
 /// One consumed record, borrowed from its stream: key and payload are read where the
@@ -171,8 +172,7 @@ pub struct MonitorContext {
     ledger: Arc<Ledger>,
     notes: Mutex<Vec<RebalanceNote>>,
     assigned: Mutex<Vec<i32>>,
-    last_error: Mutex<Option<String>>,
-    guard: ConnectionGuard,
+    reporting: ReportingContext,
 }
 
 /// A read-only view of a [`KafkaStream`]'s assignment that stays valid while the stream is
@@ -189,22 +189,13 @@ impl AssignmentView {
 
 impl ClientContext for MonitorContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        self.guard.observe_log(fac, log_message);
-        velib_producer::sink::forward_librdkafka_log(level, fac, log_message);
+        self.reporting.log(level, fac, log_message);
     }
 
+    // An unfixable failure goes to the guard (`next` returns it and the monitor stops); other
+    // errors are logged once per distinct reason, not once per reconnection attempt.
     fn error(&self, error: KafkaError, reason: &str) {
-        if velib_producer::connection::classify(&error, reason).is_some() {
-            // Logged once by the guard; `next` returns it and the monitor stops.
-            self.guard.observe(&error, reason);
-            return;
-        }
-        // One line per distinct problem, not one per reconnection attempt.
-        let mut last = self.last_error.lock().unwrap();
-        if last.as_deref() != Some(reason) {
-            tracing::warn!(%error, %reason, "Kafka consumer error (check --bootstrap-servers)");
-            *last = Some(reason.to_owned());
-        }
+        self.reporting.error(error, reason);
     }
 
     fn stats(&self, statistics: Statistics) {
@@ -340,8 +331,7 @@ impl KafkaStream {
             ledger,
             notes: Mutex::new(Vec::new()),
             assigned: Mutex::new(Vec::new()),
-            last_error: Mutex::new(None),
-            guard: ConnectionGuard::new(),
+            reporting: ReportingContext::new(ConnectionGuard::new()),
         };
         let consumer: StreamConsumer<MonitorContext> = config
             .create_with_context(context)
@@ -368,7 +358,7 @@ impl KafkaStream {
 
 impl StationStream for KafkaStream {
     async fn next(&self) -> Result<InRecord<'_>, StreamError> {
-        let guard = &self.consumer.context().guard;
+        let guard = self.consumer.context().reporting.guard();
         if let Some(failure) = guard.failure() {
             return Err(StreamError::Connection(failure.clone()));
         }

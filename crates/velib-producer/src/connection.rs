@@ -175,13 +175,15 @@ impl ConnectionGuard {
         ConnectionGuard::default()
     }
 
-    /// Feeds one librdkafka error to the guard. Returns `true` when it was the first
-    /// unfixable one, which is then logged once as an error.
+    /// Feeds one librdkafka error to the guard. Returns `true` when it is an unfixable one
+    /// (the first of which is recorded and logged once as an error): the caller need not
+    /// report it again.
     pub fn observe(&self, error: &KafkaError, reason: &str) -> bool {
         let Some(failure) = classify(error, reason) else {
             return false;
         };
-        self.record(failure)
+        self.record(failure);
+        true
     }
 
     /// Feeds one librdkafka log line to the guard; see [`classify_log`]. Returns `true` when
@@ -279,8 +281,7 @@ impl ClientContext for ReportingContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        if classify(&error, reason).is_some() {
-            self.guard.observe(&error, reason);
+        if self.guard.observe(&error, reason) {
             return;
         }
         let mut last = self.last_error.lock().unwrap();
@@ -370,7 +371,7 @@ mod tests {
         assert!(!guard.observe(&err(RDKafkaErrorCode::AllBrokersDown), "down"));
         assert!(guard.failure().is_none());
         assert!(guard.observe(&err(RDKafkaErrorCode::Authentication), "first"));
-        assert!(!guard.observe(&err(RDKafkaErrorCode::Authentication), "second"));
+        assert!(guard.observe(&err(RDKafkaErrorCode::Authentication), "second"));
         assert!(
             guard
                 .clone()

@@ -15,7 +15,7 @@
 //! failed, not kept. [`StationSink::flush`] before exit is what makes a shutdown lose nothing:
 //! dropping a producer purges its queue.
 
-use crate::connection::{ConnectionGuard, classify};
+use crate::connection::ConnectionGuard;
 use crate::kafka_config::redact_config_error;
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
@@ -141,9 +141,8 @@ struct Health {
 
 impl Health {
     fn on_error(&self, error: &KafkaError, reason: &str) {
-        if classify(error, reason).is_some() {
+        if self.guard.observe(error, reason) {
             // Logged once by the guard; the producer's loop stops on it.
-            self.guard.observe(error, reason);
             return;
         }
         let code = error.rdkafka_error_code();

@@ -14,6 +14,7 @@
 //! never see each other's records.
 
 pub mod secure;
+pub mod tansu;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;

@@ -5,16 +5,15 @@
 //! Kafka clients follow the addresses the broker advertises, so a proxy only works when the
 //! broker advertises the proxy's address: [`SecuredTansu::tls`] starts tansu that way.
 
+use crate::tansu::{TansuOptions, TansuProcess};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 /// The environment variable through which `cargo xtask test` hands the tansu binary to the
 /// tests that start brokers of their own.
@@ -174,13 +173,13 @@ impl Drop for TlsProxy {
 }
 
 /// A tansu broker of a test's own, started from the binary `cargo xtask test` names in
-/// [`TANSU_BIN_ENV`], with in-memory storage; killed when dropped.
+/// [`TANSU_BIN_ENV`]; stopped when dropped.
 #[derive(Debug)]
 pub struct SecuredTansu {
-    child: Child,
-    bootstrap: String,
-    log: PathBuf,
+    // Dropped first: the proxy stops before the broker behind it.
     _proxy: Option<TlsProxy>,
+    broker: TansuProcess,
+    bootstrap: String,
 }
 
 impl SecuredTansu {
@@ -189,67 +188,29 @@ impl SecuredTansu {
     pub fn tls(ca: &TestCa) -> SecuredTansu {
         let proxy_listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let proxy_addr = proxy_listener.local_addr().unwrap();
-        let mut broker = SecuredTansu::start(&[], Some(proxy_addr));
-        let upstream = broker.listener_addr();
-        broker._proxy = Some(TlsProxy::start(proxy_listener, upstream, ca));
-        broker.bootstrap = proxy_addr.to_string();
-        broker
+        let broker = start(&TansuOptions {
+            advertised: Some(proxy_addr),
+            ..TansuOptions::default()
+        });
+        let upstream = broker.bootstrap().parse().unwrap();
+        SecuredTansu {
+            _proxy: Some(TlsProxy::start(proxy_listener, upstream, ca)),
+            broker,
+            bootstrap: proxy_addr.to_string(),
+        }
     }
 
     /// tansu started with `--authentication`: it requires SASL from every client.
     pub fn authenticating() -> SecuredTansu {
-        SecuredTansu::start(&["--authentication"], None)
-    }
-
-    fn start(extra: &[&str], advertised: Option<SocketAddr>) -> SecuredTansu {
-        let bin = std::env::var_os(TANSU_BIN_ENV).unwrap_or_else(|| {
-            panic!(
-                "{TANSU_BIN_ENV} is not set: this test starts tansu brokers of its own. Run \
-                 `cargo xtask test`, or set {TANSU_BIN_ENV} to a tansu 0.6.0 binary"
-            )
+        let broker = start(&TansuOptions {
+            extra: &["--authentication"],
+            ..TansuOptions::default()
         });
-        let port = {
-            let l = TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let listen = format!("tcp://127.0.0.1:{port}");
-        let advertise = match advertised {
-            Some(a) => format!("tcp://{a}"),
-            None => listen.clone(),
-        };
-        let log = std::env::temp_dir().join(format!("{}.log", crate::unique_name("velib-tansu")));
-        let log_file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(&bin)
-            .args(["broker", "--listener-url", &listen])
-            .args(["--advertised-listener-url", &advertise])
-            .args(["--storage-engine", "memory://tansu/"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().unwrap())
-            .stderr(log_file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", Path::new(&bin).display()));
-        let broker = SecuredTansu {
-            child,
-            bootstrap: format!("127.0.0.1:{port}"),
-            log,
+        SecuredTansu {
             _proxy: None,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(broker.listener_addr()).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "tansu did not listen within 30 s; its log: {}",
-                broker.log.display()
-            );
-            std::thread::sleep(Duration::from_millis(50));
+            bootstrap: broker.bootstrap().to_owned(),
+            broker,
         }
-        broker
-    }
-
-    fn listener_addr(&self) -> SocketAddr {
-        // Before a proxy is put in front, `bootstrap` is tansu's own listener.
-        self.bootstrap.parse().unwrap()
     }
 
     /// The address clients bootstrap from (the proxy's, for [`SecuredTansu::tls`]).
@@ -259,14 +220,16 @@ impl SecuredTansu {
 
     /// tansu's log file.
     pub fn log(&self) -> &Path {
-        &self.log
+        self.broker.log_path()
     }
 }
 
-impl Drop for SecuredTansu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log);
-    }
+fn start(options: &TansuOptions<'_>) -> TansuProcess {
+    let bin = std::env::var_os(TANSU_BIN_ENV).unwrap_or_else(|| {
+        panic!(
+            "{TANSU_BIN_ENV} is not set: this test starts tansu brokers of its own. Run \
+             `cargo xtask test`, or set {TANSU_BIN_ENV} to a tansu 0.6.0 binary"
+        )
+    });
+    TansuProcess::start(Path::new(&bin), options).unwrap_or_else(|e| panic!("{e}"))
 }

@@ -29,7 +29,7 @@ impl Broker {
             "mock" => Broker::Mock(MockKafka::start(1).context("start the mock cluster")?),
             "tansu" => {
                 let bin = crate::tansu::ensure_installed()?;
-                Broker::Tansu(crate::tansu::Tansu::start(&bin, None)?)
+                Broker::Tansu(crate::tansu::start(&bin, None)?)
             }
             other => bail!("unknown broker {other:?} (--brokers takes mock, tansu)"),
         })
