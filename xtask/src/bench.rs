@@ -115,13 +115,7 @@ pub fn run(args: Args) -> Result<()> {
         }
         return Ok(());
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    velib_producer::cli::init_tracing_with("error");
     let started = Instant::now();
     let sizes = Sizes::new(args.quick);
     let root = crate::workspace_root();

@@ -31,7 +31,7 @@ pub struct Args {
     stations: usize,
 
     /// Time between two polls.
-    #[arg(long, default_value = "1s", value_parser = velib_producer::cli::parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = velib_producer::cli::parse_positive_duration)]
     interval: Duration,
 
     /// The contract whose empty stations the alerts consumer "mails" (printed, not sent).
@@ -86,14 +86,7 @@ fn kafka_args(bootstrap: &str) -> KafkaArgs {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("warn,velib_monitor::stream=info")
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    velib_producer::cli::init_tracing_with("warn,velib_monitor::stream=info");
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?

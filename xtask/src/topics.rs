@@ -136,7 +136,7 @@ pub struct Args {
 
     /// How long to wait for the cluster's answer to each request: `30s`, `1m`.
     #[arg(long, env = "VELIB_ADMIN_TIMEOUT", default_value = "30s",
-          value_parser = velib_producer::cli::parse_duration)]
+          value_parser = velib_producer::cli::parse_positive_duration)]
     timeout: Duration,
 }
 
@@ -600,13 +600,7 @@ impl Admin {
 
 /// Runs the command: prints the table to stdout and fails when any topic is not as asked.
 pub fn run(args: Args) -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    velib_producer::cli::init_tracing_with("warn");
     let requests = args.requests();
     let admin = Admin::new(&args.kafka, args.timeout)?;
     let rows = tokio::runtime::Builder::new_current_thread()

@@ -8,7 +8,9 @@ use secrecy::SecretString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use velib_producer::cli::{init_tracing, parse_duration, serve_metrics, shutdown_signal};
+use velib_producer::cli::{
+    init_tracing, parse_duration, parse_positive_duration, serve_metrics, shutdown_signal,
+};
 use velib_producer::{KafkaArgs, KafkaSink, ProducerConfig, SINK_DEFAULTS};
 use velib_source::{SourceOptions, SourceSpec, StationSource};
 
@@ -48,7 +50,7 @@ struct Cli {
     topic: String,
 
     /// Time between two polls.
-    #[arg(long, env = "VELIB_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, env = "VELIB_POLL_INTERVAL", default_value = "1s", value_parser = parse_positive_duration)]
     interval: Duration,
 
     /// Publish only stations whose counts, status or last_update changed since the previous
@@ -65,7 +67,7 @@ struct Cli {
     #[arg(long, value_name = "N")]
     max_polls: Option<u64>,
 
-    /// How long shutdown waits for queued records to be delivered.
+    /// How long shutdown waits for queued records to be delivered (`0`: not at all).
     #[arg(long, env = "VELIB_FLUSH_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     flush_timeout: Duration,
 
@@ -97,6 +99,8 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // First: a signal during start-up must already stop the program gracefully.
+    let shutdown = shutdown_signal();
     init_tracing();
     if let Some(addr) = cli.metrics_addr {
         serve_metrics(addr).map_err(anyhow::Error::msg)?;
@@ -131,7 +135,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut stdout = std::io::stdout();
     let report =
-        velib_producer::run(source, &sink, &config, &mut stdout, shutdown_signal()).await?;
+        velib_producer::run(source, &sink, &config, &mut stdout, shutdown).await?;
     tracing::info!(
         polls = report.polls,
         delivered = report.records_delivered,

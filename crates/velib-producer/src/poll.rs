@@ -7,7 +7,9 @@
 //!
 //! Delivery is as [`crate::sink`] describes: every queued record is delivered once or reported
 //! failed; on shutdown the loop stops polling, flushes with a bounded timeout and reports how
-//! many records were left undelivered.
+//! many records were left undelivered. A source that fails for good (a refused API key, a
+//! contract that does not exist) stops the loop the same way, flush included, before the
+//! error is returned: the stations already queued are not thrown away with the producer.
 
 use crate::changed::ChangeFilter;
 use crate::sink::{EnqueueError, OutRecord, StationSink, enqueue_with_backpressure, flush_async};
@@ -78,9 +80,15 @@ pub struct ProduceReport {
 /// Why the loop stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ProducerError {
-    /// The source failed in a way retrying cannot fix (for example a refused API key).
-    #[error("the station source failed: {0}")]
-    Source(#[source] SourceError),
+    /// The source failed in a way retrying cannot fix (for example a refused API key). The
+    /// records queued before it were flushed (within the flush timeout) first.
+    #[error("the station source failed: {source}; {}", flush_outcome(report))]
+    Source {
+        /// The source's error.
+        source: SourceError,
+        /// What the run did, the flush included.
+        report: Box<ProduceReport>,
+    },
     /// The Kafka producer hit a fatal error.
     #[error("the Kafka producer failed: {0}")]
     Sink(String),
@@ -92,6 +100,23 @@ pub enum ProducerError {
         /// Why.
         source: std::io::Error,
     },
+}
+
+/// How the flush before an error went, for its message.
+fn flush_outcome(report: &ProduceReport) -> String {
+    let lost = report.records_failed + report.undelivered_at_exit;
+    if lost == 0 {
+        format!(
+            "the {} station records queued before were delivered",
+            report.records_delivered
+        )
+    } else {
+        format!(
+            "{lost} station records were not delivered ({} failed, {} still queued after \
+             --flush-timeout)",
+            report.records_failed, report.undelivered_at_exit
+        )
+    }
 }
 
 /// Polls `source` at `config.interval` and publishes every station to `sink`, until
@@ -126,6 +151,8 @@ where
     let mut key = String::with_capacity(64);
     tracing::info!(source = %source.describe(), topic = %config.topic, "producer started");
 
+    // A permanent source failure, returned once the queue is flushed.
+    let mut failure = None;
     tokio::pin!(shutdown);
     'polls: loop {
         tokio::select! {
@@ -148,7 +175,14 @@ where
                 tracing::info!("the source has no more snapshots");
                 break;
             }
-            Err(e) if e.is_permanent() => return Err(ProducerError::Source(e)),
+            Err(e) if e.is_permanent() => {
+                report.poll_errors += 1;
+                metrics::counter!("velib_producer_poll_errors_total", "class" => e.class())
+                    .increment(1);
+                tracing::error!(error = %e, "the source failed in a way retrying cannot fix");
+                failure = Some(e);
+                break;
+            }
             Err(e) => {
                 report.poll_errors += 1;
                 metrics::counter!("velib_producer_poll_errors_total", "class" => e.class())
@@ -284,7 +318,13 @@ where
             "all station records delivered"
         );
     }
-    Ok(report)
+    match failure {
+        Some(source) => Err(ProducerError::Source {
+            source,
+            report: Box::new(report),
+        }),
+        None => Ok(report),
+    }
 }
 
 /// Appends snapshots to a recording, one JSON line each.

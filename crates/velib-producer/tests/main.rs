@@ -1,6 +1,7 @@
 //! velib-producer against real Kafka-protocol brokers: the in-process mock cluster for most
 //! tests, tansu (started by `cargo xtask test`) for the end-to-end run of the binary.
 
+mod failures;
 mod partitioning;
 mod publish;
 mod secured;

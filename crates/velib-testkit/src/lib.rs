@@ -13,6 +13,7 @@
 //! Every test takes fresh topic and group names from [`unique_name`], so tests sharing a broker
 //! never see each other's records.
 
+pub mod child;
 pub mod secure;
 pub mod tansu;
 
