@@ -23,6 +23,7 @@ use std::fmt;
 use std::future::Future;
 use std::io::Write;
 use std::sync::Mutex;
+use std::time::Duration;
 use velib_model::{EmptinessKind, EmptyStationEvent};
 
 /// The longest station text (name, address, contract) put in a mail, in characters.
@@ -254,19 +255,71 @@ pub trait Mailer: Send + Sync {
 }
 
 /// Sends through an SMTP server with lettre's async transport.
+///
+/// # Timeouts
+///
+/// lettre's async transport applies its timeout to the TCP connection only: a server that
+/// accepts the connection and then says nothing (no greeting), or stops answering in the
+/// middle of a transaction, would hold a send forever, and with it every alert behind it. So
+/// each send as a whole (connection, greeting, TLS, authentication and every reply up to the
+/// `250` after `DATA`) gets a deadline of its own; a send that misses it is a
+/// [`FailureClass::Transient`] failure, retried like an outage.
 #[derive(Clone)]
 pub struct SmtpMailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     server: String,
+    timeout: Duration,
 }
 
 impl SmtpMailer {
-    /// A mailer sending through `transport`; `server` is its redacted description, for logs
-    /// (see [`SmtpUrl::transport`](crate::smtp_url::SmtpUrl::transport)).
-    pub fn new(transport: AsyncSmtpTransport<Tokio1Executor>, server: impl Into<String>) -> Self {
+    /// A mailer sending through `transport`, giving up a mail after `timeout`; `server` is its
+    /// redacted description, for logs and errors (see
+    /// [`SmtpUrl::mailer`](crate::smtp_url::SmtpUrl::mailer), which builds all three).
+    pub fn new(
+        transport: AsyncSmtpTransport<Tokio1Executor>,
+        server: impl Into<String>,
+        timeout: Duration,
+    ) -> Self {
         SmtpMailer {
             transport,
             server: server.into(),
+            timeout,
+        }
+    }
+
+    /// The server, as given to [`SmtpMailer::new`] (no password).
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// Checks that the server answers (connection, greeting, `EHLO`, `NOOP`), within the
+    /// timeout. A start-up check for the operator: a failure is not fatal, since alerts are
+    /// held until the server accepts them.
+    ///
+    /// # Errors
+    ///
+    /// Why the server is not usable now.
+    pub async fn check(&self) -> Result<(), SendError> {
+        match tokio::time::timeout(self.timeout, self.transport.test_connection()).await {
+            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(false)) => Err(SendError {
+                class: FailureClass::Transient,
+                message: format!("the mail server {} did not accept NOOP", self.server),
+            }),
+            Ok(Err(e)) => Err(SendError::from_smtp(&e)),
+            Err(_) => Err(self.silent()),
+        }
+    }
+
+    /// The error for a server that did not finish within the timeout.
+    fn silent(&self) -> SendError {
+        SendError {
+            class: FailureClass::Transient,
+            message: format!(
+                "the mail server {} did not answer within {:?} (--smtp-timeout / SMTP_TIMEOUT): \
+                 it accepts connections but is silent or stuck",
+                self.server, self.timeout
+            ),
         }
     }
 }
@@ -275,15 +328,19 @@ impl fmt::Debug for SmtpMailer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SmtpMailer")
             .field("server", &self.server)
+            .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
 
 impl Mailer for SmtpMailer {
     async fn send(&self, message: &Message) -> Result<(), SendError> {
-        match self.transport.send(message.clone()).await {
-            Ok(_) => Ok(()),
-            Err(e) => Err(SendError::from_smtp(&e)),
+        // Dropping lettre's future at the deadline drops its connection (no pool is enabled),
+        // so a stuck server is left behind, not waited for.
+        match tokio::time::timeout(self.timeout, self.transport.send(message.clone())).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(SendError::from_smtp(&e)),
+            Err(_) => Err(self.silent()),
         }
     }
 }

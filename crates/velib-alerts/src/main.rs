@@ -10,13 +10,15 @@ use secrecy::{ExposeSecret, SecretString};
 use std::net::SocketAddr;
 use std::time::Duration;
 use velib_alerts::consumer::{DEFAULT_GROUP, DEFAULT_TOPIC};
-use velib_alerts::mail::{DryRunMailer, SmtpMailer};
+use velib_alerts::mail::DryRunMailer;
 use velib_alerts::select::{Near, WatchList};
 use velib_alerts::smtp_url::SmtpUrl;
 use velib_alerts::{AlertsConfig, run};
 use velib_model::{Position, StationKey};
 use velib_producer::KafkaArgs;
-use velib_producer::cli::{init_tracing, parse_duration, serve_metrics, shutdown_signal};
+use velib_producer::cli::{
+    init_tracing, parse_duration, parse_positive_duration, serve_metrics, shutdown_signal,
+};
 
 /// E-mails you when a bike-share station you watch runs out of bikes.
 ///
@@ -94,8 +96,9 @@ struct Cli {
     #[arg(long, env = "SMTP_USERNAME", value_name = "USER")]
     smtp_username: Option<String>,
 
-    /// Give up an SMTP command after this long (then retry later): `30s`, `1m`.
-    #[arg(long, env = "SMTP_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    /// Give up a mail the server has not accepted after this long (connection, greeting and
+    /// every reply; then retry later, as for an outage): `30s`, `1m`.
+    #[arg(long, env = "SMTP_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
     smtp_timeout: Duration,
 
     /// At most one "empty" mail per station per cooldown: `15m`, `1h`, `0` for none.
@@ -123,6 +126,9 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // First: Ctrl-C or SIGTERM during start-up (a mail server that does not answer) must
+    // already stop the program gracefully.
+    let mut shutdown = std::pin::pin!(shutdown_signal());
     init_tracing();
     if let Some(addr) = cli.metrics_addr {
         serve_metrics(addr).map_err(anyhow::Error::msg)?;
@@ -156,7 +162,7 @@ async fn main() -> anyhow::Result<()> {
 
     let stats = if cli.dry_run {
         tracing::info!("dry run: mails are printed to stdout, not sent");
-        run(config, DryRunMailer::stdout(), shutdown_signal()).await?
+        run(config, DryRunMailer::stdout(), shutdown).await?
     } else {
         let url = cli
             .smtp_url
@@ -164,24 +170,25 @@ async fn main() -> anyhow::Result<()> {
         let url: SmtpUrl = url.expose_secret().parse()?;
         let password = std::env::var("SMTP_PASSWORD").ok().map(SecretString::from);
         let url = url.with_credentials(cli.smtp_username, password);
-        let transport = url.transport(cli.smtp_timeout)?;
+        let mailer = url.mailer(cli.smtp_timeout)?;
         // A check for the operator only: an unreachable server is not fatal, since alerts are
         // held until it is back.
-        match transport.test_connection().await {
-            Ok(true) => tracing::info!(server = %url, "mail server reachable"),
-            Ok(false) => {
-                tracing::warn!(server = %url, "mail server did not answer NOOP; alerts will be held until it does")
+        tracing::info!(server = %url, timeout = ?cli.smtp_timeout, "checking the mail server");
+        let checked = tokio::select! {
+            biased;
+            () = &mut shutdown => {
+                tracing::info!("stopped before the mail server answered");
+                return Ok(());
             }
+            checked = mailer.check() => checked,
+        };
+        match checked {
+            Ok(()) => tracing::info!(server = %url, "mail server reachable"),
             Err(e) => {
-                tracing::warn!(server = %url, error = %velib_alerts::mail::SendError::from_smtp(&e), "mail server not usable now; alerts will be held until it is")
+                tracing::warn!(server = %url, error = %e, "mail server not usable now; alerts will be held until it is")
             }
         }
-        run(
-            config,
-            SmtpMailer::new(transport, url.to_string()),
-            shutdown_signal(),
-        )
-        .await?
+        run(config, mailer, shutdown).await?
     };
     tracing::info!(?stats, "stopped");
     Ok(())

@@ -16,6 +16,7 @@
 //! The password is held in a [`SecretString`]; [`SmtpUrl`]'s `Debug` and `Display`, and every
 //! error of this module, show the URL with the password replaced by `***`.
 
+use crate::mail::SmtpMailer;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, Tokio1Executor};
 use percent_encoding::percent_decode_str;
@@ -136,7 +137,22 @@ impl SmtpUrl {
         self.password.is_some()
     }
 
-    /// A lettre transport for this server, each SMTP command timing out after `timeout`.
+    /// A [`SmtpMailer`] for this server, giving up a mail after `timeout` (see its docs), its
+    /// logs naming this URL without the password.
+    ///
+    /// # Errors
+    ///
+    /// As [`SmtpUrl::transport`].
+    pub fn mailer(&self, timeout: Duration) -> Result<SmtpMailer, SmtpUrlError> {
+        Ok(SmtpMailer::new(
+            self.transport(timeout)?,
+            self.to_string(),
+            timeout,
+        ))
+    }
+
+    /// A lettre transport for this server, its TCP connection timing out after `timeout`.
+    /// (lettre's async transport bounds nothing else: [`SmtpUrl::mailer`] bounds whole sends.)
     ///
     /// # Errors
     ///

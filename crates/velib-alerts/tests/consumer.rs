@@ -15,10 +15,7 @@ const MIN: i64 = 60_000;
 
 fn smtp_mailer(sink: &SmtpSink) -> SmtpMailer {
     let url: SmtpUrl = sink.url().parse().unwrap();
-    SmtpMailer::new(
-        url.transport(Duration::from_secs(10)).unwrap(),
-        url.to_string(),
-    )
+    url.mailer(Duration::from_secs(10)).unwrap()
 }
 
 /// A running `velib_alerts::run`, stopped by [`Running::stop`].

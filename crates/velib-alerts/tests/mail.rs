@@ -9,10 +9,7 @@ use velib_alerts::smtp_url::SmtpUrl;
 
 fn mailer(sink: &SmtpSink) -> SmtpMailer {
     let url: SmtpUrl = sink.url().parse().unwrap();
-    SmtpMailer::new(
-        url.transport(Duration::from_secs(10)).unwrap(),
-        url.to_string(),
-    )
+    url.mailer(Duration::from_secs(10)).unwrap()
 }
 
 fn mbox(s: &str) -> Mailbox {

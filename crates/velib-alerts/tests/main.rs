@@ -6,5 +6,6 @@ mod consumer;
 mod mail;
 mod secured;
 mod smtp_sink;
+mod stalls;
 mod support;
 mod tansu;

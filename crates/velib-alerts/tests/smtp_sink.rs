@@ -3,7 +3,8 @@
 //! The SMTP protocol (command parsing, the RFC 5321 state machine, dot-unstuffing of `DATA`)
 //! is the `mailin` crate's; this module only owns the socket, so a test can stop the server,
 //! start it again on the same port, make it answer `451` to every `MAIL FROM` (a temporary
-//! refusal) or `550` to chosen recipients (a permanent one), and read what it received.
+//! refusal) or `550` to chosen recipients (a permanent one), make it accept connections and
+//! then say nothing ([`Stall`]), and read what it received.
 
 use mailin::{Action, Handler, Response, SessionBuilder, response};
 use std::collections::HashSet;
@@ -37,9 +38,24 @@ impl Received {
     }
 }
 
+/// Where a stalled server stops answering, keeping the connection open: what a frozen process
+/// (SIGSTOP, a full disk, a wedged milter) looks like from the client's side.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Stall {
+    /// Answer everything.
+    #[default]
+    No,
+    /// Accept the connection and never send the greeting.
+    Greeting,
+    /// Greet and answer `EHLO`, then never answer `MAIL FROM`.
+    Mail,
+}
+
 #[derive(Default)]
 struct State {
     inbox: Vec<Received>,
+    stall: Stall,
+    connections: usize,
     temp_fail: bool,
     temp_refusals: usize,
     reject: HashSet<String>,
@@ -107,6 +123,17 @@ impl SmtpSink {
         }));
     }
 
+    /// Makes new connections stall (see [`Stall`]); `Stall::No` answers again. Connections
+    /// already stalled stay so until the client hangs up.
+    pub fn set_stall(&self, stall: Stall) {
+        self.state.lock().unwrap().stall = stall;
+    }
+
+    /// How many connections were accepted so far.
+    pub fn connections(&self) -> usize {
+        self.state.lock().unwrap().connections
+    }
+
     /// Answer `451` to `MAIL FROM` (on) or accept mail again (off).
     pub fn set_temp_fail(&self, on: bool) {
         self.state.lock().unwrap().temp_fail = on;
@@ -158,8 +185,16 @@ async fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
         .peer_addr()
         .map(|a| a.ip())
         .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let stall = {
+        let mut state = state.lock().unwrap();
+        state.connections += 1;
+        state.stall
+    };
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
+    if stall == Stall::Greeting {
+        return hold(read).await;
+    }
     let handler = Session {
         state,
         data: Vec::new(),
@@ -177,6 +212,9 @@ async fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
+        if stall == Stall::Mail && line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"MAIL") {
+            return hold(read).await;
+        }
         let response = session.process(&line);
         match response.action {
             Action::NoReply => {}
@@ -190,6 +228,19 @@ async fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
                 let _ = reply(&mut write, &response).await;
                 return;
             }
+        }
+    }
+}
+
+/// Reads and ignores whatever the client sends until it hangs up: the connection stays open,
+/// unanswered.
+async fn hold(mut read: BufReader<tokio::net::tcp::OwnedReadHalf>) {
+    let mut sink = Vec::new();
+    loop {
+        sink.clear();
+        match read.read_until(b'\n', &mut sink).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
         }
     }
 }

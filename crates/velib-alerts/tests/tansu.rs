@@ -3,7 +3,6 @@
 use crate::smtp_sink::SmtpSink;
 use crate::support::{Events, config, empty, now_ms};
 use std::time::Duration;
-use velib_alerts::mail::SmtpMailer;
 use velib_alerts::smtp_url::SmtpUrl;
 use velib_testkit::{admin_create_topic, tansu_bootstrap, unique_name};
 
@@ -17,10 +16,7 @@ async fn events_on_tansu_are_mailed() {
     admin_create_topic(&bootstrap, &topic, 1).await.unwrap();
     let sink = SmtpSink::start().await;
     let url: SmtpUrl = sink.url().parse().unwrap();
-    let mailer = SmtpMailer::new(
-        url.transport(Duration::from_secs(10)).unwrap(),
-        url.to_string(),
-    );
+    let mailer = url.mailer(Duration::from_secs(10)).unwrap();
     let events = Events::new(&bootstrap, &topic);
     let t = now_ms();
     events.send(&empty("Lyon:1", t)).await;
@@ -158,10 +154,7 @@ async fn producer_monitor_alerts_chain_on_tansu() {
     config.max_age = None;
     let sink = SmtpSink::start().await;
     let url: SmtpUrl = sink.url().parse().unwrap();
-    let mailer = SmtpMailer::new(
-        url.transport(Duration::from_secs(10)).unwrap(),
-        url.to_string(),
-    );
+    let mailer = url.mailer(Duration::from_secs(10)).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let alerts = tokio::spawn(velib_alerts::run(config, mailer, stopped));
     sink.wait_for_mails(empties.len()).await;
