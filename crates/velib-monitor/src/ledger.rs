@@ -5,11 +5,18 @@
 //! Publishing is asynchronous, so records finish out of order; the offset stored for commit is
 //! always the first record that is not done yet, so a crash never commits past an event that
 //! was not delivered.
+//!
+//! An output Kafka refuses for good (see [`refused_for_good`]: a record over `message.max.bytes`,
+//! a topic that does not exist) is not retried: it moves from *pending* to *refused*, where it
+//! still holds its record's commit point but no longer keeps shutdown or a revoke waiting. The
+//! monitor loop then decides (stop, or skip it with a counted loss); see
+//! [`crate::monitor`].
 
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -29,10 +36,58 @@ pub struct PendingOut {
     pub headers: Vec<(&'static str, Vec<u8>)>,
 }
 
+/// Whether Kafka refused a record for good: retrying the same record cannot succeed until a
+/// setting changes (its size, the topic's existence, an ACL).
+pub fn refused_for_good(error: &KafkaError) -> bool {
+    let Some(code) = error.rdkafka_error_code() else {
+        return false;
+    };
+    matches!(
+        code,
+        RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidMessageSize
+            | RDKafkaErrorCode::MessageBatchTooLarge
+            | RDKafkaErrorCode::InvalidMessage
+            | RDKafkaErrorCode::InvalidRecord
+            | RDKafkaErrorCode::UnknownTopic
+            | RDKafkaErrorCode::UnknownTopicOrPartition
+            | RDKafkaErrorCode::UnknownPartition
+            | RDKafkaErrorCode::InvalidTopic
+            | RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed
+            | RDKafkaErrorCode::PolicyViolation
+            | RDKafkaErrorCode::InvalidArgument
+    )
+}
+
+/// An output Kafka refused for good, with the input record it was published for.
+#[derive(Debug)]
+pub struct Refused {
+    /// The input record's partition.
+    pub partition: i32,
+    /// The input record's offset.
+    pub offset: i64,
+    /// The output.
+    pub out: PendingOut,
+    /// Kafka's refusal.
+    pub error: KafkaError,
+}
+
+/// What the delivery reports received so far call for.
+#[derive(Debug, Default)]
+pub struct Completions {
+    /// Outputs whose delivery failed in a way that may pass (a broker away, a timeout): send
+    /// them again with the same tag.
+    pub retries: Vec<(usize, PendingOut)>,
+    /// Outputs refused for good, now held by [`PartitionProgress::refuse`].
+    pub refused: Vec<Refused>,
+}
+
 /// Progress of one input partition.
 #[derive(Debug, Default)]
 pub struct PartitionProgress {
     pending: BTreeMap<i64, PendingOut>,
+    refused: BTreeMap<i64, PendingOut>,
     processed_through: Option<i64>,
     stored: Option<i64>,
 }
@@ -57,16 +112,32 @@ impl PartitionProgress {
         self.pending.get(&offset)
     }
 
-    /// Whether some output is not delivered yet.
+    /// The output of `offset` was refused for good: it is not waited for any more, but its
+    /// record stays not done (the commit point cannot pass it) until [`skip`](Self::skip).
+    /// Returns the output, if `offset` had one pending.
+    pub fn refuse(&mut self, offset: i64) -> Option<PendingOut> {
+        let out = self.pending.remove(&offset)?;
+        self.refused.insert(offset, out.clone());
+        Some(out)
+    }
+
+    /// Gives up the refused output of `offset`: its record counts as done without it.
+    pub fn skip(&mut self, offset: i64) {
+        self.refused.remove(&offset);
+    }
+
+    /// Whether some output is still on its way (not delivered, not refused).
     pub fn has_pending(&self) -> bool {
         !self.pending.is_empty()
     }
 
     /// The offset to commit: the first record not done (the next one to read when nothing is
-    /// pending).
+    /// pending or refused).
     pub fn commit_point(&self) -> Option<i64> {
-        match self.pending.keys().next() {
-            Some(&first_pending) => Some(first_pending),
+        let first_pending = self.pending.keys().next();
+        let first_refused = self.refused.keys().next();
+        match first_pending.into_iter().chain(first_refused).min() {
+            Some(&first) => Some(first),
             None => self.processed_through.map(|p| p + 1),
         }
     }
@@ -130,6 +201,8 @@ pub struct Ledger {
     /// Woken on every delivery report, so the loop can store offsets while no record arrives.
     pub notify: Notify,
     revoke_timeout: Duration,
+    /// Set once the monitor stops: a revoke then gives up what is undelivered at once.
+    stopping: AtomicBool,
 }
 
 impl Ledger {
@@ -143,6 +216,7 @@ impl Ledger {
             sender: Mutex::new(sender),
             notify: Notify::new(),
             revoke_timeout,
+            stopping: AtomicBool::new(false),
         })
     }
 
@@ -167,12 +241,12 @@ impl Ledger {
             .or_default())
     }
 
-    /// Applies every delivery report received so far. Returns the failed ones' outputs, to be
-    /// sent again with the same tag.
-    pub fn apply_completions(&self) -> Vec<(usize, PendingOut)> {
+    /// Applies every delivery report received so far: delivered outputs are done, outputs
+    /// refused for good move to *refused*, and the others come back to be sent again.
+    pub fn apply_completions(&self) -> Completions {
         let receiver = self.completions.lock().unwrap();
         let mut partitions = self.partitions.lock().unwrap();
-        let mut retries = Vec::new();
+        let mut completions = Completions::default();
         while let Ok((tag, result)) = receiver.try_recv() {
             let (partition, offset) = untag(tag);
             // A report for a partition no longer assigned is for state already given up.
@@ -181,14 +255,24 @@ impl Ledger {
             };
             match result {
                 Ok(_) => p.delivered(offset),
+                Err(error) if refused_for_good(&error) => {
+                    if let Some(out) = p.refuse(offset) {
+                        completions.refused.push(Refused {
+                            partition,
+                            offset,
+                            out,
+                            error,
+                        });
+                    }
+                }
                 Err(_) => {
                     if let Some(out) = p.retry(offset) {
-                        retries.push((tag, out.clone()));
+                        completions.retries.push((tag, out.clone()));
                     }
                 }
             }
         }
-        retries
+        completions
     }
 
     /// The commit points that moved, per partition.
@@ -209,10 +293,22 @@ impl Ledger {
             .any(PartitionProgress::has_pending)
     }
 
-    /// Called before `partitions` are revoked: waits (bounded by the revoke timeout) for their
-    /// outputs to be delivered, forgets them, and returns their final commit points.
+    /// Tells the ledger the monitor has already waited (its flush timeout) for what is still
+    /// undelivered: the revoke that closing the consumer runs must not wait for it again.
+    pub fn stop_waiting(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+
+    /// Called before `partitions` are revoked: waits (bounded by the revoke timeout, not at all
+    /// after [`stop_waiting`](Self::stop_waiting)) for their outputs to be delivered, forgets
+    /// them, and returns their final commit points.
     pub fn before_revoke(&self, partitions: &[i32]) -> Vec<(i32, i64)> {
-        let deadline = Instant::now() + self.revoke_timeout;
+        let wait = if self.stopping.load(Ordering::Acquire) {
+            Duration::ZERO
+        } else {
+            self.revoke_timeout
+        };
+        let deadline = Instant::now() + wait;
         loop {
             self.apply_completions();
             let pending = {
@@ -279,6 +375,46 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_output_holds_the_commit_point_but_not_the_wait() {
+        let ledger = Ledger::new(Duration::from_secs(3600));
+        ledger.with(0, |p| {
+            p.processed(7, Some(out()));
+            p.processed(8, None);
+        });
+        ledger.callback()(
+            tag(0, 7),
+            Err(KafkaError::MessageProduction(
+                RDKafkaErrorCode::MessageSizeTooLarge,
+            )),
+        );
+        let completions = ledger.apply_completions();
+        assert!(completions.retries.is_empty());
+        let [refused] = &completions.refused[..] else {
+            panic!("{completions:?}")
+        };
+        assert_eq!((refused.partition, refused.offset), (0, 7));
+        assert!(!ledger.has_pending(), "nothing to wait for");
+        assert_eq!(ledger.take_stores(), vec![(0, 7)], "but nothing past it");
+        ledger.with(0, |p| p.skip(7));
+        assert_eq!(ledger.take_stores(), vec![(0, 9)]);
+        // A revoke does not wait an hour for it either.
+        ledger.with(1, |p| p.processed(3, Some(out())));
+        ledger.with(1, |p| p.refuse(3));
+        assert_eq!(ledger.before_revoke(&[1]), vec![(1, 3)]);
+    }
+
+    #[test]
+    fn only_refusals_that_retrying_cannot_fix_are_for_good() {
+        use RDKafkaErrorCode::*;
+        for code in [MessageSizeTooLarge, UnknownTopicOrPartition, UnknownTopic] {
+            assert!(refused_for_good(&KafkaError::MessageProduction(code)), "{code:?}");
+        }
+        for code in [MessageTimedOut, AllBrokersDown, NotEnoughReplicas, QueueFull] {
+            assert!(!refused_for_good(&KafkaError::MessageProduction(code)), "{code:?}");
+        }
+    }
+
+    #[test]
     fn tags_round_trip() {
         for (p, o) in [(0, 0), (9, 123_456_789), (65_000, (1 << 47) + 5)] {
             assert_eq!(untag(tag(p, o)), (p, o));
@@ -306,8 +442,9 @@ mod tests {
                 rdkafka::types::RDKafkaErrorCode::MessageTimedOut,
             )),
         );
-        let retries = ledger.apply_completions();
-        assert_eq!(retries, vec![(tag(3, 6), out())]);
+        let completions = ledger.apply_completions();
+        assert_eq!(completions.retries, vec![(tag(3, 6), out())]);
+        assert!(completions.refused.is_empty());
         assert_eq!(ledger.take_stores(), vec![(3, 6)]);
         // Revoking gives up after the timeout and hands back the commit point.
         assert_eq!(ledger.before_revoke(&[3]), vec![(3, 6)]);

@@ -19,7 +19,7 @@ pub mod stream;
 
 pub use detect::{Detector, Verdict};
 pub use ledger::Ledger;
-pub use monitor::{MonitorConfig, MonitorError, MonitorReport, OutputFormat, run};
+pub use monitor::{DlqFailure, MonitorConfig, MonitorError, MonitorReport, OutputFormat, run};
 pub use stream::{KafkaStream, STREAM_DEFAULTS, StationStream};
 
 use std::sync::Arc;

@@ -8,7 +8,7 @@ use clap::{Parser, ValueEnum};
 use std::net::SocketAddr;
 use std::time::Duration;
 use velib_model::TrackedField;
-use velib_monitor::{DEFAULT_GROUP, MonitorConfig, OutputFormat, connect};
+use velib_monitor::{DEFAULT_GROUP, DlqFailure, MonitorConfig, OutputFormat, connect};
 use velib_producer::KafkaArgs;
 use velib_producer::cli::{init_tracing, parse_duration, serve_metrics, shutdown_signal};
 
@@ -56,7 +56,14 @@ struct Cli {
     #[arg(long, env = "VELIB_NO_DLQ")]
     no_dlq: bool,
 
-    /// How long shutdown waits for undelivered events before committing what is done.
+    /// When Kafka refuses an unreadable record's dead-letter copy for good (larger than
+    /// message.max.bytes, a missing topic): `stop` with an error naming the record, or `skip`
+    /// the record without its copy (logged and counted as lost).
+    #[arg(long, env = "VELIB_ON_DLQ_FAILURE", value_enum, default_value_t = OnDlqFailure::Stop)]
+    on_dlq_failure: OnDlqFailure,
+
+    /// How long shutdown waits for undelivered events before committing what is done (`0`:
+    /// not at all).
     #[arg(long, env = "VELIB_FLUSH_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     flush_timeout: Duration,
 
@@ -74,6 +81,14 @@ enum Field {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum OnDlqFailure {
+    /// Stop; the record stays uncommitted.
+    Stop,
+    /// Skip the record without its copy.
+    Skip,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum Format {
     /// `+1 ADDRESS (Contract)`.
     Text,
@@ -84,6 +99,8 @@ enum Format {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // First: a signal during start-up must already stop the program gracefully.
+    let shutdown = shutdown_signal();
     init_tracing();
     if let Some(addr) = cli.metrics_addr {
         serve_metrics(addr).map_err(anyhow::Error::msg)?;
@@ -100,6 +117,10 @@ async fn main() -> anyhow::Result<()> {
         },
         events_topic: (!cli.no_events).then_some(cli.events_topic),
         dlq_topic: (!cli.no_dlq).then_some(cli.dlq_topic),
+        on_dlq_failure: match cli.on_dlq_failure {
+            OnDlqFailure::Stop => DlqFailure::Stop,
+            OnDlqFailure::Skip => DlqFailure::Skip,
+        },
         flush_timeout: cli.flush_timeout,
     };
     tracing::info!(group = %cli.group_id, topic = %config.topic, kafka = ?cli.kafka, "starting");
@@ -119,7 +140,7 @@ async fn main() -> anyhow::Result<()> {
         parts.ledger,
         &config,
         &mut stdout,
-        shutdown_signal(),
+        shutdown,
     )
     .await?;
     stream.close();
@@ -127,6 +148,7 @@ async fn main() -> anyhow::Result<()> {
         records = report.records,
         changes = report.changes,
         poison = report.poison,
+        dead_letters_lost = report.dead_letters_lost,
         events = report.events,
         "stopped"
     );

@@ -22,9 +22,25 @@
 //!   anyway.
 //! - **Stale records** (older or same `last_update` than known) are ignored, so duplicates from
 //!   a producer retry, a second producer or a replay print nothing.
+//!
+//! # An output Kafka refuses for good
+//!
+//! A broker away, a timeout: an event or dead-letter copy whose delivery failed is sent again,
+//! for as long as it takes. But Kafka may refuse one *for good*: a poison record larger than
+//! the producer's `message.max.bytes`, a dead-letter or events topic that does not exist, a
+//! missing ACL ([`crate::ledger::refused_for_good`]). Retrying cannot help, and the record's
+//! offset cannot be committed without losing it. So:
+//! - by default the monitor **stops** with [`MonitorError::Refused`], which names the record
+//!   (partition, offset), the refusal and the settings to change; the records before it are
+//!   committed, so a restart begins at that record;
+//! - with [`DlqFailure::Skip`] (`--on-dlq-failure=skip`) an unreadable record whose copy is
+//!   refused is **skipped without its copy**: logged at error level with its partition and
+//!   offset, counted in [`MonitorReport::dead_letters_lost`] and
+//!   `velib_monitor_dead_letters_lost_total`, and committed. Events are never skipped: a lost
+//!   event is a lost alert.
 
 use crate::detect::{Detector, Verdict};
-use crate::ledger::{Ledger, PartitionMap, PendingOut, tag};
+use crate::ledger::{Ledger, PartitionMap, PendingOut, Refused, refused_for_good, tag, untag};
 use crate::stream::{InRecord, RebalanceNote, StationStream};
 use std::future::Future;
 use std::io::Write;
@@ -32,7 +48,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use velib_model::{ChangeLine, EmptyStationEvent, StationChange, StationView, TrackedField};
-use velib_producer::{OutRecord, StationSink, sink::enqueue_with_backpressure};
+use velib_producer::{EnqueueError, OutRecord, StationSink, sink::enqueue_with_backpressure};
 
 /// How change lines are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -42,6 +58,17 @@ pub enum OutputFormat {
     Text,
     /// One [`StationChange`] JSON object per line.
     Json,
+}
+
+/// What to do with an unreadable record whose dead-letter copy Kafka refuses for good (see
+/// the [module docs](self)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DlqFailure {
+    /// Stop with an error naming the record and the settings to change.
+    #[default]
+    Stop,
+    /// Skip the record without its copy: a loss, logged and counted.
+    Skip,
 }
 
 /// What the monitor does, apart from where it reads and writes.
@@ -57,6 +84,8 @@ pub struct MonitorConfig {
     pub events_topic: Option<String>,
     /// Where unreadable records are copied; `None` only counts and logs them.
     pub dlq_topic: Option<String>,
+    /// What to do when Kafka refuses a dead-letter copy for good.
+    pub on_dlq_failure: DlqFailure,
     /// How long shutdown waits for undelivered events before committing what is done.
     pub flush_timeout: Duration,
 }
@@ -69,6 +98,7 @@ impl Default for MonitorConfig {
             format: OutputFormat::Text,
             events_topic: Some("velib-empty-stations".into()),
             dlq_topic: Some("velib-stations-dlq".into()),
+            on_dlq_failure: DlqFailure::Stop,
             flush_timeout: Duration::from_secs(30),
         }
     }
@@ -85,6 +115,9 @@ pub struct MonitorReport {
     pub stale: u64,
     /// Unreadable records.
     pub poison: u64,
+    /// Unreadable records skipped without their dead-letter copy, which Kafka refused for good
+    /// ([`DlqFailure::Skip`]).
+    pub dead_letters_lost: u64,
     /// Empty/no-longer-empty events queued.
     pub events: u64,
     /// Whether outputs were still undelivered at exit (their records are not committed).
@@ -100,7 +133,37 @@ pub enum MonitorError {
     /// The events producer cannot go on.
     #[error("the events producer failed: {0}")]
     Sink(String),
+    /// Kafka refused for good the event or dead-letter copy of a record, which therefore cannot
+    /// be committed. The records before it were committed.
+    #[error(
+        "Kafka refused the {what} of {source_topic} partition {partition} offset {offset} for \
+         good ({error}); the record is not committed, and a restart stops on it again. {advice}"
+    )]
+    Refused {
+        /// "dead-letter copy (to velib-stations-dlq)" or "empty-station event (to …)".
+        what: String,
+        /// The input topic.
+        source_topic: String,
+        /// The input record's partition.
+        partition: i32,
+        /// The input record's offset.
+        offset: i64,
+        /// Kafka's refusal.
+        error: String,
+        /// Which settings to change.
+        advice: &'static str,
+    },
 }
+
+/// What to change when a dead-letter copy is refused for good.
+const DLQ_ADVICE: &str = "Fix the cause (a record over message.max.bytes: raise it with \
+    -X message.max.bytes=… here and max.message.bytes on the topic; a missing topic: create it, \
+    or name another with --dlq-topic), or skip such records with --on-dlq-failure=skip (each one \
+    logged and counted as lost), or only count unreadable records with --no-dlq";
+
+/// What to change when an event is refused for good.
+const EVENTS_ADVICE: &str = "Create the events topic (cargo xtask create-topics) or name \
+    another with --events-topic, check the ACLs, or publish no events with --no-events";
 
 /// Consumes `stream` until `shutdown` resolves, printing changes to `out` and publishing events
 /// through `sink`, whose delivery reports must reach `ledger` (build the sink with
@@ -140,6 +203,9 @@ where
     let mut since_store = 0u32;
     let mut unflushed = false;
     let mut burst = 0u32;
+    // An output refused for good under the stop policy: the loop ends, and this is returned
+    // once what can be committed is.
+    let mut failure: Option<MonitorError> = None;
     tokio::pin!(shutdown);
 
     loop {
@@ -224,7 +290,7 @@ where
                     &mut poison_log,
                     &mut unflushed,
                 );
-                if let Some(pending) = &pending {
+                if let Some(pending) = pending {
                     let (topic, headers) = (pending.topic.clone(), header_refs(&pending.headers));
                     let rec = OutRecord {
                         topic: &topic,
@@ -236,17 +302,39 @@ where
                     // The queue holds a million records; if it is full, the events broker has
                     // been away for long, and waiting is the only way not to lose an event.
                     let far = tokio::time::Instant::now() + Duration::from_secs(86_400);
-                    if let Err(e) =
-                        enqueue_with_backpressure(sink, &rec, tag(partition, offset), far).await
-                    {
-                        tracing::error!(error = %e, topic = %topic, "event refused by the producer");
-                    }
+                    let enqueued =
+                        enqueue_with_backpressure(sink, &rec, tag(partition, offset), far).await;
                     if let Some(fatal) = sink.fatal_error() {
                         return Err(MonitorError::Sink(fatal));
                     }
+                    drop(headers);
+                    ledger.with(partition, |p| p.processed(offset, Some(pending)));
+                    match enqueued {
+                        Ok(()) => {}
+                        Err(EnqueueError::Refused(error)) if refused_for_good(&error) => {
+                            let refused = ledger.with(partition, |p| p.refuse(offset)).map(|out| {
+                                Refused {
+                                    partition,
+                                    offset,
+                                    out,
+                                    error,
+                                }
+                            });
+                            failure = failure.or(refuse(refused, config, &ledger, &mut report));
+                        }
+                        Err(e) => {
+                            // A full queue for a whole day, or an unexpected refusal: the
+                            // output stays pending, and its record uncommitted.
+                            tracing::error!(error = %e, topic = %topic, partition, offset, "output not queued; its record is not committed");
+                        }
+                    }
+                } else {
+                    ledger.with(partition, |p| p.processed(offset, None));
                 }
-                ledger.with(partition, |p| p.processed(offset, pending));
                 since_store += 1;
+                if failure.is_some() {
+                    break;
+                }
             }
         }
         // Storing offsets costs a librdkafka call each: batch them. The clock is read only
@@ -265,7 +353,9 @@ where
                 let _ = out.flush();
                 unflushed = false;
             }
-            resend(sink, &ledger);
+            for refused in resend(sink, &ledger) {
+                failure = failure.or(refuse(Some(refused), config, &ledger, &mut report));
+            }
             for (p, offset) in ledger.take_stores() {
                 if let Err(e) = stream.store(p, offset) {
                     tracing::debug!(partition = p, error = %e, "offset not stored");
@@ -274,6 +364,9 @@ where
             meter(&report, &mut metered);
             since_store = 0;
             last_store = Instant::now();
+            if failure.is_some() {
+                break;
+            }
         }
     }
 
@@ -281,13 +374,18 @@ where
     let _ = out.flush();
     let deadline = Instant::now() + config.flush_timeout;
     loop {
-        resend(sink, &ledger);
+        for refused in resend(sink, &ledger) {
+            failure = failure.or(refuse(Some(refused), config, &ledger, &mut report));
+        }
         if !ledger.has_pending() || Instant::now() >= deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     report.undelivered_at_exit = ledger.has_pending();
+    // What is still undelivered was waited for long enough: closing the consumer must not wait
+    // for it again at the final revoke.
+    ledger.stop_waiting();
     for (p, offset) in ledger.take_stores() {
         let _ = stream.store(p, offset);
     }
@@ -298,7 +396,60 @@ where
     }
     meter(&report, &mut metered);
     let _ = out.flush();
-    Ok((stream, report))
+    match failure {
+        Some(failure) => Err(failure),
+        None => Ok((stream, report)),
+    }
+}
+
+/// Applies the policy to an output Kafka refused for good (already moved to *refused* in the
+/// ledger): skips a dead-letter copy under [`DlqFailure::Skip`], and otherwise returns the
+/// error that stops the monitor.
+fn refuse(
+    refused: Option<Refused>,
+    config: &MonitorConfig,
+    ledger: &Ledger,
+    report: &mut MonitorReport,
+) -> Option<MonitorError> {
+    let Refused {
+        partition,
+        offset,
+        out,
+        error,
+    } = refused?;
+    let dead_letter = config.dlq_topic.as_deref() == Some(out.topic.as_str());
+    if dead_letter && config.on_dlq_failure == DlqFailure::Skip {
+        ledger.with(partition, |p| p.skip(offset));
+        report.dead_letters_lost += 1;
+        metrics::counter!("velib_monitor_dead_letters_lost_total").increment(1);
+        tracing::error!(
+            topic = %config.topic,
+            partition,
+            offset,
+            dlq_topic = %out.topic,
+            %error,
+            "Kafka refused the dead-letter copy of an unreadable record for good; the record is \
+             skipped without it (--on-dlq-failure=skip)"
+        );
+        return None;
+    }
+    let (what, advice) = if dead_letter {
+        (format!("dead-letter copy (to {})", out.topic), DLQ_ADVICE)
+    } else {
+        (
+            format!("empty-station event (to {})", out.topic),
+            EVENTS_ADVICE,
+        )
+    };
+    tracing::error!(partition, offset, topic = %out.topic, %error, "output refused for good: stopping");
+    Some(MonitorError::Refused {
+        what,
+        source_topic: config.topic.clone(),
+        partition,
+        offset,
+        error: error.to_string(),
+        advice,
+    })
 }
 
 /// Polls `future` once, without a waker to wake: its output if it is ready now.
@@ -341,9 +492,12 @@ fn meter(report: &MonitorReport, metered: &mut MonitorReport) {
     );
 }
 
-/// Re-sends outputs whose delivery failed, and applies delivery reports.
-fn resend<K: StationSink + ?Sized>(sink: &K, ledger: &Ledger) {
-    for (t, out) in ledger.apply_completions() {
+/// Applies delivery reports and re-sends the outputs whose delivery failed for now. Returns
+/// the outputs Kafka refused for good (in a report, or when re-sent), for [`refuse`].
+fn resend<K: StationSink + ?Sized>(sink: &K, ledger: &Ledger) -> Vec<Refused> {
+    let completions = ledger.apply_completions();
+    let mut refused = completions.refused;
+    for (t, out) in completions.retries {
         tracing::warn!(topic = %out.topic, "an event was not delivered; sending it again");
         let headers = header_refs(&out.headers);
         let rec = OutRecord {
@@ -353,10 +507,23 @@ fn resend<K: StationSink + ?Sized>(sink: &K, ledger: &Ledger) {
             timestamp_ms: None,
             headers: &headers,
         };
-        if let Err(e) = sink.enqueue(&rec, t) {
-            tracing::warn!(error = %e, "could not re-send an event yet");
+        match sink.enqueue(&rec, t) {
+            Ok(()) => {}
+            Err(EnqueueError::Refused(error)) if refused_for_good(&error) => {
+                let (partition, offset) = untag(t);
+                if let Some(out) = ledger.with(partition, |p| p.refuse(offset)) {
+                    refused.push(Refused {
+                        partition,
+                        offset,
+                        out,
+                        error,
+                    });
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not re-send an event yet"),
         }
     }
+    refused
 }
 
 fn header_refs<'a>(headers: &'a [(&'static str, Vec<u8>)]) -> Vec<(&'static str, &'a [u8])> {
@@ -386,7 +553,7 @@ fn process(
                     error = %e,
                     suppressed_since_last = suppressed,
                     "unreadable station record skipped{}",
-                    if config.dlq_topic.is_some() { "; copied to the dead-letter topic" } else { "" }
+                    if config.dlq_topic.is_some() { "; sending a copy to the dead-letter topic" } else { "" }
                 );
             }
             return config.dlq_topic.as_ref().map(|dlq| PendingOut {
