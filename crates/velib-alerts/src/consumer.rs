@@ -57,7 +57,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use velib_model::{EmptinessKind, EmptyStationEvent};
-use velib_producer::connection::ReportingContext;
+use velib_producer::connection::{ReportingContext, cluster_reachable, is_transport_failure};
 use velib_producer::kafka_config::redact_config_error;
 use velib_producer::{ConnectionError, ConnectionGuard, KafkaArgs};
 
@@ -207,6 +207,9 @@ pub async fn run<M: Mailer>(
         ("enable.auto.commit", "true"),
         ("auto.offset.reset", "earliest"),
         ("enable.partition.eof", "false"),
+        // Statistics every few seconds tell when the cluster is reachable again after an
+        // outage, though a quiet topic delivers no record to say so.
+        ("statistics.interval.ms", "5000"),
     ]);
     client.set("group.id", &config.group);
     if client.get("client.id").is_none() {
@@ -236,6 +239,10 @@ pub async fn run<M: Mailer>(
     };
     let shutdown = shutdown.fuse();
     let mut shutdown = std::pin::pin!(shutdown);
+    // The last consumer error logged, and whether errors came since the last record:
+    // librdkafka hands out the same error on every poll while it lasts.
+    let mut consumer_error: Option<String> = None;
+    let mut consumer_trouble = false;
     loop {
         let received = tokio::select! {
             biased;
@@ -244,11 +251,27 @@ pub async fn run<M: Mailer>(
             received = consumer.recv() => received,
         };
         let message = match received {
-            Ok(message) => message,
+            Ok(message) => {
+                if consumer_trouble {
+                    consumer_trouble = false;
+                    consumer_error = None;
+                    cluster_reachable();
+                }
+                message
+            }
             Err(e) => {
-                // Broker and topic trouble surfaces here; librdkafka retries by itself.
+                // Broker and topic trouble surfaces here; librdkafka retries by itself. An
+                // outage is reported once by the client context (`cluster_down`); other errors
+                // once per kind, until records flow again.
                 counter!("velib_alerts_consumer_errors_total").increment(1);
-                tracing::warn!(error = %e, "Kafka consumer error; retrying");
+                let kind = (!is_transport_failure(&e)).then(|| format!("{:?}", e.rdkafka_error_code()));
+                if kind.is_some() && kind != consumer_error {
+                    tracing::warn!(error = %e, "Kafka consumer error; retrying");
+                } else {
+                    tracing::debug!(error = %e, "Kafka consumer error; retrying");
+                }
+                consumer_error = kind.or(consumer_error);
+                consumer_trouble = true;
                 continue;
             }
         };

@@ -42,7 +42,8 @@ pub struct KafkaParts {
 }
 
 /// Builds the consumer (group `group_id`, subscribed to `config.topic`) and the events
-/// producer from the shared Kafka flags.
+/// producer from the shared Kafka flags. With `lag_metrics`, the consumer's statistics also
+/// feed the `velib_monitor_consumer_lag` gauges.
 ///
 /// # Errors
 ///
@@ -59,10 +60,17 @@ pub fn connect(
     if consumer_config.get("group.id").is_none() {
         consumer_config.set("group.id", group_id);
     }
-    if lag_metrics && consumer_config.get("statistics.interval.ms").is_none() {
+    // Statistics every few seconds tell when the cluster is reachable again after an outage,
+    // even on a topic where nothing arrives (and give the lag, when asked).
+    if consumer_config.get("statistics.interval.ms").is_none() {
         consumer_config.set("statistics.interval.ms", "5000");
     }
-    let stream = KafkaStream::subscribe(&consumer_config, &config.topic, Arc::clone(&ledger))?;
+    let stream = KafkaStream::subscribe(
+        &consumer_config,
+        &config.topic,
+        Arc::clone(&ledger),
+        lag_metrics,
+    )?;
     Ok(KafkaParts {
         stream,
         sink,

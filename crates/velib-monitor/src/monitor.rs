@@ -41,13 +41,14 @@
 
 use crate::detect::{Detector, Verdict};
 use crate::ledger::{Ledger, PartitionMap, PendingOut, Refused, refused_for_good, tag, untag};
-use crate::stream::{InRecord, RebalanceNote, StationStream};
+use crate::stream::{InRecord, RebalanceNote, StationStream, StreamError};
 use std::future::Future;
 use std::io::Write;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use velib_model::{ChangeLine, EmptyStationEvent, StationChange, StationView, TrackedField};
+use velib_producer::connection::{cluster_reachable, is_transport_failure};
 use velib_producer::{EnqueueError, OutRecord, StationSink, sink::enqueue_with_backpressure};
 
 /// How change lines are printed.
@@ -206,6 +207,10 @@ where
     // An output refused for good under the stop policy: the loop ends, and this is returned
     // once what can be committed is.
     let mut failure: Option<MonitorError> = None;
+    // The kind of the last consumer error logged, and whether errors came since the last
+    // record: see where consumer errors are handled.
+    let mut consumer_error: Option<String> = None;
+    let mut consumer_trouble = false;
     tokio::pin!(shutdown);
 
     loop {
@@ -268,9 +273,28 @@ where
             None => {}
             Some(Err(e)) if e.is_fatal() => return Err(e.into()),
             Some(Err(e)) => {
-                tracing::warn!(error = %e, "consumer error");
+                // librdkafka hands out the same error on every poll while it lasts (an outage:
+                // twenty a second). Connection trouble is reported once by the client contexts
+                // (`cluster_down`); anything else once per kind, until records flow again.
+                let kind = match &e {
+                    StreamError::Kafka(k) if is_transport_failure(k) => None,
+                    StreamError::Kafka(k) => Some(format!("{:?}", k.rdkafka_error_code())),
+                    StreamError::Connection(c) => Some(c.to_string()),
+                };
+                if kind.is_some() && kind != consumer_error {
+                    tracing::warn!(error = %e, "consumer error; librdkafka retries");
+                } else {
+                    tracing::debug!(error = %e, "consumer error");
+                }
+                consumer_error = kind.or(consumer_error);
+                consumer_trouble = true;
             }
             Some(Ok(record)) => {
+                if consumer_trouble {
+                    consumer_trouble = false;
+                    consumer_error = None;
+                    cluster_reachable();
+                }
                 let (partition, offset) = (record.partition(), record.offset());
                 let Some(detector) = detectors.get_mut(&partition) else {
                     tracing::debug!(

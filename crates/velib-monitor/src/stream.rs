@@ -169,6 +169,7 @@ pub trait StationStream: Send + Sync {
 #[derive(Debug)]
 pub struct MonitorContext {
     topic: String,
+    lag_metrics: bool,
     ledger: Arc<Ledger>,
     notes: Mutex<Vec<RebalanceNote>>,
     assigned: Mutex<Vec<i32>>,
@@ -199,6 +200,10 @@ impl ClientContext for MonitorContext {
     }
 
     fn stats(&self, statistics: Statistics) {
+        velib_producer::connection::observe_statistics(&statistics);
+        if !self.lag_metrics {
+            return;
+        }
         if let Some(topic) = statistics.topics.get(&self.topic) {
             for (id, p) in &topic.partitions {
                 if *id >= 0 && p.consumer_lag >= 0 {
@@ -224,6 +229,15 @@ impl ConsumerContext for MonitorContext {
             }
             match consumer.commit_consumer_state(CommitMode::Sync) {
                 Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+                // The group gave the partitions away already (the session expired, during an
+                // outage for instance): nothing can be committed for them any more, and that is
+                // the expected outcome, not a fault.
+                Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::AssignmentLost)) => {
+                    tracing::info!(
+                        "assignment lost (session expired): the next owner reads the records \
+                         since the last commit again"
+                    );
+                }
                 Err(e) => tracing::warn!(error = %e, "commit at revoke failed"),
             }
             tracing::info!(?partitions, "partitions revoked");
@@ -240,6 +254,9 @@ impl ConsumerContext for MonitorContext {
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
+            // An assignment is an answer from the group coordinator: the connection works.
+            self.reporting.guard().confirm_working();
+            velib_producer::connection::cluster_reachable();
             let partitions = partitions_of(tpl);
             tracing::info!(?partitions, "partitions assigned");
             {
@@ -316,7 +333,8 @@ impl std::fmt::Debug for KafkaStream {
 impl KafkaStream {
     /// Joins the consumer group of `config` (build it from
     /// [`KafkaArgs::client_config`](velib_producer::KafkaArgs::client_config) with
-    /// [`STREAM_DEFAULTS`] and `group.id`) and subscribes to `topic`.
+    /// [`STREAM_DEFAULTS`] and `group.id`) and subscribes to `topic`. With `lag_metrics`, the
+    /// statistics (`statistics.interval.ms`) feed the `velib_monitor_consumer_lag` gauges.
     ///
     /// # Errors
     ///
@@ -325,9 +343,11 @@ impl KafkaStream {
         config: &ClientConfig,
         topic: &str,
         ledger: Arc<Ledger>,
+        lag_metrics: bool,
     ) -> Result<KafkaStream, KafkaError> {
         let context = MonitorContext {
             topic: topic.to_owned(),
+            lag_metrics,
             ledger,
             notes: Mutex::new(Vec::new()),
             assigned: Mutex::new(Vec::new()),

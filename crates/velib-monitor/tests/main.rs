@@ -3,6 +3,7 @@
 
 mod binaries;
 mod dead_letters;
+mod outage;
 mod scenarios;
 
 use std::collections::HashMap;

@@ -10,12 +10,18 @@
 //!
 //! The classification reads librdkafka's error code and the text it attaches; both come from
 //! librdkafka itself (its handshake and SASL code), not from the broker's free text.
+//!
+//! An outage, on the other hand, is reported as a change of state, once for the whole process
+//! ([`cluster_down`], [`cluster_reachable`]): librdkafka reports a cluster that went away once
+//! per reconnection attempt and per client (a monitor has a consumer and a producer), which
+//! would bury the one useful line under dozens a second.
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use std::sync::atomic::{AtomicU32, Ordering};
+use rdkafka::statistics::Statistics;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::Notify;
 
@@ -167,6 +173,9 @@ struct GuardInner {
     protocol_mismatches: AtomicU32,
     sasl_required: AtomicU32,
     tls_failures: AtomicU32,
+    /// The client has been answered for real (records, an assignment): see
+    /// [`ConnectionGuard::confirm_working`].
+    working: AtomicBool,
 }
 
 impl ConnectionGuard {
@@ -186,6 +195,17 @@ impl ConnectionGuard {
         true
     }
 
+    /// Records that the client's connection works: a record or an assignment came back, which
+    /// a listener that wants TLS or SASL never gives a client without them. From then on, a
+    /// disconnection is an outage (a broker stopping, a network cut), however soon it comes,
+    /// and the verdicts that rest on two quick disconnections are no longer drawn. Cheap
+    /// enough to call per record.
+    pub fn confirm_working(&self) {
+        if !self.0.working.load(Ordering::Relaxed) {
+            self.0.working.store(true, Ordering::Release);
+        }
+    }
+
     /// Feeds one librdkafka log line to the guard; see [`classify_log`]. Returns `true` when
     /// it completed the first unfixable failure, which is then logged once as an error.
     pub fn observe_log(&self, fac: &str, message: &str) -> bool {
@@ -195,6 +215,9 @@ impl ConnectionGuard {
         let Some((failure, certain)) = classify_log(message) else {
             return false;
         };
+        if !certain && self.0.working.load(Ordering::Acquire) {
+            return false;
+        }
         if !certain {
             let seen = match failure {
                 ConnectionError::SaslRequired { .. } => &self.0.sasl_required,
@@ -249,10 +272,72 @@ impl ConnectionGuard {
     }
 }
 
+/// Whether every client of this process found the cluster unreachable (and said so).
+static CLUSTER_DOWN: AtomicBool = AtomicBool::new(false);
+/// The last connection failure librdkafka reported, named when the cluster is reported down.
+static LAST_TRANSPORT_FAILURE: Mutex<Option<String>> = Mutex::new(None);
+
+/// Whether `error` is about reaching brokers (a refused or reset connection, a name that does
+/// not resolve, every broker down): librdkafka retries those by itself.
+pub fn is_transport_failure(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::Resolve
+                | RDKafkaErrorCode::AllBrokersDown
+        )
+    )
+}
+
+/// Records one failed connection to a broker (librdkafka's `reason`), logged at debug level
+/// only: librdkafka retries it, and if no broker is left, [`cluster_down`] names it.
+pub fn transport_failure(reason: &str) {
+    tracing::debug!(%reason, "Kafka connection failed; librdkafka retries");
+    *LAST_TRANSPORT_FAILURE.lock().unwrap() = Some(reason.to_owned());
+}
+
+/// Reports that no broker can be reached (librdkafka's `AllBrokersDown`): one warning for the
+/// whole process, naming the last connection failure, until [`cluster_reachable`] reports it
+/// back.
+pub fn cluster_down() {
+    if CLUSTER_DOWN.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let cause = LAST_TRANSPORT_FAILURE.lock().unwrap().clone();
+    tracing::warn!(
+        cause = cause.as_deref().unwrap_or("all broker connections are down"),
+        "no Kafka broker is reachable (check --bootstrap-servers, and that the cluster is up); \
+         retrying: consumers resume where they stopped, and queued records are delivered when a \
+         broker is back, within message.timeout.ms"
+    );
+}
+
+/// Reports that a broker answered: one line, if the cluster had been reported down. Cheap
+/// enough to call on every delivery or received record.
+pub fn cluster_reachable() {
+    if CLUSTER_DOWN.load(Ordering::Relaxed) && CLUSTER_DOWN.swap(false, Ordering::AcqRel) {
+        tracing::info!("a Kafka broker is reachable again");
+    }
+}
+
+/// Reports the cluster reachable when librdkafka's statistics show a broker up (for a client
+/// that may receive nothing for a while, such as a consumer of a quiet topic).
+pub fn observe_statistics(statistics: &Statistics) {
+    if statistics
+        .brokers
+        .values()
+        .any(|b| b.nodeid >= 0 && b.state == "UP")
+    {
+        cluster_reachable();
+    }
+}
+
 /// An rdkafka client context for clients with no callbacks of their own (the alerts consumer,
 /// `create-topics`' admin client): librdkafka's log lines go to tracing, an unfixable
-/// connection failure goes to its [`ConnectionGuard`], and other client errors are logged as
-/// one warning per distinct reason, not one per reconnection attempt.
+/// connection failure goes to its [`ConnectionGuard`], an outage to [`cluster_down`] (and,
+/// through its statistics when `statistics.interval.ms` is set, [`cluster_reachable`]), and
+/// other client errors are logged as one warning per distinct reason.
 #[derive(Debug)]
 pub struct ReportingContext {
     guard: ConnectionGuard,
@@ -275,6 +360,10 @@ impl ReportingContext {
 }
 
 impl ClientContext for ReportingContext {
+    fn stats(&self, statistics: Statistics) {
+        observe_statistics(&statistics);
+    }
+
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         self.guard.observe_log(fac, log_message);
         crate::sink::forward_librdkafka_log(level, fac, log_message);
@@ -282,6 +371,14 @@ impl ClientContext for ReportingContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         if self.guard.observe(&error, reason) {
+            return;
+        }
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            cluster_down();
+            return;
+        }
+        if is_transport_failure(&error) {
+            transport_failure(reason);
             return;
         }
         let mut last = self.last_error.lock().unwrap();
@@ -292,7 +389,18 @@ impl ClientContext for ReportingContext {
     }
 }
 
-impl ConsumerContext for ReportingContext {}
+impl ConsumerContext for ReportingContext {
+    fn post_rebalance(
+        &self,
+        _consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &rdkafka::consumer::Rebalance<'_>,
+    ) {
+        if let rdkafka::consumer::Rebalance::Assign(_) = rebalance {
+            self.guard.confirm_working();
+            cluster_reachable();
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -463,6 +571,17 @@ mod tests {
             guard.failure(),
             Some(ConnectionError::ProtocolMismatch { .. })
         ));
+    }
+
+    #[test]
+    fn quick_disconnections_of_a_working_client_are_an_outage() {
+        let guard = ConnectionGuard::new();
+        guard.confirm_working();
+        assert!(!guard.observe_log("FAIL", NO_SASL));
+        assert!(!guard.observe_log("FAIL", NO_SASL));
+        assert!(!guard.observe_log("FAIL", PLAIN_ON_TLS));
+        assert!(!guard.observe_log("FAIL", PLAIN_ON_TLS));
+        assert!(guard.failure().is_none());
     }
 
     #[tokio::test]

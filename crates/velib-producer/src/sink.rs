@@ -15,14 +15,14 @@
 //! failed, not kept. [`StationSink::flush`] before exit is what makes a shutdown lose nothing:
 //! dropping a producer purges its queue.
 
-use crate::connection::ConnectionGuard;
+use crate::connection::{self, ConnectionGuard};
 use crate::kafka_config::redact_config_error;
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -134,7 +134,6 @@ pub const SINK_DEFAULTS: &[(&str, &str)] = &[
 #[derive(Debug, Default)]
 struct Health {
     guard: ConnectionGuard,
-    down: AtomicBool,
     last_error: Mutex<Option<RDKafkaErrorCode>>,
     fatal: Mutex<Option<String>>,
 }
@@ -152,14 +151,11 @@ impl Health {
             return;
         }
         if code == Some(RDKafkaErrorCode::AllBrokersDown) {
-            if !self.down.swap(true, Ordering::AcqRel) {
-                tracing::warn!(
-                    %reason,
-                    "no Kafka broker is reachable (check --bootstrap-servers); records are kept \
-                     in the producer queue and delivered when a broker is back, up to \
-                     message.timeout.ms"
-                );
-            }
+            connection::cluster_down();
+            return;
+        }
+        if connection::is_transport_failure(error) {
+            connection::transport_failure(reason);
             return;
         }
         let mut last = self.last_error.lock().unwrap();
@@ -170,9 +166,8 @@ impl Health {
     }
 
     fn on_delivered(&self) {
-        if self.down.swap(false, Ordering::AcqRel) {
-            tracing::info!("a Kafka broker is reachable again; delivering the queued records");
-        }
+        self.guard.confirm_working();
+        connection::cluster_reachable();
         if self.last_error.lock().unwrap().is_some() {
             *self.last_error.lock().unwrap() = None;
         }

@@ -1,0 +1,105 @@
+//! The monitor binary while its cluster is away: one line when it goes, one when it is back,
+//! nothing in between, however many times librdkafka retries.
+
+use crate::TIMEOUT;
+use tokio::process::Command;
+use velib_testkit::child::Child;
+use velib_testkit::{MockKafka, unique_name};
+
+/// Waits until `n` stderr lines contain `needle`.
+async fn wait_for_lines(child: &Child, needle: &str, n: usize) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let stderr = child.stderr();
+        if stderr.iter().filter(|l| l.contains(needle)).count() >= n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "fewer than {n} lines with {needle:?} after {TIMEOUT:?}: {stderr:#?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Lines at warning level or above, from velib (librdkafka's own are at debug level).
+fn warnings(stderr: &[String]) -> Vec<String> {
+    stderr
+        .iter()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn a_cluster_away_is_one_line_when_it_goes_and_one_when_it_is_back() {
+    let kafka = MockKafka::start(1).unwrap();
+    let topic = unique_name("velib-stations");
+    kafka.create_topic(&topic, 1).unwrap();
+    let mut monitor = Child::spawn(
+        Command::new(env!("CARGO_BIN_EXE_velib-monitor"))
+            .args(["--bootstrap-servers", kafka.bootstrap_servers()])
+            .args(["--topic", &topic, "--group-id", &unique_name("velib-monitor")])
+            .args(["--no-events", "--no-dlq"])
+            .args(["-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500"])
+            // Debug for the loop: each consumer error it meets is counted below.
+            .env("RUST_LOG", "info,velib_monitor::monitor=debug"),
+    );
+    monitor
+        .wait_for_stderr("partitions assigned", TIMEOUT)
+        .await;
+    assert!(warnings(&monitor.stderr()).is_empty(), "{:?}", monitor.stderr());
+
+    kafka.all_brokers_down().unwrap();
+    monitor
+        .wait_for_stderr("no Kafka broker is reachable", TIMEOUT)
+        .await;
+    // librdkafka hands the loop an error at each failed reconnection; each was a warning line.
+    // (Backing off, it makes fewer than a client that never reached the cluster: see below.)
+    wait_for_lines(&monitor, "consumer error", 5).await;
+    kafka.all_brokers_up().unwrap();
+    monitor
+        .wait_for_stderr("a Kafka broker is reachable again", TIMEOUT)
+        .await;
+    monitor.signal("TERM").await;
+    let status = monitor.wait(TIMEOUT).await;
+    let stderr = monitor.stderr();
+    assert!(status.success(), "{status}: {stderr:#?}");
+    let warnings = warnings(&stderr);
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(warnings[0].contains("no Kafka broker is reachable"), "{warnings:#?}");
+    let back = stderr
+        .iter()
+        .filter(|l| l.contains("reachable again"))
+        .count();
+    assert_eq!(back, 1, "{stderr:#?}");
+}
+
+#[tokio::test]
+async fn no_broker_at_all_is_one_line_not_a_flood() {
+    // A port nothing listens on: librdkafka retries its bootstrap connection without end.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut monitor = Child::spawn(
+        Command::new(env!("CARGO_BIN_EXE_velib-monitor"))
+            .args(["--bootstrap-servers", &format!("127.0.0.1:{port}")])
+            .args(["--topic", "velib-stations", "--group-id", &unique_name("velib-monitor")])
+            .env("RUST_LOG", "info,velib_monitor::monitor=debug"),
+    );
+    wait_for_lines(&monitor, "consumer error", 20).await;
+    monitor.signal("TERM").await;
+    let status = monitor.wait(TIMEOUT).await;
+    let stderr = monitor.stderr();
+    assert!(status.success(), "{status}: {stderr:#?}");
+    let warnings = warnings(&stderr);
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(
+        warnings[0].contains("no Kafka broker is reachable")
+            && warnings[0].contains("--bootstrap-servers")
+            && warnings[0].contains("Connection refused"),
+        "{warnings:#?}"
+    );
+}
