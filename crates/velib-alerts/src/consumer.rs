@@ -264,7 +264,8 @@ pub async fn run<M: Mailer>(
                 // outage is reported once by the client context (`cluster_down`); other errors
                 // once per kind, until records flow again.
                 counter!("velib_alerts_consumer_errors_total").increment(1);
-                let kind = (!is_transport_failure(&e)).then(|| format!("{:?}", e.rdkafka_error_code()));
+                let kind =
+                    (!is_transport_failure(&e)).then(|| format!("{:?}", e.rdkafka_error_code()));
                 if kind.is_some() && kind != consumer_error {
                     tracing::warn!(error = %e, "Kafka consumer error; retrying");
                 } else {

@@ -130,7 +130,10 @@ async fn ctrl_c_stops_the_binary_while_the_mail_server_is_silent_at_start_up() {
         status.success(),
         "Ctrl-C at start-up ends the program gracefully: {status}\n{stderr}"
     );
-    assert!(stderr.contains("stopped before the mail server answered"), "{stderr}");
+    assert!(
+        stderr.contains("stopped before the mail server answered"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("hunter2"), "{stderr}");
 }
 

@@ -15,8 +15,8 @@
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -407,10 +407,21 @@ mod tests {
     fn only_refusals_that_retrying_cannot_fix_are_for_good() {
         use RDKafkaErrorCode::*;
         for code in [MessageSizeTooLarge, UnknownTopicOrPartition, UnknownTopic] {
-            assert!(refused_for_good(&KafkaError::MessageProduction(code)), "{code:?}");
+            assert!(
+                refused_for_good(&KafkaError::MessageProduction(code)),
+                "{code:?}"
+            );
         }
-        for code in [MessageTimedOut, AllBrokersDown, NotEnoughReplicas, QueueFull] {
-            assert!(!refused_for_good(&KafkaError::MessageProduction(code)), "{code:?}");
+        for code in [
+            MessageTimedOut,
+            AllBrokersDown,
+            NotEnoughReplicas,
+            QueueFull,
+        ] {
+            assert!(
+                !refused_for_good(&KafkaError::MessageProduction(code)),
+                "{code:?}"
+            );
         }
     }
 

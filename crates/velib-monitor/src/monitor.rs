@@ -336,14 +336,15 @@ where
                     match enqueued {
                         Ok(()) => {}
                         Err(EnqueueError::Refused(error)) if refused_for_good(&error) => {
-                            let refused = ledger.with(partition, |p| p.refuse(offset)).map(|out| {
-                                Refused {
-                                    partition,
-                                    offset,
-                                    out,
-                                    error,
-                                }
-                            });
+                            let refused =
+                                ledger
+                                    .with(partition, |p| p.refuse(offset))
+                                    .map(|out| Refused {
+                                        partition,
+                                        offset,
+                                        out,
+                                        error,
+                                    });
                             failure = failure.or(refuse(refused, config, &ledger, &mut report));
                         }
                         Err(e) => {

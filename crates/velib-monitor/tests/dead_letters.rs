@@ -86,13 +86,19 @@ async fn an_oversized_poison_record_stops_the_monitor_naming_it_or_is_skipped_wh
     publish(
         &sink,
         &topic,
-        &[station("Lyon", 1, 10, 5, 1000), station("Lyon", 1, 12, 3, 2000)],
+        &[
+            station("Lyon", 1, 10, 5, 1000),
+            station("Lyon", 1, 12, 3, 2000),
+        ],
     );
     publish_raw(&sink, &topic, "Lyon:9", &vec![b'{'; POISON_BYTES]);
     publish(
         &sink,
         &topic,
-        &[station("Lyon", 2, 10, 5, 1000), station("Lyon", 2, 7, 8, 2000)],
+        &[
+            station("Lyon", 2, 10, 5, 1000),
+            station("Lyon", 2, 7, 8, 2000),
+        ],
     );
     // A short session, as in `start_monitor`: the mock cluster's coordinator lets the next
     // monitor of the group in only once the last one's session is over.
@@ -119,7 +125,12 @@ async fn an_oversized_poison_record_stops_the_monitor_naming_it_or_is_skipped_wh
     };
     assert_eq!((*partition, *offset), (0, 2), "{error}");
     let text = error.to_string();
-    for needle in ["dead-letter copy", "--on-dlq-failure=skip", "--no-dlq", "message.max.bytes"] {
+    for needle in [
+        "dead-letter copy",
+        "--on-dlq-failure=skip",
+        "--no-dlq",
+        "message.max.bytes",
+    ] {
         assert!(text.contains(needle), "{needle}: {text}");
     }
 
@@ -134,14 +145,25 @@ async fn an_oversized_poison_record_stops_the_monitor_naming_it_or_is_skipped_wh
     .await
     .expect("skipping goes on");
     assert_eq!(report.records, 3, "{report:?}");
-    assert_eq!((report.poison, report.dead_letters_lost), (1, 1), "{report:?}");
-    assert_eq!(lines.len(), 1, "the change after the poison record: {lines:?}");
+    assert_eq!(
+        (report.poison, report.dead_letters_lost),
+        (1, 1),
+        "{report:?}"
+    );
+    assert_eq!(
+        lines.len(),
+        1,
+        "the change after the poison record: {lines:?}"
+    );
 
     // Nothing before is read again by the group.
     publish(
         &sink,
         &topic,
-        &[station("Lyon", 3, 10, 5, 1000), station("Lyon", 3, 9, 6, 2000)],
+        &[
+            station("Lyon", 3, 10, 5, 1000),
+            station("Lyon", 3, 9, 6, 2000),
+        ],
     );
     let (report, _) = run_monitor(
         &args,
@@ -158,7 +180,10 @@ async fn an_oversized_poison_record_stops_the_monitor_naming_it_or_is_skipped_wh
 async fn a_missing_dead_letter_topic_stops_the_monitor_instead_of_stalling() {
     init_tracing();
     let kafka = MockKafka::start(1).unwrap();
-    let (topic, dlq) = (unique_name("velib-stations"), unique_name("velib-no-such-dlq"));
+    let (topic, dlq) = (
+        unique_name("velib-stations"),
+        unique_name("velib-no-such-dlq"),
+    );
     kafka.create_topic(&topic, 1).unwrap();
     let sink = producer(kafka.bootstrap_servers());
     publish_raw(&sink, &topic, "Lyon:1", b"not json");
@@ -180,5 +205,8 @@ async fn a_missing_dead_letter_topic_stops_the_monitor_instead_of_stalling() {
     .expect_err("the monitor stops on the refused copy");
     let text = error.to_string();
     assert!(text.contains(&format!("to {dlq}")), "{text}");
-    assert!(text.contains("offset 0") && text.contains("--dlq-topic"), "{text}");
+    assert!(
+        text.contains("offset 0") && text.contains("--dlq-topic"),
+        "{text}"
+    );
 }

@@ -39,16 +39,30 @@ async fn a_cluster_away_is_one_line_when_it_goes_and_one_when_it_is_back() {
     let mut monitor = Child::spawn(
         Command::new(env!("CARGO_BIN_EXE_velib-monitor"))
             .args(["--bootstrap-servers", kafka.bootstrap_servers()])
-            .args(["--topic", &topic, "--group-id", &unique_name("velib-monitor")])
+            .args([
+                "--topic",
+                &topic,
+                "--group-id",
+                &unique_name("velib-monitor"),
+            ])
             .args(["--no-events", "--no-dlq"])
-            .args(["-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500"])
+            .args([
+                "-X",
+                "session.timeout.ms=6000",
+                "-X",
+                "heartbeat.interval.ms=500",
+            ])
             // Debug for the loop: each consumer error it meets is counted below.
             .env("RUST_LOG", "info,velib_monitor::monitor=debug"),
     );
     monitor
         .wait_for_stderr("partitions assigned", TIMEOUT)
         .await;
-    assert!(warnings(&monitor.stderr()).is_empty(), "{:?}", monitor.stderr());
+    assert!(
+        warnings(&monitor.stderr()).is_empty(),
+        "{:?}",
+        monitor.stderr()
+    );
 
     kafka.all_brokers_down().unwrap();
     monitor
@@ -67,7 +81,10 @@ async fn a_cluster_away_is_one_line_when_it_goes_and_one_when_it_is_back() {
     assert!(status.success(), "{status}: {stderr:#?}");
     let warnings = warnings(&stderr);
     assert_eq!(warnings.len(), 1, "{warnings:#?}");
-    assert!(warnings[0].contains("no Kafka broker is reachable"), "{warnings:#?}");
+    assert!(
+        warnings[0].contains("no Kafka broker is reachable"),
+        "{warnings:#?}"
+    );
     let back = stderr
         .iter()
         .filter(|l| l.contains("reachable again"))
@@ -86,7 +103,12 @@ async fn no_broker_at_all_is_one_line_not_a_flood() {
     let mut monitor = Child::spawn(
         Command::new(env!("CARGO_BIN_EXE_velib-monitor"))
             .args(["--bootstrap-servers", &format!("127.0.0.1:{port}")])
-            .args(["--topic", "velib-stations", "--group-id", &unique_name("velib-monitor")])
+            .args([
+                "--topic",
+                "velib-stations",
+                "--group-id",
+                &unique_name("velib-monitor"),
+            ])
             .env("RUST_LOG", "info,velib_monitor::monitor=debug"),
     );
     wait_for_lines(&monitor, "consumer error", 20).await;

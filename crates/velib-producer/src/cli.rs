@@ -107,7 +107,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
     let value: f64 = number.parse().map_err(|_| {
-        format!("invalid duration {s:?}: expected a number and a unit, e.g. 500ms, 1s, 15m, 2h or 1d")
+        format!(
+            "invalid duration {s:?}: expected a number and a unit, e.g. 500ms, 1s, 15m, 2h or 1d"
+        )
     })?;
     let seconds = match unit.trim() {
         "ms" => value / 1000.0,
@@ -182,7 +184,10 @@ mod tests {
 
     #[test]
     fn positive_durations_refuse_zero_without_suggesting_it() {
-        assert_eq!(parse_positive_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(
+            parse_positive_duration("250ms"),
+            Ok(Duration::from_millis(250))
+        );
         for zero in ["0", "0s", "0.0ms", "0.0000000001s"] {
             let err = parse_positive_duration(zero).unwrap_err();
             assert!(err.contains("more than 0"), "{zero}: {err}");

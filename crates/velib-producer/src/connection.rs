@@ -306,7 +306,9 @@ pub fn cluster_down() {
     }
     let cause = LAST_TRANSPORT_FAILURE.lock().unwrap().clone();
     tracing::warn!(
-        cause = cause.as_deref().unwrap_or("all broker connections are down"),
+        cause = cause
+            .as_deref()
+            .unwrap_or("all broker connections are down"),
         "no Kafka broker is reachable (check --bootstrap-servers, and that the cluster is up); \
          retrying: consumers resume where they stopped, and queued records are delivered when a \
          broker is back, within message.timeout.ms"

@@ -134,8 +134,7 @@ async fn main() -> anyhow::Result<()> {
         max_polls: cli.max_polls,
     };
     let mut stdout = std::io::stdout();
-    let report =
-        velib_producer::run(source, &sink, &config, &mut stdout, shutdown).await?;
+    let report = velib_producer::run(source, &sink, &config, &mut stdout, shutdown).await?;
     tracing::info!(
         polls = report.polls,
         delivered = report.records_delivered,

@@ -123,15 +123,26 @@ async fn bad_durations_are_flag_errors_not_panics() {
     for (args, flag, says) in [
         (&["--interval", "0"][..], "--interval", "more than 0"),
         (&["--interval", "0ms"], "--interval", "more than 0"),
-        (&["--interval", "99999999999999999999999"], "--interval", "at most 365d"),
+        (
+            &["--interval", "99999999999999999999999"],
+            "--interval",
+            "at most 365d",
+        ),
         (&["--interval", "366d"], "--interval", "at most 365d"),
-        (&["--flush-timeout", "1000000000000h"], "--flush-timeout", "at most 365d"),
+        (
+            &["--flush-timeout", "1000000000000h"],
+            "--flush-timeout",
+            "at most 365d",
+        ),
         (&["--interval", "soon"], "--interval", "e.g. 500ms"),
     ] {
         let (code, stderr) = run_with(args).await;
         // clap's usage error: exit 2, naming the flag; never a panic (101).
         assert_eq!(code, Some(2), "{args:?}: {stderr}");
-        assert!(stderr.contains(flag) && stderr.contains(says), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(flag) && stderr.contains(says),
+            "{args:?}: {stderr}"
+        );
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
     // The message for a malformed duration does not suggest 0 where 0 is refused.
@@ -145,4 +156,50 @@ async fn logs_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
     let (_, stderr) = run_with(&["--source", "simulate", "--flush-timeout", "0"]).await;
     assert!(stderr.contains("INFO"), "{stderr}");
     assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+}
+
+/// Runs the binary on a pseudo-terminal (python3's `pty`), as a person at a terminal would,
+/// with `NO_COLOR` set to `no_color`, and returns what it wrote there.
+async fn run_on_a_terminal(no_color: Option<&str>) -> String {
+    let mut command = Command::new("python3");
+    command
+        .args(["-c", "import pty, sys; pty.spawn(sys.argv[1:])"])
+        .arg(env!("CARGO_BIN_EXE_velib-producer"))
+        .args([
+            "--source",
+            "simulate",
+            "--max-polls",
+            "1",
+            "--flush-timeout",
+            "0",
+        ])
+        .args(["--bootstrap-servers", "127.0.0.1:1"])
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .kill_on_drop(true);
+    if let Some(value) = no_color {
+        command.env("NO_COLOR", value);
+    }
+    let output = tokio::time::timeout(TIMEOUT, command.output())
+        .await
+        .expect("the binary exits")
+        .expect("python3 runs");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn logs_are_coloured_on_a_terminal_unless_no_color_is_set() {
+    let coloured = run_on_a_terminal(None).await;
+    assert!(
+        coloured.contains("INFO") && coloured.contains("\u{1b}["),
+        "{coloured:?}"
+    );
+    // https://no-color.org: any value but the empty string.
+    let empty = run_on_a_terminal(Some("")).await;
+    assert!(empty.contains("\u{1b}["), "{empty:?}");
+    let plain = run_on_a_terminal(Some("1")).await;
+    assert!(
+        plain.contains("INFO") && !plain.contains('\u{1b}'),
+        "{plain:?}"
+    );
 }
