@@ -223,6 +223,33 @@ mod tests {
     }
 
     #[test]
+    fn bad_durations_are_usage_errors() {
+        for (flag, value, says) in [
+            ("--smtp-timeout", "0", "more than 0"),
+            ("--smtp-timeout", "99999999999999999999999", "at most 365d"),
+            ("--cooldown", "1000000000000h", "at most 365d"),
+            ("--max-age", "366d", "at most 365d"),
+        ] {
+            let err = Cli::try_parse_from([
+                "velib-alerts",
+                "--to",
+                "a@example.com",
+                "--from",
+                "b@example.com",
+                "--dry-run",
+                flag,
+                value,
+            ])
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains(flag) && err.contains(says),
+                "{flag} {value}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn cli_reads_lists_and_hides_the_smtp_url() {
         let cli = Cli::try_parse_from([
             "velib-alerts",

@@ -159,3 +159,32 @@ async fn main() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_durations_and_policies_are_usage_errors() {
+        for (args, says) in [
+            (
+                &["--flush-timeout", "99999999999999999999999"][..],
+                "at most 365d",
+            ),
+            (&["--flush-timeout", "soon"], "e.g. 500ms"),
+            (&["--on-dlq-failure", "ignore"], "stop"),
+        ] {
+            let err =
+                Cli::try_parse_from(std::iter::once("velib-monitor").chain(args.iter().copied()))
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
+            assert!(
+                err.contains(args[0]) && err.contains(says),
+                "{args:?}: {err}"
+            );
+        }
+        let cli = Cli::try_parse_from(["velib-monitor", "--on-dlq-failure", "skip"]).unwrap();
+        assert!(matches!(cli.on_dlq_failure, OnDlqFailure::Skip));
+    }
+}
