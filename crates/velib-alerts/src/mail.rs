@@ -358,6 +358,7 @@ mod tests {
             available_bikes: 0,
             status: Status::Open,
             last_update: Some(1_493_734_764_000),
+            snapshot_at: None,
         };
         EmptyStationEvent::new(EmptinessKind::BecameEmpty, &station, 1_493_734_765_000)
     }

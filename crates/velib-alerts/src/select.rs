@@ -188,6 +188,7 @@ mod tests {
             available_bikes: 0,
             status: Status::Open,
             last_update: Some(1_000),
+            snapshot_at: None,
         };
         EmptyStationEvent::new(EmptinessKind::BecameEmpty, &station, 1_000)
     }

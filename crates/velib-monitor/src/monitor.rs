@@ -20,8 +20,9 @@
 //!   be published again only if its record is re-read *and* the transition is seen again,
 //!   which empty state prevents; downstream, velib-alerts deduplicates by event identity
 //!   anyway.
-//! - **Stale records** (older or same `last_update` than known) are ignored, so duplicates from
-//!   a producer retry, a second producer or a replay print nothing.
+//! - **Stale records** (from a snapshot no newer than the one known, by `snapshot_at`; see
+//!   [`crate::detect`]) are ignored, so the same snapshot polled twice, a producer retry, a
+//!   second producer or a replay print nothing.
 
 use crate::detect::{Detector, Verdict};
 use crate::ledger::{Ledger, PartitionMap, PendingOut, tag};

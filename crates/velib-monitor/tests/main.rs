@@ -127,6 +127,7 @@ fn station(contract: &str, number: u64, stands: u32, bikes: u32, last_update: i6
         available_bikes: bikes,
         status: Status::Open,
         last_update: Some(last_update),
+        snapshot_at: Some(last_update),
     }
 }
 

@@ -6,7 +6,8 @@
 //! See [`GbfsSource`] for the field mapping, contract naming and caching.
 
 use crate::http::{self, Body, Hints, Limits};
-use crate::jcdecaux::json_kind;
+use crate::jcdecaux::{contract_key, json_kind};
+use crate::placement::SetAside;
 use crate::skips::PollSkips;
 use crate::time::{now_ms, parse_rfc3339_ms};
 use crate::{SourceError, SourceOptions, StationSource};
@@ -29,8 +30,15 @@ const HINTS: Hints = Hints {
 /// The longest a cached discovery file or station list is trusted, whatever its `ttl`.
 const MAX_TTL: Duration = Duration::from_secs(3600);
 
+/// The shortest: real feeds say `ttl: 0`, and the station list does not change every second.
+const MIN_TTL: Duration = Duration::from_secs(60);
+
 /// Where the cyclocity host serves JCDecaux's feeds.
 const CYCLOCITY_HOST: &str = "api.cyclocity.fr";
+
+/// Vélib' Métropole (Paris), GBFS 1.0: what `gbfs:paris` polls.
+pub const PARIS_GBFS_URL: &str =
+    "https://velib-metropole-opendata.smovengo.cloud/opendata/Velib_Metropole/gbfs.json";
 
 /// One GBFS system to poll, as written after `gbfs:`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,35 +48,71 @@ pub enum GbfsTarget {
     /// A JCDecaux contract slug such as `lyon`, expanded to
     /// `{cyclocity_base_url}/contracts/lyon/gbfs/gbfs.json`.
     JcDecauxContract(String),
+    /// A system under a contract name of the user's choice, written `NAME=URL`
+    /// (`paris=https://…/gbfs.json`); `gbfs:paris` is short for `paris=`[`PARIS_GBFS_URL`].
+    Named {
+        /// The contract name its stations are keyed by.
+        contract: String,
+        /// Its `gbfs.json` auto-discovery URL.
+        url: String,
+    },
+}
+
+fn parse_feed_url(s: &str) -> Result<String, SourceError> {
+    let url = Url::parse(s).map_err(|err| SourceError::Config(format!("gbfs URL {s:?}: {err}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(SourceError::Config(format!(
+            "gbfs URL {s:?} must be http or https"
+        )));
+    }
+    Ok(s.to_owned())
+}
+
+fn is_slug(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 impl FromStr for GbfsTarget {
     type Err = SourceError;
 
-    /// `http://…` or `https://…` is a URL; anything else must be a contract slug (letters,
-    /// digits, `-` and `_`), lower-cased because cyclocity slugs are.
+    /// `NAME=URL` names a system; `http://…` or `https://…` is a URL; `paris` is Vélib'
+    /// Métropole; anything else must be a JCDecaux contract slug (letters, digits, `-` and
+    /// `_`), lower-cased because cyclocity slugs are.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
-        if s.contains("://") {
-            let url = Url::parse(s)
-                .map_err(|err| SourceError::Config(format!("gbfs URL {s:?}: {err}")))?;
-            if !matches!(url.scheme(), "http" | "https") {
+        if let Some((name, url)) = s.split_once('=')
+            && !name.contains("://")
+        {
+            let name = name.trim();
+            if !is_slug(name) {
                 return Err(SourceError::Config(format!(
-                    "gbfs URL {s:?} must be http or https"
+                    "gbfs:{s}: the contract name {name:?} before `=` may hold only letters, \
+                     digits, `-` and `_`"
                 )));
             }
-            return Ok(GbfsTarget::Url(s.to_owned()));
+            return Ok(GbfsTarget::Named {
+                contract: name.to_ascii_lowercase(),
+                url: parse_feed_url(url.trim())?,
+            });
         }
-        if s.is_empty()
-            || !s
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
+        if s.contains("://") {
+            return Ok(GbfsTarget::Url(parse_feed_url(s)?));
+        }
+        if !is_slug(s) {
             return Err(SourceError::Config(format!(
                 "{s:?} is neither a gbfs.json URL nor a JCDecaux contract slug (e.g. lyon)"
             )));
         }
-        Ok(GbfsTarget::JcDecauxContract(s.to_ascii_lowercase()))
+        let slug = s.to_ascii_lowercase();
+        if slug == "paris" {
+            return Ok(GbfsTarget::Named {
+                contract: slug,
+                url: PARIS_GBFS_URL.to_owned(),
+            });
+        }
+        Ok(GbfsTarget::JcDecauxContract(slug))
     }
 }
 
@@ -77,6 +121,7 @@ impl fmt::Display for GbfsTarget {
         match self {
             GbfsTarget::Url(u) => f.write_str(u),
             GbfsTarget::JcDecauxContract(c) => f.write_str(c),
+            GbfsTarget::Named { contract, url } => write!(f, "{contract}={url}"),
         }
     }
 }
@@ -167,6 +212,9 @@ struct System {
     contract: Option<String>,
     feeds: Option<Cached<Feeds>>,
     info: Option<Cached<HashMap<String, Info>>>,
+    /// The last `station_status` read and its `ETag`: a 304 answer means the same snapshot.
+    status: Option<(String, Vec<Station>)>,
+    set_aside: SetAside,
 }
 
 #[derive(Debug)]
@@ -192,6 +240,9 @@ struct Feeds {
 /// What `station_information` says about one station.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Info {
+    /// Vélib' Métropole's `stationCode`, the station number riders know, when the feed has
+    /// one: it becomes the key's id instead of the opaque `station_id`.
+    code: Option<String>,
     name: String,
     address: String,
     position: Position,
@@ -245,13 +296,18 @@ impl System {
                 let url = cyclocity
                     .join(&format!("contracts/{slug}/gbfs/gbfs.json"))
                     .map_err(|err| SourceError::Config(format!("gbfs:{slug}: {err}")))?;
-                (url, Some(jcdecaux_contract_name(slug)))
+                (url, Some(contract_key(slug)))
             }
             GbfsTarget::Url(text) => {
                 let url = Url::parse(text)
                     .map_err(|err| SourceError::Config(format!("gbfs URL {text:?}: {err}")))?;
-                let contract = cyclocity_slug(&url, cyclocity).map(jcdecaux_contract_name);
+                let contract = cyclocity_slug(&url, cyclocity).map(contract_key);
                 (url, contract)
+            }
+            GbfsTarget::Named { contract, url } => {
+                let url = Url::parse(url)
+                    .map_err(|err| SourceError::Config(format!("gbfs URL {url:?}: {err}")))?;
+                (url, Some(contract.clone()))
             }
         };
         Ok(System {
@@ -259,6 +315,8 @@ impl System {
             contract,
             feeds: None,
             info: None,
+            status: None,
+            set_aside: SetAside::default(),
         })
     }
 
@@ -328,9 +386,22 @@ impl System {
         }
         let info = self.info.as_ref().map(|c| &c.value);
 
-        let body = http::get(client, &feeds.station_status, limits, None, HINTS).await?;
+        let etag = self.status.as_ref().map(|(etag, _)| etag.as_str());
+        let Some(body) =
+            http::get_if_changed(client, &feeds.station_status, limits, None, HINTS, etag).await?
+        else {
+            // 304 Not Modified: the same snapshot as last time, with the same `snapshot_at`,
+            // so the monitor prints nothing for it.
+            let stations = self
+                .status
+                .as_ref()
+                .map(|(_, s)| s.clone())
+                .unwrap_or_default();
+            return Ok((stations, 0));
+        };
         let value = body.json("a GBFS station_status feed", None)?;
         let records = stations_array(&value, &body, "station_status")?;
+        let snapshot_at = feed_time(&value).unwrap_or_else(now_ms);
         let mut stations = Vec::with_capacity(records.len());
         for (index, record) in records.iter().enumerate() {
             let mapped = parse_status(record).and_then(|status| {
@@ -342,7 +413,7 @@ impl System {
                             status.station_id
                         )
                     })?;
-                Ok(to_station(&contract, info, &status))
+                Ok(to_station(&contract, info, &status, snapshot_at))
             });
             match mapped {
                 Ok(station) => stations.push(station),
@@ -350,6 +421,8 @@ impl System {
             }
         }
         let skipped = skips.finish(stations.len());
+        let stations = self.set_aside.filter(&label, stations);
+        self.status = body.etag.clone().map(|etag| (etag, stations.clone()));
         Ok((stations, skipped))
     }
 }
@@ -397,13 +470,15 @@ fn stations_array<'a>(
     }
 }
 
-/// When a feed fetched now stops being fresh: now + its `ttl`, capped.
+/// When a cached feed (discovery, `station_information`) fetched now stops being fresh: now +
+/// its `ttl`, kept between [`MIN_TTL`] and [`MAX_TTL`]. (`station_status` is read on every
+/// poll whatever its `ttl`: Vélib' Métropole gives 3600 s.)
 fn expiry(feed: &Value) -> Instant {
     let ttl = feed
         .get("ttl")
         .and_then(Value::as_u64)
         .map_or(Duration::ZERO, Duration::from_secs);
-    Instant::now() + ttl.min(MAX_TTL)
+    Instant::now() + ttl.clamp(MIN_TTL, MAX_TTL)
 }
 
 /// Reads a discovery file: 3.0's flat `data.feeds`, or 1.x/2.x's `data.<language>.feeds`
@@ -571,9 +646,11 @@ pub(crate) fn parse_info(record: &Value, language: Option<&str>) -> Result<(Stri
                 .filter_map(Value::as_str)
                 .any(|m| m.eq_ignore_ascii_case("creditcard"))
         });
+    let code = record.get("stationCode").and_then(id_text);
     Ok((
         id,
         Info {
+            code,
             name,
             address,
             position,
@@ -623,8 +700,32 @@ pub(crate) fn parse_status(record: &Value) -> Result<StatusRecord, String> {
         bikes,
         docks: count(record, "num_docks_available")?,
         open: installed && renting,
-        last_reported,
+        // Placeholders seen on real feeds (`0001-01-01T00:00:00Z`, 0) say "never": no time.
+        last_reported: last_reported.filter(|&ms| ms >= PLACEHOLDER_BEFORE_MS),
     })
+}
+
+/// Times before 2000-01-01 are placeholders, not reports: no bike-share feed predates GBFS by
+/// that much.
+const PLACEHOLDER_BEFORE_MS: i64 = 946_684_800_000;
+
+/// A feed's `last_updated` (seconds in 1.x/2.x, RFC 3339 in 3.0; Vélib' Métropole's 1.0 feed
+/// calls it `lastUpdatedOther`), in epoch milliseconds; `None` when absent or unreadable.
+fn feed_time(feed: &Value) -> Option<i64> {
+    let value = feed
+        .get("last_updated")
+        .or_else(|| feed.get("lastUpdatedOther"))?;
+    let ms = match value {
+        Value::Number(n) => seconds_to_ms(
+            n.as_i64()
+                .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))?,
+        ),
+        Value::String(s) => {
+            parse_rfc3339_ms(s).or_else(|| s.trim().parse().ok().map(seconds_to_ms))?
+        }
+        _ => return None,
+    };
+    (ms >= PLACEHOLDER_BEFORE_MS).then_some(ms)
 }
 
 /// POSIX seconds to milliseconds; values too large to be seconds (after the year 5138) are
@@ -637,13 +738,19 @@ fn seconds_to_ms(value: i64) -> i64 {
     }
 }
 
-/// Joins a station's information and status into a v1 `Station`.
-pub(crate) fn to_station(contract: &str, info: &Info, status: &StatusRecord) -> Station {
+/// Joins a station's information and status into a v1 `Station`, from the snapshot made at
+/// `snapshot_at` (epoch ms).
+pub(crate) fn to_station(
+    contract: &str,
+    info: &Info,
+    status: &StatusRecord,
+    snapshot_at: i64,
+) -> Station {
     let bike_stands = info
         .capacity
         .unwrap_or_else(|| status.bikes.saturating_add(status.docks.unwrap_or(0)));
     Station {
-        number: StationId::from_text(&status.station_id),
+        number: StationId::from_text(info.code.as_deref().unwrap_or(&status.station_id)),
         contract_name: contract.to_owned(),
         name: info.name.clone(),
         address: info.address.clone(),
@@ -661,21 +768,8 @@ pub(crate) fn to_station(contract: &str, info: &Info, status: &StatusRecord) -> 
             Status::Closed
         },
         last_update: status.last_reported,
+        snapshot_at: Some(snapshot_at),
     }
-}
-
-/// `lyon` → `Lyon`, `cergy-pontoise` → `Cergy-Pontoise`: JCDecaux's v1 spelling.
-pub(crate) fn jcdecaux_contract_name(slug: &str) -> String {
-    slug.split('-')
-        .map(|word| {
-            let mut chars = word.chars();
-            match chars.next() {
-                Some(first) => first.to_uppercase().chain(chars).collect(),
-                None => String::new(),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("-")
 }
 
 /// The contract slug of a JCDecaux GBFS URL (`…/contracts/<slug>/gbfs/…` on cyclocity or under
@@ -770,7 +864,7 @@ mod tests {
     fn station(info_json: Value, status_json: Value) -> Result<Station, String> {
         let (_, i) = parse_info(&info_json, Some("fr"))?;
         let s = parse_status(&status_json)?;
-        Ok(to_station("Lyon", &i, &s))
+        Ok(to_station("lyon", &i, &s, 1_751_470_000_000))
     }
 
     fn base_info() -> Value {
@@ -797,7 +891,8 @@ mod tests {
     fn maps_a_2_3_station() {
         let s = station(base_info(), base_status()).unwrap();
         assert_eq!(s.number, StationId::Number(1001));
-        assert_eq!(s.key().as_str(), "Lyon:1001");
+        assert_eq!(s.key().as_str(), "lyon:1001");
+        assert_eq!(s.snapshot_at, Some(1_751_470_000_000));
         assert_eq!(
             (s.name.as_str(), s.address.as_str()),
             ("Bellecour", "Place Bellecour")
@@ -908,6 +1003,72 @@ mod tests {
                 "{capacity} {field}={bikes} docks={docks}"
             );
         }
+    }
+
+    #[test]
+    fn placeholder_times_are_no_time() {
+        for placeholder in [
+            json!("0001-01-01T00:00:00Z"),
+            json!(0),
+            json!("1970-01-01T00:00:00Z"),
+        ] {
+            let st = with(base_status(), "last_reported", placeholder.clone());
+            assert_eq!(
+                station(base_info(), st).unwrap().last_update,
+                None,
+                "{placeholder}"
+            );
+        }
+        // Fraction digits from 0 to 9, as in JCDecaux's feeds.
+        for (text, ms) in [
+            ("2026-07-02T15:27:31Z", 1_783_006_051_000),
+            ("2026-07-02T15:27:31.7Z", 1_783_006_051_700),
+            ("2026-07-02T15:27:31.774Z", 1_783_006_051_774),
+            ("2026-03-16T16:56:29.351594185Z", 1_773_680_189_351),
+        ] {
+            assert_eq!(
+                feed_time(&json!({"last_updated": text})),
+                Some(ms),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            feed_time(&json!({"lastUpdatedOther": 1_623_414_797})),
+            Some(1_623_414_797_000)
+        );
+        assert_eq!(
+            feed_time(&json!({"last_updated": 1_623_414_797})),
+            Some(1_623_414_797_000)
+        );
+        assert_eq!(feed_time(&json!({"ttl": 1})), None);
+        assert_eq!(
+            feed_time(&json!({"last_updated": "0001-01-01T00:00:00Z"})),
+            None
+        );
+    }
+
+    #[test]
+    fn paris_station_code_is_the_id() {
+        // Vélib' Métropole (GBFS 1.0): an opaque integer station_id joins the two feeds; the
+        // familiar number is `stationCode`.
+        let info_json = json!({"station_id": 213_688_169, "name": "Benjamin Godard - Victor Hugo",
+            "lat": 48.865983, "lon": 2.275725, "capacity": 35, "stationCode": "16107"});
+        let status_json = json!({"station_id": 213_688_169, "stationCode": "16107",
+            "num_bikes_available": 4, "numBikesAvailable": 4,
+            "num_bikes_available_types": [{"mechanical": 3}, {"ebike": 1}],
+            "num_docks_available": 31, "numDocksAvailable": 31,
+            "is_installed": 1, "is_renting": 1, "is_returning": 1, "last_reported": 1_623_414_700});
+        let (id, i) = parse_info(&info_json, None).unwrap();
+        let st = parse_status(&status_json).unwrap();
+        assert_eq!(id, st.station_id, "the feeds join on station_id");
+        let s = to_station("paris", &i, &st, 1_623_414_797_000);
+        assert_eq!(s.key().as_str(), "paris:16107");
+        assert_eq!(
+            (s.available_bikes, s.available_bike_stands, s.bike_stands),
+            (4, 31, 35)
+        );
+        assert_eq!(s.status, Status::Open);
+        assert_eq!(s.address, "Benjamin Godard - Victor Hugo");
     }
 
     #[test]
@@ -1111,8 +1272,8 @@ mod tests {
 
     #[test]
     fn contract_names() {
-        assert_eq!(jcdecaux_contract_name("lyon"), "Lyon");
-        assert_eq!(jcdecaux_contract_name("cergy-pontoise"), "Cergy-Pontoise");
+        assert_eq!(contract_key("lyon"), "lyon");
+        assert_eq!(contract_key("Cergy-Pontoise"), "cergy-pontoise");
         let cyclocity = Url::parse("https://api.cyclocity.fr/").unwrap();
         let local = Url::parse("http://127.0.0.1:8080/cyc/").unwrap();
         let u = Url::parse("https://api.cyclocity.fr/contracts/lyon/gbfs/gbfs.json").unwrap();
@@ -1136,6 +1297,28 @@ mod tests {
             GbfsTarget::Url(_)
         ));
         assert!("ftp://x.org/gbfs.json".parse::<GbfsTarget>().is_err());
+        assert_eq!(
+            "paris".parse::<GbfsTarget>().unwrap(),
+            GbfsTarget::Named {
+                contract: "paris".into(),
+                url: PARIS_GBFS_URL.into()
+            }
+        );
+        assert_eq!(
+            "Velo=http://127.0.0.1:1/gbfs.json?a=b"
+                .parse::<GbfsTarget>()
+                .unwrap(),
+            GbfsTarget::Named {
+                contract: "velo".into(),
+                url: "http://127.0.0.1:1/gbfs.json?a=b".into()
+            }
+        );
+        assert!(
+            "bad name=http://x.org/gbfs.json"
+                .parse::<GbfsTarget>()
+                .is_err()
+        );
+        assert!("x=ftp://x.org/gbfs.json".parse::<GbfsTarget>().is_err());
         assert!("lyon/../x".parse::<GbfsTarget>().is_err());
         assert!("".parse::<GbfsTarget>().is_err());
     }

@@ -5,6 +5,7 @@
 
 use crate::http::{self, Hints, Limits};
 use crate::options::parse_base_url;
+use crate::placement::SetAside;
 use crate::skips::PollSkips;
 use crate::time::now_ms;
 use crate::{SourceError, SourceOptions, StationSource};
@@ -53,6 +54,7 @@ pub struct JcDecauxSource {
     contract: Option<String>,
     limits: Limits,
     skipped: u64,
+    set_aside: SetAside,
 }
 
 impl JcDecauxSource {
@@ -92,6 +94,7 @@ impl JcDecauxSource {
             contract,
             limits: options.limits(),
             skipped: 0,
+            set_aside: SetAside::default(),
         })
     }
 
@@ -137,12 +140,16 @@ impl StationSource for JcDecauxSource {
         let mut stations = Vec::with_capacity(records.len());
         for (index, record) in records.iter().enumerate() {
             match Station::from_value(record) {
-                Ok(station) => stations.push(station),
+                Ok(mut station) => {
+                    station.contract_name = contract_key(&station.contract_name);
+                    stations.push(station);
+                }
                 Err(err) => skips.skip(index, &err),
             }
         }
         self.skipped += skips.finish(stations.len());
-        Ok(Snapshot { taken_at, stations })
+        let stations = self.set_aside.filter(&describe, stations);
+        Ok(Snapshot { taken_at, stations }.stamped())
     }
 
     fn skipped_records(&self) -> u64 {
@@ -151,6 +158,14 @@ impl StationSource for JcDecauxSource {
 }
 
 /// The JSON type's name, for messages.
+/// A v1 `contract_name` as velib keys it: lower-case, as the API has sent it since about 2020
+/// (`"lyon"`) and as JCDecaux's GBFS contract slugs are, so a station keeps its Kafka key and
+/// its printed contract whether it comes through v1 (today's spelling or the capitalised
+/// `"Lyon"` of older payloads, such as the tutorial's 2017 sample) or through `gbfs:lyon`.
+pub fn contract_key(contract_name: &str) -> String {
+    contract_name.trim().to_lowercase()
+}
+
 pub(crate) fn json_kind(value: &serde_json::Value) -> &'static str {
     match value {
         serde_json::Value::Null => "null",
