@@ -27,7 +27,7 @@ fn sim_config(stations: usize) -> SimulateConfig {
 /// The snapshots the producer will publish for `sim_config(stations)`, computed independently.
 fn expected_snapshots(stations: usize, polls: usize) -> Vec<Snapshot> {
     let mut sim = SimulateSource::new(sim_config(stations));
-    (0..polls).map(|_| sim.next_snapshot()).collect()
+    (0..polls).map(|_| sim.next_snapshot().stamped()).collect()
 }
 
 fn sink(bootstrap: &str) -> KafkaSink {
