@@ -161,6 +161,14 @@ where
                 }
                 Some(r)
             }
+            // Nothing is ready, and records were processed since the last store: store their
+            // offsets first (the store step below), then come back to wait. Otherwise the tail
+            // of a burst would stay uncommitted for as long as the topic stays quiet, and be
+            // read again after a restart or a rebalance.
+            None if since_store > 0 => {
+                burst = 0;
+                None
+            }
             None => {
                 // Nothing is ready: what was printed goes out before waiting.
                 burst = 0;

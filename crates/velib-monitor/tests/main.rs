@@ -2,6 +2,7 @@
 //! the `#[ignore]`d end-to-end test run by `cargo xtask test`).
 
 mod binaries;
+mod real_day;
 mod scenarios;
 
 use std::collections::HashMap;

@@ -597,12 +597,17 @@ fn coordinate(record: &Value, field: &str) -> Result<f64, String> {
 }
 
 /// A 2.x plain string, or a 3.0 array of `{text, language}`: the preferred language's text,
-/// else the first.
+/// else the first. Empty texts (real feeds have them) count as absent.
 fn localized(value: Option<&Value>, language: Option<&str>) -> Option<String> {
     match value? {
-        Value::String(s) => Some(s.clone()),
+        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
         Value::Array(items) => {
-            let text = |item: &Value| item.get("text").and_then(Value::as_str).map(str::to_owned);
+            let text = |item: &Value| {
+                item.get("text")
+                    .and_then(Value::as_str)
+                    .filter(|t| !t.trim().is_empty())
+                    .map(str::to_owned)
+            };
             language
                 .and_then(|l| {
                     items.iter().find(|i| {
@@ -1121,6 +1126,22 @@ mod tests {
         assert!(info(with(base_info(), "rental_methods", json!(["creditcard"]))).banking);
         assert!(!info(with(base_info(), "rental_methods", Value::Null)).banking);
         assert_eq!(info(with(base_info(), "name", Value::Null)).name, "1001");
+        let empty_first =
+            json!([{"text": "", "language": "fr"}, {"text": "Bellecour", "language": "en"}]);
+        assert_eq!(
+            info(with(base_info(), "name", empty_first)).name,
+            "Bellecour"
+        );
+        assert_eq!(
+            info(with(
+                base_info(),
+                "name",
+                json!([{"text": " ", "language": "fr"}])
+            ))
+            .name,
+            "1001"
+        );
+        assert_eq!(info(with(base_info(), "name", json!(""))).name, "1001");
     }
 
     #[test]
