@@ -30,9 +30,6 @@ const HINTS: Hints = Hints {
 /// The longest a cached discovery file or station list is trusted, whatever its `ttl`.
 const MAX_TTL: Duration = Duration::from_secs(3600);
 
-/// The shortest: real feeds say `ttl: 0`, and the station list does not change every second.
-const MIN_TTL: Duration = Duration::from_secs(60);
-
 /// Where the cyclocity host serves JCDecaux's feeds.
 const CYCLOCITY_HOST: &str = "api.cyclocity.fr";
 
@@ -342,7 +339,7 @@ impl System {
                 .map_err(|reason| body.malformed(reason, None))?;
             self.feeds = Some(Cached {
                 value: feeds,
-                expires: expiry(&value),
+                expires: expiry(&value, limits.refresh_floor),
             });
         }
         let feeds = self
@@ -448,7 +445,7 @@ async fn fetch_information(
     }
     Ok(Cached {
         value: map,
-        expires: expiry(&value),
+        expires: expiry(&value, limits.refresh_floor),
     })
 }
 
@@ -471,14 +468,15 @@ fn stations_array<'a>(
 }
 
 /// When a cached feed (discovery, `station_information`) fetched now stops being fresh: now +
-/// its `ttl`, kept between [`MIN_TTL`] and [`MAX_TTL`]. (`station_status` is read on every
-/// poll whatever its `ttl`: Vélib' Métropole gives 3600 s.)
-fn expiry(feed: &Value) -> Instant {
+/// its `ttl`, kept between `floor` ([`SourceOptions::gbfs_refresh_floor`]: real feeds say
+/// `ttl: 0`) and [`MAX_TTL`]. (`station_status` is read on every poll whatever its `ttl`:
+/// Vélib' Métropole gives 3600 s.)
+fn expiry(feed: &Value, floor: Duration) -> Instant {
     let ttl = feed
         .get("ttl")
         .and_then(Value::as_u64)
         .map_or(Duration::ZERO, Duration::from_secs);
-    Instant::now() + ttl.clamp(MIN_TTL, MAX_TTL)
+    Instant::now() + ttl.max(floor).min(MAX_TTL)
 }
 
 /// Reads a discovery file: 3.0's flat `data.feeds`, or 1.x/2.x's `data.<language>.feeds`

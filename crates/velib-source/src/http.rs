@@ -89,6 +89,8 @@ pub(crate) struct Limits {
     pub max_body_bytes: usize,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// [`SourceOptions::gbfs_refresh_floor`](crate::SourceOptions::gbfs_refresh_floor).
+    pub refresh_floor: Duration,
 }
 
 /// A successful response, read whole.

@@ -92,11 +92,11 @@ async fn jcdecaux_contract_slug_reads_a_2_3_system() {
     let server = MockServer::start().await;
     mount_2_3(&server, "lyon", 3600, None).await;
     let mut source = source(&server, &["Lyon"]);
-    assert!(source.describe().contains("Lyon"), "{}", source.describe());
+    assert!(source.describe().contains("lyon"), "{}", source.describe());
     let snapshot = source.fetch().await.unwrap();
     assert_eq!(snapshot.stations.len(), 2);
     let s = &snapshot.stations[0];
-    assert_eq!(s.key().as_str(), "Lyon:1001");
+    assert_eq!(s.key().as_str(), "lyon:1001");
     assert_eq!(s.number, StationId::Number(1001));
     assert_eq!(
         (s.bike_stands, s.available_bikes, s.available_bike_stands),
@@ -189,7 +189,7 @@ async fn cyclocity_url_is_named_like_its_slug() {
     let url = format!("{}/contracts/cergy-pontoise/gbfs/gbfs.json", server.uri());
     let mut source = source(&server, &[&url]);
     let snapshot = source.fetch().await.unwrap();
-    assert_eq!(snapshot.stations[0].contract_name, "Cergy-Pontoise");
+    assert_eq!(snapshot.stations[0].contract_name, "cergy-pontoise");
 }
 
 #[tokio::test]
@@ -318,7 +318,7 @@ async fn several_systems_merge_and_one_failure_does_not_lose_the_others() {
         .collect();
     assert_eq!(
         keys,
-        ["Lyon:1001", "Lyon:2002", "Nantes:1001", "Nantes:2002"]
+        ["lyon:1001", "lyon:2002", "nantes:1001", "nantes:2002"]
     );
 
     let mut all_down = self::source(&server, &["toulouse", "toulouse"]);

@@ -48,8 +48,16 @@ async fn reads_all_contracts_with_the_key_in_the_query() {
     assert_no_key(&source.describe());
     let snapshot = source.fetch().await.unwrap();
     assert_eq!(snapshot.stations.len(), 2);
-    assert_eq!(snapshot.stations[0].key().as_str(), "Lyon:1001");
-    assert_eq!(snapshot.stations[1].key().as_str(), "Toulouse:1001");
+    // Capitalised as in older payloads, keyed lower-case as the API spells contracts today.
+    assert_eq!(snapshot.stations[0].key().as_str(), "lyon:1001");
+    assert_eq!(snapshot.stations[1].key().as_str(), "toulouse:1001");
+    assert!(
+        snapshot
+            .stations
+            .iter()
+            .all(|s| s.snapshot_at == Some(snapshot.taken_at)),
+        "a v1 poll is its own snapshot"
+    );
     assert_eq!(snapshot.stations[0].available_bikes, 3);
     assert_eq!(snapshot.stations[0].status, Status::Open);
     assert!(snapshot.taken_at > 1_700_000_000_000);
