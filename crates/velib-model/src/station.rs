@@ -196,6 +196,26 @@ pub struct Position {
     pub lng: f64,
 }
 
+impl Position {
+    /// Whether this is a place on Earth rather than a placeholder: finite, within ±90/±180,
+    /// and not 0,0 (where real feeds put workshop and test stations).
+    ///
+    /// ```
+    /// use velib_model::Position;
+    ///
+    /// assert!(Position { lat: 45.76, lng: 4.83 }.is_real());
+    /// assert!(!Position { lat: 0.0, lng: 0.0 }.is_real());
+    /// assert!(!Position { lat: 91.0, lng: 4.83 }.is_real());
+    /// ```
+    pub fn is_real(self) -> bool {
+        self.lat.is_finite()
+            && self.lng.is_finite()
+            && (-90.0..=90.0).contains(&self.lat)
+            && (-180.0..=180.0).contains(&self.lng)
+            && !(self.lat == 0.0 && self.lng == 0.0)
+    }
+}
+
 /// Whether a station is in service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum Status {

@@ -129,7 +129,6 @@ pub use error::SourceError;
 pub use gbfs::{GbfsSource, GbfsTarget};
 pub use jcdecaux::{JcDecauxSource, contract_key};
 pub use options::SourceOptions;
-pub use placement::is_real_position;
 pub use replay::ReplaySource;
 pub use simulate::{SimulateConfig, SimulateSource};
 pub use spec::{AnySource, SourceSpec};

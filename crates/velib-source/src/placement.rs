@@ -49,15 +49,6 @@ impl Misplaced {
     }
 }
 
-/// Whether a position is somewhere on Earth other than the 0,0 placeholder.
-pub fn is_real_position(p: Position) -> bool {
-    p.lat.is_finite()
-        && p.lng.is_finite()
-        && (-90.0..=90.0).contains(&p.lat)
-        && (-180.0..=180.0).contains(&p.lng)
-        && !(p.lat == 0.0 && p.lng == 0.0)
-}
-
 /// The great-circle distance in metres (haversine, mean Earth radius).
 fn distance_m(a: Position, b: Position) -> f64 {
     const EARTH_RADIUS_M: f64 = 6_371_008.8;
@@ -72,7 +63,7 @@ fn distance_m(a: Position, b: Position) -> f64 {
 pub(crate) fn judge(stations: &[Station]) -> Vec<Option<Misplaced>> {
     let mut verdicts: Vec<Option<Misplaced>> = stations
         .iter()
-        .map(|s| (!is_real_position(s.position)).then_some(Misplaced::NoPosition))
+        .map(|s| (!s.position.is_real()).then_some(Misplaced::NoPosition))
         .collect();
     let mut by_contract: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, s) in stations.iter().enumerate() {
