@@ -152,9 +152,9 @@ impl fmt::Display for GbfsTarget {
 ///
 /// | `Station` field | GBFS source | notes |
 /// |---|---|---|
-/// | `number` | `station_id` | [`StationId::from_text`]: canonical numbers stay numbers, so `"1001"` keys like v1's `1001` |
+/// | `number` | `station_id` (Vélib' Métropole: `stationCode`) | [`StationId::from_text`]: canonical numbers stay numbers, so `"1001"` keys like v1's `1001` |
 /// | `contract_name` | see [Contract names](#contract-names) | stable per system |
-/// | `name` | `station_information.name` | 3.0 localised array: the preferred language, else the first entry |
+/// | `name` | `station_information.name` | 3.0 localised array: the preferred language, else the first non-empty text; the id when there is none |
 /// | `address` | `station_information.address` | falls back to `name` when absent |
 /// | `position` | `lat`, `lon` | required |
 /// | `banking` | `rental_methods` contains `creditcard` | case-insensitive; false when absent |
@@ -163,7 +163,8 @@ impl fmt::Display for GbfsTarget {
 /// | `available_bikes` | `num_bikes_available` (≤ 2.3) / `num_vehicles_available` (3.0) | required |
 /// | `available_bike_stands` | `num_docks_available` | `capacity − bikes` when absent (virtual stations) |
 /// | `status` | `is_installed && is_renting` | OPEN when both hold; each defaults to true when absent |
-/// | `last_update` | `last_reported` | seconds (≤ 2.3; values above 10¹¹ are taken as milliseconds, a common publisher bug) or RFC 3339 (3.0) → epoch ms; null when absent |
+/// | `last_update` | `last_reported` | seconds (≤ 2.3; values above 10¹¹ are taken as milliseconds, a common publisher bug) or RFC 3339 (3.0, 0 to 9 fraction digits) → epoch ms; null when absent or a placeholder before 2000 (`0001-01-01T00:00:00Z`) |
+/// | `snapshot_at` | the `station_status` feed's `last_updated` (1.0 Vélib' Métropole: `lastUpdatedOther`) | what orders a station's records (see [`Station::snapshot_at`]); the poll time when the feed has none |
 ///
 /// Lost in the mapping: `is_returning` (a station renting but not accepting returns shows
 /// OPEN), disabled bikes and docks (`num_bikes_disabled`, `num_docks_disabled`), per vehicle
@@ -178,20 +179,33 @@ impl fmt::Display for GbfsTarget {
 ///
 /// - a JCDecaux feed (`gbfs:<contract>`, or a URL of the form
 ///   `…/contracts/<contract>/gbfs/gbfs.json` under `api.cyclocity.fr` or
-///   [`SourceOptions::cyclocity_base_url`]) uses the slug with each `-`-separated word
-///   capitalised: `lyon` → `Lyon`, `cergy-pontoise` → `Cergy-Pontoise`. That is how v1 spells
-///   its single-word contracts, so `Lyon:1001` stays `Lyon:1001` across the v1 → GBFS switch;
+///   [`SourceOptions::cyclocity_base_url`]) uses the slug as it is, lower-case: `lyon`. That is
+///   how the v1 API has spelled `contract_name` since about 2020, and the v1 source lower-cases
+///   what it reads ([`contract_key`](crate::contract_key)), so `lyon:1001` stays `lyon:1001`
+///   across the v1 → GBFS switch, and the monitor prints `(lyon)` before and after;
+/// - `NAME=URL` uses `NAME`, lower-cased; `gbfs:paris` is `paris=` Vélib' Métropole
+///   ([`PARIS_GBFS_URL`]), whose stations are keyed by their `stationCode`, the number riders
+///   know (`paris:16107`), not the opaque `station_id` that joins the two feeds;
 /// - any other system uses `system_id` from `system_information` (which the spec says is
 ///   stable for the life of the system), read once on the first poll;
 /// - a system that publishes no `system_information` uses its discovery URL's host name
 ///   (without port), e.g. `gbfs.citibikenyc.com`.
 ///
+/// # Test, workshop and placeholder stations
+///
+/// Stations at 0,0 (or out of range), and stations more than 10 km from every other station of
+/// a system where that is rare, are set aside and not published (see the README's "JCDecaux
+/// after 2026-12-31").
+///
 /// # Caching
 ///
-/// The discovery file and `station_information` are cached for their `ttl` (capped at one
-/// hour, so new stations appear within the hour whatever the feed says); `station_status` is
-/// fetched on every poll. If refreshing `station_information` fails while a cached copy exists,
-/// the cached copy is used and a warning logged.
+/// The discovery file and `station_information` are cached for their `ttl`, kept between
+/// [`SourceOptions::gbfs_refresh_floor`] (60 s: real feeds say `ttl: 0`) and one hour (so new
+/// stations appear within the hour whatever the feed says). `station_status` is fetched on
+/// every poll, however large its `ttl` (Vélib' Métropole says 3600 s), with `If-None-Match`
+/// when the server sent an `ETag`: a 304 answer is the same snapshot again, with the same
+/// `snapshot_at`, so nothing is printed for it. If refreshing `station_information` fails while
+/// a cached copy exists, the cached copy is used and a warning logged.
 #[derive(Debug)]
 pub struct GbfsSource {
     client: Client,

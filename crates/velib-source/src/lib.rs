@@ -126,7 +126,7 @@ mod time;
 
 pub use backoff::Backoff;
 pub use error::SourceError;
-pub use gbfs::{GbfsSource, GbfsTarget};
+pub use gbfs::{GbfsSource, GbfsTarget, PARIS_GBFS_URL};
 pub use jcdecaux::{JcDecauxSource, contract_key};
 pub use options::SourceOptions;
 pub use replay::ReplaySource;
