@@ -10,9 +10,9 @@ use rdkafka::Message as _;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use std::sync::Arc;
 use std::time::Duration;
+use velib_producer::ConnectionGuard;
 use velib_producer::connection::ReportingContext;
 use velib_producer::kafka_config::redact_config_error;
-use velib_producer::ConnectionGuard;
 
 /// The consumer's settings before `--kafka-config` and `-X`: start at the earliest offset held,
 /// never commit, no end-of-partition events.

@@ -222,9 +222,9 @@ pub async fn run(
         },
     };
     stop.cancel();
-    let served = server.await.map_err(|e| {
-        WebError::Http(std::io::Error::other(format!("server task failed: {e}")))
-    })?;
+    let served = server
+        .await
+        .map_err(|e| WebError::Http(std::io::Error::other(format!("server task failed: {e}"))))?;
     pusher.abort();
     if !consumer_task.is_finished() {
         // Cancelled above: it stops at its next wake-up.

@@ -58,7 +58,12 @@ pub fn read_station(bytes: &[u8]) -> Result<(Station, bool), StationError> {
             let located = is_drawable(station.position);
             Ok((station, located))
         }
-        Err(error) if error.field.as_deref().is_some_and(|f| f.starts_with("position")) => {
+        Err(error)
+            if error
+                .field
+                .as_deref()
+                .is_some_and(|f| f.starts_with("position")) =>
+        {
             // Read it again with the position replaced, so a station that says where it is not
             // is still counted; any other fault still rejects the record.
             let Ok(Value::Object(mut object)) = serde_json::from_slice::<Value>(bytes) else {
@@ -333,7 +338,10 @@ impl MapState {
     pub fn snapshot_json(&self, now: i64) -> String {
         let mut stations: Vec<(&String, &Entry)> = self.stations.iter().collect();
         stations.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let stations: Vec<Value> = stations.into_iter().map(|(k, e)| station_json(k, e)).collect();
+        let stations: Vec<Value> = stations
+            .into_iter()
+            .map(|(k, e)| station_json(k, e))
+            .collect();
         let feed: Vec<Value> = self.feed.iter().map(FeedLine::to_json).collect();
         self.message(stations, feed, now).to_string()
     }
@@ -406,11 +414,7 @@ impl MapState {
 /// One station as the page reads it.
 fn station_json(key: &str, e: &Entry) -> Value {
     let s = &e.station;
-    let history: Vec<[i64; 2]> = e
-        .history
-        .iter()
-        .map(|&(t, b)| [t, i64::from(b)])
-        .collect();
+    let history: Vec<[i64; 2]> = e.history.iter().map(|&(t, b)| [t, i64::from(b)]).collect();
     json!({
         "key": key,
         "contract": s.contract_name,
@@ -475,7 +479,10 @@ mod tests {
         assert_eq!(batch["feed"][0]["text"], "+1 1 RUE X (Lyon)");
         assert_eq!(batch["stations"][0]["bikes"], 4);
         assert_eq!(batch["stations"][0]["changed_at"], 2000);
-        assert_eq!(batch["stations"][0]["history"], json!([[1000, 5], [2000, 4]]));
+        assert_eq!(
+            batch["stations"][0]["history"],
+            json!([[1000, 5], [2000, 4]])
+        );
         assert_eq!(batch["age_ms"], 2498, "from the newest record's timestamp");
         assert!(!state.has_pending());
         let quiet = parse(&state.take_batch(3000));
@@ -512,7 +519,10 @@ mod tests {
         }
         assert_eq!(state.feed().count(), 2);
         let snap = parse(&state.snapshot_json(0));
-        assert_eq!(snap["stations"][0]["history"], json!([[7, 7], [8, 8], [9, 9]]));
+        assert_eq!(
+            snap["stations"][0]["history"],
+            json!([[7, 7], [8, 8], [9, 9]])
+        );
         assert_eq!(snap["feed"][1]["text"], "-1 1 RUE X (Lyon)");
     }
 
@@ -538,13 +548,19 @@ mod tests {
         let snap = parse(&state.snapshot_json(0));
         assert_eq!(snap["stations"][0]["lat"], Value::Null);
         assert_eq!(snap["off_map"], 1);
-        assert_eq!(parse(&state.geojson())["features"][0]["geometry"], Value::Null);
+        assert_eq!(
+            parse(&state.geojson())["features"][0]["geometry"],
+            Value::Null
+        );
         // Located again: back on the map.
         let located = format!(r#"{{{base}, "position": {{"lat": 45.7, "lng": 4.8}}}}"#);
         state.apply_record(located.as_bytes(), 0).unwrap();
         assert_eq!(state.off_map(), 0);
         let geo = parse(&state.geojson());
-        assert_eq!(geo["features"][0]["geometry"]["coordinates"], json!([4.8, 45.7]));
+        assert_eq!(
+            geo["features"][0]["geometry"]["coordinates"],
+            json!([4.8, 45.7])
+        );
         // A fault elsewhere still rejects the record.
         let bad = format!(
             r#"{{{}, "position": null}}"#,

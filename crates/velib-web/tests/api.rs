@@ -52,7 +52,10 @@ async fn geojson_health_and_the_page() {
         feature["geometry"]["coordinates"],
         serde_json::json!([first.position.lng, first.position.lat])
     );
-    assert_eq!(feature["properties"]["available_bikes"], first.available_bikes);
+    assert_eq!(
+        feature["properties"]["available_bikes"],
+        first.available_bikes
+    );
     assert_eq!(feature["properties"]["address"], first.address.as_str());
 
     // The page and its assets come from velib-web itself, under a policy that runs no script
@@ -65,7 +68,9 @@ async fn geojson_health_and_the_page() {
         assert!(html.contains(&format!("src=\"{src}\"")), "{src}");
     }
     assert!(!html.contains("://"), "the page links nothing outside");
-    let leaflet = reqwest::get(served.url("/assets/leaflet.js")).await.unwrap();
+    let leaflet = reqwest::get(served.url("/assets/leaflet.js"))
+        .await
+        .unwrap();
     assert_eq!(leaflet.status(), 200);
     assert!(leaflet.text().await.unwrap().contains("Leaflet"));
     let missing = reqwest::get(served.url("/assets/nope.js")).await.unwrap();
@@ -157,9 +162,11 @@ async fn the_event_stream_sends_a_snapshot_then_changes_and_ends_on_shutdown() {
     let update = events
         .until(|event, data| {
             event == "update"
-                && data["stations"].as_array().unwrap().iter().any(|s| {
-                    s["key"] == key.as_str() && s["bikes"] == after.available_bikes
-                })
+                && data["stations"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|s| s["key"] == key.as_str() && s["bikes"] == after.available_bikes)
         })
         .await;
     let station = update["stations"]
@@ -183,9 +190,7 @@ async fn the_event_stream_sends_a_snapshot_then_changes_and_ends_on_shutdown() {
     emptied.available_bike_stands += emptied.available_bikes;
     emptied.available_bikes = 0;
     let event = EmptyStationEvent::new(EmptinessKind::BecameEmpty, &emptied, 0);
-    broker
-        .produce(&broker.events, &key, &event.to_json())
-        .await;
+    broker.produce(&broker.events, &key, &event.to_json()).await;
     let expected = format!("no bikes: {} (Valmont)", after.address);
     events
         .until(|_, data| {

@@ -100,10 +100,19 @@ impl Browser {
 
     /// Sends one command to the driver and returns its answer.
     async fn ask(&mut self, command: Value) -> Value {
+        self.send(&command).await;
+        self.answer(&command).await
+    }
+
+    /// Sends one command; [`Browser::answer`] reads its answer.
+    async fn send(&mut self, command: &Value) {
         let mut line = command.to_string();
         line.push('\n');
         self.stdin.write_all(line.as_bytes()).await.unwrap();
         self.stdin.flush().await.unwrap();
+    }
+
+    async fn answer(&mut self, command: &Value) -> Value {
         let answer = tokio::time::timeout(TIMEOUT * 3, self.stdout.next_line())
             .await
             .unwrap_or_else(|_| panic!("the driver answers {command}"))
@@ -159,7 +168,11 @@ async fn browser_map_updates_live_filters_and_escapes() {
         .ask(json!({"cmd": "open", "url": served.url("/"), "expect": stations.len(), "timeout": 60_000}))
         .await;
     assert_eq!(opened["ok"], true, "every station drawn: {opened}");
-    assert_eq!(opened["circles"], stations.len(), "one circle per located station");
+    assert_eq!(
+        opened["circles"],
+        stations.len(),
+        "one circle per located station"
+    );
     assert_eq!(
         opened["offmap"], "2 stations without valid coordinates (not on the map)",
         "{opened}"
@@ -183,7 +196,10 @@ async fn browser_map_updates_live_filters_and_escapes() {
             "timeout": 2_000,
         }))
         .await;
-    assert_eq!(changed["ok"], true, "the change shows within 2 s: {changed}");
+    assert_eq!(
+        changed["ok"], true,
+        "the change shows within 2 s: {changed}"
+    );
     println!(
         "browser: a produced record reached the map and the feed in {} ms",
         changed["ms"]
@@ -215,10 +231,20 @@ async fn browser_map_updates_live_filters_and_escapes() {
     assert_eq!(popup["sparkline"], true, "two counts make a sparkline");
     assert_eq!(
         popup["terms"],
-        json!(["contract", "bikes", "free stands", "capacity", "status", "last change"])
+        json!([
+            "contract",
+            "bikes",
+            "free stands",
+            "capacity",
+            "status",
+            "last change"
+        ])
     );
     assert_eq!(popup["values"][0], "Valmont");
-    assert_eq!(popup["values"][1], hostile_after.available_bikes.to_string());
+    assert_eq!(
+        popup["values"][1],
+        hostile_after.available_bikes.to_string()
+    );
 
     // The contract filter: only that contract's circles and feed lines.
     let port_aubry = stations
@@ -337,6 +363,31 @@ async fn browser_ten_thousand_stations() {
     println!(
         "browser: with {STATIONS} stations, a produced record reached the page in {} ms",
         changed["ms"]
+    );
+
+    // The rate of updates the page keeps up with: a burst of changes to distinct stations,
+    // timed from just before they are produced to the last one shown.
+    let burst: Vec<_> = stations
+        .iter()
+        .filter(|s| s.status == velib_model::Status::Open && s.available_bikes >= 2)
+        .filter(|s| s.key() != after.key())
+        .take(2_000)
+        .map(two_bikes_taken)
+        .collect();
+    let expected: Vec<Value> = burst
+        .iter()
+        .map(|s| json!([s.key().to_string(), s.available_bikes]))
+        .collect();
+    let command = json!({"cmd": "changes", "expected": expected, "timeout": 120_000});
+    browser.send(&command).await;
+    broker.produce_stations(&burst).await;
+    let shown = browser.answer(&command).await;
+    assert_eq!(shown["ok"], true, "{shown}");
+    let ms = shown["ms"].as_u64().unwrap().max(1);
+    println!(
+        "browser: {} changes produced at once were all on the map after {ms} ms ({} updates/s)",
+        burst.len(),
+        burst.len() as u64 * 1000 / ms
     );
     browser.close().await;
     served.stop().await;

@@ -175,19 +175,22 @@ fn busy_station<'a>(stations: &'a [Station], contract: &str) -> &'a Station {
 
 /// Records whose position cannot be drawn, as raw JSON: `null` and out of range.
 fn unlocated_records(contract: &str) -> Vec<(String, String)> {
-    [("90001", "null"), ("90002", r#"{"lat": 123.0, "lng": 4.0}"#)]
-        .into_iter()
-        .map(|(number, position)| {
-            (
-                format!("{contract}:{number}"),
-                format!(
-                    r#"{{"number": {number}, "contract_name": "{contract}", "name": "NOWHERE",
+    [
+        ("90001", "null"),
+        ("90002", r#"{"lat": 123.0, "lng": 4.0}"#),
+    ]
+    .into_iter()
+    .map(|(number, position)| {
+        (
+            format!("{contract}:{number}"),
+            format!(
+                r#"{{"number": {number}, "contract_name": "{contract}", "name": "NOWHERE",
                     "address": "NOWHERE", "position": {position}, "status": "OPEN",
                     "bike_stands": 10, "available_bike_stands": 5, "available_bikes": 5,
                     "last_update": {}}}"#,
-                    now_ms()
-                ),
-            )
-        })
-        .collect()
+                now_ms()
+            ),
+        )
+    })
+    .collect()
 }

@@ -212,6 +212,16 @@
     if (bounds.length) map.fitBounds(bounds, { padding: [20, 20], maxZoom: 16 });
   }
 
+  // The first time stations arrive, the view moves to them before their circles are drawn:
+  // moving afterwards would project every circle twice, which thousands of them make slow.
+  function fitFirst(list) {
+    if (fitted) return;
+    const bounds = list.filter((s) => s.lat !== null && s.lng !== null).map((s) => [s.lat, s.lng]);
+    if (!bounds.length) return;
+    fitted = true;
+    map.fitBounds(bounds, { padding: [20, 20], maxZoom: 16, animate: false });
+  }
+
   // --- Totals and feed ----------------------------------------------------------------------
 
   function renderTotals() {
@@ -302,26 +312,20 @@
         stations.delete(key);
       }
     }
+    fitFirst(message.stations);
     for (const s of message.stations) upsert(s);
     addFeed(message.feed, true);
     renderTotals();
     renderStatus(message);
-    if (!fitted && message.stations.length) {
-      fitted = true;
-      fit();
-    }
     document.body.dataset.snapshots = String(Number(document.body.dataset.snapshots || 0) + 1);
   }
 
   function onUpdate(message) {
+    fitFirst(message.stations);
     for (const s of message.stations) upsert(s);
     addFeed(message.feed, false);
     if (message.stations.length) renderTotals();
     renderStatus(message);
-    if (!fitted && message.stations.length) {
-      fitted = true;
-      fit();
-    }
   }
 
   function connect() {

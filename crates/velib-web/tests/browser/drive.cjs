@@ -101,6 +101,20 @@ const commands = {
     );
   },
 
+  // Waits for every circle of `expected` ([key, bikes] pairs) to show its count; `ms` is from
+  // this command's arrival, so the test sends it before producing the records.
+  async changes({ expected, timeout }) {
+    return waitIn(
+      (expected) => {
+        const bikes = new Map();
+        for (const c of document.querySelectorAll('path.station')) bikes.set(c.dataset.key, c.dataset.bikes);
+        return expected.every(([key, n]) => bikes.get(key) === String(n));
+      },
+      expected,
+      timeout,
+    );
+  },
+
   async circle({ key }) {
     return page.evaluate((key) => {
       const c = Array.from(document.querySelectorAll('path.station')).find((c) => c.dataset.key === key);
@@ -126,7 +140,7 @@ const commands = {
     return { ...waited, options, byContract, feed };
   },
 
-  // Opens the popup of `key` by clicking its circle; answers with what it shows.
+  // Opens the popup of `key` with a click on its circle; answers with what it shows.
   async popup({ key, timeout }) {
     const handle = await page.evaluateHandle(
       (key) => Array.from(document.querySelectorAll('path.station')).find((c) => c.dataset.key === key),
@@ -134,10 +148,17 @@ const commands = {
     );
     const circle = handle.asElement();
     if (!circle) return { ok: false, error: `no circle for ${key}` };
-    await circle.click({ force: true, timeout });
-    await page.waitForSelector('.leaflet-popup .popup', { timeout });
-    return page.evaluate(() => {
-      const p = document.querySelector('.leaflet-popup .popup');
+    // Dispatched on the circle itself: a click at its position could land on a neighbour
+    // drawn over it.
+    await circle.dispatchEvent('click');
+    // Clicking another circle replaces an open popup: wait for this station's.
+    await page.waitForFunction(
+      (key) => Array.from(document.querySelectorAll('.leaflet-popup .popup')).some((p) => p.dataset.key === key),
+      key,
+      { timeout },
+    );
+    return page.evaluate((key) => {
+      const p = Array.from(document.querySelectorAll('.leaflet-popup .popup')).find((p) => p.dataset.key === key);
       const feedText = Array.from(document.querySelectorAll('#feed li .text')).map((s) => s.textContent);
       return {
         ok: true,
@@ -153,11 +174,12 @@ const commands = {
         feed: feedText,
         contracts: Array.from(document.querySelectorAll('#contract option')).map((o) => o.textContent),
       };
-    });
+    }, key);
   },
 
   async screenshot({ file }) {
-    await page.screenshot({ path: file });
+    // Transitions finished (the popup fades in), so the picture shows the settled page.
+    await page.screenshot({ path: file, animations: 'disabled' });
     return { ok: true };
   },
 
