@@ -239,3 +239,21 @@ pub async fn run(
         stations: state.len(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiles_flag() {
+        assert_eq!(Tiles::from_flag("none", "x"), Ok(None));
+        assert_eq!(
+            Tiles::from_flag(OSM_TILES, OSM_ATTRIBUTION),
+            Ok(Some(Tiles::default()))
+        );
+        let err = Tiles::from_flag("tile.example/{z}/{x}/{y}.png", "").unwrap_err();
+        assert!(err.contains("--tiles") && err.contains("http(s)"), "{err}");
+        let err = Tiles::from_flag("https://tile.example/{z}/{x}.png", "").unwrap_err();
+        assert!(err.contains("no {y}"), "{err}");
+    }
+}

@@ -318,6 +318,32 @@ async fn browser_map_updates_live_filters_and_escapes() {
         .collect();
     assert!(errors.is_empty(), "page errors: {errors:?}");
 
+    // The server goes away: the page says so, reconnects to the next one on the same
+    // address by itself, and is live again with what it reads.
+    let addr = served.addr;
+    served.stop().await;
+    let down = browser
+        .ask(json!({"cmd": "connection", "state": "reconnecting", "timeout": 30_000}))
+        .await;
+    assert_eq!(down["ok"], true, "{down}");
+    let served = Served::start_on(&broker, None, addr).await;
+    let again = two_bikes_taken(&after);
+    broker.produce_station(&again).await;
+    let changed = browser
+        .ask(json!({
+            "cmd": "change",
+            "key": again.key().to_string(),
+            "bikes": again.available_bikes,
+            "feed": format!("+2 {} (Valmont)", again.address),
+            "timeout": 30_000,
+        }))
+        .await;
+    assert_eq!(changed["ok"], true, "after the restart: {changed}");
+    let live = browser
+        .ask(json!({"cmd": "connection", "state": "live", "timeout": 10_000}))
+        .await;
+    assert_eq!(live["ok"], true, "{live}");
+
     browser.close().await;
     served.stop().await;
 }

@@ -84,13 +84,18 @@ struct Served {
 
 impl Served {
     async fn start(broker: &Broker, tiles: Option<Tiles>) -> Served {
+        Served::start_on(broker, tiles, "127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// Starts on `addr`: a restart on the address a page is connected to.
+    async fn start_on(broker: &Broker, tiles: Option<Tiles>, addr: SocketAddr) -> Served {
         let config = WebConfig {
             topic: broker.stations.clone(),
             events_topic: Some(broker.events.clone()),
             tiles,
             ..WebConfig::new(KafkaArgs::new(broker.kafka.bootstrap_servers()))
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(velib_web::run(config, listener, async {

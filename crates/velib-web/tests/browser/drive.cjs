@@ -115,6 +115,11 @@ const commands = {
     );
   },
 
+  // Waits for the connection indicator to read `state` (live, reconnecting).
+  async connection({ state, timeout }) {
+    return waitIn((state) => document.getElementById('connection').dataset.state === state, state, timeout);
+  },
+
   async circle({ key }) {
     return page.evaluate((key) => {
       const c = Array.from(document.querySelectorAll('path.station')).find((c) => c.dataset.key === key);
