@@ -13,6 +13,7 @@
 //! on a fresh machine and needs nothing but the Rust toolchain, gcc and make.
 
 mod bench;
+mod browser;
 mod demo;
 mod tansu;
 mod topics;
@@ -94,6 +95,7 @@ fn test(test_args: &[String]) -> Result<()> {
     // Install the out-of-process broker first: on a fresh machine it is the slow step, and a
     // failure there should be reported before minutes of compiling.
     let tansu_bin = tansu::ensure_installed()?;
+    browser::ensure_installed()?;
 
     run(
         "cargo fmt --check",
