@@ -108,11 +108,11 @@ impl Detector {
             open: station.status == Status::Open,
         };
         match self.compact_key(station) {
-            Some(key) => observe_slot(self.compact.entry(key), new, station, tracked),
+            Some(key) => observe_slot(self.compact.entry(key), new, tracked),
             // Rare: text ids, ids beyond 2^48, more than 65,535 contracts.
             None => {
                 let key = station.key().as_str().into();
-                observe_slot(self.wide.entry(key), new, station, tracked)
+                observe_slot(self.wide.entry(key), new, tracked)
             }
         }
     }
@@ -184,7 +184,6 @@ fn clamp(count: u32) -> u16 {
 fn observe_slot<K>(
     slot: std::collections::hash_map::Entry<'_, K, State>,
     new: State,
-    station: &StationView<'_>,
     tracked: u32,
 ) -> Verdict {
     use std::collections::hash_map::Entry;
