@@ -410,22 +410,25 @@ impl System {
                 .unwrap_or_default();
             return Ok((stations, 0));
         };
-        let value = body.json("a GBFS station_status feed", None)?;
-        let records = stations_array(&value, &body, "station_status")?;
+        let (value, records) = station_records(&body, "station_status")?;
         let snapshot_at = feed_time(&value).unwrap_or_else(now_ms);
         let mut stations = Vec::with_capacity(records.len());
         for (index, record) in records.iter().enumerate() {
-            let mapped = parse_status(record).and_then(|status| {
-                let info = info
-                    .and_then(|m| m.get(&status.station_id))
-                    .ok_or_else(|| {
-                        format!(
-                            "station {} is not in station_information",
-                            status.station_id
-                        )
-                    })?;
-                Ok(to_station(&contract, info, &status, snapshot_at))
-            });
+            let mapped = record
+                .as_ref()
+                .map_err(String::clone)
+                .and_then(parse_status)
+                .and_then(|status| {
+                    let info = info
+                        .and_then(|m| m.get(&status.station_id))
+                        .ok_or_else(|| {
+                            format!(
+                                "station {} is not in station_information",
+                                status.station_id
+                            )
+                        })?;
+                    Ok(to_station(&contract, info, &status, snapshot_at))
+                });
             match mapped {
                 Ok(station) => stations.push(station),
                 Err(reason) => skips.skip(index, &format!("station_status: {reason}")),
@@ -446,11 +449,14 @@ async fn fetch_information(
     skips: &mut PollSkips<'_>,
 ) -> Result<Cached<HashMap<String, Info>>, SourceError> {
     let body = http::get(client, &feeds.station_information, limits, None, HINTS).await?;
-    let value = body.json("a GBFS station_information feed", None)?;
-    let records = stations_array(&value, &body, "station_information")?;
+    let (value, records) = station_records(&body, "station_information")?;
     let mut map = HashMap::with_capacity(records.len());
     for (index, record) in records.iter().enumerate() {
-        match parse_info(record, language) {
+        match record
+            .as_ref()
+            .map_err(String::clone)
+            .and_then(|r| parse_info(r, language))
+        {
             Ok((id, info)) => {
                 map.insert(id, info);
             }
@@ -461,6 +467,20 @@ async fn fetch_information(
         value: map,
         expires: expiry(&value, limits.refresh_floor),
     })
+}
+
+/// A feed's document and its `data.stations` records, each read on its own (see
+/// [`crate::split`]): a station that is not JSON is one skipped record, not a lost feed.
+#[allow(clippy::type_complexity)]
+fn station_records(
+    body: &Body,
+    feed: &str,
+) -> Result<(Value, Vec<Result<Value, String>>), SourceError> {
+    let split = crate::split::split(&body.bytes, &["data", "stations"])
+        .map_err(|err| body.malformed(format!("expected a GBFS {feed} feed: {err}"), None))?;
+    // Says what is wrong when there is no array to read (the split leaves it empty).
+    stations_array(&split.document, body, feed)?;
+    Ok((split.document, split.items))
 }
 
 fn stations_array<'a>(

@@ -121,9 +121,14 @@ impl StationSource for JcDecauxSource {
         let key = Some(&self.api_key);
         let body = http::get(&self.client, &self.request_url(), self.limits, key, HINTS).await?;
         let taken_at = now_ms();
-        let value = body.json("a JSON array of stations", key)?;
-        let serde_json::Value::Array(records) = value else {
-            let what = match &value {
+        // Each station is read on its own (see `crate::split`): one that is not JSON is one
+        // skipped record, not a lost poll.
+        let split = crate::split::split(&body.bytes, &[]).map_err(|err| {
+            body.malformed(format!("expected a JSON array of stations: {err}"), key)
+        })?;
+        if !split.document.is_array() {
+            let value = &split.document;
+            let what = match value {
                 serde_json::Value::Object(map) => match map.get("error") {
                     Some(e) => format!("an error object ({e})"),
                     None => "a JSON object".to_owned(),
@@ -134,12 +139,17 @@ impl StationSource for JcDecauxSource {
                 format!("expected a JSON array of stations, got {what}"),
                 key,
             ));
-        };
+        }
+        let records = split.items;
         let describe = self.describe();
         let mut skips = PollSkips::new(&describe);
         let mut stations = Vec::with_capacity(records.len());
         for (index, record) in records.iter().enumerate() {
-            match Station::from_value(record) {
+            match record
+                .as_ref()
+                .map_err(|reason| reason.to_string())
+                .and_then(|r| Station::from_value(r).map_err(|e| e.to_string()))
+            {
                 Ok(mut station) => {
                     station.contract_name = contract_key(&station.contract_name);
                     stations.push(station);

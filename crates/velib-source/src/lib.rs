@@ -122,6 +122,7 @@ mod rng;
 mod simulate;
 mod skips;
 mod spec;
+mod split;
 mod time;
 
 pub use backoff::Backoff;

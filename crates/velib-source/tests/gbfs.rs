@@ -547,3 +547,37 @@ async fn a_poll_over_many_systems_fetches_a_bounded_number_at_once() {
         "{most_together} systems fetched at once"
     );
 }
+
+#[tokio::test]
+async fn a_gbfs_station_that_is_not_json_costs_only_itself() {
+    let server = MockServer::start().await;
+    let prefix = "/contracts/lyon/gbfs";
+    mount(
+        &server,
+        &format!("{prefix}/gbfs.json"),
+        discovery_2_3(&server.uri(), prefix, false),
+        None,
+    )
+    .await;
+    mount(
+        &server,
+        &format!("{prefix}/fr/station_information.json"),
+        info_2_3(3600),
+        None,
+    )
+    .await;
+    let status = serde_json::to_string(&status_2_3()).unwrap().replacen(
+        r#""stations":["#,
+        r#""stations":[{"station_id":"9","num_bikes_available":NaN},"#,
+        1,
+    );
+    assert!(status.contains("NaN"), "{status}");
+    Mock::given(path(format!("{prefix}/fr/station_status.json")))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(status, "application/json"))
+        .mount(&server)
+        .await;
+    let mut source = source(&server, &["lyon"]);
+    let snapshot = source.fetch().await.unwrap();
+    assert_eq!(snapshot.stations.len(), 2, "both good stations");
+    assert_eq!(source.skipped_records(), 1);
+}

@@ -8,8 +8,11 @@
 //!
 //! Records of one station arrive in order (one key, one partition), but a producer restarted
 //! on an older recording, or two producers, can deliver an older state after a newer one. As
-//! in the monitor, a record whose own `last_update` is older than the kept one is *stale*: it
-//! is counted and ignored. A record without `last_update` always replaces the kept one.
+//! in the monitor, records are ordered by the snapshot they come from
+//! ([`Station::snapshot_at`](velib_model::Station::snapshot_at); a station's own `last_update` is a heartbeat in real feeds and
+//! can go back in time while the counts move): a record from an older snapshot, or a different
+//! record from the same snapshot, is *stale*: it is counted and ignored. A record without
+//! `snapshot_at` always replaces the kept one.
 //!
 //! # Coordinates
 //!
@@ -96,14 +99,15 @@ pub enum Applied {
     Changed,
     /// The same as the kept record.
     Unchanged,
-    /// Older (by its own `last_update`) than the kept record: ignored.
+    /// From an older snapshot than the kept record (by `snapshot_at`): ignored.
     Stale,
 }
 
 /// A line of the live feed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeedLine {
-    /// When it happened: the record's `last_update`, else when it was observed (epoch ms).
+    /// When it happened: the record's snapshot time, else its `last_update`, else when it was
+    /// observed (epoch ms).
     pub at: i64,
     /// The station's key, `contract:id`.
     pub key: String,
@@ -181,7 +185,10 @@ impl MapState {
     /// Applies one station, whose position is drawable when `located`.
     pub fn apply_station(&mut self, station: Station, located: bool, observed: i64) -> Applied {
         self.see_time(observed);
-        let at = station.last_update.unwrap_or(observed);
+        let at = station
+            .snapshot_at
+            .or(station.last_update)
+            .unwrap_or(observed);
         let key = station.key().to_string();
         let Some(entry) = self.stations.get_mut(&key) else {
             if !located {
@@ -200,8 +207,8 @@ impl MapState {
             self.dirty.insert(key);
             return Applied::New;
         };
-        if let (Some(new), Some(kept)) = (station.last_update, entry.station.last_update)
-            && new < kept
+        if let (Some(new), Some(kept)) = (station.snapshot_at, entry.station.snapshot_at)
+            && (new < kept || (new == kept && entry.station != station))
         {
             self.stale += 1;
             return Applied::Stale;
@@ -453,7 +460,7 @@ mod tests {
             "number": number, "contract_name": "Lyon", "name": format!("{number} - NAME"),
             "address": format!("{number} RUE X"), "position": {"lat": 45.75, "lng": 4.85},
             "status": "OPEN", "bike_stands": bikes + stands, "available_bike_stands": stands,
-            "available_bikes": bikes, "last_update": last_update,
+            "available_bikes": bikes, "last_update": last_update, "snapshot_at": last_update,
         });
         Station::from_value(&record).unwrap()
     }
@@ -506,6 +513,19 @@ mod tests {
         assert_eq!(state.stale(), 1);
         assert!(!state.has_pending());
         assert_eq!(state.feed().count(), 0);
+    }
+
+    #[test]
+    fn a_newer_snapshot_wins_whatever_its_last_update_says() {
+        // Real GBFS: `last_reported` goes back in time while the counts move.
+        let mut state = MapState::new(Limits::default());
+        let mut first = station(1, 5, 5, Some(2000));
+        first.last_update = Some(9000);
+        state.apply_station(first, true, 1);
+        let mut next = station(1, 4, 6, Some(3000));
+        next.last_update = Some(100);
+        assert_eq!(state.apply_station(next, true, 2), Applied::Changed);
+        assert_eq!(state.feed().count(), 1);
     }
 
     #[test]
