@@ -16,6 +16,16 @@ use velib_producer::{KafkaArgs, KafkaSink, OutRecord, SINK_DEFAULTS, StationSink
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Held for the whole of a test that loads the machine (the real day: two processes and 70,000
+/// records) or that depends on group timing (several monitors through rebalances), so that the
+/// test binary never runs two of them at once.
+fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// What a monitor prints, shared with the test.
 type Output = velib_testkit::Captured;
 

@@ -50,8 +50,11 @@ fn assert_no_duplicate(changes: &[StationChange]) {
     assert_eq!(unique.len(), keys.len(), "a change was printed twice");
 }
 
-#[tokio::test]
+// Several monitors on one runtime: a multi-threaded one, so that one monitor's work (or the
+// test's own blocking flush) does not starve another's heartbeats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_monitors_share_ten_partitions_and_print_each_change_once() {
+    let _alone = crate::heavy();
     init_tracing();
     let kafka = MockKafka::start(3).unwrap();
     let topic = unique_name("velib-stations");
@@ -82,8 +85,9 @@ async fn three_monitors_share_ten_partitions_and_print_each_change_once() {
     assert_eq!(sorted_keys(&union), sorted_keys(&expected));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_monitor_joining_and_one_leaving_mid_run_print_no_duplicate_and_no_false_line() {
+    let _alone = crate::heavy();
     init_tracing();
     let kafka = MockKafka::start(1).unwrap();
     let topic = unique_name("velib-stations");
