@@ -28,7 +28,7 @@ pub const KAFKA_VERSION: &str = "4.1.0";
 /// test` for the tests that start nodes of their own.
 pub const LIBS_ENV: &str = "VELIB_KAFKA_LIBS";
 
-/// The SCRAM-SHA-512 user created at format time when [`KafkaOptions::scram`] is set.
+/// The SCRAM-SHA-512 user created at format time when [`KafkaOptions::scram_password`] is set.
 pub const TEST_SCRAM_USER: &str = "velib";
 
 /// How long a node may take to start and be seen in the cluster's metadata (a JVM on a busy
