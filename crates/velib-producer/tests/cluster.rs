@@ -1,7 +1,8 @@
 //! Three Apache Kafka nodes, replication factor 3, `min.insync.replicas=2`: the leader of a
-//! partition is SIGKILLed while the sink has records in flight. With velib's defaults
-//! (idempotence, `acks=all`) every record the sink reports delivered is on the topic exactly
-//! once, and none fails; the node restarts and rejoins every partition's in-sync replicas.
+//! partition is SIGKILLed while the sink has records in flight and a monitor reads the topic.
+//! With velib's defaults (idempotence, `acks=all`) every record the sink reports delivered is
+//! on the topic exactly once, and none fails; the monitor goes on to the last snapshot; the
+//! node restarts and rejoins every partition's in-sync replicas.
 
 use crate::*;
 use rdkafka::ClientConfig;
@@ -12,9 +13,11 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use std::collections::HashSet;
 use velib_producer::{OutRecord, StationSink};
 use velib_testkit::kafka::{KafkaCluster, KafkaOptions, libs_from_env};
-use velib_testkit::{unique_name, wait_for};
+use velib_testkit::{Process, unique_name, wait_for};
 
-const RECORDS: usize = 4000;
+const STATIONS: usize = 200;
+const POLLS: usize = 20;
+const RECORDS: usize = STATIONS * POLLS;
 const PARTITIONS: i32 = 6;
 
 /// The in-sync replicas of every partition of `topic`, or `None` while metadata is unavailable.
@@ -80,28 +83,44 @@ async fn a_killed_broker_loses_and_duplicates_nothing_and_rejoins() {
     })
     .await;
 
-    // Station-like records: the key is the station, the payload its `last_update`.
-    let sink = sink(&bootstrap);
-    let records: Vec<(String, String)> = (0..RECORDS)
-        .map(|i| {
+    // The simulated city's snapshots, each record numbered in a header: an unchanged station
+    // repeats the same payload, so the number is what tells a duplicate from a repeat.
+    let snapshots = expected_snapshots(STATIONS, POLLS);
+    let records: Vec<(String, String)> = snapshots
+        .iter()
+        .flat_map(|s| &s.stations)
+        .map(|st| {
             (
-                format!("Lyon:{}", i % 200),
-                format!("{{\"last_update\":{}}}", 1_700_000_000_000_u64 + i as u64),
+                st.key().to_string(),
+                String::from_utf8(st.to_json()).unwrap(),
             )
         })
         .collect();
+    let monitor = Process::spawn(
+        tokio::process::Command::new(velib_testkit::sibling_binary(
+            env!("CARGO_BIN_EXE_velib-producer"),
+            "velib-monitor",
+        ))
+        .args(["--bootstrap-servers", &bootstrap, "--topic", &topic])
+        .args(["--events-topic", &unique_name("velib-cluster-events")])
+        .args(["--no-dlq", "--group-id", &unique_name("g")])
+        .args(["--format", "json", "-X", "auto.offset.reset=earliest"])
+        .env("RUST_LOG", "warn"),
+    );
+    let sink = sink(&bootstrap);
     let victim = leader_of_partition_0(&bootstrap, &topic);
     for (i, (key, payload)) in records.iter().enumerate() {
         if i == RECORDS / 2 {
             // Half the records are queued or in flight when the leader of partition 0 dies.
             cluster.kill_node(usize::try_from(victim - 1).unwrap());
         }
+        let seq = i.to_string();
         let record = OutRecord {
             topic: &topic,
             key: key.as_bytes(),
             payload: payload.as_bytes(),
             timestamp_ms: None,
-            headers: &[],
+            headers: &[("seq", seq.as_bytes())],
         };
         sink.enqueue(&record, i).unwrap();
     }
@@ -118,21 +137,51 @@ async fn a_killed_broker_loses_and_duplicates_nothing_and_rejoins() {
     );
     assert_eq!(sink.fatal_error(), None);
 
-    // Every delivered record is there once: counted by key and `last_update`.
+    // Every delivered record is there once, as it was sent (key, payload with `last_update`).
     let read = velib_testkit::read_until_quiet(&bootstrap, &topic, Duration::from_secs(5)).await;
-    let got: Vec<(String, String)> = read
+    let mut seen = HashSet::new();
+    for m in &read {
+        use rdkafka::message::Headers;
+        let header = m.headers().and_then(|h| h.iter().find(|h| h.key == "seq"));
+        let seq: usize = std::str::from_utf8(header.and_then(|h| h.value).unwrap())
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(seen.insert(seq), "record {seq} is on the topic twice");
+        let (key, payload) = &records[seq];
+        assert_eq!(velib_testkit::key_str(m), key);
+        assert_eq!(m.payload(), Some(payload.as_bytes()), "record {seq}");
+    }
+    assert_eq!(seen.len(), RECORDS, "records lost");
+
+    // The monitor carried on through the failover: it prints changes the last snapshot
+    // brought (stations whose `last_update` is new in it).
+    let before: HashSet<(String, Option<i64>)> = snapshots[..POLLS - 1]
         .iter()
-        .map(|m| {
-            (
-                velib_testkit::key_str(m).to_owned(),
-                String::from_utf8(m.payload().unwrap().to_vec()).unwrap(),
-            )
-        })
+        .flat_map(|s| &s.stations)
+        .map(|st| (st.key().to_string(), st.last_update))
         .collect();
-    let distinct: HashSet<&(String, String)> = got.iter().collect();
-    assert_eq!(distinct.len(), got.len(), "duplicates on the topic");
-    let expected: HashSet<&(String, String)> = records.iter().collect();
-    assert_eq!(distinct, expected, "records lost or unexpected");
+    let last: HashSet<(String, Option<i64>)> = snapshots[POLLS - 1]
+        .stations
+        .iter()
+        .map(|st| (st.key().to_string(), st.last_update))
+        .filter(|k| !before.contains(k))
+        .collect();
+    assert!(!last.is_empty(), "the last snapshot changed nothing");
+    wait_for(
+        "the monitor to reach the last snapshot",
+        Duration::from_secs(120),
+        || {
+            let reached = monitor.lines().iter().any(|l| {
+                let change: velib_model::StationChange = serde_json::from_str(l).unwrap();
+                last.contains(&(change.key.to_string(), change.last_update))
+            });
+            async move { reached.then_some(()) }
+        },
+    )
+    .await;
+    let status = monitor.terminate().await;
+    assert!(status.success(), "velib-monitor: {status}");
 
     // The killed node comes back on its storage and catches up.
     cluster
