@@ -1,5 +1,5 @@
-//! velib-monitor against a real Kafka-protocol broker (the in-process mock cluster; tansu for
-//! the `#[ignore]`d end-to-end test run by `cargo xtask test`).
+//! velib-monitor against a real Kafka-protocol broker (the in-process mock cluster; Apache
+//! Kafka for the `#[ignore]`d end-to-end tests run by `cargo xtask test`).
 
 mod binaries;
 mod real_day;

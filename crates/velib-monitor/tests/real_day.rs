@@ -5,6 +5,9 @@
 //! files: every change of `num_docks_available` between two consecutive snapshots, once, and
 //! no other line. The same day rewritten as GBFS 2.3 must print the same lines.
 //!
+//! It runs on Apache Kafka in `cargo xtask test` (both versions), and on the in-process mock
+//! cluster under plain `cargo test` (3.0).
+//!
 //! The data is read at run time from `shared/data/cyclocity-2026-07-02` beside the checkout
 //! (or `$VELIB_REAL_DAY_DIR`); none of it is copied into the project.
 
@@ -19,7 +22,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::process::Command;
-use velib_testkit::{MockKafka, Process, unique_name, wait_for};
+use velib_testkit::{
+    MockKafka, Process, admin_create_topic, kafka_bootstrap, unique_name, wait_for,
+};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
@@ -345,7 +350,16 @@ fn group_caught_up(bootstrap: &str, group: &str, topic: &str) -> bool {
     })
 }
 
-async fn play_the_day(version: Version) {
+/// Which broker carries the day.
+#[derive(Debug, Clone, Copy)]
+enum Broker {
+    /// The Apache Kafka node `cargo xtask test` starts.
+    ApacheKafka,
+    /// librdkafka's mock cluster, in this process.
+    Mock,
+}
+
+async fn play_the_day(version: Version, broker: Broker) {
     let _alone = crate::heavy();
     let day = load_day();
     assert_eq!(day.len(), 19, "the 19 JCDecaux GBFS cities");
@@ -353,10 +367,20 @@ async fn play_the_day(version: Version) {
     assert!(expected.len() > 20_000, "{} changes", expected.len());
     let (server, served) = serve_day(&day, version).await;
 
-    let kafka = MockKafka::start(1).unwrap();
-    let bootstrap = kafka.bootstrap_servers().to_owned();
     let topic = unique_name("velib-stations");
-    kafka.create_topic(&topic, 10).unwrap();
+    let (_mock, bootstrap) = match broker {
+        Broker::ApacheKafka => {
+            let bootstrap = kafka_bootstrap();
+            admin_create_topic(&bootstrap, &topic, 10).await.unwrap();
+            (None, bootstrap)
+        }
+        Broker::Mock => {
+            let kafka = MockKafka::start(1).unwrap();
+            kafka.create_topic(&topic, 10).unwrap();
+            let bootstrap = kafka.bootstrap_servers().to_owned();
+            (Some(kafka), bootstrap)
+        }
+    };
     let group = unique_name("velib-monitor");
 
     let monitor = Process::spawn(
@@ -428,11 +452,18 @@ async fn play_the_day(version: Version) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
 async fn the_real_day_in_gbfs_3_0_prints_every_change_once() {
-    play_the_day(Version::V3).await;
+    play_the_day(Version::V3, Broker::ApacheKafka).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
 async fn the_real_day_rewritten_as_gbfs_2_3_prints_the_same_lines() {
-    play_the_day(Version::V2).await;
+    play_the_day(Version::V2, Broker::ApacheKafka).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_day_on_the_mock_cluster() {
+    play_the_day(Version::V3, Broker::Mock).await;
 }

@@ -1,6 +1,7 @@
 //! velib-producer against real Kafka-protocol brokers: the in-process mock cluster for most
-//! tests, tansu (started by `cargo xtask test`) for the end-to-end run of the binary.
+//! tests, Apache Kafka (started by `cargo xtask test`) for the end-to-end run of the binary.
 
+mod cluster;
 mod partitioning;
 mod publish;
 mod secured;

@@ -239,9 +239,9 @@ async fn broker_down_then_up_loses_nothing_and_duplicates_nothing() {
 }
 
 #[tokio::test]
-#[ignore = "needs the tansu broker started by `cargo xtask test`"]
-async fn the_producer_binary_publishes_to_tansu() {
-    let bootstrap = velib_testkit::tansu_bootstrap();
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
+async fn the_producer_binary_publishes_to_kafka() {
+    let bootstrap = velib_testkit::kafka_bootstrap();
     let topic = unique_name("velib-stations");
     velib_testkit::admin_create_topic(&bootstrap, &topic, 10)
         .await
