@@ -18,7 +18,7 @@
 //! 4. [`kafka::latency`]: producer hand-off to the monitor's printed line at a steady rate.
 //! 5. [`poll`]: one poll round over 1,500 GBFS systems served by a local HTTP server.
 //!
-//! 2 to 4 run on each broker available: librdkafka's in-process mock cluster and tansu.
+//! 2 to 4 run on each broker available: librdkafka's in-process mock cluster and Apache Kafka.
 
 mod detect;
 mod http;
@@ -39,8 +39,8 @@ pub struct Args {
     #[arg(long, env = "VELIB_BENCH_QUICK")]
     quick: bool,
 
-    /// Brokers for the Kafka benchmarks (comma-separated): `mock`, `tansu`.
-    #[arg(long, default_value = "mock,tansu", value_delimiter = ',')]
+    /// Brokers for the Kafka benchmarks (comma-separated): `mock`, `kafka` (Apache Kafka).
+    #[arg(long, default_value = "mock,kafka", value_delimiter = ',')]
     brokers: Vec<String>,
 
     /// Skip the tutorial's kafka-python scripts (no virtualenv, no network).

@@ -2,12 +2,14 @@
 //!
 //! Starts librdkafka's mock cluster on 127.0.0.1 (three brokers, a real Kafka-protocol broker
 //! that needs no install), creates the topics with 10 partitions for stations, and runs the
-//! producer, two monitors in one consumer group and the alerts consumer in dry-run mode —
-//! the same library `run` functions the binaries call — until Ctrl-C. Each output line is
-//! prefixed by who printed it, so the group's sharing of partitions is visible.
+//! producer, two monitors in one consumer group, the alerts consumer in dry-run mode and the
+//! live map (velib-web) — the same library `run` functions the binaries call — until Ctrl-C.
+//! Each output line is prefixed by who printed it, so the group's sharing of partitions is
+//! visible.
 
 use anyhow::{Context, Result};
 use std::io::Write;
+use std::net::SocketAddr;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use velib_alerts::AlertsConfig;
@@ -38,6 +40,14 @@ pub struct Args {
     /// Valmont is the simulated network's first city.
     #[arg(long, default_value = "Valmont")]
     alert_contract: String,
+
+    /// Where the live map is served.
+    #[arg(long, env = "VELIB_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    http_addr: SocketAddr,
+
+    /// The map's tile URL template, or `none` (as `velib-web --tiles`).
+    #[arg(long, env = "VELIB_TILES", default_value = velib_web::OSM_TILES)]
+    tiles: String,
 }
 
 /// Writes whole lines to stdout, each prefixed with `[name]`.
@@ -165,6 +175,26 @@ async fn demo(args: Args) -> Result<()> {
             alerts_cancel.cancelled_owned(),
         )
         .await?;
+        anyhow::Ok(())
+    });
+
+    let listener = tokio::net::TcpListener::bind(args.http_addr)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot serve the map on --http-addr {} (choose another address)",
+                args.http_addr
+            )
+        })?;
+    let web = velib_web::WebConfig {
+        tiles: velib_web::Tiles::from_flag(&args.tiles, velib_web::OSM_ATTRIBUTION)
+            .map_err(anyhow::Error::msg)?,
+        ..velib_web::WebConfig::new(kafka_args(&bootstrap))
+    };
+    println!("live map: http://{}/", listener.local_addr()?);
+    let web_cancel = cancel.clone();
+    tasks.spawn(async move {
+        velib_web::run(web, listener, web_cancel.cancelled_owned()).await?;
         anyhow::Ok(())
     });
 

@@ -1,26 +1,32 @@
 //! velib's project tasks, run as `cargo xtask <task>` (the alias is in `.cargo/config.toml`).
 //!
 //! - `test`: everything CI checks — formatting, clippy with warnings as errors, the library docs,
-//!   and every test, including the `#[ignore]`d ones that need a separate broker, against a
-//!   tansu broker it starts and stops.
+//!   and every test, including the `#[ignore]`d ones that need Apache Kafka, against a node it
+//!   starts and stops (the cluster tests start three nodes of their own).
 //! - `demo`: the producer, two monitors and alerts (dry run) on an embedded broker.
-//! - `broker`: a tansu broker on 127.0.0.1 for running the binaries by hand, until Ctrl-C.
+//! - `kafka`: Apache Kafka (one node, or `--nodes 3`) on 127.0.0.1 for running the binaries by
+//!   hand, until Ctrl-C; fetched with Maven the first time.
 //! - `bench`: the benchmarks, with results in `bench/results/` (`--quick`: about two minutes).
 //! - `create-topics`: the stations, events and dead-letter topics, created or brought to what
 //!   is asked (partitions, configs) through the Admin API; safe to run again.
 //!
 //! Like rust-analyzer's xtask, this is one binary with few dependencies, so it builds quickly
-//! on a fresh machine and needs nothing but the Rust toolchain, gcc and make.
+//! on a fresh machine and needs nothing but the Rust toolchain, gcc, make and perl; `test`,
+//! `kafka` and `bench` also need Java >= 17 and Maven, for Apache Kafka.
 
 mod bench;
+mod browser;
 mod demo;
-mod tansu;
+mod kafka;
 mod topics;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
+use velib_testkit::kafka::{KafkaOptions, Listener};
+use velib_testkit::secure;
 
 #[derive(Parser)]
 #[command(about = "velib's project tasks")]
@@ -31,7 +37,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Run every check CI runs: fmt, clippy, docs, and all tests against a fresh tansu broker.
+    /// Run every check CI runs: fmt, clippy, docs, and all tests, on Apache Kafka for those that
+    /// need a broker of their own.
     Test {
         /// Extra arguments passed to `cargo test` after `--` (for example a test name filter).
         #[arg(trailing_var_arg = true)]
@@ -43,11 +50,14 @@ enum Task {
     /// Measure velib against the bare rdkafka clients and the tutorial's kafka-python scripts;
     /// writes bench/results/RESULTS.md and results.json (build with --release).
     Bench(bench::Args),
-    /// Start a tansu broker on 127.0.0.1, print its bootstrap address, and stop it on Ctrl-C.
-    Broker {
-        /// The port to listen on; a free one is picked when absent.
-        #[arg(long, env = "VELIB_BROKER_PORT")]
-        port: Option<u16>,
+    /// Start Apache Kafka on 127.0.0.1 (fetched with Maven the first time), print its
+    /// bootstrap servers, and stop it on Ctrl-C or SIGTERM.
+    Kafka {
+        /// Nodes, each a broker and a KRaft controller; with 3, topics default to replication
+        /// factor 3 and `min.insync.replicas=2`.
+        #[arg(long, env = "VELIB_KAFKA_NODES", default_value_t = 1,
+              value_parser = clap::value_parser!(u8).range(1..=5))]
+        nodes: u8,
     },
     /// Create or update the stations, events and dead-letter topics (partitions, configs);
     /// safe to run again.
@@ -58,7 +68,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.task {
         Task::Test { test_args } => test(&test_args),
-        Task::Broker { port } => broker(port),
+        Task::Kafka { nodes } => kafka(usize::from(nodes)),
         Task::Demo(args) => demo::run(args),
         Task::Bench(args) => bench::run(args),
         Task::CreateTopics(args) => topics::run(*args),
@@ -91,9 +101,11 @@ fn run(what: &str, cmd: &mut Command) -> Result<()> {
 }
 
 fn test(test_args: &[String]) -> Result<()> {
-    // Install the out-of-process broker first: on a fresh machine it is the slow step, and a
-    // failure there should be reported before minutes of compiling.
-    let tansu_bin = tansu::ensure_installed()?;
+    // Fetch the broker first: on a fresh machine a missing Java or Maven should be reported
+    // before minutes of compiling.
+    let libs = kafka::ensure_installed()?;
+    let tutorial_python = kafka::ensure_kafka_python()?;
+    browser::ensure_installed()?;
 
     run(
         "cargo fmt --check",
@@ -124,44 +136,71 @@ fn test(test_args: &[String]) -> Result<()> {
             ])
             .env("RUSTDOCFLAGS", "-D warnings"),
     )?;
+    // Built before the broker starts, so its JVM does not compete with the compiler.
+    run(
+        "cargo test --no-run",
+        cargo().args(["test", "--workspace", "--locked", "--no-run"]),
+    )?;
 
-    let broker = tansu::start(&tansu_bin, None)?;
-    println!(
-        "==> tansu broker at {} (log: {})",
-        broker.bootstrap(),
-        broker.log_path().display()
-    );
-    println!("==> cargo test, including the tests that need the tansu broker");
+    // One node for the tests, with a SCRAM user created at format time and a TLS listener
+    // whose certificate a CA made for this run signed.
+    let ca = velib_testkit::secure::TestCa::generate("xtask-test");
+    let password = velib_testkit::unique_name("scram");
+    let cluster = kafka::start_with(
+        &libs,
+        &KafkaOptions {
+            nodes: 1,
+            scram_password: Some(password.clone()),
+            tls_keystore_pem: Some(ca.server_keystore_file()),
+            properties: Vec::new(),
+        },
+    )?;
+    let listener = |l| {
+        cluster
+            .bootstrap_for(l)
+            .expect("the listener was asked for")
+    };
+    println!("==> cargo test, including the tests that need Apache Kafka");
     let status = cargo()
         .args(["test", "--workspace", "--locked", "--", "--include-ignored"])
         .args(test_args)
-        .env("VELIB_TANSU_BOOTSTRAP", broker.bootstrap())
-        .env("VELIB_TANSU_BIN", &tansu_bin)
+        .env(velib_testkit::KAFKA_ENV, cluster.bootstrap())
+        .env(velib_testkit::kafka::LIBS_ENV, &libs)
+        .env(secure::SASL_BOOTSTRAP_ENV, listener(Listener::Sasl))
+        .env(secure::SCRAM_PASSWORD_ENV, &password)
+        .env(secure::TLS_BOOTSTRAP_ENV, listener(Listener::Tls))
+        .env(secure::TLS_CA_ENV, ca.ca_file())
+        .env("VELIB_TUTORIAL_PYTHON", &tutorial_python)
         .status()
         .context("could not start cargo test")?;
-    drop(broker);
+    cluster.stop(STOP_GRACE);
     if !status.success() {
         bail!("cargo test failed ({status})");
     }
     Ok(())
 }
 
-fn broker(port: Option<u16>) -> Result<()> {
-    let bin = tansu::ensure_installed()?;
-    let broker = tansu::start(&bin, port)?;
+/// How long nodes get to stop cleanly after SIGTERM before they are killed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+fn kafka(nodes: usize) -> Result<()> {
+    let libs = kafka::ensure_installed()?;
+    let cluster = kafka::start(&libs, nodes)?;
     println!(
-        "tansu is listening; bootstrap servers: {}",
-        broker.bootstrap()
+        "Apache Kafka is up; bootstrap servers: {}",
+        cluster.bootstrap()
     );
-    println!("  export KAFKA_BOOTSTRAP_SERVERS={}", broker.bootstrap());
-    println!("log: {}", broker.log_path().display());
-    println!("Ctrl-C stops it (its storage is in memory: topics and records go with it).");
+    println!("  export KAFKA_BOOTSTRAP_SERVERS={}", cluster.bootstrap());
+    println!("jars: {}", libs.display());
+    println!("Ctrl-C stops it (its storage is temporary: topics and records go with it).");
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
         .block_on(shutdown_signal());
-    println!("stopping tansu");
-    drop(broker);
+    println!("stopping Apache Kafka");
+    if !cluster.stop(STOP_GRACE) {
+        println!("some nodes did not stop within {STOP_GRACE:?} and were killed");
+    }
     Ok(())
 }
 

@@ -1213,7 +1213,8 @@ mod tests {
 
     #[test]
     fn only_configs_that_differ_are_set() {
-        // tansu reports only the configs set on the topic; Kafka reports all of them.
+        // Some Kafka-compatible brokers report only the configs set on the topic; Kafka reports
+        // all of them.
         let now = observed(
             10,
             &[

@@ -1,5 +1,6 @@
 use std::process::{Command, Output};
-use velib_testkit::{tansu_bootstrap, unique_name};
+use std::time::Duration;
+use velib_testkit::{kafka_bootstrap, unique_name};
 
 /// Topic names of one test.
 struct Topics {
@@ -22,7 +23,7 @@ impl Topics {
     fn create(&self, flags: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_xtask"))
             .arg("create-topics")
-            .args(["--bootstrap-servers", &tansu_bootstrap()])
+            .args(["--bootstrap-servers", &kafka_bootstrap()])
             .args(["--stations-topic", &self.stations])
             .args(["--events-topic", &self.events])
             .args(["--dlq-topic", &self.dlq])
@@ -58,7 +59,7 @@ fn row<'a>(table: &'a str, topic: &str) -> Vec<&'a str> {
 }
 
 #[test]
-#[ignore = "needs the tansu broker: run `cargo xtask test`"]
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
 fn creates_then_changes_nothing_when_run_again() {
     let topics = Topics::new();
     let flags = [
@@ -130,7 +131,7 @@ fn creates_then_changes_nothing_when_run_again() {
 }
 
 #[test]
-#[ignore = "needs the tansu broker: run `cargo xtask test`"]
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
 fn fewer_partitions_are_refused_with_a_reason() {
     let topics = Topics::new();
     let created = topics.create(&["--partitions", "4", "--no-dlq"]);
@@ -156,28 +157,287 @@ fn fewer_partitions_are_refused_with_a_reason() {
     );
 }
 
-#[test]
-#[ignore = "needs the tansu broker: run `cargo xtask test`"]
-fn more_partitions_are_added_or_the_missing_operation_is_named() {
-    let topics = Topics::new();
-    let created = topics.create(&["--partitions", "2", "--no-dlq"]);
-    assert!(created.status.success(), "{}", report(&created));
+/// Another binary of the workspace (`cargo test --workspace` builds them beside xtask).
+fn binary(name: &str) -> std::path::PathBuf {
+    velib_testkit::sibling_binary(env!("CARGO_BIN_EXE_xtask"), name)
+}
 
-    let grow = topics.create(&["--partitions", "3", "--no-dlq"]);
+/// `velib-producer` on a simulated city of `stations` stations for `polls` polls, to completion.
+fn produce(topic: &str, seed: &str, polls: &str) {
+    let output = Command::new(binary("velib-producer"))
+        .args(["--bootstrap-servers", &kafka_bootstrap(), "--topic", topic])
+        .args(["--source", "simulate", "--simulate-stations", "200"])
+        .args(["--seed", seed, "--max-polls", polls, "--interval", "100ms"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run velib-producer");
+    assert!(output.status.success(), "{}", report(&output));
+}
+
+/// Every record of `topic` (from the beginning, until none comes for a few seconds).
+fn read_all(topic: &str) -> Vec<rdkafka::message::OwnedMessage> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(velib_testkit::read_until_quiet(
+            &kafka_bootstrap(),
+            topic,
+            Duration::from_secs(5),
+        ))
+}
+
+/// The tutorial's growth: one partition, then `--partitions 10` (CreatePartitions) while a
+/// monitor runs. New records land where Kafka's partitioner puts them among ten partitions,
+/// and the monitor goes on printing.
+#[test]
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
+fn the_stations_topic_grows_from_1_to_10_partitions() {
+    use rdkafka::Message;
+    let topics = Topics::new();
+    let created = topics.create(&["--partitions", "1", "--events-partitions", "1"]);
+    assert!(created.status.success(), "{}", report(&created));
+    assert_eq!(
+        row(&stdout(&created), &topics.stations)[1..4],
+        ["1", "1", "created"]
+    );
+
+    let monitor = std::process::Command::new(binary("velib-monitor"))
+        .args(["--bootstrap-servers", &kafka_bootstrap()])
+        .args([
+            "--topic",
+            &topics.stations,
+            "--events-topic",
+            &topics.events,
+        ])
+        .args(["--dlq-topic", &topics.dlq, "--group-id", &unique_name("g")])
+        .args(["--format", "json", "-X", "auto.offset.reset=earliest"])
+        // The consumer notices the new partitions at its next metadata refresh.
+        .args(["-X", "topic.metadata.refresh.interval.ms=1000"])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start velib-monitor");
+    let mut monitor = Monitor::new(monitor);
+
+    produce(&topics.stations, "1", "5");
+    monitor.wait_for_lines(1);
+    let before = read_all(&topics.stations).len();
+    assert!(before > 0);
+
+    let grow = topics.create(&["--partitions", "10", "--events-partitions", "1"]);
+    assert!(grow.status.success(), "{}", report(&grow));
     let table = stdout(&grow);
-    if grow.status.success() {
-        assert_eq!(row(&table, &topics.stations)[1], "3", "{table}");
-    } else {
-        // Brokers without CreatePartitions (tansu 0.6) must be told apart from other failures.
-        assert!(
-            table.contains("does not support CreatePartitions"),
-            "{}",
-            report(&grow)
-        );
-        assert_eq!(
-            row(&table, &topics.stations)[1..4],
-            ["2", "1", "FAILED"],
-            "{table}"
-        );
+    assert_eq!(row(&table, &topics.stations)[1], "10", "{table}");
+    assert_eq!(row(&table, &topics.stations)[3], "partitions", "{table}");
+
+    let printed = monitor.lines();
+    produce(&topics.stations, "2", "5");
+    let records = read_all(&topics.stations);
+    assert!(records.len() > before, "no new records");
+    let mut used = std::collections::HashSet::new();
+    for m in &records {
+        let key = velib_testkit::key_str(m);
+        if m.partition() > 0 {
+            // Only the records produced after the growth can be here: each where murmur2 says.
+            assert_eq!(
+                m.partition(),
+                velib_testkit::java_partition(key.as_bytes(), 10),
+                "partition of {key}"
+            );
+            used.insert(m.partition());
+        }
     }
+    assert!(
+        used.len() >= 5,
+        "the new partitions are hardly used: {used:?}"
+    );
+    // The monitor, now assigned the new partitions too, prints the new records' changes.
+    monitor.wait_for_lines(printed + 1);
+    monitor.stop();
+}
+
+/// A monitor child process whose stdout lines are counted on a thread.
+struct Monitor {
+    child: std::process::Child,
+    lines: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Monitor {
+    fn new(mut child: std::process::Child) -> Monitor {
+        use std::io::BufRead;
+        let lines = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let count = std::sync::Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for _ in out.lines().map_while(Result::ok) {
+                count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        Monitor { child, lines }
+    }
+
+    fn lines(&self) -> usize {
+        self.lines.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn wait_for_lines(&mut self, at_least: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        while self.lines() < at_least {
+            assert!(
+                self.child.try_wait().unwrap().is_none(),
+                "velib-monitor exited"
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "velib-monitor printed {} of {at_least} lines",
+                self.lines()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "velib-monitor: {status}");
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+/// `velib-producer` on the simulated city, running in the background until stopped.
+fn spawn_producer(topic: &str, polls: &str) -> std::process::Child {
+    Command::new(binary("velib-producer"))
+        .args(["--bootstrap-servers", &kafka_bootstrap(), "--topic", topic])
+        .args(["--source", "simulate", "--simulate-stations", "100"])
+        .args(["--max-polls", polls, "--interval", "100ms"])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start velib-producer")
+}
+
+/// Low and high watermarks of partition 0 of `topic`.
+fn watermarks(topic: &str) -> (i64, i64) {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .create()
+        .unwrap();
+    consumer
+        .fetch_watermarks(topic, 0, Duration::from_secs(10))
+        .unwrap()
+}
+
+/// How many records partition 0 of `topic` holds below offset `high` (read from the start).
+fn read_below(topic: &str, high: i64) -> usize {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka_bootstrap())
+        .set("group.id", unique_name("read-below"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&assignment).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut count = 0;
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reading {topic} up to {high}"
+        );
+        if let Some(m) = consumer.poll(Duration::from_millis(500)) {
+            let m = m.unwrap();
+            if m.offset() < high {
+                count += 1;
+            }
+            if m.offset() >= high - 1 {
+                return count;
+            }
+        }
+    }
+}
+
+/// Waits (up to 90 s) until `done` holds, checking that the producer is still running.
+fn wait_while_producing(
+    producer: &mut std::process::Child,
+    what: &str,
+    mut done: impl FnMut() -> bool,
+) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while !done() {
+        assert!(
+            producer.try_wait().unwrap().is_none(),
+            "velib-producer stopped before {what}"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The tutorial's `retention.ms=4000` and `segment.ms=2000`: while the producer runs, old
+/// segments are deleted and the low watermark moves within seconds.
+#[test]
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
+fn short_retention_deletes_old_records_within_seconds() {
+    let topics = Topics::new();
+    let created = topics.create(&["--partitions", "1", "--short-retention", "--no-dlq"]);
+    assert!(created.status.success(), "{}", report(&created));
+    let mut producer = spawn_producer(&topics.stations, "900");
+    wait_while_producing(&mut producer, "the low watermark to move", || {
+        watermarks(&topics.stations).0 > 0
+    });
+    let (low, high) = watermarks(&topics.stations);
+    let _ = producer.kill();
+    let _ = producer.wait();
+    assert!(0 < low && low <= high, "{low}..{high}");
+}
+
+/// `--cleanup-policy compact`: the log cleaner removes older records of a station, and keeps
+/// at least the latest record of every station.
+#[test]
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
+fn a_compacted_topic_keeps_the_latest_record_of_every_station() {
+    let topics = Topics::new();
+    let created = topics.create(&[
+        "--partitions",
+        "1",
+        "--cleanup-policy",
+        "compact",
+        "--no-dlq",
+        // Small segments and an eager cleaner, so compaction shows within seconds.
+        "--config",
+        "segment.ms=1000",
+        "--config",
+        "min.cleanable.dirty.ratio=0.01",
+    ]);
+    assert!(created.status.success(), "{}", report(&created));
+    let mut producer = spawn_producer(&topics.stations, "900");
+    // Compacted: fewer records left than offsets written.
+    wait_while_producing(&mut producer, "the log cleaner", || {
+        let (_, high) = watermarks(&topics.stations);
+        high > 0 && (read_below(&topics.stations, high) as i64) < high
+    });
+    let _ = producer.kill();
+    let _ = producer.wait();
+    let records = read_all(&topics.stations);
+    let keys: std::collections::HashSet<&str> =
+        records.iter().map(velib_testkit::key_str).collect();
+    // The simulated city's 100 stations are all still there.
+    assert_eq!(keys.len(), 100, "{keys:?}");
 }

@@ -1,22 +1,38 @@
-//! `create-topics` on a TLS listener (a TLS proxy in front of tansu, with a CA made by the
-//! test), configured by the same properties file as the binaries.
+//! `create-topics` on the secured listeners of the Apache Kafka node `cargo xtask test` starts
+//! (TLS with a CA made for the run; SASL/SCRAM-SHA-512), configured by the same properties file
+//! as the binaries.
 
 use std::path::Path;
 use std::process::{Command, Output};
-use velib_testkit::secure::{SecuredTansu, TestCa};
+use velib_testkit::kafka::TEST_SCRAM_USER;
+use velib_testkit::secure::{SecuredListeners, TestCa};
 use velib_testkit::unique_name;
 
 fn properties(dir: &Path, bootstrap: &str, ca: &Path) -> std::path::PathBuf {
-    let path = dir.join(format!("{}.properties", unique_name("client")));
-    std::fs::write(
-        &path,
-        format!(
+    write_properties(
+        dir,
+        &format!(
             "bootstrap.servers={bootstrap}\nsecurity.protocol=SSL\nssl.ca.location={}\n",
             ca.display()
         ),
     )
-    .unwrap();
+}
+
+fn write_properties(dir: &Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join(format!("{}.properties", unique_name("client")));
+    std::fs::write(&path, text).unwrap();
     path
+}
+
+/// The table row of `topic`: name, partitions, replication factor, outcome…
+fn row(output: &Output, topic: &str) -> Vec<String> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find(|l| l.starts_with(topic))
+        .unwrap_or_else(|| panic!("{}", report(output)))
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// `create-topics --kafka-config FILE` for three fresh topic names (no other Kafka flag).
@@ -45,31 +61,45 @@ fn report(output: &Output) -> String {
 }
 
 #[test]
-#[ignore = "needs tansu: run `cargo xtask test`"]
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
 fn create_topics_through_tls_with_the_shared_properties_file() {
-    let ca = TestCa::generate("create-topics");
-    let broker = SecuredTansu::tls(&ca);
-    let config = properties(ca.dir(), broker.bootstrap(), &ca.ca_file());
+    let listeners = SecuredListeners::from_env();
+    let dir = std::env::temp_dir();
+    let config = properties(&dir, &listeners.tls_bootstrap, &listeners.tls_ca);
     let stations = unique_name("ct-stations");
     let output = create_topics(&config, &stations);
+    std::fs::remove_file(&config).unwrap();
     assert!(output.status.success(), "{}", report(&output));
-    let table = String::from_utf8_lossy(&output.stdout);
-    let row: Vec<&str> = table
-        .lines()
-        .find(|l| l.starts_with(&stations))
-        .unwrap_or_else(|| panic!("{}", report(&output)))
-        .split_whitespace()
-        .collect();
-    assert_eq!(row[1..4], ["2", "1", "created"], "{}", report(&output));
+    assert_eq!(row(&output, &stations)[1..4], ["2", "1", "created"]);
 }
 
 #[test]
-#[ignore = "needs tansu: run `cargo xtask test`"]
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
+fn create_topics_logs_in_with_scram() {
+    let listeners = SecuredListeners::from_env();
+    let config = write_properties(
+        &std::env::temp_dir(),
+        &format!(
+            "bootstrap.servers={}\nsecurity.protocol=SASL_PLAINTEXT\n\
+             sasl.mechanism=SCRAM-SHA-512\nsasl.username={TEST_SCRAM_USER}\n\
+             sasl.password={}\n",
+            listeners.sasl_bootstrap, listeners.scram_password
+        ),
+    );
+    let stations = unique_name("ct-stations");
+    let output = create_topics(&config, &stations);
+    std::fs::remove_file(&config).unwrap();
+    assert!(output.status.success(), "{}", report(&output));
+    assert_eq!(row(&output, &stations)[1..4], ["2", "1", "created"]);
+    assert!(!report(&output).contains(&listeners.scram_password));
+}
+
+#[test]
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
 fn create_topics_names_an_untrusted_certificate() {
-    let ca = TestCa::generate("served");
+    let listeners = SecuredListeners::from_env();
     let other = TestCa::generate("other");
-    let broker = SecuredTansu::tls(&ca);
-    let config = properties(other.dir(), broker.bootstrap(), &other.ca_file());
+    let config = properties(other.dir(), &listeners.tls_bootstrap, &other.ca_file());
     let output = create_topics(&config, &unique_name("ct-stations"));
     assert!(!output.status.success(), "{}", report(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);

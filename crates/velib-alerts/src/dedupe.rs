@@ -207,6 +207,7 @@ mod tests {
             available_bikes: 0,
             status: Status::Open,
             last_update: Some(t),
+            snapshot_at: None,
         };
         EmptyStationEvent::new(kind, &station, t + 5)
     }

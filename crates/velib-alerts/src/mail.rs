@@ -110,7 +110,8 @@ pub fn compose(
 fn clean(text: &str) -> String {
     let mut out = String::with_capacity(text.len().min(MAX_TEXT));
     let mut count = 0;
-    for c in text.chars() {
+    // The model's rule first (bidirectional overrides too), then any control left as a space.
+    for c in velib_model::text::printable(text).chars() {
         let c = if c.is_control() { ' ' } else { c };
         if c == ' ' && (out.is_empty() || out.ends_with(' ')) {
             continue;
@@ -415,6 +416,7 @@ mod tests {
             available_bikes: 0,
             status: Status::Open,
             last_update: Some(1_493_734_764_000),
+            snapshot_at: None,
         };
         EmptyStationEvent::new(EmptinessKind::BecameEmpty, &station, 1_493_734_765_000)
     }
@@ -445,6 +447,10 @@ mod tests {
     #[test]
     fn clean_removes_control_characters_and_bounds_length() {
         assert_eq!(clean("  A\r\nBcc: x\t y  "), "A Bcc: x y");
+        assert_eq!(
+            clean("RUE\u{1b}[2J X\u{202E}Y\u{7}"),
+            "RUE\u{FFFD}[2J X\u{FFFD}Y\u{FFFD}"
+        );
         let long = "é".repeat(500);
         assert_eq!(clean(&long).chars().count(), MAX_TEXT + 1);
     }

@@ -92,7 +92,7 @@ struct NearTracker {
 impl WatchList {
     /// Adds one station.
     pub fn with_station(mut self, key: StationKey) -> WatchList {
-        self.stations.insert(key);
+        self.stations.insert(folded(&key));
         self
     }
 
@@ -129,7 +129,7 @@ impl WatchList {
             .near
             .as_mut()
             .is_some_and(|t| t.observe(&event.key, event.position));
-        near || self.stations.contains(&event.key)
+        near || self.stations.contains(&folded(&event.key))
             || self.contracts.contains(&event.contract.to_lowercase())
             || self
                 .contracts
@@ -137,10 +137,23 @@ impl WatchList {
     }
 }
 
+/// The key with its contract lower-cased: `--station Lyon:1001` watches `lyon:1001`, the key
+/// JCDecaux stations have had since the API spells contracts in lower case.
+fn folded(key: &StationKey) -> StationKey {
+    if key.contract().chars().any(char::is_uppercase) {
+        StationKey::new(&key.contract().to_lowercase(), key.id())
+    } else {
+        key.clone()
+    }
+}
+
 impl NearTracker {
     /// Records `key` at `position` and says whether it is selected.
     fn observe(&mut self, key: &StationKey, position: Position) -> bool {
-        if !(position.lat.is_finite() && position.lng.is_finite()) {
+        // A placeholder position (0,0, out of range) says nothing about where the station
+        // is: it must never take a place among the nearest.
+        if !position.is_real() {
+            self.closest.retain(|(_, k)| k != key);
             return false;
         }
         let d = distance_m(self.near.home, position);
@@ -188,6 +201,7 @@ mod tests {
             available_bikes: 0,
             status: Status::Open,
             last_update: Some(1_000),
+            snapshot_at: None,
         };
         EmptyStationEvent::new(EmptinessKind::BecameEmpty, &station, 1_000)
     }
@@ -230,6 +244,26 @@ mod tests {
         assert!(!watch.matches(&event("Lyon:1002", 0.0, 0.0)));
         assert!(!watch.matches(&event("Marseille:1001", 0.0, 0.0)));
         assert!(watch.matches(&event("Toulouse:7", 0.0, 0.0)));
+        // JCDecaux keys are lower-case; a station given as in the tutorial's days matches.
+        assert!(watch.matches(&event("lyon:1001", 45.76, 4.83)));
+        let mut lower = WatchList::default().with_station("lyon:1001".parse().unwrap());
+        assert!(lower.matches(&event("Lyon:1001", 45.76, 4.83)));
+    }
+
+    #[test]
+    fn a_placeholder_position_is_never_the_nearest() {
+        let mut watch = WatchList::default().with_near(Near {
+            home: HOME,
+            radius_m: None,
+            nearest: Some(1),
+        });
+        // A workshop at 0,0 seen first would be "the nearest seen so far": it is not taken.
+        assert!(!watch.matches(&event("seville:300", 0.0, 0.0)));
+        assert!(!watch.matches(&event("lyon:x", 91.0, 4.8)));
+        assert!(!watch.matches(&event("lyon:y", f64::NAN, 4.8)));
+        assert!(watch.matches(&at("lyon:real", 3_000.0)));
+        assert!(!watch.matches(&event("seville:300", 0.0, 0.0)));
+        assert!(watch.matches(&at("lyon:real", 3_000.0)));
     }
 
     #[test]

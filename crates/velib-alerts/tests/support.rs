@@ -41,6 +41,7 @@ pub fn event(key: &str, kind: EmptinessKind, time: i64) -> EmptyStationEvent {
         available_bikes: 0,
         status: Status::Open,
         last_update: Some(time),
+        snapshot_at: None,
     };
     EmptyStationEvent::new(kind, &station, time + 1_000)
 }

@@ -1,3 +1,4 @@
+use crate::text::Printable;
 use crate::{Position, Station, StationId, StationKey, StationView, Status};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -109,9 +110,17 @@ pub struct ChangeLine<'a> {
 }
 
 impl fmt::Display for ChangeLine<'_> {
+    /// The address and contract come from the feed: control characters in them are
+    /// neutralised ([`Printable`]), so a change is always one line and carries no terminal
+    /// escape sequence.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let delta = i64::from(self.current) - i64::from(self.previous);
-        write!(f, "{delta:+} {} ({})", self.address, self.contract)
+        write!(
+            f,
+            "{delta:+} {} ({})",
+            Printable(self.address),
+            Printable(self.contract)
+        )
     }
 }
 
@@ -158,6 +167,10 @@ pub struct EmptyStationEvent {
     pub available_bike_stands: u32,
     /// The station's own `last_update` (epoch ms), when it has one.
     pub last_update: Option<i64>,
+    /// The station record's [`Station::snapshot_at`] (epoch ms), when it has one. Absent from
+    /// events written before it was added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_at: Option<i64>,
     /// When the record was observed: the Kafka timestamp of the station record (epoch ms).
     pub observed_at: i64,
 }
@@ -182,14 +195,21 @@ impl EmptyStationEvent {
             available_bikes: station.available_bikes,
             available_bike_stands: station.available_bike_stands,
             last_update: station.last_update,
+            snapshot_at: station.snapshot_at,
             observed_at,
         }
     }
 
-    /// When the transition happened: the station's `last_update`, or the observation time when
-    /// the feed gave none.
+    /// When the transition happened: the snapshot that showed it
+    /// ([`Station::snapshot_at`]), else the station's `last_update`, else the observation time.
+    ///
+    /// The snapshot comes first because a station's `last_update` can stay the same through
+    /// several transitions (a heartbeat, in JCDecaux's GBFS feeds), which would make two
+    /// different events look like one.
     pub fn event_time(&self) -> i64 {
-        self.last_update.unwrap_or(self.observed_at)
+        self.snapshot_at
+            .or(self.last_update)
+            .unwrap_or(self.observed_at)
     }
 
     /// What makes two events the same event, however many times it was delivered: station,

@@ -29,6 +29,7 @@ mod lenient;
 mod scan;
 mod snapshot;
 mod station;
+pub mod text;
 
 pub use event::{ChangeLine, EmptinessKind, EmptyStationEvent, StationChange, TrackedField};
 pub use key::{StationKey, StationKeyError};

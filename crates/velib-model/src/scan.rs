@@ -34,6 +34,7 @@ pub(crate) fn station(bytes: &[u8]) -> Option<StationView<'_>> {
     let mut available_bikes = None;
     let mut status = None;
     let mut last_update = None;
+    let mut snapshot_at = None;
 
     s.ws();
     s.eat(b'{')?;
@@ -59,7 +60,8 @@ pub(crate) fn station(bytes: &[u8]) -> Option<StationView<'_>> {
                 8 => set(&mut available_bike_stands, s.count()?)?,
                 9 => set(&mut available_bikes, s.count()?)?,
                 10 => set(&mut status, s.status()?)?,
-                _ => set(&mut last_update, s.millis()?)?,
+                11 => set(&mut last_update, s.millis()?)?,
+                _ => set(&mut snapshot_at, s.millis()?)?,
             }
             s.ws();
             match s.next()? {
@@ -88,11 +90,13 @@ pub(crate) fn station(bytes: &[u8]) -> Option<StationView<'_>> {
         available_bikes: available_bikes?,
         status: status?,
         last_update: last_update.unwrap_or_default(),
+        snapshot_at: snapshot_at.unwrap_or_default(),
     })
 }
 
-/// The v1 fields, quoted, in the order velib's producer and the JCDecaux API write them.
-const FIELDS: [&[u8]; 12] = [
+/// The v1 fields, quoted, in the order velib's producer and the JCDecaux API write them, then
+/// velib's own `snapshot_at`.
+const FIELDS: [&[u8]; 13] = [
     b"\"number\"",
     b"\"contract_name\"",
     b"\"name\"",
@@ -105,6 +109,7 @@ const FIELDS: [&[u8]; 12] = [
     b"\"available_bikes\"",
     b"\"status\"",
     b"\"last_update\"",
+    b"\"snapshot_at\"",
 ];
 
 /// Exact powers of ten (every one up to 10^22 is an `f64` without rounding).

@@ -47,8 +47,29 @@ pub struct Station {
     /// Whether the station is in service.
     pub status: Status,
     /// When the station last reported, in epoch milliseconds; `null` when the feed does not say.
+    ///
+    /// Informative only: real feeds move it like a heartbeat, not with the counts (see
+    /// [`Station::snapshot_at`]), so the monitor does not order records by it.
     #[serde(default, deserialize_with = "lenient::opt_millis")]
     pub last_update: Option<i64>,
+    /// When the snapshot this record belongs to was taken, in epoch milliseconds: what orders
+    /// the records of one station. Not a v1 field: velib's producer adds it, and it is left out
+    /// of the JSON when absent, so a record without it is exactly v1's.
+    ///
+    /// - GBFS: the `station_status` feed's `last_updated`, which advances with every new
+    ///   snapshot the publisher makes and stays put when the same snapshot is served again;
+    /// - JCDecaux v1, simulation: the poll time (a poll is itself a newer snapshot);
+    /// - replay: what the recording holds.
+    ///
+    /// A station's `last_update` (GBFS `last_reported`) cannot play this part: in JCDecaux's
+    /// GBFS feeds it stays the same through 98 % of count changes and sometimes goes back in
+    /// time while the counts move.
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt_millis",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub snapshot_at: Option<i64>,
 }
 
 /// A [`Station`] read without copying its text: the strings borrow from the JSON bytes
@@ -105,6 +126,9 @@ pub struct StationView<'a> {
     /// See [`Station::last_update`].
     #[serde(default, deserialize_with = "lenient::opt_millis")]
     pub last_update: Option<i64>,
+    /// See [`Station::snapshot_at`].
+    #[serde(default, deserialize_with = "lenient::opt_millis")]
+    pub snapshot_at: Option<i64>,
 }
 
 impl<'a> StationView<'a> {
@@ -156,6 +180,7 @@ impl<'a> StationView<'a> {
             available_bikes: self.available_bikes,
             status: self.status,
             last_update: self.last_update,
+            snapshot_at: self.snapshot_at,
         }
     }
 }
@@ -169,6 +194,26 @@ pub struct Position {
     /// Longitude.
     #[serde(deserialize_with = "lenient::float")]
     pub lng: f64,
+}
+
+impl Position {
+    /// Whether this is a place on Earth rather than a placeholder: finite, within ±90/±180,
+    /// and not 0,0 (where real feeds put workshop and test stations).
+    ///
+    /// ```
+    /// use velib_model::Position;
+    ///
+    /// assert!(Position { lat: 45.76, lng: 4.83 }.is_real());
+    /// assert!(!Position { lat: 0.0, lng: 0.0 }.is_real());
+    /// assert!(!Position { lat: 91.0, lng: 4.83 }.is_real());
+    /// ```
+    pub fn is_real(self) -> bool {
+        self.lat.is_finite()
+            && self.lng.is_finite()
+            && (-90.0..=90.0).contains(&self.lat)
+            && (-180.0..=180.0).contains(&self.lng)
+            && !(self.lat == 0.0 && self.lng == 0.0)
+    }
 }
 
 /// Whether a station is in service.
@@ -380,6 +425,7 @@ impl Station {
             available_bikes: self.available_bikes,
             status: self.status,
             last_update: self.last_update,
+            snapshot_at: self.snapshot_at,
         }
     }
 }

@@ -1,19 +1,34 @@
 //! Change detection: pure, no I/O, keyed by [`StationKey`](velib_model::StationKey).
 //!
 //! A [`Detector`] remembers, per station, only what detection needs — the tracked count, the
-//! available bikes, whether the station is open, and its `last_update` — and judges each new
-//! record against it:
+//! available bikes, whether the station is open, and the snapshot the record came from — and
+//! judges each new record against it:
 //!
 //! - the first record of a station only records its state (no line: unlike the tutorial's
 //!   zero-initialised dict, which prints every station at start-up);
-//! - a record whose `last_update` is not newer than the remembered one is stale (a duplicate
-//!   from a retry, a second producer, a replay) and changes nothing;
+//! - a record from a snapshot that is not newer than the remembered one is stale (the same
+//!   snapshot polled twice, a replay, a second producer, a producer retry) and changes nothing;
 //! - otherwise a different tracked count is a change, and crossing the "open with no bike"
 //!   line is an emptiness transition.
 //!
-//! A record without `last_update` cannot be ordered by time; it is taken as newer than what is
-//! remembered (Kafka's per-partition order is then the only order there is), and an identical
-//! one changes nothing anyway.
+//! # What orders the records of a station
+//!
+//! The snapshot's time, [`Station::snapshot_at`](velib_model::Station::snapshot_at): for GBFS
+//! the `station_status` feed's `last_updated`, for the JCDecaux v1 API and the simulation the
+//! poll time. Every new snapshot is newer, so every change between two consecutive snapshots
+//! is printed once, with the count of that change; the same snapshot seen again is not newer,
+//! so it prints nothing.
+//!
+//! The station's own `last_update` is *not* used: in JCDecaux's GBFS feeds `last_reported`
+//! behaves like a daily heartbeat (it stays the same through 98 % of count changes, and
+//! sometimes goes back in time while the counts move), so judging by it printed about 1 % of
+//! the changes, some of them sums of several. Whether v1's `last_update` means more is not
+//! known, and ordering v1 by poll time is right either way.
+//!
+//! A record without `snapshot_at` (written by another producer, such as the tutorial's, or by
+//! a velib older than the field) cannot be ordered: Kafka's per-partition order is then the
+//! only order there is, and only a record identical to the remembered state counts as stale.
+//! A replay of such records can print changes again.
 //!
 //! # Memory
 //!
@@ -29,8 +44,8 @@ use velib_model::{EmptinessKind, StationId, StationView, Status, TrackedField};
 /// The remembered state of one station.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct State {
-    /// `i64::MIN` when the station's records carry no `last_update`.
-    last_update: i64,
+    /// The record's `snapshot_at`; `i64::MIN` when it carries none.
+    snapshot_at: i64,
     tracked: u16,
     bikes: u16,
     open: bool,
@@ -47,7 +62,7 @@ impl State {
 pub enum Verdict {
     /// First record of the station: its state is recorded, nothing else.
     First,
-    /// Not newer than what is known (by `last_update`): ignored.
+    /// Not from a newer snapshot than what is known: ignored.
     Stale,
     /// Newer: the state was updated.
     Updated {
@@ -87,17 +102,17 @@ impl Detector {
     pub fn observe(&mut self, station: &StationView<'_>) -> Verdict {
         let tracked = self.field.of_view(station);
         let new = State {
-            last_update: station.last_update.unwrap_or(i64::MIN),
+            snapshot_at: station.snapshot_at.unwrap_or(i64::MIN),
             tracked: clamp(tracked),
             bikes: clamp(station.available_bikes),
             open: station.status == Status::Open,
         };
         match self.compact_key(station) {
-            Some(key) => observe_slot(self.compact.entry(key), new, station, tracked),
+            Some(key) => observe_slot(self.compact.entry(key), new, tracked),
             // Rare: text ids, ids beyond 2^48, more than 65,535 contracts.
             None => {
                 let key = station.key().as_str().into();
-                observe_slot(self.wide.entry(key), new, station, tracked)
+                observe_slot(self.wide.entry(key), new, tracked)
             }
         }
     }
@@ -169,7 +184,6 @@ fn clamp(count: u32) -> u16 {
 fn observe_slot<K>(
     slot: std::collections::hash_map::Entry<'_, K, State>,
     new: State,
-    station: &StationView<'_>,
     tracked: u32,
 ) -> Verdict {
     use std::collections::hash_map::Entry;
@@ -180,11 +194,12 @@ fn observe_slot<K>(
         }
         Entry::Occupied(mut o) => {
             let old = *o.get();
-            let has_time = station.last_update.is_some();
-            if has_time && new.last_update <= old.last_update {
+            let stamped = new.snapshot_at != i64::MIN;
+            if stamped && new.snapshot_at <= old.snapshot_at {
                 return Verdict::Stale;
             }
-            if !has_time && new == old {
+            if !stamped && (new.tracked, new.bikes, new.open) == (old.tracked, old.bikes, old.open)
+            {
                 return Verdict::Stale;
             }
             o.insert(new);
@@ -217,7 +232,9 @@ mod tests {
             available_bike_stands: stands,
             available_bikes: bikes,
             status: Status::Open,
-            last_update: ts,
+            // A heartbeat, as in JCDecaux's GBFS feeds: it must not matter.
+            last_update: Some(1_751_414_400_000),
+            snapshot_at: ts,
         }
     }
 
@@ -362,7 +379,38 @@ mod tests {
     }
 
     #[test]
-    fn records_without_last_update_are_ordered_by_arrival() {
+    fn last_update_neither_hides_nor_sums_changes() {
+        // Real GBFS: `last_reported` stays put or goes back while the counts move; every
+        // snapshot's change is printed, each with its own count.
+        let mut d = Detector::new(TrackedField::AvailableBikeStands);
+        let mut first = lyon(6, 4, 1_000);
+        first.last_update = Some(500);
+        d.observe(&first.view());
+        let mut back_in_time = lyon(7, 3, 2_000);
+        back_in_time.last_update = Some(100);
+        assert!(matches!(
+            d.observe(&back_in_time.view()),
+            Verdict::Updated {
+                change: Some((6, 7)),
+                ..
+            }
+        ));
+        let mut same_heartbeat = lyon(9, 1, 3_000);
+        same_heartbeat.last_update = Some(100);
+        assert!(matches!(
+            d.observe(&same_heartbeat.view()),
+            Verdict::Updated {
+                change: Some((7, 9)),
+                ..
+            }
+        ));
+        // The same snapshot again (polled twice, replayed, from a second producer): nothing.
+        assert_eq!(d.observe(&same_heartbeat.view()), Verdict::Stale);
+        assert_eq!(d.observe(&back_in_time.view()), Verdict::Stale);
+    }
+
+    #[test]
+    fn records_without_snapshot_at_are_ordered_by_arrival() {
         let mut d = Detector::new(TrackedField::AvailableBikeStands);
         let s = |stands| station("Lyon", StationId::Number(1), stands, 1, None);
         d.observe(&s(3).view());

@@ -20,8 +20,9 @@
 //!   be published again only if its record is re-read *and* the transition is seen again,
 //!   which empty state prevents; downstream, velib-alerts deduplicates by event identity
 //!   anyway.
-//! - **Stale records** (older or same `last_update` than known) are ignored, so duplicates from
-//!   a producer retry, a second producer or a replay print nothing.
+//! - **Stale records** (from a snapshot no newer than the one known, by `snapshot_at`; see
+//!   [`crate::detect`]) are ignored, so the same snapshot polled twice, a producer retry, a
+//!   second producer or a replay print nothing.
 //!
 //! # An output Kafka refuses for good
 //!
@@ -230,6 +231,14 @@ where
                     tokio::task::yield_now().await;
                 }
                 Some(r)
+            }
+            // Nothing is ready, and records were processed since the last store: store their
+            // offsets first (the store step below), then come back to wait. Otherwise the tail
+            // of a burst would stay uncommitted for as long as the topic stays quiet, and be
+            // read again after a restart or a rebalance.
+            None if since_store > 0 => {
+                burst = 0;
+                None
             }
             None => {
                 // Nothing is ready: what was printed goes out before waiting.

@@ -1,10 +1,10 @@
-//! The binaries end to end on tansu: the producer on the simulated city and two monitors in one
-//! group, as the README runs them.
+//! The binaries end to end on Apache Kafka: the producer on the simulated city and two monitors
+//! in one group, as the README runs them.
 
 use crate::*;
 use std::collections::HashSet;
 use tokio::process::Command;
-use velib_testkit::{Process, admin_create_topic, tansu_bootstrap, unique_name, wait_for};
+use velib_testkit::{Process, admin_create_topic, kafka_bootstrap, unique_name, wait_for};
 
 fn producer_binary() -> std::path::PathBuf {
     velib_testkit::sibling_binary(env!("CARGO_BIN_EXE_velib-monitor"), "velib-producer")
@@ -28,9 +28,9 @@ fn spawn_monitor(bootstrap: &str, group: &str, topic: &str, events: &str, dlq: &
 }
 
 #[tokio::test]
-#[ignore = "needs the tansu broker started by `cargo xtask test`"]
-async fn producer_and_two_monitors_on_tansu() {
-    let bootstrap = tansu_bootstrap();
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
+async fn producer_and_two_monitors_on_kafka() {
+    let bootstrap = kafka_bootstrap();
     let (topic, events, dlq) = (
         unique_name("velib-stations"),
         unique_name("velib-empty-stations"),

@@ -1,9 +1,10 @@
-//! velib-monitor against a real Kafka-protocol broker (the in-process mock cluster; tansu for
-//! the `#[ignore]`d end-to-end test run by `cargo xtask test`).
+//! velib-monitor against a real Kafka-protocol broker (the in-process mock cluster; Apache
+//! Kafka for the `#[ignore]`d end-to-end tests run by `cargo xtask test`).
 
 mod binaries;
 mod dead_letters;
 mod outage;
+mod real_day;
 mod scenarios;
 
 use std::collections::HashMap;
@@ -16,6 +17,16 @@ use velib_monitor::{MonitorConfig, MonitorReport, OutputFormat, connect};
 use velib_producer::{KafkaArgs, KafkaSink, OutRecord, SINK_DEFAULTS, StationSink};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Held for the whole of a test that loads the machine (the real day: two processes and 70,000
+/// records) or that depends on group timing (several monitors through rebalances), so that the
+/// test binary never runs two of them at once.
+fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// What a monitor prints, shared with the test.
 type Output = velib_testkit::Captured;
@@ -129,6 +140,7 @@ fn station(contract: &str, number: u64, stands: u32, bikes: u32, last_update: i6
         available_bikes: bikes,
         status: Status::Open,
         last_update: Some(last_update),
+        snapshot_at: Some(last_update),
     }
 }
 

@@ -50,8 +50,11 @@ fn assert_no_duplicate(changes: &[StationChange]) {
     assert_eq!(unique.len(), keys.len(), "a change was printed twice");
 }
 
-#[tokio::test]
+// Several monitors on one runtime: a multi-threaded one, so that one monitor's work (or the
+// test's own blocking flush) does not starve another's heartbeats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_monitors_share_ten_partitions_and_print_each_change_once() {
+    let _alone = crate::heavy();
     init_tracing();
     let kafka = MockKafka::start(3).unwrap();
     let topic = unique_name("velib-stations");
@@ -82,8 +85,9 @@ async fn three_monitors_share_ten_partitions_and_print_each_change_once() {
     assert_eq!(sorted_keys(&union), sorted_keys(&expected));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_monitor_joining_and_one_leaving_mid_run_print_no_duplicate_and_no_false_line() {
+    let _alone = crate::heavy();
     init_tracing();
     let kafka = MockKafka::start(1).unwrap();
     let topic = unique_name("velib-stations");
@@ -189,22 +193,35 @@ async fn text_lines_are_the_tutorials() {
     a.address = "MAZARGUES - ROND POINT DE MAZARGUES (OBELISQUE)".into();
     let mut b = a.clone();
     b.available_bike_stands = 20;
-    b.last_update = Some(2);
+    b.snapshot_at = Some(2);
     let mut c = b.clone();
     c.available_bike_stands = 17;
-    c.last_update = Some(3);
-    publish(&producer(kafka.bootstrap_servers()), &topic, &[a, b, c]);
-    wait_for("two lines", TIMEOUT, || async {
-        (m.out.lines().len() >= 2).then_some(())
+    c.snapshot_at = Some(3);
+    // Feed text with a line break and terminal escape sequences (a colour, a cursor move, a
+    // window title) stays one line with nothing for a terminal to act on.
+    let mut d = station("lyon", 1001, 5, 5, 4);
+    d.address = "12 RUE X\r\n+9 FAKE LINE (lyon)\u{1b}[31m\u{1b}[2A\u{1b}]0;pwned\u{7}".into();
+    let mut e = d.clone();
+    e.available_bike_stands = 6;
+    e.snapshot_at = Some(5);
+    publish(
+        &producer(kafka.bootstrap_servers()),
+        &topic,
+        &[a, b, c, d, e],
+    );
+    wait_for("three lines", TIMEOUT, || async {
+        (m.out.lines().len() >= 3).then_some(())
     })
     .await;
-    let lines = m.out.lines();
+    let raw = m.out.text();
     m.stop().await;
+    assert!(!raw.contains(['\r', '\u{1b}', '\u{7}']), "{raw:?}");
     assert_eq!(
-        lines,
+        raw.lines().collect::<Vec<_>>(),
         [
             "+1 MAZARGUES - ROND POINT DE MAZARGUES (OBELISQUE) (Marseille)",
-            "-3 MAZARGUES - ROND POINT DE MAZARGUES (OBELISQUE) (Marseille)"
+            "-3 MAZARGUES - ROND POINT DE MAZARGUES (OBELISQUE) (Marseille)",
+            "+1 12 RUE X  +9 FAKE LINE (lyon)\u{FFFD}[31m\u{FFFD}[2A\u{FFFD}]0;pwned\u{FFFD} (lyon)"
         ]
     );
 }

@@ -78,6 +78,7 @@ mod tests {
             available_bikes: bikes,
             status: Status::Open,
             last_update: Some(ts),
+            snapshot_at: None,
         }
     }
 

@@ -19,8 +19,8 @@ use velib_source::{SourceOptions, SourceSpec, StationSource};
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
-    /// Where stations come from: `jcdecaux[:CONTRACT]`, `gbfs:CONTRACT|URL[,…]`,
-    /// `replay:FILE`, `simulate[:STATIONS]`. Default: `jcdecaux` when an API key is set,
+    /// Where stations come from: `jcdecaux[:CONTRACT]`, `gbfs:CONTRACT|URL|NAME=URL[,…]`
+    /// (`gbfs:paris` is Vélib' Métropole), `replay:FILE`, `simulate[:STATIONS]`. Default: `jcdecaux` when an API key is set,
     /// else `simulate`.
     #[arg(long, env = "VELIB_SOURCE", value_name = "SOURCE")]
     source: Option<String>,
@@ -41,6 +41,21 @@ struct Cli {
         default_value = "https://api.jcdecaux.com"
     )]
     jcdecaux_base_url: String,
+
+    /// Where JCDecaux's keyless GBFS feeds live: `gbfs:lyon` reads
+    /// `{URL}/contracts/lyon/gbfs/gbfs.json`. Point it at a mirror or a local server.
+    #[arg(
+        long,
+        env = "VELIB_CYCLOCITY_BASE_URL",
+        default_value = "https://api.cyclocity.fr",
+        value_name = "URL"
+    )]
+    cyclocity_base_url: String,
+
+    /// The preferred language of GBFS feeds that publish several (names, 2.x feed lists),
+    /// for example `fr`. Default: `en` when published, else the first.
+    #[arg(long, env = "VELIB_GBFS_LANGUAGE", value_name = "LANG")]
+    gbfs_language: Option<String>,
 
     #[command(flatten)]
     kafka: KafkaArgs,
@@ -109,6 +124,8 @@ async fn main() -> anyhow::Result<()> {
     let mut options = SourceOptions {
         jcdecaux_api_key: cli.jcdecaux_api_key,
         jcdecaux_base_url: cli.jcdecaux_base_url,
+        cyclocity_base_url: cli.cyclocity_base_url,
+        gbfs_language: cli.gbfs_language,
         replay_speed: cli.replay_speed,
         replay_loop: cli.replay_loop,
         ..SourceOptions::default()

@@ -199,6 +199,9 @@ where
             }
         };
         backoff.reset();
+        // Sources stamp their stations already; a source of another crate may not, and the
+        // monitor orders records by `snapshot_at`.
+        let snapshot = snapshot.stamped();
         report.polls += 1;
         report.stations_fetched += snapshot.stations.len() as u64;
         metrics::counter!("velib_producer_polls_total").increment(1);

@@ -1,6 +1,7 @@
 //! velib-producer against real Kafka-protocol brokers: the in-process mock cluster for most
-//! tests, tansu (started by `cargo xtask test`) for the end-to-end run of the binary.
+//! tests, Apache Kafka (started by `cargo xtask test`) for the end-to-end run of the binary.
 
+mod cluster;
 mod failures;
 mod partitioning;
 mod publish;
@@ -28,7 +29,7 @@ fn sim_config(stations: usize) -> SimulateConfig {
 /// The snapshots the producer will publish for `sim_config(stations)`, computed independently.
 fn expected_snapshots(stations: usize, polls: usize) -> Vec<Snapshot> {
     let mut sim = SimulateSource::new(sim_config(stations));
-    (0..polls).map(|_| sim.next_snapshot()).collect()
+    (0..polls).map(|_| sim.next_snapshot().stamped()).collect()
 }
 
 fn sink(bootstrap: &str) -> KafkaSink {

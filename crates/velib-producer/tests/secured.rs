@@ -1,9 +1,7 @@
-//! Secured clusters: TLS through a TLS-terminating proxy in front of tansu (CA verification on,
-//! a CA made by the test), and SASL against tansu started with `--authentication`.
-//!
-//! tansu 0.6.0 cannot show a *successful* SASL login here (its `user create` cannot
-//! authenticate against an authenticating broker), so the SASL tests check that velib sends
-//! SCRAM when configured and turns the refusal into one clear error.
+//! Secured listeners of the Apache Kafka node `cargo xtask test` starts: `SSL` with a
+//! certificate signed by a CA made for the run (CA verification on), and `SASL_PLAINTEXT` with
+//! SCRAM-SHA-512 and a user created when its storage was formatted. Records go through both;
+//! every wrong setting is one clear error.
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -12,7 +10,8 @@ use rdkafka::message::Message;
 use std::path::Path;
 use std::time::Duration;
 use velib_producer::{KafkaArgs, KafkaSink, OutRecord, SINK_DEFAULTS, StationSink, flush_async};
-use velib_testkit::secure::{SecuredTansu, TestCa};
+use velib_testkit::kafka::TEST_SCRAM_USER;
+use velib_testkit::secure::{SecuredListeners, TestCa};
 use velib_testkit::{unique_name, wait_for};
 
 /// Long enough for a loaded machine; the failures below come within the first connection.
@@ -46,29 +45,63 @@ async fn first_fatal_error(args: &KafkaArgs) -> String {
 }
 
 #[tokio::test]
-#[ignore = "needs tansu, started by `cargo xtask test`"]
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
 async fn tls_with_ca_verification_produces_and_consumes() {
-    let ca = TestCa::generate("tls");
-    let broker = SecuredTansu::tls(&ca);
+    let listeners = SecuredListeners::from_env();
+    let dir = scratch_dir();
     let config = write(
-        ca.dir(),
+        &dir,
         "tls.properties",
         &format!(
             "# A TLS listener signed by our own CA.\n\
              bootstrap.servers={}\n\
              security.protocol=SSL\n\
              ssl.ca.location={}\n",
-            broker.bootstrap(),
-            ca.ca_file().display()
+            listeners.tls_bootstrap,
+            listeners.tls_ca.display()
         ),
     );
+    round_trip(&config, "velib-tls").await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
+async fn scram_login_succeeds_and_records_round_trip() {
+    let listeners = SecuredListeners::from_env();
+    let dir = scratch_dir();
+    let config = write(
+        &dir,
+        "scram.properties",
+        &format!(
+            "bootstrap.servers={}\n\
+             security.protocol=SASL_PLAINTEXT\n\
+             sasl.mechanism=SCRAM-SHA-512\n\
+             sasl.username={TEST_SCRAM_USER}\n\
+             sasl.password={}\n",
+            listeners.sasl_bootstrap, listeners.scram_password
+        ),
+    );
+    round_trip(&config, "velib-scram").await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn scratch_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(unique_name("velib-secured"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Creates a topic, publishes 50 keyed records through the sink and reads them back, all with
+/// the client settings of the properties file `config`.
+async fn round_trip(config: &Path, prefix: &str) {
     let args = KafkaArgs {
         bootstrap_servers: None,
         ..KafkaArgs::new("")
     }
-    .with_properties_file(&config)
+    .with_properties_file(config)
     .unwrap();
-    let topic = unique_name("velib-tls");
+    let topic = unique_name(prefix);
 
     let admin: AdminClient<_> = args.client_config(&[]).create().unwrap();
     let created = admin
@@ -117,12 +150,11 @@ async fn tls_with_ca_verification_produces_and_consumes() {
 }
 
 #[tokio::test]
-#[ignore = "needs tansu, started by `cargo xtask test`"]
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
 async fn an_untrusted_certificate_is_one_clear_error() {
-    let ca = TestCa::generate("served");
+    let listeners = SecuredListeners::from_env();
     let other = TestCa::generate("other");
-    let broker = SecuredTansu::tls(&ca);
-    let args = KafkaArgs::new(broker.bootstrap())
+    let args = KafkaArgs::new(&listeners.tls_bootstrap)
         .with("security.protocol", "SSL")
         .with("ssl.ca.location", other.ca_file().display().to_string());
     let error = first_fatal_error(&args).await;
@@ -131,11 +163,10 @@ async fn an_untrusted_certificate_is_one_clear_error() {
 }
 
 #[tokio::test]
-#[ignore = "needs tansu, started by `cargo xtask test`"]
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
 async fn a_plaintext_client_on_a_tls_listener_is_one_clear_error() {
-    let ca = TestCa::generate("plain");
-    let broker = SecuredTansu::tls(&ca);
-    let error = first_fatal_error(&KafkaArgs::new(broker.bootstrap())).await;
+    let listeners = SecuredListeners::from_env();
+    let error = first_fatal_error(&KafkaArgs::new(&listeners.tls_bootstrap)).await;
     assert!(
         error.contains("plaintext client on a TLS listener"),
         "{error}"
@@ -144,13 +175,13 @@ async fn a_plaintext_client_on_a_tls_listener_is_one_clear_error() {
 }
 
 #[tokio::test]
-#[ignore = "needs tansu, started by `cargo xtask test`"]
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
 async fn refused_scram_credentials_are_one_clear_error() {
-    let broker = SecuredTansu::authenticating();
-    let args = KafkaArgs::new(broker.bootstrap())
+    let listeners = SecuredListeners::from_env();
+    let args = KafkaArgs::new(&listeners.sasl_bootstrap)
         .with("security.protocol", "SASL_PLAINTEXT")
         .with("sasl.mechanism", "SCRAM-SHA-512")
-        .with("sasl.username", "velib")
+        .with("sasl.username", TEST_SCRAM_USER)
         .with("sasl.password", "not-the-password");
     let error = first_fatal_error(&args).await;
     assert!(error.contains("authentication failed"), "{error}");
@@ -159,19 +190,19 @@ async fn refused_scram_credentials_are_one_clear_error() {
 }
 
 #[tokio::test]
-#[ignore = "needs tansu, started by `cargo xtask test`"]
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
 async fn a_client_without_sasl_on_a_sasl_listener_is_one_clear_error() {
-    let broker = SecuredTansu::authenticating();
-    let error = first_fatal_error(&KafkaArgs::new(broker.bootstrap())).await;
+    let listeners = SecuredListeners::from_env();
+    let error = first_fatal_error(&KafkaArgs::new(&listeners.sasl_bootstrap)).await;
     assert!(error.contains("requires SASL"), "{error}");
 }
 
 #[tokio::test]
-#[ignore = "needs tansu, started by `cargo xtask test`"]
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
 async fn a_tls_client_on_a_plaintext_listener_is_one_clear_error() {
-    // tansu stays silent when greeted with TLS (Apache Kafka hangs up): the verdict comes after
-    // two connection-setup timeouts, shortened here from librdkafka's 30 s.
-    let args = KafkaArgs::new(velib_testkit::tansu_bootstrap())
+    // Apache Kafka hangs up on a TLS greeting; the connection-setup timeout is shortened from
+    // librdkafka's 30 s in case a broker stays silent instead.
+    let args = KafkaArgs::new(velib_testkit::kafka_bootstrap())
         .with("security.protocol", "SSL")
         .with("socket.connection.setup.timeout.ms", "1500");
     let error = first_fatal_error(&args).await;

@@ -6,7 +6,8 @@
 //! See [`GbfsSource`] for the field mapping, contract naming and caching.
 
 use crate::http::{self, Body, Hints, Limits};
-use crate::jcdecaux::json_kind;
+use crate::jcdecaux::{contract_key, json_kind};
+use crate::placement::SetAside;
 use crate::skips::PollSkips;
 use crate::time::{now_ms, parse_rfc3339_ms};
 use crate::{SourceError, SourceOptions, StationSource};
@@ -32,6 +33,10 @@ const MAX_TTL: Duration = Duration::from_secs(3600);
 /// Where the cyclocity host serves JCDecaux's feeds.
 const CYCLOCITY_HOST: &str = "api.cyclocity.fr";
 
+/// Vélib' Métropole (Paris), GBFS 1.0: what `gbfs:paris` polls.
+pub const PARIS_GBFS_URL: &str =
+    "https://velib-metropole-opendata.smovengo.cloud/opendata/Velib_Metropole/gbfs.json";
+
 /// One GBFS system to poll, as written after `gbfs:`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GbfsTarget {
@@ -40,35 +45,71 @@ pub enum GbfsTarget {
     /// A JCDecaux contract slug such as `lyon`, expanded to
     /// `{cyclocity_base_url}/contracts/lyon/gbfs/gbfs.json`.
     JcDecauxContract(String),
+    /// A system under a contract name of the user's choice, written `NAME=URL`
+    /// (`paris=https://…/gbfs.json`); `gbfs:paris` is short for `paris=`[`PARIS_GBFS_URL`].
+    Named {
+        /// The contract name its stations are keyed by.
+        contract: String,
+        /// Its `gbfs.json` auto-discovery URL.
+        url: String,
+    },
+}
+
+fn parse_feed_url(s: &str) -> Result<String, SourceError> {
+    let url = Url::parse(s).map_err(|err| SourceError::Config(format!("gbfs URL {s:?}: {err}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(SourceError::Config(format!(
+            "gbfs URL {s:?} must be http or https"
+        )));
+    }
+    Ok(s.to_owned())
+}
+
+fn is_slug(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 impl FromStr for GbfsTarget {
     type Err = SourceError;
 
-    /// `http://…` or `https://…` is a URL; anything else must be a contract slug (letters,
-    /// digits, `-` and `_`), lower-cased because cyclocity slugs are.
+    /// `NAME=URL` names a system; `http://…` or `https://…` is a URL; `paris` is Vélib'
+    /// Métropole; anything else must be a JCDecaux contract slug (letters, digits, `-` and
+    /// `_`), lower-cased because cyclocity slugs are.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
-        if s.contains("://") {
-            let url = Url::parse(s)
-                .map_err(|err| SourceError::Config(format!("gbfs URL {s:?}: {err}")))?;
-            if !matches!(url.scheme(), "http" | "https") {
+        if let Some((name, url)) = s.split_once('=')
+            && !name.contains("://")
+        {
+            let name = name.trim();
+            if !is_slug(name) {
                 return Err(SourceError::Config(format!(
-                    "gbfs URL {s:?} must be http or https"
+                    "gbfs:{s}: the contract name {name:?} before `=` may hold only letters, \
+                     digits, `-` and `_`"
                 )));
             }
-            return Ok(GbfsTarget::Url(s.to_owned()));
+            return Ok(GbfsTarget::Named {
+                contract: name.to_ascii_lowercase(),
+                url: parse_feed_url(url.trim())?,
+            });
         }
-        if s.is_empty()
-            || !s
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
+        if s.contains("://") {
+            return Ok(GbfsTarget::Url(parse_feed_url(s)?));
+        }
+        if !is_slug(s) {
             return Err(SourceError::Config(format!(
                 "{s:?} is neither a gbfs.json URL nor a JCDecaux contract slug (e.g. lyon)"
             )));
         }
-        Ok(GbfsTarget::JcDecauxContract(s.to_ascii_lowercase()))
+        let slug = s.to_ascii_lowercase();
+        if slug == "paris" {
+            return Ok(GbfsTarget::Named {
+                contract: slug,
+                url: PARIS_GBFS_URL.to_owned(),
+            });
+        }
+        Ok(GbfsTarget::JcDecauxContract(slug))
     }
 }
 
@@ -77,6 +118,7 @@ impl fmt::Display for GbfsTarget {
         match self {
             GbfsTarget::Url(u) => f.write_str(u),
             GbfsTarget::JcDecauxContract(c) => f.write_str(c),
+            GbfsTarget::Named { contract, url } => write!(f, "{contract}={url}"),
         }
     }
 }
@@ -110,9 +152,9 @@ impl fmt::Display for GbfsTarget {
 ///
 /// | `Station` field | GBFS source | notes |
 /// |---|---|---|
-/// | `number` | `station_id` | [`StationId::from_text`]: canonical numbers stay numbers, so `"1001"` keys like v1's `1001` |
+/// | `number` | `station_id` (Vélib' Métropole: `stationCode`) | [`StationId::from_text`]: canonical numbers stay numbers, so `"1001"` keys like v1's `1001` |
 /// | `contract_name` | see [Contract names](#contract-names) | stable per system |
-/// | `name` | `station_information.name` | 3.0 localised array: the preferred language, else the first entry |
+/// | `name` | `station_information.name` | 3.0 localised array: the preferred language, else the first non-empty text; the id when there is none |
 /// | `address` | `station_information.address` | falls back to `name` when absent |
 /// | `position` | `lat`, `lon` | required |
 /// | `banking` | `rental_methods` contains `creditcard` | case-insensitive; false when absent |
@@ -121,7 +163,8 @@ impl fmt::Display for GbfsTarget {
 /// | `available_bikes` | `num_bikes_available` (≤ 2.3) / `num_vehicles_available` (3.0) | required |
 /// | `available_bike_stands` | `num_docks_available` | `capacity − bikes` when absent (virtual stations) |
 /// | `status` | `is_installed && is_renting` | OPEN when both hold; each defaults to true when absent |
-/// | `last_update` | `last_reported` | seconds (≤ 2.3; values above 10¹¹ are taken as milliseconds, a common publisher bug) or RFC 3339 (3.0) → epoch ms; null when absent |
+/// | `last_update` | `last_reported` | seconds (≤ 2.3; values above 10¹¹ are taken as milliseconds, a common publisher bug) or RFC 3339 (3.0, 0 to 9 fraction digits) → epoch ms; null when absent or a placeholder before 2000 (`0001-01-01T00:00:00Z`) |
+/// | `snapshot_at` | the `station_status` feed's `last_updated` (1.0 Vélib' Métropole: `lastUpdatedOther`) | what orders a station's records (see [`Station::snapshot_at`]); the poll time when the feed has none |
 ///
 /// Lost in the mapping: `is_returning` (a station renting but not accepting returns shows
 /// OPEN), disabled bikes and docks (`num_bikes_disabled`, `num_docks_disabled`), per vehicle
@@ -136,20 +179,33 @@ impl fmt::Display for GbfsTarget {
 ///
 /// - a JCDecaux feed (`gbfs:<contract>`, or a URL of the form
 ///   `…/contracts/<contract>/gbfs/gbfs.json` under `api.cyclocity.fr` or
-///   [`SourceOptions::cyclocity_base_url`]) uses the slug with each `-`-separated word
-///   capitalised: `lyon` → `Lyon`, `cergy-pontoise` → `Cergy-Pontoise`. That is how v1 spells
-///   its single-word contracts, so `Lyon:1001` stays `Lyon:1001` across the v1 → GBFS switch;
+///   [`SourceOptions::cyclocity_base_url`]) uses the slug as it is, lower-case: `lyon`. That is
+///   how the v1 API has spelled `contract_name` since about 2020, and the v1 source lower-cases
+///   what it reads ([`contract_key`](crate::contract_key)), so `lyon:1001` stays `lyon:1001`
+///   across the v1 → GBFS switch, and the monitor prints `(lyon)` before and after;
+/// - `NAME=URL` uses `NAME`, lower-cased; `gbfs:paris` is `paris=` Vélib' Métropole
+///   ([`PARIS_GBFS_URL`]), whose stations are keyed by their `stationCode`, the number riders
+///   know (`paris:16107`), not the opaque `station_id` that joins the two feeds;
 /// - any other system uses `system_id` from `system_information` (which the spec says is
 ///   stable for the life of the system), read once on the first poll;
 /// - a system that publishes no `system_information` uses its discovery URL's host name
 ///   (without port), e.g. `gbfs.citibikenyc.com`.
 ///
+/// # Test, workshop and placeholder stations
+///
+/// Stations at 0,0 (or out of range), and stations more than 10 km from every other station of
+/// a system where that is rare, are set aside and not published (see the README's "JCDecaux
+/// after 2026-12-31").
+///
 /// # Caching
 ///
-/// The discovery file and `station_information` are cached for their `ttl` (capped at one
-/// hour, so new stations appear within the hour whatever the feed says); `station_status` is
-/// fetched on every poll. If refreshing `station_information` fails while a cached copy exists,
-/// the cached copy is used and a warning logged.
+/// The discovery file and `station_information` are cached for their `ttl`, kept between
+/// [`SourceOptions::gbfs_refresh_floor`] (60 s: real feeds say `ttl: 0`) and one hour (so new
+/// stations appear within the hour whatever the feed says). `station_status` is fetched on
+/// every poll, however large its `ttl` (Vélib' Métropole says 3600 s), with `If-None-Match`
+/// when the server sent an `ETag`: a 304 answer is the same snapshot again, with the same
+/// `snapshot_at`, so nothing is printed for it. If refreshing `station_information` fails while
+/// a cached copy exists, the cached copy is used and a warning logged.
 #[derive(Debug)]
 pub struct GbfsSource {
     client: Client,
@@ -167,6 +223,9 @@ struct System {
     contract: Option<String>,
     feeds: Option<Cached<Feeds>>,
     info: Option<Cached<HashMap<String, Info>>>,
+    /// The last `station_status` read and its `ETag`: a 304 answer means the same snapshot.
+    status: Option<(String, Vec<Station>)>,
+    set_aside: SetAside,
 }
 
 #[derive(Debug)]
@@ -192,6 +251,9 @@ struct Feeds {
 /// What `station_information` says about one station.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Info {
+    /// Vélib' Métropole's `stationCode`, the station number riders know, when the feed has
+    /// one: it becomes the key's id instead of the opaque `station_id`.
+    code: Option<String>,
     name: String,
     address: String,
     position: Position,
@@ -245,13 +307,18 @@ impl System {
                 let url = cyclocity
                     .join(&format!("contracts/{slug}/gbfs/gbfs.json"))
                     .map_err(|err| SourceError::Config(format!("gbfs:{slug}: {err}")))?;
-                (url, Some(jcdecaux_contract_name(slug)))
+                (url, Some(contract_key(slug)))
             }
             GbfsTarget::Url(text) => {
                 let url = Url::parse(text)
                     .map_err(|err| SourceError::Config(format!("gbfs URL {text:?}: {err}")))?;
-                let contract = cyclocity_slug(&url, cyclocity).map(jcdecaux_contract_name);
+                let contract = cyclocity_slug(&url, cyclocity).map(contract_key);
                 (url, contract)
+            }
+            GbfsTarget::Named { contract, url } => {
+                let url = Url::parse(url)
+                    .map_err(|err| SourceError::Config(format!("gbfs URL {url:?}: {err}")))?;
+                (url, Some(contract.clone()))
             }
         };
         Ok(System {
@@ -259,6 +326,8 @@ impl System {
             contract,
             feeds: None,
             info: None,
+            status: None,
+            set_aside: SetAside::default(),
         })
     }
 
@@ -284,7 +353,7 @@ impl System {
                 .map_err(|reason| body.malformed(reason, None))?;
             self.feeds = Some(Cached {
                 value: feeds,
-                expires: expiry(&value),
+                expires: expiry(&value, limits.refresh_floor),
             });
         }
         let feeds = self
@@ -328,28 +397,46 @@ impl System {
         }
         let info = self.info.as_ref().map(|c| &c.value);
 
-        let body = http::get(client, &feeds.station_status, limits, None, HINTS).await?;
-        let value = body.json("a GBFS station_status feed", None)?;
-        let records = stations_array(&value, &body, "station_status")?;
+        let etag = self.status.as_ref().map(|(etag, _)| etag.as_str());
+        let Some(body) =
+            http::get_if_changed(client, &feeds.station_status, limits, None, HINTS, etag).await?
+        else {
+            // 304 Not Modified: the same snapshot as last time, with the same `snapshot_at`,
+            // so the monitor prints nothing for it.
+            let stations = self
+                .status
+                .as_ref()
+                .map(|(_, s)| s.clone())
+                .unwrap_or_default();
+            return Ok((stations, 0));
+        };
+        let (value, records) = station_records(&body, "station_status")?;
+        let snapshot_at = feed_time(&value).unwrap_or_else(now_ms);
         let mut stations = Vec::with_capacity(records.len());
         for (index, record) in records.iter().enumerate() {
-            let mapped = parse_status(record).and_then(|status| {
-                let info = info
-                    .and_then(|m| m.get(&status.station_id))
-                    .ok_or_else(|| {
-                        format!(
-                            "station {} is not in station_information",
-                            status.station_id
-                        )
-                    })?;
-                Ok(to_station(&contract, info, &status))
-            });
+            let mapped = record
+                .as_ref()
+                .map_err(String::clone)
+                .and_then(parse_status)
+                .and_then(|status| {
+                    let info = info
+                        .and_then(|m| m.get(&status.station_id))
+                        .ok_or_else(|| {
+                            format!(
+                                "station {} is not in station_information",
+                                status.station_id
+                            )
+                        })?;
+                    Ok(to_station(&contract, info, &status, snapshot_at))
+                });
             match mapped {
                 Ok(station) => stations.push(station),
                 Err(reason) => skips.skip(index, &format!("station_status: {reason}")),
             }
         }
         let skipped = skips.finish(stations.len());
+        let stations = self.set_aside.filter(&label, stations);
+        self.status = body.etag.clone().map(|etag| (etag, stations.clone()));
         Ok((stations, skipped))
     }
 }
@@ -362,11 +449,14 @@ async fn fetch_information(
     skips: &mut PollSkips<'_>,
 ) -> Result<Cached<HashMap<String, Info>>, SourceError> {
     let body = http::get(client, &feeds.station_information, limits, None, HINTS).await?;
-    let value = body.json("a GBFS station_information feed", None)?;
-    let records = stations_array(&value, &body, "station_information")?;
+    let (value, records) = station_records(&body, "station_information")?;
     let mut map = HashMap::with_capacity(records.len());
     for (index, record) in records.iter().enumerate() {
-        match parse_info(record, language) {
+        match record
+            .as_ref()
+            .map_err(String::clone)
+            .and_then(|r| parse_info(r, language))
+        {
             Ok((id, info)) => {
                 map.insert(id, info);
             }
@@ -375,8 +465,22 @@ async fn fetch_information(
     }
     Ok(Cached {
         value: map,
-        expires: expiry(&value),
+        expires: expiry(&value, limits.refresh_floor),
     })
+}
+
+/// A feed's document and its `data.stations` records, each read on its own (see
+/// [`crate::split`]): a station that is not JSON is one skipped record, not a lost feed.
+#[allow(clippy::type_complexity)]
+fn station_records(
+    body: &Body,
+    feed: &str,
+) -> Result<(Value, Vec<Result<Value, String>>), SourceError> {
+    let split = crate::split::split(&body.bytes, &["data", "stations"])
+        .map_err(|err| body.malformed(format!("expected a GBFS {feed} feed: {err}"), None))?;
+    // Says what is wrong when there is no array to read (the split leaves it empty).
+    stations_array(&split.document, body, feed)?;
+    Ok((split.document, split.items))
 }
 
 fn stations_array<'a>(
@@ -397,13 +501,16 @@ fn stations_array<'a>(
     }
 }
 
-/// When a feed fetched now stops being fresh: now + its `ttl`, capped.
-fn expiry(feed: &Value) -> Instant {
+/// When a cached feed (discovery, `station_information`) fetched now stops being fresh: now +
+/// its `ttl`, kept between `floor` ([`SourceOptions::gbfs_refresh_floor`]: real feeds say
+/// `ttl: 0`) and [`MAX_TTL`]. (`station_status` is read on every poll whatever its `ttl`:
+/// Vélib' Métropole gives 3600 s.)
+fn expiry(feed: &Value, floor: Duration) -> Instant {
     let ttl = feed
         .get("ttl")
         .and_then(Value::as_u64)
         .map_or(Duration::ZERO, Duration::from_secs);
-    Instant::now() + ttl.min(MAX_TTL)
+    Instant::now() + ttl.max(floor).min(MAX_TTL)
 }
 
 /// Reads a discovery file: 3.0's flat `data.feeds`, or 1.x/2.x's `data.<language>.feeds`
@@ -522,12 +629,17 @@ fn coordinate(record: &Value, field: &str) -> Result<f64, String> {
 }
 
 /// A 2.x plain string, or a 3.0 array of `{text, language}`: the preferred language's text,
-/// else the first.
+/// else the first. Empty texts (real feeds have them) count as absent.
 fn localized(value: Option<&Value>, language: Option<&str>) -> Option<String> {
     match value? {
-        Value::String(s) => Some(s.clone()),
+        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
         Value::Array(items) => {
-            let text = |item: &Value| item.get("text").and_then(Value::as_str).map(str::to_owned);
+            let text = |item: &Value| {
+                item.get("text")
+                    .and_then(Value::as_str)
+                    .filter(|t| !t.trim().is_empty())
+                    .map(str::to_owned)
+            };
             language
                 .and_then(|l| {
                     items.iter().find(|i| {
@@ -571,9 +683,11 @@ pub(crate) fn parse_info(record: &Value, language: Option<&str>) -> Result<(Stri
                 .filter_map(Value::as_str)
                 .any(|m| m.eq_ignore_ascii_case("creditcard"))
         });
+    let code = record.get("stationCode").and_then(id_text);
     Ok((
         id,
         Info {
+            code,
             name,
             address,
             position,
@@ -623,8 +737,32 @@ pub(crate) fn parse_status(record: &Value) -> Result<StatusRecord, String> {
         bikes,
         docks: count(record, "num_docks_available")?,
         open: installed && renting,
-        last_reported,
+        // Placeholders seen on real feeds (`0001-01-01T00:00:00Z`, 0) say "never": no time.
+        last_reported: last_reported.filter(|&ms| ms >= PLACEHOLDER_BEFORE_MS),
     })
+}
+
+/// Times before 2000-01-01 are placeholders, not reports: no bike-share feed predates GBFS by
+/// that much.
+const PLACEHOLDER_BEFORE_MS: i64 = 946_684_800_000;
+
+/// A feed's `last_updated` (seconds in 1.x/2.x, RFC 3339 in 3.0; Vélib' Métropole's 1.0 feed
+/// calls it `lastUpdatedOther`), in epoch milliseconds; `None` when absent or unreadable.
+fn feed_time(feed: &Value) -> Option<i64> {
+    let value = feed
+        .get("last_updated")
+        .or_else(|| feed.get("lastUpdatedOther"))?;
+    let ms = match value {
+        Value::Number(n) => seconds_to_ms(
+            n.as_i64()
+                .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))?,
+        ),
+        Value::String(s) => {
+            parse_rfc3339_ms(s).or_else(|| s.trim().parse().ok().map(seconds_to_ms))?
+        }
+        _ => return None,
+    };
+    (ms >= PLACEHOLDER_BEFORE_MS).then_some(ms)
 }
 
 /// POSIX seconds to milliseconds; values too large to be seconds (after the year 5138) are
@@ -637,13 +775,19 @@ fn seconds_to_ms(value: i64) -> i64 {
     }
 }
 
-/// Joins a station's information and status into a v1 `Station`.
-pub(crate) fn to_station(contract: &str, info: &Info, status: &StatusRecord) -> Station {
+/// Joins a station's information and status into a v1 `Station`, from the snapshot made at
+/// `snapshot_at` (epoch ms).
+pub(crate) fn to_station(
+    contract: &str,
+    info: &Info,
+    status: &StatusRecord,
+    snapshot_at: i64,
+) -> Station {
     let bike_stands = info
         .capacity
         .unwrap_or_else(|| status.bikes.saturating_add(status.docks.unwrap_or(0)));
     Station {
-        number: StationId::from_text(&status.station_id),
+        number: StationId::from_text(info.code.as_deref().unwrap_or(&status.station_id)),
         contract_name: contract.to_owned(),
         name: info.name.clone(),
         address: info.address.clone(),
@@ -661,21 +805,8 @@ pub(crate) fn to_station(contract: &str, info: &Info, status: &StatusRecord) -> 
             Status::Closed
         },
         last_update: status.last_reported,
+        snapshot_at: Some(snapshot_at),
     }
-}
-
-/// `lyon` → `Lyon`, `cergy-pontoise` → `Cergy-Pontoise`: JCDecaux's v1 spelling.
-pub(crate) fn jcdecaux_contract_name(slug: &str) -> String {
-    slug.split('-')
-        .map(|word| {
-            let mut chars = word.chars();
-            match chars.next() {
-                Some(first) => first.to_uppercase().chain(chars).collect(),
-                None => String::new(),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("-")
 }
 
 /// The contract slug of a JCDecaux GBFS URL (`…/contracts/<slug>/gbfs/…` on cyclocity or under
@@ -770,7 +901,7 @@ mod tests {
     fn station(info_json: Value, status_json: Value) -> Result<Station, String> {
         let (_, i) = parse_info(&info_json, Some("fr"))?;
         let s = parse_status(&status_json)?;
-        Ok(to_station("Lyon", &i, &s))
+        Ok(to_station("lyon", &i, &s, 1_751_470_000_000))
     }
 
     fn base_info() -> Value {
@@ -797,7 +928,8 @@ mod tests {
     fn maps_a_2_3_station() {
         let s = station(base_info(), base_status()).unwrap();
         assert_eq!(s.number, StationId::Number(1001));
-        assert_eq!(s.key().as_str(), "Lyon:1001");
+        assert_eq!(s.key().as_str(), "lyon:1001");
+        assert_eq!(s.snapshot_at, Some(1_751_470_000_000));
         assert_eq!(
             (s.name.as_str(), s.address.as_str()),
             ("Bellecour", "Place Bellecour")
@@ -911,6 +1043,72 @@ mod tests {
     }
 
     #[test]
+    fn placeholder_times_are_no_time() {
+        for placeholder in [
+            json!("0001-01-01T00:00:00Z"),
+            json!(0),
+            json!("1970-01-01T00:00:00Z"),
+        ] {
+            let st = with(base_status(), "last_reported", placeholder.clone());
+            assert_eq!(
+                station(base_info(), st).unwrap().last_update,
+                None,
+                "{placeholder}"
+            );
+        }
+        // Fraction digits from 0 to 9, as in JCDecaux's feeds.
+        for (text, ms) in [
+            ("2026-07-02T15:27:31Z", 1_783_006_051_000),
+            ("2026-07-02T15:27:31.7Z", 1_783_006_051_700),
+            ("2026-07-02T15:27:31.774Z", 1_783_006_051_774),
+            ("2026-03-16T16:56:29.351594185Z", 1_773_680_189_351),
+        ] {
+            assert_eq!(
+                feed_time(&json!({"last_updated": text})),
+                Some(ms),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            feed_time(&json!({"lastUpdatedOther": 1_623_414_797})),
+            Some(1_623_414_797_000)
+        );
+        assert_eq!(
+            feed_time(&json!({"last_updated": 1_623_414_797})),
+            Some(1_623_414_797_000)
+        );
+        assert_eq!(feed_time(&json!({"ttl": 1})), None);
+        assert_eq!(
+            feed_time(&json!({"last_updated": "0001-01-01T00:00:00Z"})),
+            None
+        );
+    }
+
+    #[test]
+    fn paris_station_code_is_the_id() {
+        // Vélib' Métropole (GBFS 1.0): an opaque integer station_id joins the two feeds; the
+        // familiar number is `stationCode`.
+        let info_json = json!({"station_id": 213_688_169, "name": "Benjamin Godard - Victor Hugo",
+            "lat": 48.865983, "lon": 2.275725, "capacity": 35, "stationCode": "16107"});
+        let status_json = json!({"station_id": 213_688_169, "stationCode": "16107",
+            "num_bikes_available": 4, "numBikesAvailable": 4,
+            "num_bikes_available_types": [{"mechanical": 3}, {"ebike": 1}],
+            "num_docks_available": 31, "numDocksAvailable": 31,
+            "is_installed": 1, "is_renting": 1, "is_returning": 1, "last_reported": 1_623_414_700});
+        let (id, i) = parse_info(&info_json, None).unwrap();
+        let st = parse_status(&status_json).unwrap();
+        assert_eq!(id, st.station_id, "the feeds join on station_id");
+        let s = to_station("paris", &i, &st, 1_623_414_797_000);
+        assert_eq!(s.key().as_str(), "paris:16107");
+        assert_eq!(
+            (s.available_bikes, s.available_bike_stands, s.bike_stands),
+            (4, 31, 35)
+        );
+        assert_eq!(s.status, Status::Open);
+        assert_eq!(s.address, "Benjamin Godard - Victor Hugo");
+    }
+
+    #[test]
     fn last_reported_table() {
         let cases = [
             (json!(1_750_000_000), Some(1_750_000_000_000)),
@@ -960,6 +1158,22 @@ mod tests {
         assert!(info(with(base_info(), "rental_methods", json!(["creditcard"]))).banking);
         assert!(!info(with(base_info(), "rental_methods", Value::Null)).banking);
         assert_eq!(info(with(base_info(), "name", Value::Null)).name, "1001");
+        let empty_first =
+            json!([{"text": "", "language": "fr"}, {"text": "Bellecour", "language": "en"}]);
+        assert_eq!(
+            info(with(base_info(), "name", empty_first)).name,
+            "Bellecour"
+        );
+        assert_eq!(
+            info(with(
+                base_info(),
+                "name",
+                json!([{"text": " ", "language": "fr"}])
+            ))
+            .name,
+            "1001"
+        );
+        assert_eq!(info(with(base_info(), "name", json!(""))).name, "1001");
     }
 
     #[test]
@@ -1111,8 +1325,8 @@ mod tests {
 
     #[test]
     fn contract_names() {
-        assert_eq!(jcdecaux_contract_name("lyon"), "Lyon");
-        assert_eq!(jcdecaux_contract_name("cergy-pontoise"), "Cergy-Pontoise");
+        assert_eq!(contract_key("lyon"), "lyon");
+        assert_eq!(contract_key("Cergy-Pontoise"), "cergy-pontoise");
         let cyclocity = Url::parse("https://api.cyclocity.fr/").unwrap();
         let local = Url::parse("http://127.0.0.1:8080/cyc/").unwrap();
         let u = Url::parse("https://api.cyclocity.fr/contracts/lyon/gbfs/gbfs.json").unwrap();
@@ -1136,6 +1350,28 @@ mod tests {
             GbfsTarget::Url(_)
         ));
         assert!("ftp://x.org/gbfs.json".parse::<GbfsTarget>().is_err());
+        assert_eq!(
+            "paris".parse::<GbfsTarget>().unwrap(),
+            GbfsTarget::Named {
+                contract: "paris".into(),
+                url: PARIS_GBFS_URL.into()
+            }
+        );
+        assert_eq!(
+            "Velo=http://127.0.0.1:1/gbfs.json?a=b"
+                .parse::<GbfsTarget>()
+                .unwrap(),
+            GbfsTarget::Named {
+                contract: "velo".into(),
+                url: "http://127.0.0.1:1/gbfs.json?a=b".into()
+            }
+        );
+        assert!(
+            "bad name=http://x.org/gbfs.json"
+                .parse::<GbfsTarget>()
+                .is_err()
+        );
+        assert!("x=ftp://x.org/gbfs.json".parse::<GbfsTarget>().is_err());
         assert!("lyon/../x".parse::<GbfsTarget>().is_err());
         assert!("".parse::<GbfsTarget>().is_err());
     }

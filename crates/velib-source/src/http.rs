@@ -89,6 +89,8 @@ pub(crate) struct Limits {
     pub max_body_bytes: usize,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// [`SourceOptions::gbfs_refresh_floor`](crate::SourceOptions::gbfs_refresh_floor).
+    pub refresh_floor: Duration,
 }
 
 /// A successful response, read whole.
@@ -96,6 +98,8 @@ pub(crate) struct Limits {
 pub(crate) struct Body {
     pub bytes: Vec<u8>,
     pub content_type: String,
+    /// The response's `ETag`, for the next request's `If-None-Match`.
+    pub etag: Option<String>,
     /// The request URL, redacted.
     pub url: String,
 }
@@ -139,15 +143,44 @@ pub(crate) async fn get(
     secret: Option<&SecretString>,
     hints: Hints,
 ) -> Result<Body, SourceError> {
+    match get_if_changed(client, url, limits, secret, hints, None).await? {
+        Some(body) => Ok(body),
+        // Only a conditional request can be answered 304; a server that does anyway has sent
+        // no body to read.
+        None => Err(SourceError::Http {
+            url: redact_url(url),
+            status: 304,
+            retry_after: None,
+        }),
+    }
+}
+
+/// [`get`] with `If-None-Match: etag` when an ETag is given: `None` when the server answers
+/// 304 Not Modified (the resource is what it was when it sent that ETag).
+pub(crate) async fn get_if_changed(
+    client: &Client,
+    url: &Url,
+    limits: Limits,
+    secret: Option<&SecretString>,
+    hints: Hints,
+    etag: Option<&str>,
+) -> Result<Option<Body>, SourceError> {
     let shown = redact_url(url);
     let transport = |err: reqwest::Error| transport_error(err, &shown, limits, secret);
-    let mut resp = client
-        .get(url.clone())
-        .timeout(limits.request_timeout)
-        .send()
-        .await
-        .map_err(transport)?;
+    let mut request = client.get(url.clone()).timeout(limits.request_timeout);
+    if let Some(etag) = etag {
+        request = request.header(header::IF_NONE_MATCH, etag);
+    }
+    let mut resp = request.send().await.map_err(transport)?;
     let status = resp.status();
+    if status == StatusCode::NOT_MODIFIED && etag.is_some() {
+        return Ok(None);
+    }
+    let etag = resp
+        .headers()
+        .get(header::ETAG)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     if !status.is_success() {
         return Err(status_error(status, resp.headers(), shown.clone(), hints));
     }
@@ -179,11 +212,12 @@ pub(crate) async fn get(
         }
         bytes.extend_from_slice(&chunk);
     }
-    Ok(Body {
+    Ok(Some(Body {
         bytes,
         content_type,
+        etag,
         url: shown,
-    })
+    }))
 }
 
 fn status_error(

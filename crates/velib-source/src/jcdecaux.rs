@@ -5,6 +5,7 @@
 
 use crate::http::{self, Hints, Limits};
 use crate::options::parse_base_url;
+use crate::placement::SetAside;
 use crate::skips::PollSkips;
 use crate::time::now_ms;
 use crate::{SourceError, SourceOptions, StationSource};
@@ -53,6 +54,7 @@ pub struct JcDecauxSource {
     contract: Option<String>,
     limits: Limits,
     skipped: u64,
+    set_aside: SetAside,
 }
 
 impl JcDecauxSource {
@@ -92,6 +94,7 @@ impl JcDecauxSource {
             contract,
             limits: options.limits(),
             skipped: 0,
+            set_aside: SetAside::default(),
         })
     }
 
@@ -118,9 +121,14 @@ impl StationSource for JcDecauxSource {
         let key = Some(&self.api_key);
         let body = http::get(&self.client, &self.request_url(), self.limits, key, HINTS).await?;
         let taken_at = now_ms();
-        let value = body.json("a JSON array of stations", key)?;
-        let serde_json::Value::Array(records) = value else {
-            let what = match &value {
+        // Each station is read on its own (see `crate::split`): one that is not JSON is one
+        // skipped record, not a lost poll.
+        let split = crate::split::split(&body.bytes, &[]).map_err(|err| {
+            body.malformed(format!("expected a JSON array of stations: {err}"), key)
+        })?;
+        if !split.document.is_array() {
+            let value = &split.document;
+            let what = match value {
                 serde_json::Value::Object(map) => match map.get("error") {
                     Some(e) => format!("an error object ({e})"),
                     None => "a JSON object".to_owned(),
@@ -131,18 +139,27 @@ impl StationSource for JcDecauxSource {
                 format!("expected a JSON array of stations, got {what}"),
                 key,
             ));
-        };
+        }
+        let records = split.items;
         let describe = self.describe();
         let mut skips = PollSkips::new(&describe);
         let mut stations = Vec::with_capacity(records.len());
         for (index, record) in records.iter().enumerate() {
-            match Station::from_value(record) {
-                Ok(station) => stations.push(station),
+            match record
+                .as_ref()
+                .map_err(|reason| reason.to_string())
+                .and_then(|r| Station::from_value(r).map_err(|e| e.to_string()))
+            {
+                Ok(mut station) => {
+                    station.contract_name = contract_key(&station.contract_name);
+                    stations.push(station);
+                }
                 Err(err) => skips.skip(index, &err),
             }
         }
         self.skipped += skips.finish(stations.len());
-        Ok(Snapshot { taken_at, stations })
+        let stations = self.set_aside.filter(&describe, stations);
+        Ok(Snapshot { taken_at, stations }.stamped())
     }
 
     fn skipped_records(&self) -> u64 {
@@ -151,6 +168,14 @@ impl StationSource for JcDecauxSource {
 }
 
 /// The JSON type's name, for messages.
+/// A v1 `contract_name` as velib keys it: lower-case, as the API has sent it since about 2020
+/// (`"lyon"`) and as JCDecaux's GBFS contract slugs are, so a station keeps its Kafka key and
+/// its printed contract whether it comes through v1 (today's spelling or the capitalised
+/// `"Lyon"` of older payloads, such as the tutorial's 2017 sample) or through `gbfs:lyon`.
+pub fn contract_key(contract_name: &str) -> String {
+    contract_name.trim().to_lowercase()
+}
+
 pub(crate) fn json_kind(value: &serde_json::Value) -> &'static str {
     match value {
         serde_json::Value::Null => "null",

@@ -46,6 +46,10 @@ pub struct SourceOptions {
     /// 3.0 localised names), e.g. `fr`. Default: none, which means `en` if published, else the
     /// first language in alphabetical order.
     pub gbfs_language: Option<String>,
+    /// The shortest time a GBFS discovery file or `station_information` is cached, whatever
+    /// its `ttl` says (real feeds say 0). Default 60 s. `station_status` is read on every poll
+    /// regardless.
+    pub gbfs_refresh_floor: Duration,
     /// The simulated city for `simulate`; the station count of `simulate:<N>` overrides
     /// `simulate.stations`.
     pub simulate: SimulateConfig,
@@ -74,6 +78,7 @@ impl Default for SourceOptions {
             max_body_bytes: 32 * 1024 * 1024,
             user_agent: concat!("velib/", env!("CARGO_PKG_VERSION")).to_owned(),
             gbfs_language: None,
+            gbfs_refresh_floor: Duration::from_secs(60),
             simulate: SimulateConfig::default(),
             replay_speed: 1.0,
             replay_loop: false,
@@ -113,6 +118,7 @@ impl SourceOptions {
             max_body_bytes: self.max_body_bytes,
             connect_timeout: self.connect_timeout,
             request_timeout: self.request_timeout,
+            refresh_floor: self.gbfs_refresh_floor,
         }
     }
 }

@@ -23,7 +23,7 @@ use velib_model::{Snapshot, Station};
 /// # Looping
 ///
 /// Without looping, the snapshot after the last is [`SourceError::Exhausted`], a permanent
-/// error. With looping, the recording starts over, and every `taken_at` and `last_update` of
+/// error. With looping, the recording starts over, and every `taken_at`, `snapshot_at` and `last_update` of
 /// the new pass is shifted by the recording's span plus one gap, so time keeps moving forward
 /// and the monitor, which ignores records older than what it has seen, keeps reacting.
 ///
@@ -226,7 +226,7 @@ impl StationSource for ReplaySource {
         if self.exhausted {
             return Err(self.exhausted_error());
         }
-        let mut snapshot = match self.next_recorded().await? {
+        let snapshot = match self.next_recorded().await? {
             Some(s) => s,
             None if self.served_this_pass == 0 => {
                 // An empty pass (an empty file, or nothing readable in it) would loop forever.
@@ -260,10 +260,16 @@ impl StationSource for ReplaySource {
         self.pass_first.get_or_insert(recorded);
         self.served_this_pass += 1;
         self.last_emit = Some(Instant::now());
+        // A recording made before `snapshot_at` existed gets the recorded poll time, as the
+        // live poll would have; shifted with the rest on the next pass.
+        let mut snapshot = snapshot.stamped();
         if self.shift != 0 {
             snapshot.taken_at += self.shift;
             for station in &mut snapshot.stations {
                 if let Some(t) = station.last_update.as_mut() {
+                    *t += self.shift;
+                }
+                if let Some(t) = station.snapshot_at.as_mut() {
                     *t += self.shift;
                 }
             }

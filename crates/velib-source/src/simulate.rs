@@ -205,6 +205,7 @@ impl SimulateSource {
                     available_bikes,
                     status,
                     last_update: Some(start_ms - rng.below(600_000) as i64),
+                    snapshot_at: None,
                 });
                 dynamics.push(Dynamics {
                     contract: c as u32,
@@ -358,8 +359,9 @@ impl StationSource for SimulateSource {
     }
 
     /// Returns the next snapshot at once: the simulated clock does not wait for the wall clock.
+    /// The next snapshot, every station stamped with its time (a poll is a newer snapshot).
     async fn fetch(&mut self) -> Result<Snapshot, SourceError> {
-        Ok(self.next_snapshot())
+        Ok(self.next_snapshot().stamped())
     }
 }
 

@@ -92,11 +92,11 @@ async fn jcdecaux_contract_slug_reads_a_2_3_system() {
     let server = MockServer::start().await;
     mount_2_3(&server, "lyon", 3600, None).await;
     let mut source = source(&server, &["Lyon"]);
-    assert!(source.describe().contains("Lyon"), "{}", source.describe());
+    assert!(source.describe().contains("lyon"), "{}", source.describe());
     let snapshot = source.fetch().await.unwrap();
     assert_eq!(snapshot.stations.len(), 2);
     let s = &snapshot.stations[0];
-    assert_eq!(s.key().as_str(), "Lyon:1001");
+    assert_eq!(s.key().as_str(), "lyon:1001");
     assert_eq!(s.number, StationId::Number(1001));
     assert_eq!(
         (s.bike_stands, s.available_bikes, s.available_bike_stands),
@@ -189,7 +189,7 @@ async fn cyclocity_url_is_named_like_its_slug() {
     let url = format!("{}/contracts/cergy-pontoise/gbfs/gbfs.json", server.uri());
     let mut source = source(&server, &[&url]);
     let snapshot = source.fetch().await.unwrap();
-    assert_eq!(snapshot.stations[0].contract_name, "Cergy-Pontoise");
+    assert_eq!(snapshot.stations[0].contract_name, "cergy-pontoise");
 }
 
 #[tokio::test]
@@ -318,7 +318,7 @@ async fn several_systems_merge_and_one_failure_does_not_lose_the_others() {
         .collect();
     assert_eq!(
         keys,
-        ["Lyon:1001", "Lyon:2002", "Nantes:1001", "Nantes:2002"]
+        ["lyon:1001", "lyon:2002", "nantes:1001", "nantes:2002"]
     );
 
     let mut all_down = self::source(&server, &["toulouse", "toulouse"]);
@@ -546,4 +546,38 @@ async fn a_poll_over_many_systems_fetches_a_bounded_number_at_once() {
         most_together <= 32,
         "{most_together} systems fetched at once"
     );
+}
+
+#[tokio::test]
+async fn a_gbfs_station_that_is_not_json_costs_only_itself() {
+    let server = MockServer::start().await;
+    let prefix = "/contracts/lyon/gbfs";
+    mount(
+        &server,
+        &format!("{prefix}/gbfs.json"),
+        discovery_2_3(&server.uri(), prefix, false),
+        None,
+    )
+    .await;
+    mount(
+        &server,
+        &format!("{prefix}/fr/station_information.json"),
+        info_2_3(3600),
+        None,
+    )
+    .await;
+    let status = serde_json::to_string(&status_2_3()).unwrap().replacen(
+        r#""stations":["#,
+        r#""stations":[{"station_id":"9","num_bikes_available":NaN},"#,
+        1,
+    );
+    assert!(status.contains("NaN"), "{status}");
+    Mock::given(path(format!("{prefix}/fr/station_status.json")))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(status, "application/json"))
+        .mount(&server)
+        .await;
+    let mut source = source(&server, &["lyon"]);
+    let snapshot = source.fetch().await.unwrap();
+    assert_eq!(snapshot.stations.len(), 2, "both good stations");
+    assert_eq!(source.skipped_records(), 1);
 }

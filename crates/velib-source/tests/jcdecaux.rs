@@ -48,8 +48,16 @@ async fn reads_all_contracts_with_the_key_in_the_query() {
     assert_no_key(&source.describe());
     let snapshot = source.fetch().await.unwrap();
     assert_eq!(snapshot.stations.len(), 2);
-    assert_eq!(snapshot.stations[0].key().as_str(), "Lyon:1001");
-    assert_eq!(snapshot.stations[1].key().as_str(), "Toulouse:1001");
+    // Capitalised as in older payloads, keyed lower-case as the API spells contracts today.
+    assert_eq!(snapshot.stations[0].key().as_str(), "lyon:1001");
+    assert_eq!(snapshot.stations[1].key().as_str(), "toulouse:1001");
+    assert!(
+        snapshot
+            .stations
+            .iter()
+            .all(|s| s.snapshot_at == Some(snapshot.taken_at)),
+        "a v1 poll is its own snapshot"
+    );
     assert_eq!(snapshot.stations[0].available_bikes, 3);
     assert_eq!(snapshot.stations[0].status, Status::Open);
     assert!(snapshot.taken_at > 1_700_000_000_000);
@@ -348,4 +356,46 @@ async fn debug_output_hides_the_key() {
     let source = JcDecauxSource::new(&o, Some("Lyon".into())).unwrap();
     let debug = format!("{source:?}");
     assert!(!debug.contains("s3cret"), "{debug}");
+}
+
+#[tokio::test]
+async fn a_station_that_is_not_json_costs_only_itself() {
+    // Invalid UTF-8 in an address, a number out of range, NaN, a value nested 100,000 deep:
+    // each makes the whole response unreadable to a JSON parser, and each is one skipped
+    // station here.
+    let good = |n| serde_json::to_vec(&v1_station("Lyon", n, 1)).unwrap();
+    let deep = format!(
+        r#"{{"number": 7, "x": {}{}}}"#,
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let poison: [&[u8]; 4] = [
+        b"{\"number\": 5, \"address\": \"12 rue \xff\xfe\"}",
+        br#"{"number": 6, "available_bikes": 1e400}"#,
+        br#"{"number": 7, "position": {"lat": NaN, "lng": 4.8}}"#,
+        deep.as_bytes(),
+    ];
+    let mut body = b"[".to_vec();
+    body.extend(good(1));
+    for p in poison {
+        body.extend(b", ");
+        body.extend(p);
+    }
+    body.extend(b", ");
+    body.extend(good(2));
+    body.extend(b"]");
+    let server = MockServer::start().await;
+    Mock::given(path("/vls/v1/stations"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(body, "application/json"))
+        .mount(&server)
+        .await;
+    let mut source = source_for(&server, None).await;
+    let snapshot = source.fetch().await.unwrap();
+    let numbers: Vec<_> = snapshot
+        .stations
+        .iter()
+        .map(|s| s.number.to_string())
+        .collect();
+    assert_eq!(numbers, ["1", "2"]);
+    assert_eq!(source.skipped_records(), 4);
 }

@@ -2,6 +2,7 @@
 //! The HTTP sources talk to wiremock servers (or a raw TCP server, for responses wiremock will
 //! not produce) on 127.0.0.1 over real TCP.
 
+mod continuity;
 mod gbfs;
 mod jcdecaux;
 mod replay;

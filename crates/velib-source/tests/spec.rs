@@ -26,7 +26,7 @@ async fn every_spec_builds_a_working_source() {
     let mut o = options(&server.uri());
     o.replay_speed = 0.0;
     let cases = [
-        ("jcdecaux:Lyon".to_owned(), "Lyon:1"),
+        ("jcdecaux:Lyon".to_owned(), "lyon:1"),
         (format!("replay:{}", recording.0.display()), "Lyon:9"),
         ("simulate:3".to_owned(), "Valmont:1"),
     ];

@@ -25,6 +25,8 @@ pub fn options(base: &str) -> SourceOptions {
         cyclocity_base_url: base.to_owned(),
         connect_timeout: Duration::from_secs(2),
         request_timeout: Duration::from_secs(5),
+        // Most GBFS tests follow each feed's own `ttl`; the floor has a test of its own.
+        gbfs_refresh_floor: Duration::ZERO,
         ..SourceOptions::default()
     }
 }

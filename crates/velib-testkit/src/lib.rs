@@ -6,16 +6,18 @@
 //!   consumer groups and idempotence; no Admin API (topics are created through
 //!   [`MockKafka::create_topic`]) and no retention. Its consumer-group join delay is set to 0 so
 //!   a group forms at once instead of after 3 s.
-//! - tansu, a separate process started by `cargo xtask test` (or `cargo xtask broker`), whose
-//!   address tests read from [`TANSU_ENV`] through [`tansu_bootstrap`]. Tests that need it are
-//!   `#[ignore]`d, so plain `cargo test` runs without it.
+//! - Apache Kafka ([`kafka::KafkaCluster`]), KRaft nodes as separate JVM processes. `cargo xtask
+//!   test` starts one node and hands its address to the tests in [`KAFKA_ENV`] (read through
+//!   [`kafka_bootstrap`]); tests that need a cluster of their own (three nodes, a node to kill)
+//!   start it from the jars named in [`kafka::LIBS_ENV`]. Tests that need Apache Kafka are
+//!   `#[ignore]`d, so plain `cargo test` runs without Java.
 //!
 //! Every test takes fresh topic and group names from [`unique_name`], so tests sharing a broker
 //! never see each other's records.
 
 pub mod child;
+pub mod kafka;
 pub mod secure;
-pub mod tansu;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -31,9 +33,9 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// The environment variable through which `cargo xtask test` hands the tansu broker's
-/// bootstrap address to the `#[ignore]`d tests.
-pub const TANSU_ENV: &str = "VELIB_TANSU_BOOTSTRAP";
+/// The environment variable through which `cargo xtask test` hands the bootstrap address of its
+/// Apache Kafka node to the `#[ignore]`d tests.
+pub const KAFKA_ENV: &str = "VELIB_KAFKA_BOOTSTRAP";
 
 /// A librdkafka mock cluster running inside this process, listening on 127.0.0.1.
 ///
@@ -176,21 +178,21 @@ fn check(err: rdsys::rd_kafka_resp_err_t) -> Result<(), KafkaError> {
     }
 }
 
-/// The bootstrap address of the tansu broker started by `cargo xtask test`.
+/// The bootstrap address of the Apache Kafka node started by `cargo xtask test`.
 ///
 /// # Panics
 ///
-/// When [`TANSU_ENV`] is not set, with a message saying how to run these tests.
-pub fn tansu_bootstrap() -> String {
-    std::env::var(TANSU_ENV).unwrap_or_else(|_| {
+/// When [`KAFKA_ENV`] is not set, with a message saying how to run these tests.
+pub fn kafka_bootstrap() -> String {
+    std::env::var(KAFKA_ENV).unwrap_or_else(|_| {
         panic!(
-            "{TANSU_ENV} is not set: this test needs the tansu broker. Run `cargo xtask test`, \
-             or start one with `cargo xtask broker` and export {TANSU_ENV}=<its address>"
+            "{KAFKA_ENV} is not set: this test needs Apache Kafka. Run `cargo xtask test`, or \
+             start a node with `cargo xtask kafka` and export {KAFKA_ENV}=<its address>"
         )
     })
 }
 
-/// Creates `topic` through the Admin API (CreateTopics), as against tansu or Apache Kafka.
+/// Creates `topic` through the Admin API (CreateTopics), replication factor 1.
 ///
 /// # Errors
 ///
@@ -344,6 +346,11 @@ pub fn sibling_binary(own_binary: &str, name: &str) -> std::path::PathBuf {
 pub struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
 impl Captured {
+    /// Everything written so far, as text (invalid UTF-8 replaced).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
     /// The lines written so far.
     pub fn lines(&self) -> Vec<String> {
         String::from_utf8_lossy(&self.0.lock().unwrap())
@@ -416,4 +423,36 @@ impl Process {
             .expect("the process stops on SIGTERM")
             .expect("wait for the process")
     }
+}
+
+/// The partition Kafka's Java client (and kafka-python) picks for `key` among `partitions`:
+/// `toPositive(murmur2(key)) % partitions`, with `Utils.murmur2` ported as written.
+pub fn java_partition(key: &[u8], partitions: i32) -> i32 {
+    const M: i32 = 0x5bd1_e995;
+    let seed: i32 = 0x9747_b28c_u32 as i32;
+    let len = key.len();
+    let mut h: i32 = seed ^ (len as i32);
+    for chunk in key.chunks_exact(4) {
+        let mut k = i32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        k = k.wrapping_mul(M);
+        k ^= ((k as u32) >> 24) as i32;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let tail = &key[len & !3..];
+    if tail.len() >= 3 {
+        h ^= i32::from(tail[2]) << 16;
+    }
+    if tail.len() >= 2 {
+        h ^= i32::from(tail[1]) << 8;
+    }
+    if !tail.is_empty() {
+        h ^= i32::from(tail[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= ((h as u32) >> 13) as i32;
+    h = h.wrapping_mul(M);
+    h ^= ((h as u32) >> 15) as i32;
+    (h & 0x7fff_ffff) % partitions
 }

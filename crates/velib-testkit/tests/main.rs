@@ -1,12 +1,12 @@
 //! The brokers themselves: a keyed record produced with rdkafka is read back by a consumer
-//! group, on the in-process mock cluster and on tansu.
+//! group, on the in-process mock cluster and on Apache Kafka.
 
 use rdkafka::ClientConfig;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::time::Duration;
 use velib_testkit::{
-    MockKafka, admin_create_topic, key_str, read_records, tansu_bootstrap, unique_name,
+    MockKafka, admin_create_topic, kafka_bootstrap, key_str, read_records, unique_name,
 };
 
 async fn round_trip(bootstrap: &str, topic: &str) {
@@ -44,9 +44,9 @@ async fn keyed_record_round_trip_on_the_mock_cluster() {
 }
 
 #[tokio::test]
-#[ignore = "needs the tansu broker started by `cargo xtask test`"]
-async fn keyed_record_round_trip_on_tansu() {
-    let bootstrap = tansu_bootstrap();
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
+async fn keyed_record_round_trip_on_kafka() {
+    let bootstrap = kafka_bootstrap();
     let topic = unique_name("velib-roundtrip");
     admin_create_topic(&bootstrap, &topic, 3).await.unwrap();
     round_trip(&bootstrap, &topic).await;
@@ -55,4 +55,17 @@ async fn keyed_record_round_trip_on_tansu() {
 #[test]
 fn unique_names_differ() {
     assert_ne!(unique_name("t"), unique_name("t"));
+}
+
+#[test]
+fn java_partition_matches_kafkas_murmur2_vectors() {
+    // Kafka's UtilsTest.testMurmur2: murmur2("21") = -973932308, ("abc") = 479470107.
+    assert_eq!(
+        velib_testkit::java_partition(b"21", 1000),
+        (-973_932_308_i32 & 0x7fff_ffff) % 1000
+    );
+    assert_eq!(
+        velib_testkit::java_partition(b"abc", 1000),
+        479_470_107 % 1000
+    );
 }

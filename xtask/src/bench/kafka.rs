@@ -20,25 +20,25 @@ use velib_testkit::MockKafka;
 
 pub enum Broker {
     Mock(MockKafka),
-    Tansu(crate::tansu::Tansu),
+    Kafka(velib_testkit::kafka::KafkaCluster),
 }
 
 impl Broker {
     pub fn start(name: &str, _rt: &Runtime) -> Result<Broker> {
         Ok(match name {
             "mock" => Broker::Mock(MockKafka::start(1).context("start the mock cluster")?),
-            "tansu" => {
-                let bin = crate::tansu::ensure_installed()?;
-                Broker::Tansu(crate::tansu::start(&bin, None)?)
+            "kafka" => {
+                let libs = crate::kafka::ensure_installed()?;
+                Broker::Kafka(crate::kafka::start(&libs, 1)?)
             }
-            other => bail!("unknown broker {other:?} (--brokers takes mock, tansu)"),
+            other => bail!("unknown broker {other:?} (--brokers takes mock, kafka)"),
         })
     }
 
     pub fn name(&self) -> &'static str {
         match self {
             Broker::Mock(_) => "mock",
-            Broker::Tansu(_) => "tansu",
+            Broker::Kafka(_) => "kafka",
         }
     }
 
@@ -48,24 +48,25 @@ impl Broker {
                 "mock = librdkafka {} mock cluster, in-process, 1 broker",
                 rdkafka::util::get_rdkafka_version().1
             ),
-            Broker::Tansu(_) => {
-                "tansu = tansu 0.6.0, separate process, in-memory storage, 1 broker".into()
-            }
+            Broker::Kafka(_) => format!(
+                "kafka = Apache Kafka {}, separate JVM process (256 MiB heap), 1 KRaft node",
+                velib_testkit::kafka::KAFKA_VERSION
+            ),
         }
     }
 
     pub fn bootstrap(&self) -> String {
         match self {
             Broker::Mock(m) => m.bootstrap_servers().to_owned(),
-            Broker::Tansu(t) => t.bootstrap().to_owned(),
+            Broker::Kafka(k) => k.bootstrap(),
         }
     }
 
     pub fn create_topic(&self, rt: &Runtime, topic: &str, partitions: i32) -> Result<()> {
         match self {
             Broker::Mock(m) => m.create_topic(topic, partitions)?,
-            Broker::Tansu(t) => rt.block_on(velib_testkit::admin_create_topic(
-                t.bootstrap(),
+            Broker::Kafka(k) => rt.block_on(velib_testkit::admin_create_topic(
+                &k.bootstrap(),
                 topic,
                 partitions,
             ))?,

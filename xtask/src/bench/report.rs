@@ -276,15 +276,15 @@ const METHOD: &str = r#"
    `malloc_trim` so memory freed earlier and kept by the allocator neither hides nor inflates
    it (both must be under the target to meet it; the untrimmed growth, which also counts the
    tables outgrown on the way, is in the note).
-2. **Monitor**: a 10-partition topic pre-filled (lz4, as velib's producer writes) with the
-   simulated city; each consumer joins a fresh group at the earliest offset. Rate = records
+2. **Monitor**: a 10-partition topic pre-filled (gzip level 1, as velib's producer writes)
+   with the simulated city; each consumer joins a fresh group at the earliest offset. Rate = records
    from the first record received to the last one (group join excluded, for every variant).
    velib: `velib_monitor::run` with empty-station events published, text lines to a file.
    Bare: an rdkafka `BaseConsumer` with the same consumer settings that only counts.
    Tutorial: `bench/tutorial/monitor.py`.
 3. **Producer**: velib: `velib_producer::run` on the simulated city (10 k stations, one
-   snapshot per poll, 1 ms interval), `KafkaSink` with its defaults (idempotent, lz4,
-   linger 5 ms), timed from start to every record acknowledged. Bare: an rdkafka
+   snapshot per poll, 1 ms interval), `KafkaSink` with its defaults (idempotent, gzip
+   level 1, linger 5 ms), timed from start to every record acknowledged. Bare: an rdkafka
    `ThreadedProducer` with the same settings sending the same records pre-serialised, waiting
    for acknowledgements as velib does. Both clients are started before their clock starts (one
    record delivered to another topic): an idempotent producer given records within a
@@ -302,5 +302,6 @@ const METHOD: &str = r#"
    concurrency = the most connections the server had open at once.
 
 The mock cluster is librdkafka's, in this process (one broker): its threads compete with the
-clients' for the same cores. tansu runs as a separate process with in-memory storage.
+clients' for the same cores. Apache Kafka runs as a separate JVM process, one KRaft node
+with a 256 MiB heap and its log on the local disk.
 "#;

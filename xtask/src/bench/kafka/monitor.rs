@@ -150,8 +150,8 @@ fn bare_once(ctx: &Ctx<'_>, topic: &str, n: u64) -> Result<Drain> {
 }
 
 /// How many of the `produced` records `topic` still holds: those below a partition's low
-/// watermark were dropped by the broker. (The high watermark is not used: tansu reports some
-/// partitions' high watermarks short of records it still serves.)
+/// watermark were dropped by the broker. (Counted from the low watermark rather than the high
+/// one, which some Kafka-compatible brokers report short of the records they still serve.)
 fn retained(ctx: &Ctx<'_>, topic: &str, produced: u64) -> Result<u64> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", ctx.broker.bootstrap())

@@ -1,17 +1,17 @@
-//! Against tansu, a Kafka-protocol broker in its own process (`cargo xtask test`).
+//! Against Apache Kafka, a node in its own process started by `cargo xtask test`.
 
 use crate::smtp_sink::SmtpSink;
 use crate::support::{Events, config, empty, now_ms};
 use std::time::Duration;
 use velib_alerts::smtp_url::SmtpUrl;
-use velib_testkit::{admin_create_topic, tansu_bootstrap, unique_name};
+use velib_testkit::{admin_create_topic, kafka_bootstrap, unique_name};
 
-/// Events produced with a plain rdkafka producer to a topic on tansu, consumed by `run`, mailed
-/// to the SMTP server.
+/// Events produced with a plain rdkafka producer to a topic on Apache Kafka, consumed by `run`,
+/// mailed to the SMTP server.
 #[tokio::test]
-#[ignore = "needs the tansu broker: run `cargo xtask test`"]
-async fn events_on_tansu_are_mailed() {
-    let bootstrap = tansu_bootstrap();
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
+async fn events_on_kafka_are_mailed() {
+    let bootstrap = kafka_bootstrap();
     let topic = unique_name("velib-empty-stations");
     admin_create_topic(&bootstrap, &topic, 1).await.unwrap();
     let sink = SmtpSink::start().await;
@@ -55,17 +55,17 @@ fn sibling_binary(name: &str) -> std::path::PathBuf {
     velib_testkit::sibling_binary(env!("CARGO_BIN_EXE_velib-alerts"), name)
 }
 
-/// The whole chain on tansu: the producer binary on the simulated city → the monitor binary →
-/// `velib-empty-stations` → alerts → the SMTP server, which holds one mail per "became empty"
-/// event the monitor published, and nothing else.
+/// The whole chain on Apache Kafka: the producer binary on the simulated city → the monitor
+/// binary → `velib-empty-stations` → alerts → the SMTP server, which holds one mail per "became
+/// empty" event the monitor published, and nothing else.
 #[tokio::test]
-#[ignore = "needs the tansu broker: run `cargo xtask test`"]
-async fn producer_monitor_alerts_chain_on_tansu() {
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
+async fn producer_monitor_alerts_chain_on_kafka() {
     use rdkafka::Message;
     use std::collections::HashSet;
     use velib_model::{EmptinessKind, EmptyStationEvent};
 
-    let bootstrap = tansu_bootstrap();
+    let bootstrap = kafka_bootstrap();
     let (stations, events, dlq) = (
         unique_name("velib-stations"),
         unique_name("velib-empty-stations"),

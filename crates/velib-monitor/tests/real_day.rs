@@ -1,0 +1,469 @@
+//! One real day of JCDecaux's GBFS feeds, end to end: a local HTTP server plays the recorded
+//! `station_status` snapshots of all 19 cities, the producer binary polls them (`gbfs:<city>`
+//! under `--cyclocity-base-url`), a broker carries the records, and the monitor binary prints
+//! the changes. What it prints must equal, line for line, an independent count over the same
+//! files: every change of `num_docks_available` between two consecutive snapshots, once, and
+//! no other line. The same day rewritten as GBFS 2.3 must print the same lines.
+//!
+//! It runs on Apache Kafka in `cargo xtask test` (both versions), and on the in-process mock
+//! cluster under plain `cargo test` (3.0).
+//!
+//! The data is read at run time from `shared/data/cyclocity-2026-07-02` beside the checkout
+//! (or `$VELIB_REAL_DAY_DIR`); none of it is copied into the project.
+
+use crate::TIMEOUT;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::process::Command;
+use velib_testkit::{
+    MockKafka, Process, admin_create_topic, kafka_bootstrap, unique_name, wait_for,
+};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+const DAY: &str = "cyclocity-2026-07-02";
+
+/// The recorded day: `shared/data/…` in the checkout's folder or one of its parents.
+fn day_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("VELIB_REAL_DAY_DIR") {
+        return PathBuf::from(dir);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let found = root
+        .ancestors()
+        .map(|a| a.join("shared/data").join(DAY))
+        .chain([PathBuf::from("/work/shared/data").join(DAY)])
+        .find(|d| d.join("README.md").is_file());
+    found.unwrap_or_else(|| {
+        panic!(
+            "the real day {DAY} is not in shared/data beside the checkout; set \
+             VELIB_REAL_DAY_DIR to its folder"
+        )
+    })
+}
+
+/// One city of the day: its `station_information` and its `station_status` snapshots in time
+/// order, as parsed JSON.
+struct City {
+    slug: String,
+    information: Value,
+    statuses: Vec<Value>,
+}
+
+fn load_day() -> Vec<City> {
+    let dir = day_dir();
+    let mut files: BTreeMap<String, (Option<PathBuf>, Vec<PathBuf>)> = BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let Some((slug, rest)) = name.split_once('_') else {
+            continue;
+        };
+        let city = files.entry(slug.to_owned()).or_default();
+        if rest.starts_with("information_") {
+            city.0 = Some(path);
+        } else if rest.starts_with("status_") {
+            city.1.push(path);
+        }
+    }
+    let read = |p: &Path| -> Value { serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap() };
+    files
+        .into_iter()
+        .filter_map(|(slug, (info, mut statuses))| {
+            // File names end in HH-MM-SS of the same day: name order is time order.
+            statuses.sort();
+            Some(City {
+                slug,
+                information: read(&info?),
+                statuses: statuses.iter().map(|p| read(p)).collect(),
+            })
+        })
+        .collect()
+}
+
+fn stations(feed: &Value) -> &Vec<Value> {
+    feed["data"]["stations"].as_array().unwrap()
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|i| i["text"].as_str())
+            .find(|t| !t.trim().is_empty())
+            .map(str::to_owned),
+        _ => None,
+    }
+}
+
+fn distance_m(a: (f64, f64), b: (f64, f64)) -> f64 {
+    let (la1, la2) = (a.0.to_radians(), b.0.to_radians());
+    let h = ((la2 - la1) / 2.0).sin().powi(2)
+        + la1.cos() * la2.cos() * ((b.1 - a.1).to_radians() / 2.0).sin().powi(2);
+    2.0 * 6_371_008.8 * h.sqrt().asin()
+}
+
+/// The station ids the README says velib sets aside, found the slow, obvious way: at 0,0, or
+/// more than 10 km from every other station in a city of at least 10 where that is rare.
+fn set_aside(info: &Value) -> Vec<String> {
+    let all: Vec<(String, (f64, f64))> = stations(info)
+        .iter()
+        .map(|s| {
+            let id = s["station_id"].as_str().unwrap().to_owned();
+            (id, (s["lat"].as_f64().unwrap(), s["lon"].as_f64().unwrap()))
+        })
+        .collect();
+    let (zero, placed): (Vec<_>, Vec<_>) = all.into_iter().partition(|(_, p)| *p == (0.0, 0.0));
+    let isolated: Vec<String> = placed
+        .iter()
+        .filter(|(id, p)| {
+            placed
+                .iter()
+                .all(|(other, q)| other == id || distance_m(*p, *q) > 10_000.0)
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
+    let mut out: Vec<String> = zero.into_iter().map(|(id, _)| id).collect();
+    if placed.len() >= 10 && isolated.len() * 20 <= placed.len() {
+        out.extend(isolated);
+    }
+    out
+}
+
+/// The lines a monitor must print for the day, computed from the files alone: for every two
+/// consecutive snapshots of a city, every station whose `num_docks_available` differs, as
+/// `{delta:+} ADDRESS (city)` with the address (the name when there is none) on one line.
+fn expected_lines(day: &[City]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for city in day {
+        let hidden = set_aside(&city.information);
+        let address: HashMap<&str, String> = stations(&city.information)
+            .iter()
+            .map(|s| {
+                let id = s["station_id"].as_str().unwrap();
+                let shown = text(&s["address"])
+                    .or_else(|| text(&s["name"]))
+                    .unwrap_or_else(|| id.to_owned());
+                // Line breaks and tabs become spaces; no other control character is expected in
+                // this day's files (the monitor's own handling of those has its own test).
+                let shown: String = shown
+                    .chars()
+                    .map(|c| {
+                        if matches!(c, '\r' | '\n' | '\t') {
+                            ' '
+                        } else {
+                            c
+                        }
+                    })
+                    .collect();
+                assert!(!shown.chars().any(char::is_control), "{shown:?}");
+                (id, shown)
+            })
+            .collect();
+        for pair in city.statuses.windows(2) {
+            let before: HashMap<&str, i64> = stations(&pair[0])
+                .iter()
+                .map(|s| {
+                    let id = s["station_id"].as_str().unwrap();
+                    (id, s["num_docks_available"].as_i64().unwrap())
+                })
+                .collect();
+            for s in stations(&pair[1]) {
+                let id = s["station_id"].as_str().unwrap();
+                let now = s["num_docks_available"].as_i64().unwrap();
+                match before.get(id) {
+                    Some(&was) if was != now && !hidden.iter().any(|h| h == id) => {
+                        lines.push(format!("{:+} {} ({})", now - was, address[id], city.slug));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    lines.sort();
+    lines
+}
+
+/// GBFS 3.0 as JCDecaux serves it, or the same day rewritten as 2.3.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Version {
+    V3,
+    V2,
+}
+
+fn rfc3339_to_seconds(v: &Value) -> Value {
+    let text = v.as_str().unwrap();
+    // A hand-made reading, to stay independent of velib's: YYYY-MM-DDTHH:MM:SS[.fff]Z.
+    let (date, time) = text.trim_end_matches('Z').split_once('T').unwrap();
+    let d: Vec<i64> = date.split('-').map(|x| x.parse().unwrap()).collect();
+    let t: Vec<i64> = time
+        .split('.')
+        .next()
+        .unwrap()
+        .split(':')
+        .map(|x| x.parse().unwrap())
+        .collect();
+    // Days from 1970-01-01 (Howard Hinnant's days_from_civil).
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1] + 9)
+    } else {
+        (d[0], d[1] - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d[2] - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    json!(days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2])
+}
+
+/// A feed as `version` writes it: 3.0 verbatim; 2.3 with times in seconds, names as strings
+/// and `num_bikes_available`.
+fn as_version(feed: &Value, version: Version) -> Value {
+    if version == Version::V3 {
+        return feed.clone();
+    }
+    let mut feed = feed.clone();
+    feed["last_updated"] = rfc3339_to_seconds(&feed["last_updated"]);
+    feed["version"] = json!("2.3");
+    for s in feed["data"]["stations"].as_array_mut().unwrap() {
+        let s = s.as_object_mut().unwrap();
+        if let Some(name) = s.get("name").cloned() {
+            s.insert("name".into(), json!(text(&name).unwrap_or_default()));
+        }
+        if let Some(reported) = s.get("last_reported").cloned() {
+            s.insert("last_reported".into(), rfc3339_to_seconds(&reported));
+        }
+        if let Some(n) = s.remove("num_vehicles_available") {
+            s.insert("num_bikes_available".into(), n);
+        }
+        s.remove("vehicle_types_available");
+        if let Some(n) = s.remove("num_vehicles_disabled") {
+            s.insert("num_bikes_disabled".into(), n);
+        }
+    }
+    feed
+}
+
+/// Serves a city's recorded snapshots, the next one on each request, then the last one again.
+struct Snapshots {
+    bodies: Vec<Vec<u8>>,
+    served: Arc<AtomicUsize>,
+}
+
+impl Respond for Snapshots {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        let n = self.served.fetch_add(1, Ordering::SeqCst);
+        let body = &self.bodies[n.min(self.bodies.len() - 1)];
+        ResponseTemplate::new(200).set_body_raw(body.clone(), "application/json")
+    }
+}
+
+/// A local api.cyclocity.fr for the day: per city, the manifest, `system_information`,
+/// `station_information` and the snapshots. Returns how many status requests each city got.
+async fn serve_day(day: &[City], version: Version) -> (MockServer, Vec<Arc<AtomicUsize>>) {
+    let server = MockServer::start().await;
+    let mut served = Vec::new();
+    for city in day {
+        let base = format!("{}/contracts/{}/gbfs", server.uri(), city.slug);
+        let feed = |name: &str| json!({"name": name, "url": format!("{base}/{name}.json")});
+        let feeds = json!([
+            feed("system_information"),
+            feed("station_information"),
+            feed("station_status")
+        ]);
+        let manifest = match version {
+            Version::V3 => json!({"last_updated": "2026-07-02T15:27:00Z", "ttl": 300,
+                "version": "3.0", "data": {"feeds": feeds}}),
+            Version::V2 => json!({"last_updated": 1_783_005_000, "ttl": 300,
+                "version": "2.3", "data": {"en": {"feeds": feeds}}}),
+        };
+        let system = json!({"last_updated": city.information["last_updated"], "ttl": 300,
+            "data": {"system_id": city.slug, "name": [{"text": city.slug, "language": "en"}],
+                     "languages": ["fr", "en"], "timezone": "Europe/Paris"}});
+        let info = as_version(&city.information, version);
+        let contract = format!("/contracts/{}/gbfs", city.slug);
+        for (file, body) in [
+            ("gbfs.json", manifest),
+            ("system_information.json", system),
+            ("station_information.json", info),
+        ] {
+            Mock::given(method("GET"))
+                .and(path(format!("{contract}/{file}")))
+                .respond_with(ResponseTemplate::new(200).set_body_json(body))
+                .mount(&server)
+                .await;
+        }
+        let counter = Arc::new(AtomicUsize::new(0));
+        Mock::given(method("GET"))
+            .and(path(format!("{contract}/station_status.json")))
+            .respond_with(Snapshots {
+                bodies: city
+                    .statuses
+                    .iter()
+                    .map(|s| serde_json::to_vec(&as_version(s, version)).unwrap())
+                    .collect(),
+                served: Arc::clone(&counter),
+            })
+            .mount(&server)
+            .await;
+        served.push(counter);
+    }
+    (server, served)
+}
+
+/// Whether the group has committed every record of the topic: the monitor prints a record's
+/// line before its offset is committed, so then every line is out.
+fn group_caught_up(bootstrap: &str, group: &str, topic: &str) -> bool {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let timeout = Duration::from_secs(5);
+    let Ok(metadata) = consumer.fetch_metadata(Some(topic), timeout) else {
+        return false;
+    };
+    let mut tpl = TopicPartitionList::new();
+    for p in metadata.topics()[0].partitions() {
+        tpl.add_partition(topic, p.id());
+    }
+    let Ok(committed) = consumer.committed_offsets(tpl, timeout) else {
+        return false;
+    };
+    committed.elements().iter().all(|e| {
+        let Ok((_, high)) = consumer.fetch_watermarks(topic, e.partition(), timeout) else {
+            return false;
+        };
+        match e.offset() {
+            Offset::Offset(o) => o >= high,
+            _ => high == 0,
+        }
+    })
+}
+
+/// Which broker carries the day.
+#[derive(Debug, Clone, Copy)]
+enum Broker {
+    /// The Apache Kafka node `cargo xtask test` starts.
+    ApacheKafka,
+    /// librdkafka's mock cluster, in this process.
+    Mock,
+}
+
+async fn play_the_day(version: Version, broker: Broker) {
+    let _alone = crate::heavy();
+    let day = load_day();
+    assert_eq!(day.len(), 19, "the 19 JCDecaux GBFS cities");
+    let expected = expected_lines(&day);
+    assert!(expected.len() > 20_000, "{} changes", expected.len());
+    let (server, served) = serve_day(&day, version).await;
+
+    let topic = unique_name("velib-stations");
+    let (_mock, bootstrap) = match broker {
+        Broker::ApacheKafka => {
+            let bootstrap = kafka_bootstrap();
+            admin_create_topic(&bootstrap, &topic, 10).await.unwrap();
+            (None, bootstrap)
+        }
+        Broker::Mock => {
+            let kafka = MockKafka::start(1).unwrap();
+            kafka.create_topic(&topic, 10).unwrap();
+            let bootstrap = kafka.bootstrap_servers().to_owned();
+            (Some(kafka), bootstrap)
+        }
+    };
+    let group = unique_name("velib-monitor");
+
+    let monitor = Process::spawn(
+        Command::new(env!("CARGO_BIN_EXE_velib-monitor"))
+            .args(["--bootstrap-servers", &bootstrap, "--group-id", &group])
+            .args(["--topic", &topic, "--no-dlq", "--format", "text"])
+            .args(["-X", "auto.offset.reset=earliest"])
+            .env("RUST_LOG", "warn"),
+    );
+    let cities: Vec<&str> = day.iter().map(|c| c.slug.as_str()).collect();
+    let producer = Process::spawn(
+        Command::new(velib_testkit::sibling_binary(
+            env!("CARGO_BIN_EXE_velib-monitor"),
+            "velib-producer",
+        ))
+        .arg("--source")
+        .arg(format!("gbfs:{}", cities.join(",")))
+        .args(["--cyclocity-base-url", &server.uri()])
+        .args(["--interval", "200ms", "--bootstrap-servers", &bootstrap])
+        .args(["--topic", &topic])
+        .env("RUST_LOG", "warn"),
+    );
+
+    // Every snapshot of every city has been fetched once the server has answered each city
+    // one more time than it has snapshots (the first poll reads the first snapshot).
+    let snapshots = day[0].statuses.len();
+    wait_for(
+        "the producer to read every snapshot",
+        TIMEOUT * 3,
+        || async {
+            served
+                .iter()
+                .all(|n| n.load(Ordering::SeqCst) > snapshots)
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(
+        producer.terminate().await.success(),
+        "the producer delivers everything"
+    );
+    wait_for("the monitor to print every change", TIMEOUT * 3, || async {
+        (monitor.lines().len() >= expected.len()).then_some(())
+    })
+    .await;
+    wait_for("the group to commit the whole topic", TIMEOUT, || async {
+        group_caught_up(&bootstrap, &group, &topic).then_some(())
+    })
+    .await;
+    let mut printed = monitor.lines();
+    assert!(monitor.terminate().await.success());
+    printed.sort();
+    if printed != expected {
+        let mut balance: HashMap<&String, i64> = HashMap::new();
+        for l in &expected {
+            *balance.entry(l).or_default() += 1;
+        }
+        for l in &printed {
+            *balance.entry(l).or_default() -= 1;
+        }
+        let missing: Vec<_> = balance.iter().filter(|(_, n)| **n > 0).take(5).collect();
+        let extra: Vec<_> = balance.iter().filter(|(_, n)| **n < 0).take(5).collect();
+        panic!(
+            "{} lines printed, {} expected; first missing {missing:?}; first extra {extra:?}",
+            printed.len(),
+            expected.len()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
+async fn the_real_day_in_gbfs_3_0_prints_every_change_once() {
+    play_the_day(Version::V3, Broker::ApacheKafka).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
+async fn the_real_day_rewritten_as_gbfs_2_3_prints_the_same_lines() {
+    play_the_day(Version::V2, Broker::ApacheKafka).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_day_on_the_mock_cluster() {
+    play_the_day(Version::V3, Broker::Mock).await;
+}

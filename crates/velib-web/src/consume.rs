@@ -1,0 +1,121 @@
+//! The Kafka side: one consumer reading both topics into the map's state, and the pusher that
+//! sends what changed to the pages.
+//!
+//! Nothing is committed (see the crate docs): the consumer's group is its own and the state
+//! lives in memory, so a restart reads the topics again from the earliest offset they hold.
+
+use crate::{Shared, WebConfig, WebError, now_ms};
+use metrics::{counter, gauge};
+use rdkafka::Message as _;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use std::sync::Arc;
+use std::time::Duration;
+use velib_producer::ConnectionGuard;
+use velib_producer::connection::ReportingContext;
+use velib_producer::kafka_config::redact_config_error;
+
+/// The consumer's settings before `--kafka-config` and `-X`: start at the earliest offset held,
+/// never commit, no end-of-partition events.
+pub(crate) const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
+    ("auto.offset.reset", "earliest"),
+    ("enable.auto.commit", "false"),
+    ("enable.auto.offset.store", "false"),
+    ("enable.partition.eof", "false"),
+];
+
+pub(crate) fn connect(config: &WebConfig) -> Result<StreamConsumer<ReportingContext>, WebError> {
+    let mut client = config.kafka.client_config(CONSUMER_DEFAULTS);
+    if client.get("group.id").is_none() {
+        // A group of its own: every partition comes to this consumer, whatever others do.
+        client.set(
+            "group.id",
+            format!("velib-web-{}-{}", std::process::id(), now_ms()),
+        );
+    }
+    let consumer: StreamConsumer<ReportingContext> = client
+        .create_with_context(ReportingContext::new(ConnectionGuard::new()))
+        .map_err(|e| WebError::Config(redact_config_error(e)))?;
+    let mut topics = vec![config.topic.as_str()];
+    topics.extend(config.events_topic.as_deref());
+    consumer.subscribe(&topics).map_err(WebError::Config)?;
+    Ok(consumer)
+}
+
+/// Reads records into the state until the stop token is cancelled.
+pub(crate) async fn consume(
+    consumer: StreamConsumer<ReportingContext>,
+    config: WebConfig,
+    shared: Arc<Shared>,
+) -> Result<(), WebError> {
+    let guard = consumer.context().guard().clone();
+    let mut last_error: Option<String> = None;
+    loop {
+        let message = tokio::select! {
+            () = shared.stop.cancelled() => return Ok(()),
+            failure = guard.failed() => return Err(WebError::Connection(failure)),
+            m = consumer.recv() => m,
+        };
+        let message = match message {
+            Ok(m) => m,
+            Err(e) => {
+                // A missing topic or a broker going away comes back on every poll: say it once.
+                let text = e.to_string();
+                if last_error.as_deref() != Some(&text) {
+                    tracing::warn!(error = %text, topic = %config.topic, "Kafka consumer error");
+                    last_error = Some(text);
+                }
+                continue;
+            }
+        };
+        last_error = None;
+        let observed = message.timestamp().to_millis().unwrap_or_else(now_ms);
+        let payload = message.payload().unwrap_or_default();
+        let stations = message.topic() == config.topic;
+        let result = {
+            let mut state = shared.state.lock().unwrap();
+            if stations {
+                state
+                    .apply_record(payload, observed)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            } else {
+                state.apply_event_record(payload, observed)
+            }
+        };
+        counter!("velib_web_records_total", "topic" => message.topic().to_owned()).increment(1);
+        if let Err(error) = result {
+            counter!("velib_web_unreadable_records_total").increment(1);
+            tracing::warn!(
+                topic = message.topic(),
+                partition = message.partition(),
+                offset = message.offset(),
+                %error,
+                "unreadable record skipped"
+            );
+        }
+    }
+}
+
+/// Every `interval`, sends what changed to the pages; at least once a second, so the pages'
+/// data age stays right when nothing changes.
+pub(crate) async fn push(shared: Arc<Shared>, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let heartbeat = Duration::from_secs(1);
+    let mut last = tokio::time::Instant::now();
+    loop {
+        ticker.tick().await;
+        let mut state = shared.state.lock().unwrap();
+        if !state.has_pending() && last.elapsed() < heartbeat {
+            continue;
+        }
+        let batch: Arc<str> = state.take_batch(now_ms()).into();
+        gauge!("velib_web_stations").set(state.len() as f64);
+        gauge!("velib_web_stations_off_map").set(state.off_map() as f64);
+        // Sent under the state's lock: a page subscribing takes the lock too, so it gets each
+        // change either in its snapshot or in a later batch, never in neither.
+        let _ = shared.updates.send(batch);
+        drop(state);
+        last = tokio::time::Instant::now();
+    }
+}

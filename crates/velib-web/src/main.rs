@@ -1,0 +1,89 @@
+//! `velib-web`: a live map of the stations, fed by Kafka.
+//!
+//! Parses flags, binds the listener and calls [`velib_web::run`].
+
+use anyhow::Context;
+use clap::Parser;
+use std::net::SocketAddr;
+use velib_producer::KafkaArgs;
+use velib_producer::cli::{init_tracing, serve_metrics, shutdown_signal};
+use velib_web::{Limits, OSM_ATTRIBUTION, OSM_TILES, Tiles, WebConfig};
+
+/// Serves a map of the stations, one circle per station, updated live from the stations topic
+/// and the monitor's empty-station events.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+
+    /// Where the page is served.
+    #[arg(long, env = "VELIB_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    http_addr: SocketAddr,
+
+    /// The topic of station records.
+    #[arg(long, env = "VELIB_STATIONS_TOPIC", default_value = "velib-stations")]
+    topic: String,
+
+    /// The monitor's "became empty" / "no longer empty" events, shown in the feed.
+    #[arg(
+        long,
+        env = "VELIB_EVENTS_TOPIC",
+        default_value = "velib-empty-stations"
+    )]
+    events_topic: String,
+
+    /// Read no empty-station events.
+    #[arg(long, env = "VELIB_NO_EVENTS")]
+    no_events: bool,
+
+    /// The base map's tile URL template (`{z}`, `{x}`, `{y}`, optionally `{s}`), or `none` for
+    /// no base map. Tiles are the only thing the page loads from elsewhere.
+    #[arg(long, env = "VELIB_TILES", default_value = OSM_TILES)]
+    tiles: String,
+
+    /// The tile layer's attribution (HTML), shown in the map's corner.
+    #[arg(long, env = "VELIB_TILES_ATTRIBUTION", default_value = OSM_ATTRIBUTION)]
+    tiles_attribution: String,
+
+    /// Counts of bikes kept per station for the popup's sparkline.
+    #[arg(long, env = "VELIB_HISTORY", default_value_t = Limits::default().history)]
+    history: usize,
+
+    /// Serve Prometheus metrics on this address.
+    #[arg(long, env = "VELIB_METRICS_ADDR", value_name = "ADDR")]
+    metrics_addr: Option<SocketAddr>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing();
+    if let Some(addr) = cli.metrics_addr {
+        serve_metrics(addr).map_err(anyhow::Error::msg)?;
+    }
+    let tiles = Tiles::from_flag(&cli.tiles, &cli.tiles_attribution).map_err(anyhow::Error::msg)?;
+    let config = WebConfig {
+        topic: cli.topic,
+        events_topic: (!cli.no_events).then_some(cli.events_topic),
+        tiles,
+        limits: Limits {
+            history: cli.history,
+            ..Limits::default()
+        },
+        ..WebConfig::new(cli.kafka)
+    };
+    let listener = tokio::net::TcpListener::bind(cli.http_addr)
+        .await
+        .with_context(|| format!("cannot listen on --http-addr {}", cli.http_addr))?;
+    tracing::info!(topic = %config.topic, kafka = ?config.kafka, "starting");
+    println!("velib-web: http://{}/", listener.local_addr()?);
+    let report = velib_web::run(config, listener, shutdown_signal()).await?;
+    tracing::info!(
+        records = report.records,
+        unreadable = report.unreadable,
+        stations = report.stations,
+        "stopped"
+    );
+    Ok(())
+}
