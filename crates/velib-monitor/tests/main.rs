@@ -21,11 +21,11 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 /// Held for the whole of a test that loads the machine (the real day: two processes and 70,000
 /// records) or that depends on group timing (several monitors through rebalances), so that the
 /// test binary never runs two of them at once.
-fn heavy() -> std::sync::MutexGuard<'static, ()> {
-    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    HEAVY
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
+    // tokio's mutex: held across awaits, shared by the tests' separate runtimes, and not
+    // poisoned by a test that fails while holding it.
+    static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    HEAVY.lock().await
 }
 
 /// What a monitor prints, shared with the test.

@@ -54,7 +54,7 @@ fn assert_no_duplicate(changes: &[StationChange]) {
 // test's own blocking flush) does not starve another's heartbeats.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_monitors_share_ten_partitions_and_print_each_change_once() {
-    let _alone = crate::heavy();
+    let _alone = crate::heavy().await;
     init_tracing();
     let kafka = MockKafka::start(3).unwrap();
     let topic = unique_name("velib-stations");
@@ -87,7 +87,7 @@ async fn three_monitors_share_ten_partitions_and_print_each_change_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_monitor_joining_and_one_leaving_mid_run_print_no_duplicate_and_no_false_line() {
-    let _alone = crate::heavy();
+    let _alone = crate::heavy().await;
     init_tracing();
     let kafka = MockKafka::start(1).unwrap();
     let topic = unique_name("velib-stations");
