@@ -36,14 +36,21 @@ fn start_sink(sink: &KafkaSink, topic: &str) -> Result<()> {
     Ok(())
 }
 
-/// One run of `velib_producer::run` over `snapshots` snapshots; returns records/s.
-fn velib_once(ctx: &Ctx<'_>, start_topic: &str, snapshots: usize) -> Result<f64> {
+/// One run of `velib_producer::run` over `snapshots` snapshots, with `codec` instead of the
+/// default compression when given; returns records/s.
+fn velib_once(
+    ctx: &Ctx<'_>,
+    start_topic: &str,
+    snapshots: usize,
+    codec: Option<&str>,
+) -> Result<f64> {
     let topic = ctx.topic("produce-velib")?;
     let source = crate::bench::detect::city(ctx.sizes.stations);
-    let sink = KafkaSink::new(
-        &KafkaArgs::new(ctx.broker.bootstrap()).client_config(SINK_DEFAULTS),
-        None,
-    )?;
+    let mut args = KafkaArgs::new(ctx.broker.bootstrap());
+    if let Some(codec) = codec {
+        args = args.with("compression.type", codec);
+    }
+    let sink = KafkaSink::new(&args.client_config(SINK_DEFAULTS), None)?;
     start_sink(&sink, start_topic)?;
     let config = ProducerConfig {
         topic,
@@ -97,13 +104,19 @@ pub fn run(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
     // their clock starts: the figures are publishing rates, not client start-up.
     let start_topic = ctx.topic("produce-start")?;
     // Warm-up: a tenth of the load through each.
-    velib_once(ctx, &start_topic, (sizes.kafka_snapshots / 10).max(1))?;
+    velib_once(ctx, &start_topic, (sizes.kafka_snapshots / 10).max(1), None)?;
     bare_once(ctx, &start_topic, &records[..records.len() / 10])?;
-    let (mut velib, mut bare) = (Vec::new(), Vec::new());
-    // Alternated, so a burst of load from elsewhere hits both alike.
+    let (mut velib, mut bare, mut lz4) = (Vec::new(), Vec::new(), Vec::new());
+    // Alternated, so a burst of load from elsewhere hits them alike.
     for _ in 0..sizes.runs {
-        velib.push(velib_once(ctx, &start_topic, sizes.kafka_snapshots)?);
+        velib.push(velib_once(ctx, &start_topic, sizes.kafka_snapshots, None)?);
         bare.push(bare_once(ctx, &start_topic, &records)?);
+        lz4.push(velib_once(
+            ctx,
+            &start_topic,
+            sizes.kafka_snapshots,
+            Some("lz4"),
+        )?);
     }
     let (v, b) = (median(&velib), median(&bare));
     println!(
@@ -125,6 +138,25 @@ pub fn run(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
         baseline: Some(("bare rdkafka ThreadedProducer".into(), b)),
         target: Some((">= 0.8× bare", v / b >= 0.8)),
         note: String::new(),
+    });
+
+    // What the default compression costs: gzip (level 1), which the tutorial's kafka-python
+    // reads without an extra library, against lz4, which it cannot.
+    let l = median(&lz4);
+    println!(
+        "    velib with lz4 {:.0} k/s (gzip/lz4 {:.2}×)",
+        l / 1e3,
+        v / l
+    );
+    report.row(Row {
+        bench: "3. producer",
+        case: format!("publish {n} records, default gzip (level 1) vs -X compression.type=lz4"),
+        broker: broker.clone(),
+        value: v,
+        unit: "records/s",
+        baseline: Some(("velib with lz4".into(), l)),
+        target: None,
+        note: "the cost of a default every Kafka client reads".into(),
     });
 
     let mut tutorial = Vec::new();
@@ -193,7 +225,7 @@ pub fn run(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
     }
     report.raw(
         &format!("producer_{broker}"),
-        serde_json::json!({"records": n, "velib_runs": velib, "bare_runs": bare, "tutorial_runs": tutorial}),
+        serde_json::json!({"records": n, "velib_runs": velib, "bare_runs": bare, "lz4_runs": lz4, "tutorial_runs": tutorial}),
     );
     Ok(())
 }
