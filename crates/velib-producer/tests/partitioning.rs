@@ -3,44 +3,7 @@
 use crate::*;
 use rdkafka::Message;
 use velib_producer::{OutRecord, StationSink};
-use velib_testkit::{MockKafka, read_records, unique_name};
-
-/// Kafka's `Utils.murmur2` (clients/src/main/java/org/apache/kafka/common/utils/Utils.java),
-/// ported as written, so the test has its own reference for the Java client's partitioner.
-fn java_murmur2(data: &[u8]) -> i32 {
-    const M: i32 = 0x5bd1_e995;
-    let seed: i32 = 0x9747_b28c_u32 as i32;
-    let len = data.len();
-    let mut h: i32 = seed ^ (len as i32);
-    for chunk in data.chunks_exact(4) {
-        let mut k = i32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-        k = k.wrapping_mul(M);
-        k ^= ((k as u32) >> 24) as i32;
-        k = k.wrapping_mul(M);
-        h = h.wrapping_mul(M);
-        h ^= k;
-    }
-    let tail = &data[len & !3..];
-    if tail.len() >= 3 {
-        h ^= i32::from(tail[2]) << 16;
-    }
-    if tail.len() >= 2 {
-        h ^= i32::from(tail[1]) << 8;
-    }
-    if !tail.is_empty() {
-        h ^= i32::from(tail[0]);
-        h = h.wrapping_mul(M);
-    }
-    h ^= ((h as u32) >> 13) as i32;
-    h = h.wrapping_mul(M);
-    h ^= ((h as u32) >> 15) as i32;
-    h
-}
-
-/// `Utils.toPositive(murmur2(key)) % partitions`: the Java client's default partitioner.
-fn java_partition(key: &str, partitions: i32) -> i32 {
-    (java_murmur2(key.as_bytes()) & 0x7fff_ffff) % partitions
-}
+use velib_testkit::{MockKafka, java_murmur2, java_partition, read_records, unique_name};
 
 #[test]
 fn the_reference_matches_kafkas_own_test_vectors() {
@@ -91,7 +54,11 @@ async fn keys_land_in_the_java_clients_partitions() {
     let mut partitions_used = std::collections::HashSet::new();
     for m in &records {
         let key = velib_testkit::key_str(m);
-        assert_eq!(m.partition(), java_partition(key, 10), "partition of {key}");
+        assert_eq!(
+            m.partition(),
+            java_partition(key.as_bytes(), 10),
+            "partition of {key}"
+        );
         partitions_used.insert(m.partition());
     }
     // The keys above spread over several partitions, so a partitioner that ignored the key

@@ -276,7 +276,8 @@ pub fn reader(bootstrap: &str, topic: &str) -> Result<StreamConsumer, KafkaError
 ///
 /// # Panics
 ///
-/// On a consumer error or when fewer than `count` records arrive in time.
+/// On a consumer error that is not transient (see `transient`), or when fewer than `count`
+/// records arrive in time.
 pub async fn read_records(
     bootstrap: &str,
     topic: &str,
@@ -289,6 +290,7 @@ pub async fn read_records(
     while out.len() < count {
         match tokio::time::timeout_at(deadline, consumer.recv()).await {
             Ok(Ok(m)) => out.push(m.detach()),
+            Ok(Err(e)) if transient(&e) => {}
             Ok(Err(e)) => panic!("reading {topic}: {e}"),
             Err(_) => panic!(
                 "timed out after {timeout:?} reading {topic}: {} of {count} records",
@@ -304,17 +306,35 @@ pub async fn read_records(
 ///
 /// # Panics
 ///
-/// On a consumer error.
+/// On a consumer error that is not transient (a broker gone, a leader moving).
 pub async fn read_until_quiet(bootstrap: &str, topic: &str, quiet: Duration) -> Vec<OwnedMessage> {
     let consumer = reader(bootstrap, topic).expect("create a reader");
     let mut out = Vec::new();
     loop {
         match tokio::time::timeout(quiet, consumer.recv()).await {
             Ok(Ok(m)) => out.push(m.detach()),
+            Ok(Err(e)) if transient(&e) => {}
             Ok(Err(e)) => panic!("reading {topic}: {e}"),
             Err(_) => return out,
         }
     }
+}
+
+/// Whether a reader's error is one librdkafka reports and then recovers from by itself: a
+/// broker of the cluster gone (killed by a test) or its partitions moving to another leader.
+/// The readers go on through those; anything else is a test failure.
+fn transient(e: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::BrokerTransportFailure
+                | C::AllBrokersDown
+                | C::NotLeaderForPartition
+                | C::LeaderNotAvailable
+                | C::NetworkException
+        )
+    )
 }
 
 /// The key of a record as UTF-8, for assertions.
@@ -425,9 +445,9 @@ impl Process {
     }
 }
 
-/// The partition Kafka's Java client (and kafka-python) picks for `key` among `partitions`:
-/// `toPositive(murmur2(key)) % partitions`, with `Utils.murmur2` ported as written.
-pub fn java_partition(key: &[u8], partitions: i32) -> i32 {
+/// Kafka's `Utils.murmur2` (clients/src/main/java/org/apache/kafka/common/utils/Utils.java),
+/// ported as written, so the tests have their own reference for the Java client's partitioner.
+pub fn java_murmur2(key: &[u8]) -> i32 {
     const M: i32 = 0x5bd1_e995;
     let seed: i32 = 0x9747_b28c_u32 as i32;
     let len = key.len();
@@ -454,5 +474,11 @@ pub fn java_partition(key: &[u8], partitions: i32) -> i32 {
     h ^= ((h as u32) >> 13) as i32;
     h = h.wrapping_mul(M);
     h ^= ((h as u32) >> 15) as i32;
-    (h & 0x7fff_ffff) % partitions
+    h
+}
+
+/// The partition Kafka's Java client (and kafka-python) picks for `key` among `partitions`:
+/// `toPositive(murmur2(key)) % partitions`.
+pub fn java_partition(key: &[u8], partitions: i32) -> i32 {
+    (java_murmur2(key) & 0x7fff_ffff) % partitions
 }

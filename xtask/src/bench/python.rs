@@ -1,5 +1,5 @@
-//! The tutorial's kafka-python scripts: a virtualenv the bench creates and owns, and a way to
-//! run a script and read the timing line it prints.
+//! The tutorial's kafka-python scripts: the virtualenv the tests use, and a way to run a
+//! script and read the timing line it prints.
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -13,34 +13,10 @@ pub struct Python {
 }
 
 impl Python {
-    /// The virtualenv in `target/bench-venv`, created and filled from `bench/requirements.txt`
-    /// the first time (and again when the requirements change).
+    /// The tutorial's kafka-python, in the virtualenv the tests use too (see
+    /// [`crate::kafka::ensure_kafka_python`]), created the first time.
     pub fn ensure(root: &Path) -> Result<Python> {
-        let venv = root.join("target").join("bench-venv");
-        let bin = venv.join("bin").join("python");
-        let requirements = root.join("bench").join("requirements.txt");
-        let wanted = std::fs::read_to_string(&requirements)
-            .with_context(|| format!("read {}", requirements.display()))?;
-        let stamp = venv.join("velib-requirements.txt");
-        if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
-            println!(
-                "==> creating {} with kafka-python (first time only)",
-                venv.display()
-            );
-            let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-            crate::run(
-                "python3 -m venv",
-                Command::new(&python).args(["-m", "venv"]).arg(&venv),
-            )
-            .context("python3 with the venv module is needed for the tutorial comparisons")?;
-            crate::run(
-                "pip install -r bench/requirements.txt",
-                Command::new(venv.join("bin").join("pip"))
-                    .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
-                    .arg(&requirements),
-            )?;
-            std::fs::write(&stamp, &wanted)?;
-        }
+        let bin = crate::kafka::ensure_kafka_python()?;
         let out = Command::new(&bin)
             .args([
                 "-c",
