@@ -2,7 +2,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::str::FromStr;
 
-/// The identity of a station across bike-share systems: `contract:id`, e.g. `Lyon:1001`.
+/// The identity of a station across bike-share systems: `contract:id`, e.g. `lyon:1001`.
 ///
 /// It is the Kafka message key of every station record and the monitor's state key.
 ///
