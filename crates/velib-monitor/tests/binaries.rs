@@ -30,6 +30,7 @@ fn spawn_monitor(bootstrap: &str, group: &str, topic: &str, events: &str, dlq: &
 #[tokio::test]
 #[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
 async fn producer_and_two_monitors_on_kafka() {
+    let _gate = crate::beside_others().await;
     let bootstrap = kafka_bootstrap();
     let (topic, events, dlq) = (
         unique_name("velib-stations"),

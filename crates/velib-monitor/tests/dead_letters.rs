@@ -76,6 +76,7 @@ fn dlq_config(topic: &str, dlq: &str, on_failure: DlqFailure) -> MonitorConfig {
 
 #[tokio::test]
 async fn an_oversized_poison_record_stops_the_monitor_naming_it_or_is_skipped_when_asked() {
+    let _gate = crate::beside_others().await;
     init_tracing();
     let kafka = MockKafka::start(1).unwrap();
     let (topic, dlq) = (unique_name("velib-stations"), unique_name("velib-dlq"));
@@ -178,6 +179,7 @@ async fn an_oversized_poison_record_stops_the_monitor_naming_it_or_is_skipped_wh
 
 #[tokio::test]
 async fn a_missing_dead_letter_topic_stops_the_monitor_instead_of_stalling() {
+    let _gate = crate::beside_others().await;
     init_tracing();
     let kafka = MockKafka::start(1).unwrap();
     let (topic, dlq) = (

@@ -18,14 +18,21 @@ use velib_producer::{KafkaArgs, KafkaSink, OutRecord, SINK_DEFAULTS, StationSink
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Held for the whole of a test that loads the machine (the real day: two processes and 70,000
-/// records) or that depends on group timing (several monitors through rebalances), so that the
-/// test binary never runs two of them at once.
-async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
-    // tokio's mutex: held across awaits, shared by the tests' separate runtimes, and not
-    // poisoned by a test that fails while holding it.
-    static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    HEAVY.lock().await
+/// Every test of this binary holds the gate for its whole run: shared by most, so they run side
+/// by side, and exclusive for the tests that load the machine (the real day: two processes and
+/// 70,000 records) or depend on group timing (several monitors through rebalances), so that
+/// those run with nothing else of this binary beside them. (tokio's lock: held across awaits,
+/// shared by the tests' separate runtimes, not poisoned by a failing test.)
+static GATE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// The gate, alone: see [`GATE`].
+async fn alone() -> tokio::sync::RwLockWriteGuard<'static, ()> {
+    GATE.write().await
+}
+
+/// The gate, shared: see [`GATE`].
+async fn beside_others() -> tokio::sync::RwLockReadGuard<'static, ()> {
+    GATE.read().await
 }
 
 /// What a monitor prints, shared with the test.

@@ -33,6 +33,7 @@ fn warnings(stderr: &[String]) -> Vec<String> {
 
 #[tokio::test]
 async fn a_cluster_away_is_one_line_when_it_goes_and_one_when_it_is_back() {
+    let _gate = crate::beside_others().await;
     let kafka = MockKafka::start(1).unwrap();
     let topic = unique_name("velib-stations");
     kafka.create_topic(&topic, 1).unwrap();
@@ -94,6 +95,7 @@ async fn a_cluster_away_is_one_line_when_it_goes_and_one_when_it_is_back() {
 
 #[tokio::test]
 async fn no_broker_at_all_is_one_line_not_a_flood() {
+    let _gate = crate::beside_others().await;
     // A port nothing listens on: librdkafka retries its bootstrap connection without end.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

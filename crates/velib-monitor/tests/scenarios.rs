@@ -54,7 +54,7 @@ fn assert_no_duplicate(changes: &[StationChange]) {
 // test's own blocking flush) does not starve another's heartbeats.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_monitors_share_ten_partitions_and_print_each_change_once() {
-    let _alone = crate::heavy().await;
+    let _alone = crate::alone().await;
     init_tracing();
     let kafka = MockKafka::start(3).unwrap();
     let topic = unique_name("velib-stations");
@@ -87,7 +87,7 @@ async fn three_monitors_share_ten_partitions_and_print_each_change_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_monitor_joining_and_one_leaving_mid_run_print_no_duplicate_and_no_false_line() {
-    let _alone = crate::heavy().await;
+    let _alone = crate::alone().await;
     init_tracing();
     let kafka = MockKafka::start(1).unwrap();
     let topic = unique_name("velib-stations");
@@ -151,6 +151,7 @@ async fn a_monitor_joining_and_one_leaving_mid_run_print_no_duplicate_and_no_fal
 
 #[tokio::test]
 async fn duplicates_and_older_records_print_nothing() {
+    let _gate = crate::beside_others().await;
     let kafka = MockKafka::start(1).unwrap();
     let topic = unique_name("velib-stations");
     kafka.create_topic(&topic, 2).unwrap();
@@ -183,6 +184,7 @@ fn m_changes_summary(report: &MonitorReport) -> String {
 
 #[tokio::test]
 async fn text_lines_are_the_tutorials() {
+    let _gate = crate::beside_others().await;
     let kafka = MockKafka::start(1).unwrap();
     let topic = unique_name("velib-stations");
     kafka.create_topic(&topic, 1).unwrap();
@@ -228,6 +230,7 @@ async fn text_lines_are_the_tutorials() {
 
 #[tokio::test]
 async fn one_event_per_emptiness_transition() {
+    let _gate = crate::beside_others().await;
     let kafka = MockKafka::start(1).unwrap();
     let topic = unique_name("velib-stations");
     let events = unique_name("velib-empty-stations");
@@ -271,6 +274,7 @@ async fn one_event_per_emptiness_transition() {
 
 #[tokio::test]
 async fn poison_records_are_counted_dead_lettered_and_do_not_stop_the_monitor() {
+    let _gate = crate::beside_others().await;
     let kafka = MockKafka::start(1).unwrap();
     let topic = unique_name("velib-stations");
     let dlq = unique_name("velib-stations-dlq");
@@ -322,6 +326,7 @@ async fn poison_records_are_counted_dead_lettered_and_do_not_stop_the_monitor() 
 
 #[tokio::test]
 async fn a_restarted_monitor_resumes_from_its_commits_and_prints_nothing_twice() {
+    let _gate = crate::beside_others().await;
     let kafka = MockKafka::start(1).unwrap();
     let topic = unique_name("velib-stations");
     kafka.create_topic(&topic, 3).unwrap();
