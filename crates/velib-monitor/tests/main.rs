@@ -20,8 +20,9 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Every test of this binary holds the gate for its whole run: shared by most, so they run side
 /// by side, and exclusive for the tests that load the machine (the real day: two processes and
-/// 70,000 records) or depend on group timing (several monitors through rebalances), so that
-/// those run with nothing else of this binary beside them. (tokio's lock: held across awaits,
+/// 70,000 records), depend on group timing (several monitors through rebalances), or take a
+/// mock broker down and back up (it re-listens on its old port, which nothing may take
+/// meanwhile), so that those run with nothing else of this binary beside them. (tokio's lock: held across awaits,
 /// shared by the tests' separate runtimes, not poisoned by a failing test.)
 static GATE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 

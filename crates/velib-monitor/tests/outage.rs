@@ -33,7 +33,8 @@ fn warnings(stderr: &[String]) -> Vec<String> {
 
 #[tokio::test]
 async fn a_cluster_away_is_one_line_when_it_goes_and_one_when_it_is_back() {
-    let _gate = crate::beside_others().await;
+    // Alone: the mock broker comes back on its old port, which no other test may take meanwhile.
+    let _alone = crate::alone().await;
     let kafka = MockKafka::start(1).unwrap();
     let topic = unique_name("velib-stations");
     kafka.create_topic(&topic, 1).unwrap();

@@ -52,6 +52,7 @@ fn leader_of_partition_0(bootstrap: &str, topic: &str) -> i32 {
 #[tokio::test]
 #[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
 async fn a_killed_broker_loses_and_duplicates_nothing_and_rejoins() {
+    let _alone = crate::alone().await;
     let mut cluster = KafkaCluster::start(
         &libs_from_env(),
         &KafkaOptions {

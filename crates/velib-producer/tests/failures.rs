@@ -63,6 +63,7 @@ async fn api_revoking_the_key_after_one_poll() -> String {
 
 #[tokio::test]
 async fn a_revoked_api_key_flushes_the_queued_records_and_exits_non_zero() {
+    let _alone = crate::alone().await;
     let kafka = MockKafka::start(1).unwrap();
     let topic = unique_name("velib-stations");
     kafka.create_topic(&topic, 1).unwrap();
@@ -121,6 +122,7 @@ async fn run_with(args: &[&str]) -> (Option<i32>, String) {
 
 #[tokio::test]
 async fn bad_durations_are_flag_errors_not_panics() {
+    let _gate = crate::beside_others().await;
     for (args, flag, says) in [
         (&["--interval", "0"][..], "--interval", "more than 0"),
         (&["--interval", "0ms"], "--interval", "more than 0"),
@@ -153,6 +155,7 @@ async fn bad_durations_are_flag_errors_not_panics() {
 
 #[tokio::test]
 async fn logs_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let _gate = crate::beside_others().await;
     // The simulated source and one poll: log lines at once, whatever the broker.
     let (_, stderr) = run_with(&["--source", "simulate", "--flush-timeout", "0"]).await;
     assert!(stderr.contains("INFO"), "{stderr}");
@@ -190,6 +193,7 @@ async fn run_on_a_terminal(no_color: Option<&str>) -> String {
 
 #[tokio::test]
 async fn logs_are_coloured_on_a_terminal_unless_no_color_is_set() {
+    let _gate = crate::beside_others().await;
     let coloured = run_on_a_terminal(None).await;
     assert!(
         coloured.contains("INFO") && coloured.contains("\u{1b}["),

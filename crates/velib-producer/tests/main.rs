@@ -65,3 +65,21 @@ fn init_tracing() {
 }
 
 const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Every async test of this binary holds the gate for its whole run: shared by most, exclusive
+/// for the tests that take mock brokers down and back up, and for the one that starts Apache
+/// Kafka nodes on ports it picks. A mock broker that comes back re-listens on its old port, and
+/// while it is down any port pick in this process (a node's listener, a client's source port)
+/// can take that port, which makes librdkafka abort the whole binary. (tokio's lock: held across
+/// awaits, shared by the tests' separate runtimes, not poisoned by a failing test.)
+static GATE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// The gate, alone: see [`GATE`].
+async fn alone() -> tokio::sync::RwLockWriteGuard<'static, ()> {
+    GATE.write().await
+}
+
+/// The gate, shared: see [`GATE`].
+async fn beside_others() -> tokio::sync::RwLockReadGuard<'static, ()> {
+    GATE.read().await
+}

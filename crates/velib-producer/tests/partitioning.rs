@@ -25,6 +25,7 @@ fn the_reference_matches_kafkas_own_test_vectors() {
 
 #[tokio::test]
 async fn keys_land_in_the_java_clients_partitions() {
+    let _gate = crate::beside_others().await;
     let kafka = MockKafka::start(1).unwrap();
     let topic = unique_name("velib-murmur2");
     kafka.create_topic(&topic, 10).unwrap();

@@ -19,6 +19,7 @@ fn config(topic: &str, polls: u64) -> ProducerConfig {
 
 #[tokio::test]
 async fn every_station_lands_keyed_in_one_partition_and_reads_back_equal() {
+    let _gate = crate::beside_others().await;
     let kafka = MockKafka::start(3).unwrap();
     let topic = unique_name("velib-stations");
     kafka.create_topic(&topic, 10).unwrap();
@@ -79,6 +80,7 @@ async fn every_station_lands_keyed_in_one_partition_and_reads_back_equal() {
 
 #[tokio::test]
 async fn changed_only_publishes_the_first_snapshot_then_changes() {
+    let _gate = crate::beside_others().await;
     let kafka = MockKafka::start(1).unwrap();
     let topic = unique_name("velib-changed");
     kafka.create_topic(&topic, 4).unwrap();
@@ -130,6 +132,7 @@ async fn changed_only_publishes_the_first_snapshot_then_changes() {
 
 #[tokio::test]
 async fn shutdown_stops_polling_and_flushes_everything() {
+    let _gate = crate::beside_others().await;
     let kafka = MockKafka::start(1).unwrap();
     let topic = unique_name("velib-shutdown");
     kafka.create_topic(&topic, 3).unwrap();
@@ -171,6 +174,7 @@ async fn shutdown_stops_polling_and_flushes_everything() {
 
 #[tokio::test]
 async fn broker_down_then_up_loses_nothing_and_duplicates_nothing() {
+    let _alone = crate::alone().await;
     init_tracing();
     let kafka = MockKafka::start(1).unwrap();
     let topic = unique_name("velib-outage");
@@ -241,6 +245,7 @@ async fn broker_down_then_up_loses_nothing_and_duplicates_nothing() {
 #[tokio::test]
 #[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
 async fn the_producer_binary_publishes_to_kafka() {
+    let _gate = crate::beside_others().await;
     let bootstrap = velib_testkit::kafka_bootstrap();
     let topic = unique_name("velib-stations");
     velib_testkit::admin_create_topic(&bootstrap, &topic, 10)
@@ -293,6 +298,7 @@ async fn the_producer_binary_publishes_to_kafka() {
 /// with it read back equal.
 #[tokio::test]
 async fn zstd_compressed_records_read_back_equal() {
+    let _gate = crate::beside_others().await;
     let kafka = MockKafka::start(1).unwrap();
     let topic = unique_name("velib-zstd");
     kafka.create_topic(&topic, 2).unwrap();

@@ -47,6 +47,7 @@ async fn first_fatal_error(args: &KafkaArgs) -> String {
 #[tokio::test]
 #[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
 async fn tls_with_ca_verification_produces_and_consumes() {
+    let _gate = crate::beside_others().await;
     let listeners = SecuredListeners::from_env();
     let dir = scratch_dir();
     let config = write(
@@ -68,6 +69,7 @@ async fn tls_with_ca_verification_produces_and_consumes() {
 #[tokio::test]
 #[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
 async fn scram_login_succeeds_and_records_round_trip() {
+    let _gate = crate::beside_others().await;
     let listeners = SecuredListeners::from_env();
     let dir = scratch_dir();
     let config = write(
@@ -152,6 +154,7 @@ async fn round_trip(config: &Path, prefix: &str) {
 #[tokio::test]
 #[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
 async fn an_untrusted_certificate_is_one_clear_error() {
+    let _gate = crate::beside_others().await;
     let listeners = SecuredListeners::from_env();
     let other = TestCa::generate("other");
     let args = KafkaArgs::new(&listeners.tls_bootstrap)
@@ -165,6 +168,7 @@ async fn an_untrusted_certificate_is_one_clear_error() {
 #[tokio::test]
 #[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
 async fn a_plaintext_client_on_a_tls_listener_is_one_clear_error() {
+    let _gate = crate::beside_others().await;
     let listeners = SecuredListeners::from_env();
     let error = first_fatal_error(&KafkaArgs::new(&listeners.tls_bootstrap)).await;
     assert!(
@@ -177,6 +181,7 @@ async fn a_plaintext_client_on_a_tls_listener_is_one_clear_error() {
 #[tokio::test]
 #[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
 async fn refused_scram_credentials_are_one_clear_error() {
+    let _gate = crate::beside_others().await;
     let listeners = SecuredListeners::from_env();
     let args = KafkaArgs::new(&listeners.sasl_bootstrap)
         .with("security.protocol", "SASL_PLAINTEXT")
@@ -192,6 +197,7 @@ async fn refused_scram_credentials_are_one_clear_error() {
 #[tokio::test]
 #[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
 async fn a_client_without_sasl_on_a_sasl_listener_is_one_clear_error() {
+    let _gate = crate::beside_others().await;
     let listeners = SecuredListeners::from_env();
     let error = first_fatal_error(&KafkaArgs::new(&listeners.sasl_bootstrap)).await;
     assert!(error.contains("requires SASL"), "{error}");
@@ -200,6 +206,7 @@ async fn a_client_without_sasl_on_a_sasl_listener_is_one_clear_error() {
 #[tokio::test]
 #[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
 async fn a_tls_client_on_a_plaintext_listener_is_one_clear_error() {
+    let _gate = crate::beside_others().await;
     // Apache Kafka hangs up on a TLS greeting; the connection-setup timeout is shortened from
     // librdkafka's 30 s in case a broker stays silent instead.
     let args = KafkaArgs::new(velib_testkit::kafka_bootstrap())
