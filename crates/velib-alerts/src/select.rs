@@ -24,9 +24,6 @@
 use std::collections::HashSet;
 use velib_model::{EmptyStationEvent, Position, StationKey};
 
-/// Mean Earth radius (IUGG), in metres.
-const EARTH_RADIUS_M: f64 = 6_371_008.8;
-
 /// The great-circle distance between two positions, in metres (haversine formula).
 ///
 /// ```
@@ -39,11 +36,7 @@ const EARTH_RADIUS_M: f64 = 6_371_008.8;
 /// assert!((1_000.0..1_150.0).contains(&d), "{d}");
 /// ```
 pub fn distance_m(a: Position, b: Position) -> f64 {
-    let (lat1, lat2) = (a.lat.to_radians(), b.lat.to_radians());
-    let dlat = lat2 - lat1;
-    let dlng = (b.lng - a.lng).to_radians();
-    let h = (dlat / 2.0).sin().powi(2) + lat1.cos() * lat2.cos() * (dlng / 2.0).sin().powi(2);
-    2.0 * EARTH_RADIUS_M * h.sqrt().min(1.0).asin()
+    a.distance_m(b)
 }
 
 /// A home position and how to pick stations around it.

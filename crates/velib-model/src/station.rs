@@ -197,16 +197,28 @@ pub struct Position {
 }
 
 impl Position {
-    /// Whether this is a place on Earth rather than a placeholder: finite, within ±90/±180,
-    /// and not 0,0 (where real feeds put workshop and test stations).
+    /// The great-circle distance to `other`, in metres (haversine formula).
     ///
     /// ```
     /// use velib_model::Position;
     ///
+    /// let bellecour = Position { lat: 45.7578, lng: 4.8320 };
+    /// let d = bellecour.distance_m(Position { lat: 45.7673, lng: 4.8357 });
+    /// assert!((1_000.0..1_150.0).contains(&d), "{d}");
     /// assert!(Position { lat: 45.76, lng: 4.83 }.is_real());
     /// assert!(!Position { lat: 0.0, lng: 0.0 }.is_real());
-    /// assert!(!Position { lat: 91.0, lng: 4.83 }.is_real());
     /// ```
+    pub fn distance_m(self, other: Position) -> f64 {
+        const EARTH_RADIUS_M: f64 = 6_371_008.8; // mean Earth radius (IUGG)
+        let (lat1, lat2) = (self.lat.to_radians(), other.lat.to_radians());
+        let dlat = lat2 - lat1;
+        let dlng = (other.lng - self.lng).to_radians();
+        let h = (dlat / 2.0).sin().powi(2) + lat1.cos() * lat2.cos() * (dlng / 2.0).sin().powi(2);
+        2.0 * EARTH_RADIUS_M * h.sqrt().min(1.0).asin()
+    }
+
+    /// Whether this is a place on Earth rather than a placeholder: finite, within ±90/±180,
+    /// and not 0,0 (where real feeds put workshop and test stations).
     pub fn is_real(self) -> bool {
         self.lat.is_finite()
             && self.lng.is_finite()

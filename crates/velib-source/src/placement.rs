@@ -23,7 +23,7 @@
 //! are kept: their counts are real, and they never change.
 
 use std::collections::{BTreeSet, HashMap};
-use velib_model::{Position, Station};
+use velib_model::Station;
 
 /// How far from every other station of its contract a station must be to count as isolated.
 pub(crate) const ISOLATED_M: f64 = 10_000.0;
@@ -47,16 +47,6 @@ impl Misplaced {
             Misplaced::Isolated => "it is more than 10 km from every other station of its contract",
         }
     }
-}
-
-/// The great-circle distance in metres (haversine, mean Earth radius).
-fn distance_m(a: Position, b: Position) -> f64 {
-    const EARTH_RADIUS_M: f64 = 6_371_008.8;
-    let (lat1, lat2) = (a.lat.to_radians(), b.lat.to_radians());
-    let dlat = lat2 - lat1;
-    let dlng = (b.lng - a.lng).to_radians();
-    let h = (dlat / 2.0).sin().powi(2) + lat1.cos() * lat2.cos() * (dlng / 2.0).sin().powi(2);
-    2.0 * EARTH_RADIUS_M * h.sqrt().min(1.0).asin()
 }
 
 /// For each station, whether and why it is set aside. Contracts are judged separately.
@@ -86,7 +76,7 @@ pub(crate) fn judge(stations: &[Station]) -> Vec<Option<Misplaced>> {
         });
         let has_neighbour = |k: usize| {
             let p = stations[members[k]].position;
-            let near = |&j: &usize| distance_m(p, stations[j].position) <= ISOLATED_M;
+            let near = |&j: &usize| p.distance_m(stations[j].position) <= ISOLATED_M;
             let above = members[k + 1..]
                 .iter()
                 .take_while(|&&j| stations[j].position.lat - p.lat <= lat_window);
@@ -154,7 +144,7 @@ impl SetAside {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use velib_model::{StationId, Status};
+    use velib_model::{Position, StationId, Status};
 
     fn at(contract: &str, id: u64, lat: f64, lng: f64) -> Station {
         Station {
