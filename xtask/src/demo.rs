@@ -15,8 +15,9 @@ use tokio_util::sync::CancellationToken;
 use velib_alerts::AlertsConfig;
 use velib_alerts::mail::DryRunMailer;
 use velib_alerts::select::WatchList;
+use velib_kafka::{KafkaArgs, KafkaSink, SINK_DEFAULTS};
 use velib_monitor::{DEFAULT_GROUP, MonitorConfig};
-use velib_producer::{KafkaArgs, KafkaSink, ProducerConfig, SINK_DEFAULTS};
+use velib_producer::ProducerConfig;
 use velib_source::{SourceOptions, SourceSpec, StationSource};
 use velib_testkit::MockKafka;
 
@@ -33,7 +34,7 @@ pub struct Args {
     stations: usize,
 
     /// Time between two polls.
-    #[arg(long, default_value = "1s", value_parser = velib_producer::cli::parse_positive_duration)]
+    #[arg(long, default_value = "1s", value_parser = velib_kafka::cli::parse_positive_duration)]
     interval: Duration,
 
     /// The contract whose empty stations the alerts consumer "mails" (printed, not sent).
@@ -96,7 +97,7 @@ fn kafka_args(bootstrap: &str) -> KafkaArgs {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    velib_producer::cli::init_tracing_with("warn,velib_monitor::stream=info");
+    velib_kafka::cli::init_tracing_with("warn,velib_monitor::stream=info");
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
@@ -218,7 +219,7 @@ async fn demo(args: Args) -> Result<()> {
     });
 
     tokio::select! {
-        () = velib_producer::cli::shutdown_signal() => {}
+        () = velib_kafka::cli::shutdown_signal() => {}
         Some(done) = tasks.join_next() => {
             // A part stopped on its own (a replay that ended, or an error): stop the others.
             done??;

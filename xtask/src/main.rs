@@ -18,7 +18,6 @@ mod bench;
 mod browser;
 mod demo;
 mod kafka;
-mod topics;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -61,7 +60,7 @@ enum Task {
     },
     /// Create or update the stations, events and dead-letter topics (partitions, configs);
     /// safe to run again.
-    CreateTopics(Box<topics::Args>),
+    CreateTopics(Box<velib_kafka::topics::Args>),
 }
 
 fn main() -> Result<()> {
@@ -71,7 +70,10 @@ fn main() -> Result<()> {
         Task::Kafka { nodes } => kafka(usize::from(nodes)),
         Task::Demo(args) => demo::run(args),
         Task::Bench(args) => bench::run(args),
-        Task::CreateTopics(args) => topics::run(*args),
+        Task::CreateTopics(args) => {
+            velib_kafka::cli::init_tracing_with("warn");
+            velib_kafka::topics::run(*args)
+        }
     }
 }
 
@@ -196,20 +198,10 @@ fn kafka(nodes: usize) -> Result<()> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
-        .block_on(shutdown_signal());
+        .block_on(async { velib_kafka::cli::shutdown_signal().await });
     println!("stopping Apache Kafka");
     if !cluster.stop(STOP_GRACE) {
         println!("some nodes did not stop within {STOP_GRACE:?} and were killed");
     }
     Ok(())
-}
-
-/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("install a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

@@ -1,7 +1,4 @@
-//! End-to-end tests of `cargo xtask create-topics` against Apache Kafka: the node that
-//! `cargo xtask test` starts (its address in `VELIB_KAFKA_BOOTSTRAP`). They run the built
-//! `xtask` binary as a user would, on topic names of their own.
+//! End-to-end tests against Apache Kafka (the node `cargo xtask test` starts, its address in
+//! `VELIB_KAFKA_BOOTSTRAP`): the tutorial's own scripts reading and writing velib's topics.
 
-mod create_topics;
-mod secured;
 mod tutorial;

@@ -56,20 +56,22 @@ use rdkafka::message::BorrowedMessage;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use velib_kafka::config::redact_config_error;
+use velib_kafka::connection::{ReportingContext, cluster_reachable, is_transport_failure};
+use velib_kafka::{ConnectionError, ConnectionGuard, KafkaArgs};
 use velib_model::{EmptinessKind, EmptyStationEvent};
-use velib_producer::connection::{ReportingContext, cluster_reachable, is_transport_failure};
-use velib_producer::kafka_config::redact_config_error;
-use velib_producer::{ConnectionError, ConnectionGuard, KafkaArgs};
 
 /// The topic the monitor publishes emptiness events to.
 pub const DEFAULT_TOPIC: &str = "velib-empty-stations";
 /// The consumer group of the alerts consumer.
 pub const DEFAULT_GROUP: &str = "velib-alerts";
 
-/// Backoff between retries of a mail the server could not take.
+/// Backoff between retries of a mail the server could not take: velib's
+/// [`Backoff`](velib_model::Backoff), exponential with jitter, so alerts consumers that lost
+/// one mail server together do not retry in lock-step.
 #[derive(Debug, Clone, Copy)]
 pub struct Retry {
-    /// The first wait.
+    /// The first wait (between half and all of it, with jitter).
     pub initial: Duration,
     /// The longest wait; each wait doubles up to it.
     pub max: Duration,
@@ -407,7 +409,8 @@ impl<M: Mailer> Alerts<M> {
         mut pending: Vec<Message>,
         mut shutdown: Pin<&mut S>,
     ) -> Handled {
-        let mut delay = self.config.retry.initial;
+        let mut backoff =
+            velib_model::Backoff::new(self.config.retry.initial, self.config.retry.max);
         loop {
             let mut failed = Vec::new();
             let mut last_error = None;
@@ -464,9 +467,8 @@ impl<M: Mailer> Alerts<M> {
             tokio::select! {
                 biased;
                 _ = shutdown.as_mut() => return Handled::Interrupted,
-                () = tokio::time::sleep(delay) => {}
+                () = tokio::time::sleep(backoff.next_delay()) => {}
             }
-            delay = (delay * 2).min(self.config.retry.max);
             pending = failed;
         }
     }

@@ -10,6 +10,8 @@
 //! - [`smtp_url`]: `SMTP_URL`, with the password kept secret;
 //! - [`consumer`]: the Kafka loop and its delivery guarantee, behind [`run`].
 
+#![forbid(unsafe_code)]
+
 pub mod consumer;
 pub mod dedupe;
 pub mod mail;

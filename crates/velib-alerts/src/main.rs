@@ -3,22 +3,21 @@
 //! Flags and environment are parsed here; everything else is in the library (`velib_alerts`).
 //! Logs go to stderr (`RUST_LOG`, default `info`); `--dry-run` mails go to stdout.
 
+#![forbid(unsafe_code)]
+
 use anyhow::Context;
 use clap::Parser;
 use lettre::message::Mailbox;
 use secrecy::{ExposeSecret, SecretString};
-use std::net::SocketAddr;
 use std::time::Duration;
 use velib_alerts::consumer::{DEFAULT_GROUP, DEFAULT_TOPIC};
 use velib_alerts::mail::DryRunMailer;
 use velib_alerts::select::{Near, WatchList};
 use velib_alerts::smtp_url::SmtpUrl;
 use velib_alerts::{AlertsConfig, run};
+use velib_kafka::KafkaArgs;
+use velib_kafka::cli::{ServiceArgs, parse_duration, parse_positive_duration};
 use velib_model::{Position, StationKey};
-use velib_producer::KafkaArgs;
-use velib_producer::cli::{
-    init_tracing, parse_duration, parse_positive_duration, serve_metrics, shutdown_signal,
-};
 
 /// E-mails you when a bike-share station you watch runs out of bikes.
 ///
@@ -31,8 +30,9 @@ struct Cli {
     #[command(flatten)]
     kafka: KafkaArgs,
 
-    /// The topic the monitor publishes emptiness events to.
-    #[arg(long, env = "ALERTS_TOPIC", default_value = DEFAULT_TOPIC)]
+    /// The topic the monitor publishes emptiness events to (its `--events-topic`, the same
+    /// variable).
+    #[arg(long, env = "VELIB_EVENTS_TOPIC", default_value = DEFAULT_TOPIC)]
     topic: String,
 
     /// The Kafka consumer group.
@@ -118,9 +118,8 @@ struct Cli {
     #[arg(long, env = "ALERT_DRY_RUN")]
     dry_run: bool,
 
-    /// Serve Prometheus metrics on this address, e.g. `127.0.0.1:9102`.
-    #[arg(long, env = "VELIB_METRICS_ADDR", value_name = "HOST:PORT")]
-    metrics_addr: Option<SocketAddr>,
+    #[command(flatten)]
+    service: ServiceArgs,
 }
 
 #[tokio::main]
@@ -128,11 +127,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // First: Ctrl-C or SIGTERM during start-up (a mail server that does not answer) must
     // already stop the program gracefully.
-    let mut shutdown = std::pin::pin!(shutdown_signal());
-    init_tracing();
-    if let Some(addr) = cli.metrics_addr {
-        serve_metrics(addr).map_err(anyhow::Error::msg)?;
-    }
+    let mut shutdown = std::pin::pin!(cli.service.start().map_err(anyhow::Error::msg)?);
 
     let mut watch = WatchList::default();
     for key in cli.stations {
@@ -249,6 +244,20 @@ mod tests {
         }
     }
 
+    /// [`Cli`] from `args` alone, with no flag read from an environment variable.
+    fn parse_ignoring_env(args: &[&str]) -> Result<Cli, clap::Error> {
+        use clap::{CommandFactory, FromArgMatches};
+        let mut command = Cli::command();
+        let ids: Vec<_> = command
+            .get_arguments()
+            .map(|a| a.get_id().clone())
+            .collect();
+        for id in ids {
+            command = command.mut_arg(id, |a| a.env(None::<&str>));
+        }
+        Cli::from_arg_matches(&command.try_get_matches_from(args)?)
+    }
+
     #[test]
     fn cli_reads_lists_and_hides_the_smtp_url() {
         let cli = Cli::try_parse_from([
@@ -267,18 +276,18 @@ mod tests {
         .unwrap();
         assert_eq!(cli.stations.len(), 2);
         assert!(!format!("{cli:?}").contains("hunter2"));
-        // Without SMTP_URL, only a dry run may start.
-        assert!(
-            Cli::try_parse_from([
-                "velib-alerts",
-                "--to",
-                "a@example.com",
-                "--from",
-                "b@example.com"
-            ])
-            .is_err()
-                || std::env::var_os("SMTP_URL").is_some()
-        );
+        // Without SMTP_URL, only a dry run may start (whatever this process's environment
+        // holds: the flags' variables are not read here).
+        let err = parse_ignoring_env(&[
+            "velib-alerts",
+            "--to",
+            "a@example.com",
+            "--from",
+            "b@example.com",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("--smtp-url"), "{err}");
         assert!(
             Cli::try_parse_from([
                 "velib-alerts",

@@ -75,11 +75,12 @@ async fn producer_monitor_alerts_chain_on_kafka() {
     admin_create_topic(&bootstrap, &events, 3).await.unwrap();
     admin_create_topic(&bootstrap, &dlq, 1).await.unwrap();
 
+    let group = unique_name("velib-monitor");
     let monitor = velib_testkit::Process::spawn(
         tokio::process::Command::new(sibling_binary("velib-monitor"))
             .args(["--bootstrap-servers", &bootstrap, "--topic", &stations])
             .args(["--events-topic", &events, "--dlq-topic", &dlq])
-            .args(["--group-id", &unique_name("velib-monitor")])
+            .args(["--group-id", &group])
             .args(["-X", "auto.offset.reset=earliest"])
             .env("RUST_LOG", "warn"),
     );
@@ -112,17 +113,16 @@ async fn producer_monitor_alerts_chain_on_kafka() {
         String::from_utf8_lossy(&producer.stderr)
     );
 
-    // Wait for the monitor to go quiet, then stop it: SIGTERM delivers its last events.
-    let mut last = usize::MAX;
-    velib_testkit::wait_for("the monitor to go quiet", Duration::from_secs(60), || {
-        let now = monitor.lines().len();
-        let quiet = now == last && now > 0;
-        last = now;
-        async move {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            quiet.then_some(())
-        }
-    })
+    // Wait until the monitor has committed the end of every partition (it has judged every
+    // record), then stop it: SIGTERM delivers its last events.
+    velib_testkit::wait_for(
+        "the monitor to commit every station record",
+        Duration::from_secs(60),
+        || {
+            let caught_up = velib_testkit::group_caught_up(&bootstrap, &group, &stations);
+            async move { caught_up.then_some(()) }
+        },
+    )
     .await;
     let status = monitor.terminate().await;
     assert!(status.success(), "{status}");

@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use velib_alerts::mail::{Mailer, SendError};
 use velib_alerts::select::WatchList;
 use velib_alerts::{AlertsConfig, Retry};
+use velib_kafka::KafkaArgs;
 use velib_model::{EmptinessKind, EmptyStationEvent, Position, Station, StationId, Status};
-use velib_producer::KafkaArgs;
 
 pub const FROM: &str = "Velib alerts <alerts@velib.test>";
 pub const TO: &str = "me@velib.test";
@@ -144,11 +144,5 @@ impl<M: Mailer> Mailer for Counting<M> {
 
 /// Sends `RUST_LOG`-filtered logs to the test's captured output (shown when a test fails).
 pub fn logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("velib_alerts=debug")),
-        )
-        .with_test_writer()
-        .try_init();
+    velib_testkit::test_logs("velib_alerts=debug");
 }

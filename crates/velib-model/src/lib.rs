@@ -23,14 +23,19 @@
 //! # Ok::<(), velib_model::StationError>(())
 //! ```
 
+#![forbid(unsafe_code)]
+
+mod backoff;
 mod event;
 mod key;
 mod lenient;
+pub mod rng;
 mod scan;
 mod snapshot;
 mod station;
 pub mod text;
 
+pub use backoff::Backoff;
 pub use event::{ChangeLine, EmptinessKind, EmptyStationEvent, StationChange, TrackedField};
 pub use key::{StationKey, StationKeyError};
 pub use snapshot::Snapshot;

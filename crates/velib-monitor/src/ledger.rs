@@ -20,7 +20,7 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
-use velib_producer::{DeliveryCallback, Landed};
+use velib_kafka::{DeliveryCallback, Landed};
 
 /// A record the monitor publishes on behalf of an input record, kept until it is delivered so
 /// that a failed delivery can be retried.

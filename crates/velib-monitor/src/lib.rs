@@ -7,10 +7,12 @@
 //! - [`stream`]: the consumer behind [`StationStream`], with rdkafka's [`KafkaStream`].
 //! - [`monitor`]: the loop, [`run`], and its delivery guarantee.
 //!
-//! Empty-station events are published through velib-producer's [`StationSink`]
-//! (`velib_producer::KafkaSink`), so there is one producer implementation in velib.
+//! Empty-station events are published through velib-kafka's [`RecordSink`]
+//! (`velib_kafka::KafkaSink`), so there is one producer implementation in velib.
 //!
-//! [`StationSink`]: velib_producer::StationSink
+//! [`RecordSink`]: velib_kafka::RecordSink
+
+#![forbid(unsafe_code)]
 
 pub mod detect;
 pub mod ledger;
@@ -24,7 +26,7 @@ pub use stream::{KafkaStream, STREAM_DEFAULTS, StationStream};
 
 use std::sync::Arc;
 use std::time::Duration;
-use velib_producer::{KafkaArgs, KafkaSink, SINK_DEFAULTS};
+use velib_kafka::{KafkaArgs, KafkaSink, SINK_DEFAULTS};
 
 /// The default consumer group, as in the tutorial.
 pub const DEFAULT_GROUP: &str = "velib-monitor-stations";

@@ -3,14 +3,15 @@
 //!
 //! Parses flags, wires the library's objects together and calls [`velib_monitor::run`].
 
+#![forbid(unsafe_code)]
+
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
-use std::net::SocketAddr;
 use std::time::Duration;
+use velib_kafka::KafkaArgs;
+use velib_kafka::cli::{ServiceArgs, parse_duration};
 use velib_model::TrackedField;
 use velib_monitor::{DEFAULT_GROUP, DlqFailure, MonitorConfig, OutputFormat, connect};
-use velib_producer::KafkaArgs;
-use velib_producer::cli::{init_tracing, parse_duration, serve_metrics, shutdown_signal};
 
 /// Consumes station records and prints `+1 ADDRESS (Contract)` for every change, once across
 /// all monitors of the consumer group.
@@ -67,9 +68,8 @@ struct Cli {
     #[arg(long, env = "VELIB_FLUSH_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     flush_timeout: Duration,
 
-    /// Serve Prometheus metrics (with consumer lag per partition) on this address.
-    #[arg(long, env = "VELIB_METRICS_ADDR", value_name = "ADDR")]
-    metrics_addr: Option<SocketAddr>,
+    #[command(flatten)]
+    service: ServiceArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -100,11 +100,7 @@ enum Format {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // First: a signal during start-up must already stop the program gracefully.
-    let shutdown = shutdown_signal();
-    init_tracing();
-    if let Some(addr) = cli.metrics_addr {
-        serve_metrics(addr).map_err(anyhow::Error::msg)?;
-    }
+    let shutdown = cli.service.start().map_err(anyhow::Error::msg)?;
     let config = MonitorConfig {
         topic: cli.topic,
         field: match cli.field {
@@ -128,7 +124,7 @@ async fn main() -> anyhow::Result<()> {
         &cli.kafka,
         &cli.group_id,
         &config,
-        cli.metrics_addr.is_some(),
+        cli.service.metrics_addr.is_some(),
     )
     .context("invalid Kafka settings (--kafka-config / --bootstrap-servers / -X)")?;
     // `run` flushes whenever it has no record ready, so lines are prompt without a write per

@@ -48,9 +48,10 @@ use std::io::Write;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
+use velib_kafka::RateLimited;
+use velib_kafka::connection::{cluster_reachable, is_transport_failure};
+use velib_kafka::{EnqueueError, OutRecord, RecordSink, sink::enqueue_with_backpressure};
 use velib_model::{ChangeLine, EmptyStationEvent, StationChange, StationView, TrackedField};
-use velib_producer::connection::{cluster_reachable, is_transport_failure};
-use velib_producer::{EnqueueError, OutRecord, StationSink, sink::enqueue_with_backpressure};
 
 /// How change lines are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -191,7 +192,7 @@ pub async fn run<St, K>(
 ) -> Result<(St, MonitorReport), MonitorError>
 where
     St: StationStream,
-    K: StationSink + ?Sized,
+    K: RecordSink + ?Sized,
 {
     // The state of each owned partition: a partition is owned from its Assigned note to its
     // Revoked note, and starts with an empty detector. A record of a partition not owned (one
@@ -528,7 +529,7 @@ fn meter(report: &MonitorReport, metered: &mut MonitorReport) {
 
 /// Applies delivery reports and re-sends the outputs whose delivery failed for now. Returns
 /// the outputs Kafka refused for good (in a report, or when re-sent), for [`refuse`].
-fn resend<K: StationSink + ?Sized>(sink: &K, ledger: &Ledger) -> Vec<Refused> {
+fn resend<K: RecordSink + ?Sized>(sink: &K, ledger: &Ledger) -> Vec<Refused> {
     let completions = ledger.apply_completions();
     let mut refused = completions.refused;
     for (t, out) in completions.retries {
@@ -661,37 +662,5 @@ fn process(
                 headers: Vec::new(),
             })
         }
-    }
-}
-
-/// Lets one log line through per period and counts the ones held back.
-#[derive(Debug)]
-struct RateLimited {
-    period: Duration,
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl RateLimited {
-    fn new(period: Duration) -> RateLimited {
-        RateLimited {
-            period,
-            last: None,
-            suppressed: 0,
-        }
-    }
-
-    /// `Some(number suppressed since the last allowed line)` when a line may be logged.
-    fn allow(&mut self) -> Option<u64> {
-        let now = Instant::now();
-        if self
-            .last
-            .is_some_and(|l| now.duration_since(l) < self.period)
-        {
-            self.suppressed += 1;
-            return None;
-        }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.suppressed))
     }
 }

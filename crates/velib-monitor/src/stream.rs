@@ -14,8 +14,8 @@ use rdkafka::topic_partition_list::TopicPartitionList;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
-use velib_producer::connection::ReportingContext;
-use velib_producer::{ConnectionError, ConnectionGuard};
+use velib_kafka::connection::ReportingContext;
+use velib_kafka::{ConnectionError, ConnectionGuard};
 
 /// One consumed record, borrowed from its stream: key and payload are read where the
 /// consumer received them, without a copy. It holds the message until it is dropped.
@@ -200,7 +200,7 @@ impl ClientContext for MonitorContext {
     }
 
     fn stats(&self, statistics: Statistics) {
-        velib_producer::connection::observe_statistics(&statistics);
+        velib_kafka::connection::observe_statistics(&statistics);
         if !self.lag_metrics {
             return;
         }
@@ -256,7 +256,7 @@ impl ConsumerContext for MonitorContext {
         if let Rebalance::Assign(tpl) = rebalance {
             // An assignment is an answer from the group coordinator: the connection works.
             self.reporting.guard().confirm_working();
-            velib_producer::connection::cluster_reachable();
+            velib_kafka::connection::cluster_reachable();
             let partitions = partitions_of(tpl);
             tracing::info!(?partitions, "partitions assigned");
             {
@@ -332,7 +332,7 @@ impl std::fmt::Debug for KafkaStream {
 
 impl KafkaStream {
     /// Joins the consumer group of `config` (build it from
-    /// [`KafkaArgs::client_config`](velib_producer::KafkaArgs::client_config) with
+    /// [`KafkaArgs::client_config`](velib_kafka::KafkaArgs::client_config) with
     /// [`STREAM_DEFAULTS`] and `group.id`) and subscribes to `topic`. With `lag_metrics`, the
     /// statistics (`statistics.interval.ms`) feed the `velib_monitor_consumer_lag` gauges.
     ///
@@ -355,7 +355,7 @@ impl KafkaStream {
         };
         let consumer: StreamConsumer<MonitorContext> = config
             .create_with_context(context)
-            .map_err(velib_producer::kafka_config::redact_config_error)?;
+            .map_err(velib_kafka::config::redact_config_error)?;
         consumer.subscribe(&[topic])?;
         Ok(KafkaStream {
             consumer,

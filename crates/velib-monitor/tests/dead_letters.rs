@@ -74,7 +74,7 @@ fn dlq_config(topic: &str, dlq: &str, on_failure: DlqFailure) -> MonitorConfig {
     config
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_oversized_poison_record_stops_the_monitor_naming_it_or_is_skipped_when_asked() {
     let _gate = crate::beside_others().await;
     init_tracing();
@@ -91,7 +91,8 @@ async fn an_oversized_poison_record_stops_the_monitor_naming_it_or_is_skipped_wh
             station("Lyon", 1, 10, 5, 1000),
             station("Lyon", 1, 12, 3, 2000),
         ],
-    );
+    )
+    .await;
     publish_raw(&sink, &topic, "Lyon:9", &vec![b'{'; POISON_BYTES]);
     publish(
         &sink,
@@ -100,7 +101,8 @@ async fn an_oversized_poison_record_stops_the_monitor_naming_it_or_is_skipped_wh
             station("Lyon", 2, 10, 5, 1000),
             station("Lyon", 2, 7, 8, 2000),
         ],
-    );
+    )
+    .await;
     // A short session, as in `start_monitor`: the mock cluster's coordinator lets the next
     // monitor of the group in only once the last one's session is over.
     let args = KafkaArgs::new(kafka.bootstrap_servers())
@@ -165,7 +167,8 @@ async fn an_oversized_poison_record_stops_the_monitor_naming_it_or_is_skipped_wh
             station("Lyon", 3, 10, 5, 1000),
             station("Lyon", 3, 9, 6, 2000),
         ],
-    );
+    )
+    .await;
     let (report, _) = run_monitor(
         &args,
         &group,
@@ -177,7 +180,7 @@ async fn an_oversized_poison_record_stops_the_monitor_naming_it_or_is_skipped_wh
     assert_eq!(report.records, 2, "only the new records: {report:?}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_missing_dead_letter_topic_stops_the_monitor_instead_of_stalling() {
     let _gate = crate::beside_others().await;
     init_tracing();
@@ -189,7 +192,7 @@ async fn a_missing_dead_letter_topic_stops_the_monitor_instead_of_stalling() {
     kafka.create_topic(&topic, 1).unwrap();
     let sink = producer(kafka.bootstrap_servers());
     publish_raw(&sink, &topic, "Lyon:1", b"not json");
-    assert_eq!(sink.flush(TIMEOUT), 0);
+    assert_eq!(velib_kafka::flush_async(&sink, TIMEOUT).await, 0);
     let args = KafkaArgs::new(kafka.bootstrap_servers())
         .with("auto.offset.reset", "earliest")
         // Like the README's clusters (auto.create.topics.enable=false): a missing topic is an

@@ -11,10 +11,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use velib_kafka::{KafkaArgs, KafkaSink, OutRecord, RecordSink, SINK_DEFAULTS, flush_async};
 use velib_model::{Position, Station, StationChange, StationId, Status, TrackedField};
 use velib_monitor::stream::AssignmentView;
 use velib_monitor::{MonitorConfig, MonitorReport, OutputFormat, connect};
-use velib_producer::{KafkaArgs, KafkaSink, OutRecord, SINK_DEFAULTS, StationSink};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -160,7 +160,8 @@ fn producer(bootstrap: &str) -> KafkaSink {
     .unwrap()
 }
 
-fn publish(sink: &KafkaSink, topic: &str, stations: &[Station]) {
+/// Publishes `stations` and waits, without blocking the runtime, until every one is delivered.
+async fn publish(sink: &KafkaSink, topic: &str, stations: &[Station]) {
     for s in stations {
         let key = s.key();
         let payload = s.to_json();
@@ -176,7 +177,7 @@ fn publish(sink: &KafkaSink, topic: &str, stations: &[Station]) {
         )
         .unwrap();
     }
-    assert_eq!(sink.flush(TIMEOUT), 0, "records delivered");
+    assert_eq!(flush_async(sink, TIMEOUT).await, 0, "records delivered");
 }
 
 fn publish_raw(sink: &KafkaSink, topic: &str, key: &str, payload: &[u8]) {
@@ -223,8 +224,5 @@ fn expected_changes(records: &[Station], field: TrackedField) -> Vec<StationChan
 }
 
 fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    velib_testkit::test_logs("");
 }

@@ -50,8 +50,9 @@ fn assert_no_duplicate(changes: &[StationChange]) {
     assert_eq!(unique.len(), keys.len(), "a change was printed twice");
 }
 
-// Several monitors on one runtime: a multi-threaded one, so that one monitor's work (or the
-// test's own blocking flush) does not starve another's heartbeats.
+// Every scenario runs on a multi-threaded runtime and publishes with asynchronous flushes, so
+// that neither one monitor's work nor the test's own waiting starves another monitor's
+// heartbeats: a scenario measures the monitors, not the test.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_monitors_share_ten_partitions_and_print_each_change_once() {
     let _alone = crate::alone().await;
@@ -68,7 +69,7 @@ async fn three_monitors_share_ten_partitions_and_print_each_change_once() {
     let records = script(100, 6, 1_700_000_000_000);
     let expected = expected_changes(&records, TrackedField::AvailableBikeStands);
     assert!(expected.len() > 500, "the script makes changes");
-    publish(&producer(kafka.bootstrap_servers()), &topic, &records);
+    publish(&producer(kafka.bootstrap_servers()), &topic, &records).await;
 
     wait_for("every change printed", TIMEOUT, || async {
         let n: usize = monitors.iter().map(|m| m.out.lines().len()).sum();
@@ -102,7 +103,7 @@ async fn a_monitor_joining_and_one_leaving_mid_run_print_no_duplicate_and_no_fal
     let a = start_monitor(kafka.bootstrap_servers(), &group, json_config(&topic));
     let b = start_monitor(kafka.bootstrap_servers(), &group, json_config(&topic));
     wait_for_assignment(&[&a, &b], 10).await;
-    publish(&sink, &topic, &records[..third]);
+    publish(&sink, &topic, &records[..third]).await;
     wait_for("first third processed", TIMEOUT, || async {
         (a.out.lines().len() + b.out.lines().len() > 0).then_some(())
     })
@@ -110,13 +111,13 @@ async fn a_monitor_joining_and_one_leaving_mid_run_print_no_duplicate_and_no_fal
 
     // A third monitor joins while records flow.
     let c = start_monitor(kafka.bootstrap_servers(), &group, json_config(&topic));
-    publish(&sink, &topic, &records[third..2 * third]);
+    publish(&sink, &topic, &records[third..2 * third]).await;
     wait_for_assignment(&[&a, &b, &c], 10).await;
     // And one leaves.
     let a_out = a.out.clone();
     a.stop().await;
     wait_for_assignment(&[&b, &c], 10).await;
-    publish(&sink, &topic, &records[2 * third..]);
+    publish(&sink, &topic, &records[2 * third..]).await;
 
     // The last round's changes are all printed once the group is stable again.
     let last_round = expected
@@ -149,7 +150,7 @@ async fn a_monitor_joining_and_one_leaving_mid_run_print_no_duplicate_and_no_fal
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn duplicates_and_older_records_print_nothing() {
     let _gate = crate::beside_others().await;
     let kafka = MockKafka::start(1).unwrap();
@@ -167,7 +168,7 @@ async fn duplicates_and_older_records_print_nothing() {
         station("Lyon", 1, 9, 6, 1500),  // older
         station("Lyon", 1, 11, 4, 3000), // -1, measured from 12
     ];
-    publish(&producer(kafka.bootstrap_servers()), &topic, &records);
+    publish(&producer(kafka.bootstrap_servers()), &topic, &records).await;
     wait_for("two changes", TIMEOUT, || async {
         (m.out.lines().len() >= 2).then_some(())
     })
@@ -182,7 +183,7 @@ fn m_changes_summary(report: &MonitorReport) -> String {
     format!("{report:?}")
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn text_lines_are_the_tutorials() {
     let _gate = crate::beside_others().await;
     let kafka = MockKafka::start(1).unwrap();
@@ -210,7 +211,8 @@ async fn text_lines_are_the_tutorials() {
         &producer(kafka.bootstrap_servers()),
         &topic,
         &[a, b, c, d, e],
-    );
+    )
+    .await;
     wait_for("three lines", TIMEOUT, || async {
         (m.out.lines().len() >= 3).then_some(())
     })
@@ -228,7 +230,7 @@ async fn text_lines_are_the_tutorials() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_event_per_emptiness_transition() {
     let _gate = crate::beside_others().await;
     let kafka = MockKafka::start(1).unwrap();
@@ -245,7 +247,7 @@ async fn one_event_per_emptiness_transition() {
         .enumerate()
         .map(|(i, &b)| station("Lyon", 7, 20 - b, b, 1000 + i as i64))
         .collect();
-    publish(&producer(kafka.bootstrap_servers()), &topic, &records);
+    publish(&producer(kafka.bootstrap_servers()), &topic, &records).await;
     let got = read_records(kafka.bootstrap_servers(), &events, 4, TIMEOUT).await;
     let report = m.stop().await;
     assert_eq!(report.events, 4);
@@ -272,7 +274,7 @@ async fn one_event_per_emptiness_transition() {
     assert_eq!(all.len(), 4);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn poison_records_are_counted_dead_lettered_and_do_not_stop_the_monitor() {
     let _gate = crate::beside_others().await;
     let kafka = MockKafka::start(1).unwrap();
@@ -294,11 +296,11 @@ async fn poison_records_are_counted_dead_lettered_and_do_not_stop_the_monitor() 
         ("Lyon:4", b""),
     ];
     for (i, chunk) in good.chunks(5).enumerate() {
-        publish(&sink, &topic, chunk);
+        publish(&sink, &topic, chunk).await;
         let (key, payload) = poison[i];
         publish_raw(&sink, &topic, key, payload);
     }
-    assert_eq!(sink.flush(TIMEOUT), 0);
+    assert_eq!(velib_kafka::flush_async(&sink, TIMEOUT).await, 0);
     let expected = expected_changes(&good, TrackedField::AvailableBikeStands);
     wait_for("every valid change", TIMEOUT, || async {
         (m.out.lines().len() >= expected.len()).then_some(())
@@ -324,7 +326,7 @@ async fn poison_records_are_counted_dead_lettered_and_do_not_stop_the_monitor() 
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restarted_monitor_resumes_from_its_commits_and_prints_nothing_twice() {
     let _gate = crate::beside_others().await;
     let kafka = MockKafka::start(1).unwrap();
@@ -339,7 +341,7 @@ async fn a_restarted_monitor_resumes_from_its_commits_and_prints_nothing_twice()
 
     let expected_second = expected_changes(&records[half..], TrackedField::AvailableBikeStands);
     let first = start_monitor(kafka.bootstrap_servers(), &group, json_config(&topic));
-    publish(&sink, &topic, &records[..half]);
+    publish(&sink, &topic, &records[..half]).await;
     wait_for("the first half", TIMEOUT, || async {
         (first.out.lines().len() >= expected_first.len()).then_some(())
     })
@@ -347,7 +349,7 @@ async fn a_restarted_monitor_resumes_from_its_commits_and_prints_nothing_twice()
     let first_out = first.out.clone();
     first.stop().await;
 
-    publish(&sink, &topic, &records[half..]);
+    publish(&sink, &topic, &records[half..]).await;
     let second = start_monitor(kafka.bootstrap_servers(), &group, json_config(&topic));
     // Starting where the first stopped, with empty state, the second prints exactly the
     // changes within the second half.

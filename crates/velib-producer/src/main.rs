@@ -2,16 +2,16 @@
 //!
 //! Parses flags, wires the library's objects together and calls [`velib_producer::run`].
 
+#![forbid(unsafe_code)]
+
 use anyhow::Context;
 use clap::Parser;
 use secrecy::SecretString;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use velib_producer::cli::{
-    init_tracing, parse_duration, parse_positive_duration, serve_metrics, shutdown_signal,
-};
-use velib_producer::{KafkaArgs, KafkaSink, ProducerConfig, SINK_DEFAULTS};
+use velib_kafka::cli::{ServiceArgs, parse_duration, parse_positive_duration};
+use velib_kafka::{KafkaArgs, KafkaSink, SINK_DEFAULTS};
+use velib_producer::ProducerConfig;
 use velib_source::{SourceOptions, SourceSpec, StationSource};
 
 /// Polls a bike-share API (JCDecaux, GBFS, a recording or a simulated city) and publishes
@@ -106,20 +106,15 @@ struct Cli {
     #[arg(long, env = "VELIB_REPLAY_LOOP")]
     replay_loop: bool,
 
-    /// Serve Prometheus metrics on this address (for example 127.0.0.1:9101).
-    #[arg(long, env = "VELIB_METRICS_ADDR", value_name = "ADDR")]
-    metrics_addr: Option<SocketAddr>,
+    #[command(flatten)]
+    service: ServiceArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // First: a signal during start-up must already stop the program gracefully.
-    let shutdown = shutdown_signal();
-    init_tracing();
-    if let Some(addr) = cli.metrics_addr {
-        serve_metrics(addr).map_err(anyhow::Error::msg)?;
-    }
+    let shutdown = cli.service.start().map_err(anyhow::Error::msg)?;
 
     let mut options = SourceOptions {
         jcdecaux_api_key: cli.jcdecaux_api_key,

@@ -5,20 +5,22 @@
 //! slow broker never makes polls pile up. Publishing only queues records: delivery runs on the
 //! producer's own thread, so the next poll never waits for the previous one's delivery reports.
 //!
-//! Delivery is as [`crate::sink`] describes: every queued record is delivered once or reported
+//! Delivery is as [`velib_kafka::sink`] describes: every queued record is delivered once or reported
 //! failed; on shutdown the loop stops polling, flushes with a bounded timeout and reports how
 //! many records were left undelivered. A source that fails for good (a refused API key, a
 //! contract that does not exist) stops the loop the same way, flush included, before the
 //! error is returned: the stations already queued are not thrown away with the producer.
 
 use crate::changed::ChangeFilter;
-use crate::sink::{EnqueueError, OutRecord, StationSink, enqueue_with_backpressure, flush_async};
 use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::time::MissedTickBehavior;
+use velib_kafka::sink::{
+    EnqueueError, OutRecord, RecordSink, enqueue_with_backpressure, flush_async,
+};
 use velib_model::Snapshot;
 use velib_source::{Backoff, SourceError, StationSource};
 
@@ -136,7 +138,7 @@ pub async fn run<S, K>(
 ) -> Result<ProduceReport, ProducerError>
 where
     S: StationSource,
-    K: StationSink + ?Sized,
+    K: RecordSink + ?Sized,
 {
     let mut recorder = match &config.record {
         Some(path) => Some(Recorder::open(path.clone())?),

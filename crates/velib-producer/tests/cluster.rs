@@ -11,7 +11,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use std::collections::HashSet;
-use velib_producer::{OutRecord, StationSink};
+use velib_kafka::{OutRecord, RecordSink};
 use velib_testkit::kafka::{KafkaCluster, KafkaOptions, libs_from_env};
 use velib_testkit::{Process, unique_name, wait_for};
 

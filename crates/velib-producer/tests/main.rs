@@ -10,8 +10,8 @@ mod secured;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use velib_kafka::{KafkaArgs, KafkaSink, SINK_DEFAULTS};
 use velib_model::Snapshot;
-use velib_producer::{KafkaArgs, KafkaSink, SINK_DEFAULTS};
 use velib_source::{SimulateConfig, SimulateSource};
 
 /// A small simulated network: 3 contracts with colliding station numbers.
@@ -56,12 +56,8 @@ fn partitions_by_key(records: &[rdkafka::message::OwnedMessage]) -> HashMap<Stri
     map
 }
 
-/// Logs to the test's captured output, filtered by `RUST_LOG`.
 fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    velib_testkit::test_logs("");
 }
 
 const TIMEOUT: Duration = Duration::from_secs(30);

@@ -2,7 +2,7 @@
 
 use crate::*;
 use rdkafka::Message;
-use velib_producer::{OutRecord, StationSink};
+use velib_kafka::{OutRecord, RecordSink};
 use velib_testkit::{MockKafka, java_murmur2, java_partition, read_records, unique_name};
 
 #[test]

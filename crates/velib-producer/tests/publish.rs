@@ -3,8 +3,9 @@
 use crate::*;
 use rdkafka::Message;
 use std::collections::HashSet;
+use velib_kafka::RecordSink;
 use velib_model::{Station, StationKey};
-use velib_producer::{ProducerConfig, StationSink, run};
+use velib_producer::{ProducerConfig, run};
 use velib_testkit::{MockKafka, read_records, read_until_quiet, unique_name, wait_for};
 
 fn config(topic: &str, polls: u64) -> ProducerConfig {
@@ -182,7 +183,7 @@ async fn broker_down_then_up_loses_nothing_and_duplicates_nothing() {
     let sink = Arc::new(sink(kafka.bootstrap_servers()));
     // Connect once, so the outage hits a producer that already knows the cluster.
     sink.enqueue(
-        &velib_producer::OutRecord {
+        &velib_kafka::OutRecord {
             topic: &topic,
             key: b"warmup:0",
             payload: b"{}",

@@ -9,7 +9,7 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use std::path::Path;
 use std::time::Duration;
-use velib_producer::{KafkaArgs, KafkaSink, OutRecord, SINK_DEFAULTS, StationSink, flush_async};
+use velib_kafka::{KafkaArgs, KafkaSink, OutRecord, RecordSink, SINK_DEFAULTS, flush_async};
 use velib_testkit::kafka::TEST_SCRAM_USER;
 use velib_testkit::secure::{SecuredListeners, TestCa};
 use velib_testkit::{unique_name, wait_for};

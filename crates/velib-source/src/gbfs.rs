@@ -1234,7 +1234,7 @@ mod tests {
     fn every_mapped_station_survives_the_v1_json_round_trip() {
         // A small property test: whatever combination of optional fields, the mapped station
         // is a valid v1 record and keeps bikes + free stands consistent with what was given.
-        let mut rng = crate::rng::SplitMix64::new(99);
+        let mut rng = velib_model::rng::SplitMix64::new(99);
         for _ in 0..500 {
             let capacity = rng.range(0, 60);
             let bikes = rng.range(0, 60);

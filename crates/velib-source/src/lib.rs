@@ -110,6 +110,8 @@
 //! elsewhere (a transport error's causes, the start of an unexpected body) is scrubbed of the
 //! key, raw or percent-encoded. `Debug` of the options and sources shows `[REDACTED]`.
 
+#![forbid(unsafe_code)]
+
 mod backoff;
 mod error;
 mod gbfs;
@@ -118,7 +120,6 @@ mod jcdecaux;
 mod options;
 mod placement;
 mod replay;
-mod rng;
 mod simulate;
 mod skips;
 mod spec;

@@ -1,8 +1,8 @@
 //! A seeded synthetic city: the embedded default source and the benchmark load generator.
 
-use crate::rng::SplitMix64;
 use crate::{SourceError, StationSource};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use velib_model::rng::SplitMix64;
 use velib_model::{Position, Snapshot, Station, StationId, Status};
 
 /// Settings of a [`SimulateSource`].

@@ -1,6 +1,6 @@
-//! The few calendar computations the sources need (RFC 3339 in GBFS 3.0, HTTP dates in
-//! `Retry-After`), written out rather than pulling a date crate into the producer for two
-//! parsers.
+//! The calendar computations the sources need: RFC 3339 in GBFS 3.0, written out because the
+//! small crates that parse it (`humantime`) accept only UTC while GBFS feeds may carry offsets
+//! (`+02:00`); HTTP dates in `Retry-After` through `httpdate` (already in the tree with hyper).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -110,46 +110,16 @@ pub(crate) fn parse_rfc3339_ms(text: &str) -> Option<i64> {
     Some(base + millis - offset_secs * 1000)
 }
 
-/// Parses a `Retry-After` value: delay-seconds, or an HTTP date (IMF-fixdate,
-/// `Sun, 06 Nov 1994 08:49:37 GMT`) turned into a delay from `now` (zero if it is past).
+/// Parses a `Retry-After` value: delay-seconds, or an HTTP date (IMF-fixdate such as
+/// `Sun, 06 Nov 1994 08:49:37 GMT`, or the two obsolete forms HTTP still accepts, read by the
+/// `httpdate` crate) turned into a delay from `now` (zero if it is past).
 pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Some(secs) = digits(value) {
         return Some(Duration::from_secs(u64::from(secs)));
     }
-    let mut fields = value.split_ascii_whitespace();
-    let _weekday = fields.next()?.strip_suffix(',')?;
-    let day = digits(fields.next()?)?;
-    let month = match fields.next()? {
-        "Jan" => 1,
-        "Feb" => 2,
-        "Mar" => 3,
-        "Apr" => 4,
-        "May" => 5,
-        "Jun" => 6,
-        "Jul" => 7,
-        "Aug" => 8,
-        "Sep" => 9,
-        "Oct" => 10,
-        "Nov" => 11,
-        "Dec" => 12,
-        _ => return None,
-    };
-    let year = digits(fields.next()?)?;
-    let mut hms = fields.next()?.split(':');
-    let (h, mi, s) = (
-        digits(hms.next()?)?,
-        digits(hms.next()?)?,
-        digits(hms.next()?)?,
-    );
-    if fields.next()? != "GMT" || fields.next().is_some() || hms.next().is_some() {
-        return None;
-    }
-    let at_ms = epoch_ms(i64::from(year), month, day, h, mi, s)?;
-    let now_ms = now.duration_since(UNIX_EPOCH).ok()?.as_millis() as i64;
-    Some(Duration::from_millis(
-        u64::try_from(at_ms - now_ms).unwrap_or(0),
-    ))
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 #[cfg(test)]
@@ -194,6 +164,15 @@ mod tests {
         assert_eq!(
             parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
             Some(Duration::ZERO)
+        );
+        // RFC 850 and asctime, the obsolete forms HTTP/1.1 still asks recipients to accept.
+        assert_eq!(
+            parse_retry_after("Sunday, 06-Nov-94 08:49:37 GMT", now),
+            Some(Duration::from_secs(20))
+        );
+        assert_eq!(
+            parse_retry_after("Sun Nov  6 08:49:37 1994", now),
+            Some(Duration::from_secs(20))
         );
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-5", now), None);

@@ -178,6 +178,18 @@ fn check(err: rdsys::rd_kafka_resp_err_t) -> Result<(), KafkaError> {
     }
 }
 
+/// Sends the test's logs to its captured output (shown when it fails), filtered by `RUST_LOG`,
+/// else by `default_filter` (`""` for none). Safe to call from every test.
+pub fn test_logs(default_filter: &str) {
+    use tracing_subscriber::EnvFilter;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
 /// The bootstrap address of the Apache Kafka node started by `cargo xtask test`.
 ///
 /// # Panics
@@ -252,6 +264,46 @@ where
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Whether consumer group `group` has committed, on every partition of `topic`, the offset of
+/// the partition's end: it has processed everything written so far. `false` while anything is
+/// unknown (the group has committed nothing yet, a broker does not answer).
+pub fn group_caught_up(bootstrap: &str, group: &str, topic: &str) -> bool {
+    use rdkafka::consumer::BaseConsumer;
+    use rdkafka::{Offset, TopicPartitionList};
+    let Ok(consumer) = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("log_level", "3")
+        .create::<BaseConsumer>()
+    else {
+        return false;
+    };
+    let timeout = Duration::from_secs(5);
+    let Ok(metadata) = consumer.fetch_metadata(Some(topic), timeout) else {
+        return false;
+    };
+    let Some(partitions) = metadata.topics().first().map(|t| t.partitions().len()) else {
+        return false;
+    };
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p as i32);
+    }
+    let Ok(committed) = consumer.committed_offsets(tpl, timeout) else {
+        return false;
+    };
+    committed.elements().iter().all(|e| {
+        let Ok((_, high)) = consumer.fetch_watermarks(topic, e.partition(), timeout) else {
+            return false;
+        };
+        match e.offset() {
+            Offset::Offset(o) => o >= high,
+            // Nothing committed on an empty partition is caught up too.
+            _ => high == 0,
+        }
+    })
 }
 
 /// A consumer in a fresh group reading `topic` from the beginning.

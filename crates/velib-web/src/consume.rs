@@ -10,9 +10,9 @@ use rdkafka::Message as _;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use std::sync::Arc;
 use std::time::Duration;
-use velib_producer::ConnectionGuard;
-use velib_producer::connection::ReportingContext;
-use velib_producer::kafka_config::redact_config_error;
+use velib_kafka::ConnectionGuard;
+use velib_kafka::config::redact_config_error;
+use velib_kafka::connection::ReportingContext;
 
 /// The consumer's settings before `--kafka-config` and `-X`: start at the earliest offset held,
 /// never commit, no end-of-partition events.

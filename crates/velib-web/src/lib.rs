@@ -26,6 +26,8 @@
 //! Names and addresses reach the page as JSON strings and are put into the page with
 //! `textContent` only; the page's Content-Security-Policy allows scripts from velib-web alone.
 
+#![forbid(unsafe_code)]
+
 pub mod assets;
 mod consume;
 mod http;
@@ -40,7 +42,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
-use velib_producer::{ConnectionError, KafkaArgs};
+use velib_kafka::{ConnectionError, KafkaArgs};
 
 /// OpenStreetMap's standard tile layer, the default base map.
 pub const OSM_TILES: &str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png";

@@ -2,11 +2,13 @@
 //!
 //! Parses flags, binds the listener and calls [`velib_web::run`].
 
+#![forbid(unsafe_code)]
+
 use anyhow::Context;
 use clap::Parser;
 use std::net::SocketAddr;
-use velib_producer::KafkaArgs;
-use velib_producer::cli::{init_tracing, serve_metrics, shutdown_signal};
+use velib_kafka::KafkaArgs;
+use velib_kafka::cli::ServiceArgs;
 use velib_web::{Limits, OSM_ATTRIBUTION, OSM_TILES, Tiles, WebConfig};
 
 /// Serves a map of the stations, one circle per station, updated live from the stations topic
@@ -50,18 +52,14 @@ struct Cli {
     #[arg(long, env = "VELIB_HISTORY", default_value_t = Limits::default().history)]
     history: usize,
 
-    /// Serve Prometheus metrics on this address.
-    #[arg(long, env = "VELIB_METRICS_ADDR", value_name = "ADDR")]
-    metrics_addr: Option<SocketAddr>,
+    #[command(flatten)]
+    service: ServiceArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_tracing();
-    if let Some(addr) = cli.metrics_addr {
-        serve_metrics(addr).map_err(anyhow::Error::msg)?;
-    }
+    let shutdown = cli.service.start().map_err(anyhow::Error::msg)?;
     let tiles = Tiles::from_flag(&cli.tiles, &cli.tiles_attribution).map_err(anyhow::Error::msg)?;
     let config = WebConfig {
         topic: cli.topic,
@@ -78,7 +76,7 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on --http-addr {}", cli.http_addr))?;
     tracing::info!(topic = %config.topic, kafka = ?config.kafka, "starting");
     println!("velib-web: http://{}/", listener.local_addr()?);
-    let report = velib_web::run(config, listener, shutdown_signal()).await?;
+    let report = velib_web::run(config, listener, shutdown).await?;
     tracing::info!(
         records = report.records,
         unreadable = report.unreadable,

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::runtime::Runtime;
-use velib_producer::SINK_DEFAULTS;
+use velib_kafka::SINK_DEFAULTS;
 use velib_testkit::MockKafka;
 
 pub enum Broker {

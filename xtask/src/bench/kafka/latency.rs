@@ -8,11 +8,11 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use velib_monitor::{MonitorConfig, OutputFormat};
-use velib_producer::{
-    EnqueueError, KafkaArgs, KafkaSink, OutRecord, ProducerConfig, SINK_DEFAULTS, SinkCounts,
-    StationSink,
+use velib_kafka::{
+    EnqueueError, KafkaArgs, KafkaSink, OutRecord, RecordSink, SINK_DEFAULTS, SinkCounts,
 };
+use velib_monitor::{MonitorConfig, OutputFormat};
+use velib_producer::ProducerConfig;
 
 /// A sink that notes when each record is handed to the real one, by (key, timestamp): the
 /// producer stamps records with their snapshot's time, which is the `last_update` of every
@@ -22,7 +22,7 @@ struct Stamping<'a> {
     handed: Mutex<HashMap<(Vec<u8>, i64), Instant>>,
 }
 
-impl StationSink for Stamping<'_> {
+impl RecordSink for Stamping<'_> {
     fn enqueue(&self, record: &OutRecord<'_>, tag: usize) -> Result<(), EnqueueError> {
         let now = Instant::now();
         self.inner.enqueue(record, tag)?;

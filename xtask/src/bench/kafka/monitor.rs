@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
+use velib_kafka::KafkaArgs;
 use velib_monitor::stream::{InRecord, RebalanceNote, StreamError};
 use velib_monitor::{MonitorConfig, StationStream};
-use velib_producer::KafkaArgs;
 
 /// Wraps the monitor's stream to see when the first and the last expected record arrive, and
 /// to stop the monitor then.

@@ -9,8 +9,9 @@ use anyhow::{Result, bail};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use velib_kafka::{KafkaArgs, KafkaSink, OutRecord, RecordSink, SINK_DEFAULTS};
 use velib_model::Station;
-use velib_producer::{KafkaArgs, KafkaSink, OutRecord, ProducerConfig, SINK_DEFAULTS, StationSink};
+use velib_producer::ProducerConfig;
 
 /// Starts `sink` as [`bare_start`] starts the bare producer: one record to `topic`,
 /// acknowledged, before the clock starts.

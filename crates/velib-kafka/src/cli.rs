@@ -6,6 +6,32 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// The flag every long-running binary has besides Kafka's, and what each does first.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServiceArgs {
+    /// Serve Prometheus metrics on this address (for example 127.0.0.1:9101).
+    #[arg(long, env = "VELIB_METRICS_ADDR", value_name = "HOST:PORT")]
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+impl ServiceArgs {
+    /// First thing in `main`, in this order: the SIGINT/SIGTERM handlers (a signal during
+    /// start-up already ends the program gracefully), logging ([`init_tracing`]), and the
+    /// metrics endpoint when asked. Returns the future that resolves on shutdown.
+    ///
+    /// # Errors
+    ///
+    /// When `--metrics-addr` cannot be served, naming the flag.
+    pub fn start(&self) -> Result<impl Future<Output = ()> + Send + 'static, String> {
+        let shutdown = shutdown_signal();
+        init_tracing();
+        if let Some(addr) = self.metrics_addr {
+            serve_metrics(addr)?;
+        }
+        Ok(shutdown)
+    }
+}
+
 /// Logs to stderr (results go to stdout), filtered by `RUST_LOG`, `info` by default; coloured
 /// only when [`colour_logs`] says so.
 pub fn init_tracing() {

@@ -189,6 +189,19 @@ impl PropertiesFile {
 /// An unset variable or a malformed reference; the error names `key` and the variable, never
 /// the value.
 pub fn resolve_env(key: &str, value: &str) -> Result<String, PropertiesError> {
+    resolve_env_with(key, value, |var| std::env::var(var).ok())
+}
+
+/// [`resolve_env`] with the variables looked up by `lookup` (`None`: not set).
+///
+/// # Errors
+///
+/// As [`resolve_env`].
+pub fn resolve_env_with(
+    key: &str,
+    value: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, PropertiesError> {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
     while let Some(start) = rest.find("${") {
@@ -205,9 +218,9 @@ pub fn resolve_env(key: &str, value: &str) -> Result<String, PropertiesError> {
                 key: key.to_owned(),
             });
         };
-        match std::env::var(var) {
-            Ok(v) => out.push_str(&v),
-            Err(_) => {
+        match lookup(var) {
+            Some(v) => out.push_str(&v),
+            None => {
                 return Err(PropertiesError::MissingEnv {
                     key: key.to_owned(),
                     var: var.to_owned(),
@@ -415,14 +428,13 @@ mod tests {
 
     #[test]
     fn env_references_resolve_and_errors_name_no_value() {
-        // SAFETY: the variable name is unique to this test; no other thread reads it.
-        unsafe { std::env::set_var("VELIB_TEST_PROPS_SECRET", "s3cr3t") };
+        let env = |var: &str| (var == "VELIB_TEST_PROPS_SECRET").then(|| "s3cr3t".to_owned());
         assert_eq!(
-            resolve_env("sasl.password", "${env:VELIB_TEST_PROPS_SECRET}").unwrap(),
+            resolve_env_with("sasl.password", "${env:VELIB_TEST_PROPS_SECRET}", env).unwrap(),
             "s3cr3t"
         );
         assert_eq!(
-            resolve_env("k", "a-${env:VELIB_TEST_PROPS_SECRET}-b").unwrap(),
+            resolve_env_with("k", "a-${env:VELIB_TEST_PROPS_SECRET}-b", env).unwrap(),
             "a-s3cr3t-b"
         );
         let err = resolve_env("sasl.password", "${env:VELIB_TEST_PROPS_UNSET}").unwrap_err();

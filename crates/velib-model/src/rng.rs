@@ -1,4 +1,4 @@
-//! A small seeded pseudo-random generator.
+//! A small seeded pseudo-random generator: the simulated city and the jitter of every backoff.
 //!
 //! Written here rather than taken from `rand` because the simulator promises the same city for
 //! the same seed forever: an external crate is free to change its algorithms between versions
@@ -7,17 +7,17 @@
 
 /// SplitMix64 (Steele, Lea and Flood, 2014), the generator Java's `SplittableRandom` uses.
 #[derive(Debug, Clone)]
-pub(crate) struct SplitMix64 {
+pub struct SplitMix64 {
     state: u64,
 }
 
 impl SplitMix64 {
-    pub(crate) fn new(seed: u64) -> Self {
+    pub fn new(seed: u64) -> Self {
         SplitMix64 { state: seed }
     }
 
     /// A seed that differs between runs, for jitter where determinism is not wanted.
-    pub(crate) fn from_entropy() -> Self {
+    pub fn from_entropy() -> Self {
         use std::hash::{BuildHasher, Hasher};
         // std seeds every RandomState from the OS; hashing the time as well separates two
         // generators built in the same thread, whose RandomStates share keys.
@@ -28,7 +28,7 @@ impl SplitMix64 {
         SplitMix64::new(h.finish())
     }
 
-    pub(crate) fn next_u64(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.state;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -38,28 +38,29 @@ impl SplitMix64 {
 
     /// A uniform integer in `0..n` (`n > 0`), by Lemire's multiply-shift; the tiny bias for huge
     /// `n` does not matter for a simulation.
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
+    pub fn below(&mut self, n: u64) -> u64 {
         debug_assert!(n > 0);
         ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
     }
 
     /// A uniform integer in `lo..=hi`.
-    pub(crate) fn range(&mut self, lo: u32, hi: u32) -> u32 {
+    pub fn range(&mut self, lo: u32, hi: u32) -> u32 {
         lo + self.below(u64::from(hi - lo) + 1) as u32
     }
 
     /// A uniform float in `[0, 1)`.
-    pub(crate) fn unit(&mut self) -> f64 {
+    pub fn unit(&mut self) -> f64 {
         // The top 53 bits fill an f64 mantissa exactly.
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
     /// `true` with probability `p`.
-    pub(crate) fn chance(&mut self, p: f64) -> bool {
+    pub fn chance(&mut self, p: f64) -> bool {
         self.unit() < p
     }
 
-    pub(crate) fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+    /// One of `items`, uniformly (`items` not empty).
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len() as u64) as usize]
     }
 }

@@ -18,11 +18,11 @@ impl Topics {
         }
     }
 
-    /// Runs `xtask create-topics` on these topics with `flags`; every setting that could come
+    /// Runs `velib-topics create` on these topics with `flags`; every setting that could come
     /// from the environment is given as a flag, so the caller's environment does not matter.
     fn create(&self, flags: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .arg("create-topics")
+        Command::new(env!("CARGO_BIN_EXE_velib-topics"))
+            .arg("create")
             .args(["--bootstrap-servers", &kafka_bootstrap()])
             .args(["--stations-topic", &self.stations])
             .args(["--events-topic", &self.events])
@@ -31,7 +31,7 @@ impl Topics {
             .args(flags)
             .env("RUST_LOG", "warn")
             .output()
-            .expect("run xtask create-topics")
+            .expect("run velib-topics create")
     }
 }
 
@@ -157,9 +157,9 @@ fn fewer_partitions_are_refused_with_a_reason() {
     );
 }
 
-/// Another binary of the workspace (`cargo test --workspace` builds them beside xtask).
+/// Another binary of the workspace (`cargo test --workspace` builds them beside velib-topics).
 fn binary(name: &str) -> std::path::PathBuf {
-    velib_testkit::sibling_binary(env!("CARGO_BIN_EXE_xtask"), name)
+    velib_testkit::sibling_binary(env!("CARGO_BIN_EXE_velib-topics"), name)
 }
 
 /// `velib-producer` on a simulated city of `stations` stations for `polls` polls, to completion.

@@ -368,7 +368,7 @@ impl ClientContext for ReportingContext {
 
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         self.guard.observe_log(fac, log_message);
-        crate::sink::forward_librdkafka_log(level, fac, log_message);
+        forward_librdkafka_log(level, fac, log_message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -401,6 +401,19 @@ impl ConsumerContext for ReportingContext {
             self.guard.confirm_working();
             cluster_reachable();
         }
+    }
+}
+
+/// Forwards a librdkafka log line to tracing (target `librdkafka`) at debug level, or error
+/// for its critical levels. Connection problems reach velib's clients through their `error`
+/// callbacks, which report each state change once; librdkafka's own lines, one per attempt,
+/// stay available with `RUST_LOG=librdkafka=debug`.
+pub fn forward_librdkafka_log(level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical => {
+            tracing::error!(target: "librdkafka", fac, "{log_message}")
+        }
+        _ => tracing::debug!(target: "librdkafka", fac, "{log_message}"),
     }
 }
 

@@ -1,4 +1,4 @@
-//! The Kafka side of publishing, behind [`StationSink`].
+//! The Kafka side of publishing, behind [`RecordSink`].
 //!
 //! # Delivery guarantee
 //!
@@ -12,11 +12,12 @@
 //!
 //! The limit: records still queued when the process dies are lost (the producer's queue is in
 //! memory), and records whose timeout expires while no broker is reachable are reported as
-//! failed, not kept. [`StationSink::flush`] before exit is what makes a shutdown lose nothing:
+//! failed, not kept. [`RecordSink::flush`] before exit is what makes a shutdown lose nothing:
 //! dropping a producer purges its queue.
 
+use crate::config::redact_config_error;
 use crate::connection::{self, ConnectionGuard};
-use crate::kafka_config::redact_config_error;
+use crate::rate_limit::RateLimited;
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -51,7 +52,7 @@ pub struct Landed {
 }
 
 /// Called once per enqueued record, from the producer's delivery thread, with the tag given
-/// to [`StationSink::enqueue`] and the outcome. Keep it quick: it runs on librdkafka's thread.
+/// to [`RecordSink::enqueue`] and the outcome. Keep it quick: it runs on librdkafka's thread.
 pub type DeliveryCallback = Arc<dyn Fn(usize, Result<Landed, KafkaError>) + Send + Sync>;
 
 /// Counts of delivery outcomes since the sink was created.
@@ -88,7 +89,7 @@ pub enum EnqueueError {
 
 /// Where records go. [`KafkaSink`] is the implementation; the trait keeps the poll and monitor
 /// loops independent of rdkafka.
-pub trait StationSink: Send + Sync {
+pub trait RecordSink: Send + Sync {
     /// Queues a record without waiting for its delivery. `tag` comes back with the outcome
     /// through the sink's [`DeliveryCallback`].
     ///
@@ -179,24 +180,11 @@ impl Health {
     }
 }
 
-/// Forwards a librdkafka log line to tracing (target `librdkafka`) at debug level, or error
-/// for its critical levels. Connection problems reach velib's clients through their `error`
-/// callbacks, which report each state change once; librdkafka's own lines, one per attempt,
-/// stay available with `RUST_LOG=librdkafka=debug`.
-pub fn forward_librdkafka_log(level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-    match level {
-        RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical => {
-            tracing::error!(target: "librdkafka", fac, "{log_message}")
-        }
-        _ => tracing::debug!(target: "librdkafka", fac, "{log_message}"),
-    }
-}
-
 /// The rdkafka context: counts outcomes, calls the delivery callback, and turns librdkafka's
 /// error stream into state-change log lines.
 struct SinkContext {
     counts: Counters,
-    failure_log: Mutex<FailureLog>,
+    failure_log: Mutex<RateLimited>,
     health: Arc<Health>,
     callback: Option<DeliveryCallback>,
 }
@@ -211,7 +199,7 @@ struct Counters {
 impl ClientContext for SinkContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         self.health.guard.observe_log(fac, log_message);
-        forward_librdkafka_log(level, fac, log_message);
+        connection::forward_librdkafka_log(level, fac, log_message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -268,30 +256,7 @@ impl ProducerContext for SinkContext {
     }
 }
 
-/// Lets one delivery-failure line through per second, counting the others, so a broker outage
-/// that fails a whole queue is one line a second, not a million.
-#[derive(Debug, Default)]
-struct FailureLog {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl FailureLog {
-    fn allow(&mut self) -> Option<u64> {
-        let now = Instant::now();
-        if self
-            .last
-            .is_some_and(|l| now.duration_since(l) < Duration::from_secs(1))
-        {
-            self.suppressed += 1;
-            return None;
-        }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.suppressed))
-    }
-}
-
-/// A [`StationSink`] on an idempotent rdkafka producer with its own delivery thread.
+/// A [`RecordSink`] on an idempotent rdkafka producer with its own delivery thread.
 pub struct KafkaSink {
     producer: ThreadedProducer<SinkContext>,
     health: Arc<Health>,
@@ -321,7 +286,7 @@ impl KafkaSink {
         let health = Arc::new(Health::default());
         let context = SinkContext {
             counts: Counters::default(),
-            failure_log: Mutex::new(FailureLog::default()),
+            failure_log: Mutex::new(RateLimited::default()),
             health: Arc::clone(&health),
             callback,
         };
@@ -332,13 +297,13 @@ impl KafkaSink {
     }
 
     /// Where this producer records a connection failure that retrying cannot fix (wrong
-    /// credentials, untrusted certificate…); [`StationSink::fatal_error`] reports it too.
+    /// credentials, untrusted certificate…); [`RecordSink::fatal_error`] reports it too.
     pub fn connection_guard(&self) -> ConnectionGuard {
         self.health.guard.clone()
     }
 }
 
-impl StationSink for KafkaSink {
+impl RecordSink for KafkaSink {
     fn enqueue(&self, record: &OutRecord<'_>, tag: usize) -> Result<(), EnqueueError> {
         let mut base = BaseRecord::with_opaque_to(record.topic, tag)
             .key(record.key)
@@ -406,7 +371,7 @@ impl StationSink for KafkaSink {
 /// # Errors
 ///
 /// [`EnqueueError::QueueFull`] if the queue is still full at `deadline`, or the refusal.
-pub async fn enqueue_with_backpressure<S: StationSink + ?Sized>(
+pub async fn enqueue_with_backpressure<S: RecordSink + ?Sized>(
     sink: &S,
     record: &OutRecord<'_>,
     tag: usize,
@@ -423,9 +388,9 @@ pub async fn enqueue_with_backpressure<S: StationSink + ?Sized>(
 }
 
 /// Waits (asynchronously) up to `timeout` for every queued record's outcome, and returns how
-/// many records are still without one. Unlike [`StationSink::flush`] it never blocks the async
+/// many records are still without one. Unlike [`RecordSink::flush`] it never blocks the async
 /// runtime, so other tasks (a monitor's consumer, a test) keep running while it waits.
-pub async fn flush_async<S: StationSink + ?Sized>(sink: &S, timeout: Duration) -> u64 {
+pub async fn flush_async<S: RecordSink + ?Sized>(sink: &S, timeout: Duration) -> u64 {
     let deadline = tokio::time::Instant::now() + timeout;
     // Delivery runs on the producer's own thread; all this waits for is its reports. Checking
     // the counters every millisecond costs nothing and ends the wait within one of the last

@@ -1,4 +1,4 @@
-//! `create-topics` on the secured listeners of the Apache Kafka node `cargo xtask test` starts
+//! `velib-topics create` on the secured listeners of the Apache Kafka node `cargo xtask test` starts
 //! (TLS with a CA made for the run; SASL/SCRAM-SHA-512), configured by the same properties file
 //! as the binaries.
 
@@ -35,10 +35,10 @@ fn row(output: &Output, topic: &str) -> Vec<String> {
         .collect()
 }
 
-/// `create-topics --kafka-config FILE` for three fresh topic names (no other Kafka flag).
+/// `velib-topics create --kafka-config FILE` for three fresh topic names (no other Kafka flag).
 fn create_topics(config: &Path, stations: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .arg("create-topics")
+    Command::new(env!("CARGO_BIN_EXE_velib-topics"))
+        .arg("create")
         .arg("--kafka-config")
         .arg(config)
         .args(["--stations-topic", stations])
@@ -48,7 +48,7 @@ fn create_topics(config: &Path, stations: &str) -> Output {
         .env_remove("KAFKA_BOOTSTRAP_SERVERS")
         .env("RUST_LOG", "warn")
         .output()
-        .expect("run xtask create-topics")
+        .expect("run velib-topics create")
 }
 
 fn report(output: &Output) -> String {

@@ -1,0 +1,37 @@
+//! The Kafka layer every velib binary shares, so the producer, the monitor, the alerts consumer
+//! and the live map each hold only their own job.
+//!
+//! - [`config`]: [`KafkaArgs`], the `--bootstrap-servers` / `--kafka-config` / `-X key=value`
+//!   flags, who wins between them, and secret redaction; [`properties`] reads Kafka client
+//!   properties files (`${env:NAME}`, Java's JAAS line).
+//! - [`connection`]: failures no retry fixes (refused credentials, an untrusted certificate, a
+//!   TLS/plaintext mismatch) told apart from a broker that is merely down, and librdkafka's log
+//!   lines forwarded to `tracing`; [`ReportingContext`] is the client context that does both.
+//! - [`sink`]: [`RecordSink`], where any velib record is published, and [`KafkaSink`], its
+//!   idempotent producer.
+//! - [`topics`]: topic administration (plan, then apply through the Admin API), the library
+//!   of `velib-topics create` and `cargo xtask create-topics`.
+//! - [`cli`]: what every binary does the same way: logging, the metrics endpoint, the shutdown
+//!   signal, duration flags.
+//! - [`RateLimited`]: one log line per period for failures that come by the thousand.
+//!
+//! All the `unsafe` code is in `topics::ffi`, for the two Admin API calls rdkafka does not make.
+
+#![deny(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod connection;
+pub mod properties;
+mod rate_limit;
+pub mod sink;
+pub mod topics;
+
+pub use config::KafkaArgs;
+pub use connection::{ConnectionError, ConnectionGuard, ReportingContext};
+pub use properties::{PropertiesError, PropertiesFile};
+pub use rate_limit::RateLimited;
+pub use sink::{
+    DeliveryCallback, EnqueueError, KafkaSink, Landed, OutRecord, RecordSink, SINK_DEFAULTS,
+    SinkCounts, flush_async,
+};
