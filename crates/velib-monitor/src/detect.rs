@@ -57,6 +57,20 @@ impl State {
     }
 }
 
+/// What the detector remembers of one station, as the exactly-once monitor's state changelog
+/// keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Remembered {
+    /// The snapshot the state came from, when its record carried one.
+    pub snapshot_at: Option<i64>,
+    /// The tracked count.
+    pub tracked: u32,
+    /// Available bikes.
+    pub bikes: u32,
+    /// Whether the station was open.
+    pub open: bool,
+}
+
 /// What a record means for its station.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -117,6 +131,26 @@ impl Detector {
         }
     }
 
+    /// Sets what is known of station `number` of contract `contract` (spelled as its records
+    /// spell it), as restored from the state changelog.
+    pub fn restore(&mut self, contract: &str, number: &StationId, state: Remembered) {
+        let state = State {
+            snapshot_at: state.snapshot_at.unwrap_or(i64::MIN),
+            tracked: clamp(state.tracked),
+            bikes: clamp(state.bikes),
+            open: state.open,
+        };
+        match self.compact_key_of(contract, number) {
+            Some(key) => {
+                self.compact.insert(key, state);
+            }
+            None => {
+                let key = velib_model::StationKey::new(contract, &number.to_string());
+                self.wide.insert(key.as_str().into(), state);
+            }
+        }
+    }
+
     /// Number of stations known.
     pub fn len(&self) -> usize {
         self.compact.len() + self.wide.len()
@@ -148,13 +182,16 @@ impl Detector {
     }
 
     fn compact_key(&mut self, station: &StationView<'_>) -> Option<u64> {
-        let StationId::Number(n) = station.number else {
+        self.compact_key_of(&station.contract_name, &station.number)
+    }
+
+    fn compact_key_of(&mut self, name: &str, number: &StationId) -> Option<u64> {
+        let StationId::Number(n) = *number else {
             return None;
         };
         if n >= 1 << ID_BITS {
             return None;
         }
-        let name = &*station.contract_name;
         let contract = match self.last_contract {
             Some(c) if *self.contract_names[usize::from(c)] == *name => c,
             _ => {

@@ -11,7 +11,10 @@ use std::time::Duration;
 use velib_kafka::KafkaArgs;
 use velib_kafka::cli::{ServiceArgs, parse_duration};
 use velib_model::TrackedField;
-use velib_monitor::{DEFAULT_GROUP, DlqFailure, MonitorConfig, OutputFormat, connect};
+use velib_monitor::{
+    DEFAULT_GROUP, DlqFailure, ExactlyOnceConfig, InstanceSlot, MonitorConfig, OutputFormat,
+    connect, run_exactly_once,
+};
 
 /// Consumes station records and prints `+1 ADDRESS (Contract)` for every change, once across
 /// all monitors of the consumer group.
@@ -68,8 +71,46 @@ struct Cli {
     #[arg(long, env = "VELIB_FLUSH_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     flush_timeout: Duration,
 
+    /// `exactly-once`: each change printed once across the group, none missed, through
+    /// rebalances, crashes and zombies (Kafka transactions; the state in --state-topic).
+    /// `at-least-once`: for brokers without transactions; a change straddling a rebalance or a
+    /// crash is not printed, and a rebalance under load can print a change twice.
+    #[arg(long, env = "VELIB_GUARANTEE", value_enum, default_value_t = Guarantee::ExactlyOnce)]
+    guarantee: Guarantee,
+
+    /// This monitor's stable identity in its group (exactly-once): its transactional id is
+    /// `velib-monitor.GROUP.ID`. Give each monitor its own, the same across its restarts (a
+    /// pod name in a StatefulSet). By default `HOST-N`, N the lowest slot of the group free on
+    /// this host.
+    #[arg(long, env = "VELIB_INSTANCE_ID")]
+    instance_id: Option<String>,
+
+    /// The monitor's state changelog (exactly-once): compacted, with as many partitions as
+    /// --topic; `velib-topics create` makes it.
+    #[arg(long, env = "VELIB_STATE_TOPIC", default_value = velib_monitor::DEFAULT_STATE_TOPIC)]
+    state_topic: String,
+
+    /// How long a transaction stays open (exactly-once): lines are printed at most this late.
+    #[arg(long, env = "VELIB_COMMIT_INTERVAL", default_value = "100ms",
+          value_parser = velib_kafka::cli::parse_positive_duration)]
+    commit_interval: Duration,
+
+    /// `transaction.timeout.ms` (exactly-once): a transaction left open longer by a frozen or
+    /// dead monitor is aborted by Kafka; a new owner of its partitions may wait this long.
+    #[arg(long, env = "VELIB_TRANSACTION_TIMEOUT", default_value = "10s",
+          value_parser = velib_kafka::cli::parse_positive_duration)]
+    transaction_timeout: Duration,
+
     #[command(flatten)]
     service: ServiceArgs,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Guarantee {
+    /// Kafka transactions: every change printed once.
+    ExactlyOnce,
+    /// No transactions: for brokers without them.
+    AtLeastOnce,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -120,6 +161,15 @@ async fn main() -> anyhow::Result<()> {
         flush_timeout: cli.flush_timeout,
     };
     tracing::info!(group = %cli.group_id, topic = %config.topic, kafka = ?cli.kafka, "starting");
+    if cli.guarantee == Guarantee::ExactlyOnce {
+        let eos = EosArgs {
+            instance_id: cli.instance_id,
+            state_topic: cli.state_topic,
+            commit_interval: cli.commit_interval,
+            transaction_timeout: cli.transaction_timeout,
+        };
+        return exactly_once(cli.kafka, cli.group_id, eos, config, shutdown).await;
+    }
     let parts = connect(
         &cli.kafka,
         &cli.group_id,
@@ -153,6 +203,67 @@ async fn main() -> anyhow::Result<()> {
             "some events were not delivered; their records were not committed and will be read again"
         );
     }
+    Ok(())
+}
+
+/// The exactly-once flags.
+struct EosArgs {
+    instance_id: Option<String>,
+    state_topic: String,
+    commit_interval: Duration,
+    transaction_timeout: Duration,
+}
+
+/// The exactly-once monitor, on a thread of its own (its Kafka calls block), until `shutdown`.
+async fn exactly_once(
+    kafka: KafkaArgs,
+    group: String,
+    args: EosArgs,
+    config: MonitorConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    // Held for the process's life: the slot's lock is what keeps the id this process's.
+    let slot = match &args.instance_id {
+        Some(_) => None,
+        None => Some(
+            InstanceSlot::claim(&group)
+                .context("could not claim an instance slot; name one with --instance-id")?,
+        ),
+    };
+    let instance = args
+        .instance_id
+        .or_else(|| slot.as_ref().map(|s| s.id().to_owned()))
+        .expect("an id from the flag or the slot");
+    let mut eos = ExactlyOnceConfig::new(instance);
+    eos.state_topic = args.state_topic;
+    eos.commit_interval = args.commit_interval;
+    eos.transaction_timeout = args.transaction_timeout;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let worker = {
+        let stop = std::sync::Arc::clone(&stop);
+        tokio::task::spawn_blocking(move || {
+            let out = Box::new(std::io::BufWriter::new(std::io::stdout()));
+            run_exactly_once(&kafka, &group, &config, &eos, out, &stop)
+        })
+    };
+    tokio::pin!(worker);
+    let report = tokio::select! {
+        done = &mut worker => done,
+        () = shutdown => {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            worker.await
+        }
+    }
+    .context("the monitor thread panicked")??;
+    drop(slot);
+    tracing::info!(
+        records = report.records,
+        changes = report.changes,
+        poison = report.poison,
+        dead_letters_lost = report.dead_letters_lost,
+        events = report.events,
+        "stopped"
+    );
     Ok(())
 }
 

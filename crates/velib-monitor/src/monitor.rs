@@ -133,6 +133,18 @@ pub enum MonitorError {
     /// The consumer cannot go on.
     #[error("the Kafka consumer failed")]
     Stream(#[from] crate::stream::StreamError),
+    /// A Kafka client could not be set up or used (exactly-once mode).
+    #[error("could not {what}: {source}")]
+    Kafka {
+        /// What was being done.
+        what: &'static str,
+        /// Kafka's error.
+        source: rdkafka::error::KafkaError,
+    },
+    /// The transactions of the exactly-once mode cannot go on; the message says why and what
+    /// to change.
+    #[error("{0}")]
+    Transaction(String),
     /// The events producer cannot go on.
     #[error("the events producer failed: {0}")]
     Sink(String),
@@ -159,13 +171,13 @@ pub enum MonitorError {
 }
 
 /// What to change when a dead-letter copy is refused for good.
-const DLQ_ADVICE: &str = "Fix the cause (a record over message.max.bytes: raise it with \
+pub(crate) const DLQ_ADVICE: &str = "Fix the cause (a record over message.max.bytes: raise it with \
     -X message.max.bytes=… here and max.message.bytes on the topic; a missing topic: create it, \
     or name another with --dlq-topic), or skip such records with --on-dlq-failure=skip (each one \
     logged and counted as lost), or only count unreadable records with --no-dlq";
 
 /// What to change when an event is refused for good.
-const EVENTS_ADVICE: &str = "Create the events topic (cargo xtask create-topics) or name \
+pub(crate) const EVENTS_ADVICE: &str = "Create the events topic (cargo xtask create-topics) or name \
     another with --events-topic, check the ACLs, or publish no events with --no-events";
 
 /// Consumes `stream` until `shutdown` resolves, printing changes to `out` and publishing events
@@ -323,6 +335,7 @@ where
                     &mut report,
                     &mut poison_log,
                     &mut unflushed,
+                    None,
                 );
                 if let Some(pending) = pending {
                     let (topic, headers) = (pending.topic.clone(), header_refs(&pending.headers));
@@ -498,7 +511,7 @@ fn ready_now<F: Future>(future: F) -> Option<F::Output> {
 
 /// Adds what `report` counted since `metered` to the metrics: counters are updated in batches,
 /// not per record.
-fn meter(report: &MonitorReport, metered: &mut MonitorReport) {
+pub(crate) fn meter(report: &MonitorReport, metered: &mut MonitorReport) {
     let add = |name: &'static str, now: u64, before: &mut u64| {
         if now > *before {
             metrics::counter!(name).increment(now - *before);
@@ -565,8 +578,17 @@ fn header_refs<'a>(headers: &'a [(&'static str, Vec<u8>)]) -> Vec<(&'static str,
     headers.iter().map(|(k, v)| (*k, v.as_slice())).collect()
 }
 
+/// A changelog record of the exactly-once mode: the station's key and its state.
+pub(crate) struct StateOut {
+    pub(crate) key: String,
+    pub(crate) value: Vec<u8>,
+}
+
 /// Handles one record; returns what must be published (and delivered) before it is done.
-fn process(
+/// With `state_out`, also the station's new state when it changed in a way detection depends
+/// on (its first record, a change of the tracked count, an emptiness transition).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn process(
     record: &InRecord<'_>,
     detector: &mut Detector,
     config: &MonitorConfig,
@@ -574,6 +596,7 @@ fn process(
     report: &mut MonitorReport,
     poison_log: &mut RateLimited,
     unflushed: &mut bool,
+    state_out: Option<&mut Option<StateOut>>,
 ) -> Option<PendingOut> {
     let payload = record.payload().unwrap_or_default();
     let station = match StationView::from_json(payload) {
@@ -610,7 +633,21 @@ fn process(
             });
         }
     };
-    match detector.observe(&station) {
+    let verdict = detector.observe(&station);
+    if let Some(slot) = state_out {
+        let remember = match verdict {
+            Verdict::First => true,
+            Verdict::Updated { change, emptiness } => change.is_some() || emptiness.is_some(),
+            Verdict::Stale => false,
+        };
+        if remember {
+            *slot = Some(StateOut {
+                key: station.key().as_str().to_owned(),
+                value: crate::exactly_once::state_value(&station, config.field),
+            });
+        }
+    }
+    match verdict {
         Verdict::First => None,
         Verdict::Stale => {
             report.stale += 1;

@@ -78,6 +78,15 @@ pub struct Args {
     #[arg(long, env = "VELIB_NO_DLQ")]
     no_dlq: bool,
 
+    /// The exactly-once monitor's state changelog (its `--state-topic`): compacted, with as
+    /// many partitions as the stations topic, partition for partition.
+    #[arg(long, env = "VELIB_STATE_TOPIC", default_value = "velib-monitor-state")]
+    state_topic: String,
+
+    /// Leave the state topic out (for monitors run with `--guarantee at-least-once`).
+    #[arg(long, env = "VELIB_NO_STATE")]
+    no_state: bool,
+
     /// Partitions of the stations topic: at most this many monitors of one group share the work.
     #[arg(long, env = "VELIB_STATIONS_PARTITIONS", default_value_t = 10,
           value_parser = clap::value_parser!(i32).range(1..))]
@@ -183,7 +192,7 @@ pub struct TopicRequest {
 }
 
 impl Args {
-    /// The requests for the three topics (two with `--no-dlq`), from the flags.
+    /// The requests for the four topics (fewer with `--no-dlq`, `--no-state`), from the flags.
     pub fn requests(&self) -> Vec<TopicRequest> {
         let mut stations = BTreeMap::new();
         if self.short_retention {
@@ -224,6 +233,13 @@ impl Args {
                 self.dlq_partitions,
                 &self.dlq_configs,
             ));
+        }
+        if !self.no_state {
+            // Compacted: the latest state of every station is kept, whatever its age.
+            requests.push(TopicRequest {
+                configs: [("cleanup.policy".to_owned(), "compact".to_owned())].into(),
+                ..request(&self.state_topic, self.partitions, &[])
+            });
         }
         requests
     }
@@ -839,20 +855,22 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_the_three_topics() {
+    fn defaults_are_the_four_topics() {
         let requests = args(&[]).requests();
         let shapes: Vec<(&str, i32, i32)> = requests
             .iter()
             .map(|r| (r.name.as_str(), r.partitions, r.replication_factor))
             .collect();
         // The environment may rename topics (VELIB_*_TOPIC); the shapes are what matter here.
-        assert_eq!(shapes.len(), 3);
+        assert_eq!(shapes.len(), 4);
         assert_eq!(
             shapes.iter().map(|s| (s.1, s.2)).collect::<Vec<_>>(),
-            [(10, 1), (3, 1), (1, 1)]
+            [(10, 1), (3, 1), (1, 1), (10, 1)]
         );
-        assert!(requests.iter().all(|r| r.configs.is_empty()));
-        assert_eq!(args(&["--no-dlq"]).requests().len(), 2);
+        assert!(requests[..3].iter().all(|r| r.configs.is_empty()));
+        assert_eq!(requests[3].configs, map(&[("cleanup.policy", "compact")]));
+        assert_eq!(args(&["--no-dlq"]).requests().len(), 3);
+        assert_eq!(args(&["--no-dlq", "--no-state"]).requests().len(), 2);
     }
 
     #[test]
@@ -886,6 +904,8 @@ mod tests {
         );
         assert_eq!(requests[1].configs, map(&[("retention.ms", "86400000")]));
         assert!(requests[2].configs.is_empty());
+        // The state topic follows the stations topic's partitions.
+        assert_eq!(requests[3].partitions, 12);
         assert!(requests.iter().all(|r| r.replication_factor == 3));
 
         // `--config` comes last, so it wins over the named flags.
