@@ -142,12 +142,36 @@ pub fn uncommitted(bootstrap: &str, group: &str, topic: &str) -> Option<i64> {
         let (low, high) = consumer
             .fetch_watermarks(topic, e.partition(), timeout)
             .ok()?;
+        if low < 0 || high < 0 {
+            return None;
+        }
         behind += match e.offset() {
             Offset::Offset(o) => (high - o).max(0),
             _ => high - low,
         };
     }
     Some(behind)
+}
+
+/// How many records `topic` holds, summed over its partitions (high minus low watermark);
+/// `None` while the broker cannot answer.
+pub fn records_in(bootstrap: &str, topic: &str) -> Option<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("log_level", "0")
+        .create()
+        .ok()?;
+    let timeout = Duration::from_secs(5);
+    let metadata = consumer.fetch_metadata(Some(topic), timeout).ok()?;
+    let mut total = 0;
+    for p in metadata.topics().first()?.partitions() {
+        let (low, high) = consumer.fetch_watermarks(topic, p.id(), timeout).ok()?;
+        if low < 0 || high < 0 {
+            return None;
+        }
+        total += high - low;
+    }
+    Some(total)
 }
 
 #[cfg(test)]
