@@ -173,6 +173,12 @@ fn test(test_args: &[String]) -> Result<()> {
         .env(secure::TLS_BOOTSTRAP_ENV, listener(Listener::Tls))
         .env(secure::TLS_CA_ENV, ca.ca_file())
         .env("VELIB_TUTORIAL_PYTHON", &tutorial_python)
+        // The exactly-once soak runs ten minutes here (a minute under a plain `cargo test`),
+        // unless asked otherwise.
+        .env(
+            "VELIB_EOS_SOAK_SECS",
+            std::env::var("VELIB_EOS_SOAK_SECS").unwrap_or_else(|_| "600".into()),
+        )
         .status()
         .context("could not start cargo test")?;
     cluster.stop(STOP_GRACE);

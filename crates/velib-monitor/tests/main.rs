@@ -3,6 +3,7 @@
 
 mod binaries;
 mod dead_letters;
+mod exactly_once;
 mod outage;
 mod real_day;
 mod scenarios;

@@ -16,6 +16,7 @@
 //! never see each other's records.
 
 pub mod child;
+pub mod group;
 pub mod kafka;
 pub mod secure;
 
@@ -159,6 +160,21 @@ impl MockKafka {
     /// As [`broker_up`](MockKafka::broker_up).
     pub fn all_brokers_up(&self) -> Result<(), KafkaError> {
         (1..=self.brokers).try_for_each(|id| self.broker_up(id))
+    }
+
+    /// Makes the cluster answer the next `errors.len()` requests of API `api_key` (Kafka's
+    /// ApiKey: 8 is OffsetCommit, 12 Heartbeat, …), whichever client sends them, with these
+    /// errors in order (`rd_kafka_mock_push_request_errors_array`).
+    pub fn push_request_errors(&self, api_key: i16, errors: &[rdsys::rd_kafka_resp_err_t]) {
+        // SAFETY: the cluster is alive while `self` is; librdkafka copies the array.
+        unsafe {
+            rdsys::rd_kafka_mock_push_request_errors_array(
+                self.cluster.as_ptr(),
+                api_key,
+                errors.len(),
+                errors.as_ptr(),
+            );
+        }
     }
 }
 

@@ -1,0 +1,1245 @@
+//! Exactly once across the group, under faults, with monitor *processes* on Apache Kafka.
+//!
+//! Every scenario plays the same kind of scripted city: 400 stations in four contracts whose
+//! station numbers collide (`Lyon:7` and `Nantes:7` share a number and an address, and differ
+//! only by contract), each going through a scripted list of `available_bike_stands` values, one
+//! record per station per round, keyed and serialised as the producer does, with `snapshot_at`
+//! increasing by round. Some rounds also carry a late copy of a station's previous record (a
+//! producer retry), which must print nothing. A publisher paces the rounds over tens of
+//! seconds while monitors join, leave, are killed, frozen past their session timeout or lose
+//! their broker. Then comes one exact check: the union of every monitor's stdout equals the
+//! lines the script implies — no line twice, none missing, no other line.
+//!
+//! The expected lines are computed from the script's values alone (`{delta:+} ADDRESS
+//! (Contract)` for every two consecutive rounds of a station with different values; nothing for
+//! a station's first record), not from the monitor's code. Each change of a station has a
+//! magnitude of its own (1, 2, 3…), so every expected line is distinct: a line printed twice
+//! cannot hide a line missing.
+//!
+//! The end of a run is decided by the broker, not by a guess: once the last round is
+//! delivered, the harness waits until the group has committed every record of the topic (a
+//! committed record's line has been printed, by either delivery guarantee), then stops the
+//! monitors with SIGTERM, which flushes their output, and compares.
+//!
+//! Monitors run as `velib-monitor` processes, each with its own `client.id` (how the harness
+//! recognises it in the group's description) and, when the binary has the flag, its own
+//! `--instance-id` (kept across a restart). The flags in `VELIB_EOS_MONITOR_ARGS`
+//! (whitespace-separated) are added to every monitor, for example `--guarantee exactly-once`.
+//!
+//! - `VELIB_EOS_REPEAT` (default 1): how many times the join/leave, kill and freeze scenarios run.
+//! - `VELIB_EOS_SOAK_SECS` (default 60; `cargo xtask test` sets 600): the soak's length.
+//! - `VELIB_EOS_SEED`: the soak's random seed, to replay one (each run prints its seed).
+//!
+//! They are `#[ignore]`d like the other Apache Kafka tests: `cargo xtask test` runs them, or
+//! `cargo xtask kafka` and `VELIB_KAFKA_BOOTSTRAP=<its address> cargo test -p velib-monitor
+//! --test main exactly_once -- --include-ignored`. The broker-restart and three-node scenarios
+//! start nodes of their own from the jars in `VELIB_KAFKA_LIBS` (or velib's cache). The
+//! regression test for the duplicate at a refused revoke commit runs on librdkafka's mock
+//! cluster.
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::types::RDKafkaRespErr;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::process::Command;
+use velib_model::{Position, Station, StationId, Status};
+use velib_producer::{KafkaArgs, KafkaSink, OutRecord, SINK_DEFAULTS, StationSink};
+use velib_testkit::MockKafka;
+use velib_testkit::child::Child;
+use velib_testkit::group::{GroupView, describe_group, records_in, uncommitted};
+use velib_testkit::kafka::{KafkaCluster, KafkaOptions};
+use velib_testkit::{unique_name, wait_for};
+
+/// Partitions of the stations topic (and of the monitors' state topic).
+const PARTITIONS: i32 = 10;
+const CONTRACTS: [&str; 4] = ["Lyon", "Toulouse", "Marseille", "Nantes"];
+const PER_CONTRACT: u64 = 100;
+/// The most changes a station may go through with every change's magnitude its own and the
+/// count within 1..=39 of 40 stands.
+const MAX_CHANGES: usize = 38;
+/// A short session, so that a killed or frozen monitor's partitions move within seconds (6 s
+/// is the broker's `group.min.session.timeout.ms`).
+const SESSION: &[&str] = &[
+    "-X",
+    "session.timeout.ms=6000",
+    "-X",
+    "heartbeat.interval.ms=500",
+];
+/// How long a group gets to settle after a membership change (a session timeout, a JVM
+/// restarting on a loaded machine).
+const SETTLE: Duration = Duration::from_secs(90);
+/// How long the group gets to commit the whole topic once the last round is delivered.
+const CATCH_UP: Duration = Duration::from_secs(120);
+/// How long a round's delivery may take (a broker being restarted meanwhile).
+const DELIVERY: Duration = Duration::from_secs(180);
+
+const ARGS_ENV: &str = "VELIB_EOS_MONITOR_ARGS";
+const REPEAT_ENV: &str = "VELIB_EOS_REPEAT";
+const SOAK_ENV: &str = "VELIB_EOS_SOAK_SECS";
+const SEED_ENV: &str = "VELIB_EOS_SEED";
+
+// ---------------------------------------------------------------------------------------------
+// The script and the lines it implies.
+
+/// Which station changes in which round, and how fast rounds come.
+#[derive(Debug, Clone, Copy)]
+struct Script {
+    rounds: usize,
+    /// A station changes in round `r > 0` when `(7 i + r) % period < changing`.
+    period: u64,
+    changing: u64,
+    interval: Duration,
+}
+
+/// One station of the script: its index, contract and number.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    index: usize,
+    contract: &'static str,
+    number: u64,
+}
+
+impl Slot {
+    fn address(&self) -> String {
+        // The same address in every contract: only the contract tells the lines apart.
+        format!("{} PLACE DE LA GARE", self.number)
+    }
+}
+
+impl Script {
+    /// Forty rounds half a second apart (twenty seconds); a station changes in three rounds of
+    /// four. Rounds come faster than a monitor's auto-commit (every second), as during a
+    /// backlog, so a fault finds more than one record of a station not yet committed.
+    fn standard() -> Script {
+        Script {
+            rounds: 40,
+            period: 4,
+            changing: 3,
+            interval: Duration::from_millis(500),
+        }
+    }
+
+    /// One round a second for `secs` seconds, each station changing at most [`MAX_CHANGES`]
+    /// times.
+    fn lasting(secs: u64) -> Script {
+        let rounds = secs.max(2) as usize;
+        Script {
+            rounds,
+            period: (rounds as u64).div_ceil(MAX_CHANGES as u64 - 2).max(2),
+            changing: 1,
+            interval: Duration::from_secs(1),
+        }
+    }
+
+    fn slots() -> impl Iterator<Item = Slot> {
+        CONTRACTS.iter().enumerate().flat_map(|(c, contract)| {
+            (1..=PER_CONTRACT).map(move |number| Slot {
+                index: c * PER_CONTRACT as usize + number as usize - 1,
+                contract,
+                number,
+            })
+        })
+    }
+
+    fn changes(&self, slot: &Slot, round: usize) -> bool {
+        round > 0 && (slot.index as u64 * 7 + round as u64) % self.period < self.changing
+    }
+
+    /// The station's count in each round: the k-th change moves it by k, alternately up and
+    /// down (down first for every other station), so it stays within 20 ± 19.
+    fn stands(&self, slot: &Slot) -> Vec<u32> {
+        let mut value: u32 = 20;
+        let mut k: u32 = 0;
+        let up_first = slot.index % 2 == 0;
+        (0..self.rounds)
+            .map(|round| {
+                if self.changes(slot, round) {
+                    k += 1;
+                    assert!(
+                        k as usize <= MAX_CHANGES,
+                        "the script changes a station too often"
+                    );
+                    if (k % 2 == 1) == up_first {
+                        value += k;
+                    } else {
+                        value -= k;
+                    }
+                }
+                value
+            })
+            .collect()
+    }
+
+    fn snapshot_at(round: usize) -> i64 {
+        1_780_000_000_000 + round as i64 * 60_000
+    }
+
+    fn record(slot: &Slot, round: usize, stands: u32) -> Station {
+        Station {
+            number: StationId::Number(slot.number),
+            contract_name: slot.contract.to_owned(),
+            name: format!("{:03} - GARE", slot.number),
+            address: slot.address(),
+            position: Position {
+                lat: 45.0 + slot.index as f64 / 1000.0,
+                lng: 4.0 + slot.number as f64 / 1000.0,
+            },
+            banking: true,
+            bonus: false,
+            bike_stands: 40,
+            available_bike_stands: stands,
+            available_bikes: 40 - stands,
+            status: Status::Open,
+            last_update: Some(Script::snapshot_at(round) - 5_000),
+            snapshot_at: Some(Script::snapshot_at(round)),
+        }
+    }
+
+    /// The records of `round`, in publishing order: every station's record, each followed, for
+    /// one station in ten, by a late copy of its previous round's record.
+    fn round(&self, round: usize, stands: &[Vec<u32>]) -> Vec<Station> {
+        let mut out = Vec::new();
+        for slot in Script::slots() {
+            out.push(Script::record(&slot, round, stands[slot.index][round]));
+            if round > 0 && (slot.index + round) % 10 == 0 {
+                out.push(Script::record(
+                    &slot,
+                    round - 1,
+                    stands[slot.index][round - 1],
+                ));
+            }
+        }
+        out
+    }
+
+    /// How many records rounds `0..rounds` hold.
+    fn records(&self, rounds: usize) -> usize {
+        let stands = self.all_stands();
+        (0..rounds).map(|r| self.round(r, &stands).len()).sum()
+    }
+
+    fn all_stands(&self) -> Vec<Vec<u32>> {
+        Script::slots().map(|s| self.stands(&s)).collect()
+    }
+
+    /// The lines rounds `0..rounds` imply, from the values alone.
+    fn expected_lines(&self, rounds: usize) -> Vec<String> {
+        let mut lines = Vec::new();
+        for slot in Script::slots() {
+            let values = self.stands(&slot);
+            for pair in values[..rounds].windows(2) {
+                if pair[0] != pair[1] {
+                    let delta = i64::from(pair[1]) - i64::from(pair[0]);
+                    lines.push(format!("{delta:+} {} ({})", slot.address(), slot.contract));
+                }
+            }
+        }
+        lines
+    }
+}
+
+/// Publishes rounds `from..to` with velib's producer sink (keys, JSON and settings as the
+/// producer's), each round delivered before the next, one `script.interval` apart; `done`
+/// counts the rounds delivered.
+fn publish_rounds(
+    bootstrap: &str,
+    topic: &str,
+    script: Script,
+    from: usize,
+    to: usize,
+    done: &AtomicUsize,
+) -> Result<(), String> {
+    let sink = KafkaSink::new(
+        &KafkaArgs::new(bootstrap).client_config(SINK_DEFAULTS),
+        None,
+    )
+    .map_err(|e| e.to_string())?;
+    let stands = script.all_stands();
+    let start = Instant::now();
+    for round in from..to {
+        for s in script.round(round, &stands) {
+            let key = s.key();
+            let payload = s.to_json();
+            sink.enqueue(
+                &OutRecord {
+                    topic,
+                    key: key.as_str().as_bytes(),
+                    payload: &payload,
+                    timestamp_ms: s.snapshot_at,
+                    headers: &[],
+                },
+                0,
+            )
+            .map_err(|e| format!("round {round}: {e}"))?;
+        }
+        let left = sink.flush(DELIVERY);
+        let failed = sink.counts().failed;
+        if left > 0 || failed > 0 {
+            return Err(format!(
+                "round {round}: {left} records undelivered after {DELIVERY:?}, {failed} failed"
+            ));
+        }
+        done.store(round + 1, Ordering::SeqCst);
+        // Pacing the script, not waiting for anything: rounds keep their rhythm whatever
+        // delivery took.
+        let next = start + script.interval * (round - from + 1) as u32;
+        if round + 1 < to {
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        }
+    }
+    Ok(())
+}
+
+/// The script being published in the background.
+struct Publisher {
+    delivered: Arc<AtomicUsize>,
+    thread: std::thread::JoinHandle<Result<(), String>>,
+}
+
+impl Publisher {
+    fn start(bootstrap: &str, topic: &str, script: Script) -> Publisher {
+        let delivered = Arc::new(AtomicUsize::new(0));
+        let thread = {
+            let (bootstrap, topic, delivered) = (
+                bootstrap.to_owned(),
+                topic.to_owned(),
+                Arc::clone(&delivered),
+            );
+            std::thread::spawn(move || {
+                publish_rounds(&bootstrap, &topic, script, 0, script.rounds, &delivered)
+            })
+        };
+        Publisher { delivered, thread }
+    }
+
+    /// Waits until `rounds` rounds are delivered.
+    async fn reached(&self, rounds: usize) {
+        wait_for(
+            &format!("round {rounds} of the script delivered"),
+            DELIVERY * 2,
+            || async { (self.delivered.load(Ordering::SeqCst) >= rounds).then_some(()) },
+        )
+        .await;
+    }
+
+    fn done(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    async fn finish(self) {
+        let thread = self.thread;
+        let outcome = tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .unwrap()
+            .expect("the publisher does not panic");
+        if let Err(e) = outcome {
+            panic!("publishing the script failed: {e}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The exact check.
+
+/// The union of the monitors' output against the expected lines.
+#[derive(Debug, Default)]
+struct Outcome {
+    expected: usize,
+    printed: usize,
+    /// Expected lines printed more often than expected, with how many times too many.
+    twice: Vec<(String, usize)>,
+    /// Expected lines printed fewer times than expected, with how many are missing.
+    missing: Vec<(String, usize)>,
+    /// Lines not expected at all, with how many times each.
+    other: Vec<(String, usize)>,
+    /// What kept the run from being judged: records the broker does not hold, a group that
+    /// never committed the whole topic.
+    notes: Vec<String>,
+}
+
+impl Outcome {
+    fn compare(expected: &[String], printed: &[String]) -> Outcome {
+        let mut want: BTreeMap<&str, usize> = BTreeMap::new();
+        for l in expected {
+            *want.entry(l).or_default() += 1;
+        }
+        let mut got: BTreeMap<&str, usize> = BTreeMap::new();
+        for l in printed {
+            *got.entry(l).or_default() += 1;
+        }
+        let mut out = Outcome {
+            expected: expected.len(),
+            printed: printed.len(),
+            ..Outcome::default()
+        };
+        for (line, &n) in &got {
+            match want.get(line) {
+                None => out.other.push((line.to_string(), n)),
+                Some(&w) if n > w => out.twice.push((line.to_string(), n - w)),
+                _ => {}
+            }
+        }
+        for (line, &w) in &want {
+            let n = got.get(line).copied().unwrap_or(0);
+            if n < w {
+                out.missing.push((line.to_string(), w - n));
+            }
+        }
+        out
+    }
+
+    fn count(v: &[(String, usize)]) -> usize {
+        v.iter().map(|(_, n)| n).sum()
+    }
+
+    fn exact(&self) -> bool {
+        self.twice.is_empty()
+            && self.missing.is_empty()
+            && self.other.is_empty()
+            && self.notes.is_empty()
+    }
+
+    fn summary(&self) -> String {
+        let mut s = format!(
+            "{} lines printed, {} expected: {} printed twice (or more), {} missing, {} other",
+            self.printed,
+            self.expected,
+            Outcome::count(&self.twice),
+            Outcome::count(&self.missing),
+            Outcome::count(&self.other)
+        );
+        for note in &self.notes {
+            let _ = write!(s, "; {note}");
+        }
+        s
+    }
+
+    fn diff(&self) -> String {
+        let mut s = self.summary();
+        for (what, lines) in [
+            ("printed too often", &self.twice),
+            ("missing", &self.missing),
+            ("not expected", &self.other),
+        ] {
+            if lines.is_empty() {
+                continue;
+            }
+            let _ = write!(s, "\n  {what} ({} distinct), first ones:", lines.len());
+            for (line, n) in lines.iter().take(8) {
+                let _ = write!(s, "\n    {n}× {line:?}");
+            }
+        }
+        s
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Monitor processes.
+
+/// What `velib-monitor --help` offers that the harness uses when it is there.
+struct Flags {
+    instance_id: bool,
+    state_topic: Option<&'static str>,
+}
+
+fn monitor_flags() -> &'static Flags {
+    static FLAGS: std::sync::OnceLock<Flags> = std::sync::OnceLock::new();
+    FLAGS.get_or_init(|| {
+        let help = std::process::Command::new(env!("CARGO_BIN_EXE_velib-monitor"))
+            .arg("--help")
+            .output()
+            .expect("run velib-monitor --help");
+        let help = String::from_utf8_lossy(&help.stdout).into_owned();
+        Flags {
+            instance_id: help.contains("--instance-id"),
+            state_topic: ["--state-topic", "--changelog-topic"]
+                .into_iter()
+                .find(|f| help.contains(f)),
+        }
+    })
+}
+
+fn extra_args() -> Vec<String> {
+    std::env::var(ARGS_ENV)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a whole number")),
+        Err(_) => default,
+    }
+}
+
+/// A monitor that has exited, and what it wrote.
+struct Finished {
+    name: String,
+    how: &'static str,
+    status: ExitStatus,
+    stdout: Vec<String>,
+    stderr: Vec<String>,
+}
+
+/// A running monitor.
+struct Monitor {
+    name: String,
+    child: Child,
+    frozen: bool,
+}
+
+/// The topics and group of one run, on one broker.
+struct Run {
+    scenario: String,
+    bootstrap: String,
+    topic: String,
+    state_topic: String,
+    events: String,
+    dlq: String,
+    group: String,
+    /// Properties added to every monitor after the session's (a scenario's own tuning).
+    tuning: Vec<String>,
+    running: Vec<Monitor>,
+    gone: Vec<Finished>,
+    started: Instant,
+}
+
+impl Run {
+    /// Fresh topics (replication `replicas`; `min.insync.replicas` 2 when 3) and a fresh group
+    /// on `bootstrap`.
+    async fn new(scenario: &str, bootstrap: &str, replicas: i32) -> Run {
+        let run = Run::named(scenario, bootstrap);
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .create()
+            .unwrap();
+        let isr = if replicas >= 3 { "2" } else { "1" };
+        let topic = |name, partitions| {
+            NewTopic::new(name, partitions, TopicReplication::Fixed(replicas))
+                .set("min.insync.replicas", isr)
+        };
+        let topics = [
+            topic(&run.topic, PARTITIONS),
+            topic(&run.state_topic, PARTITIONS).set("cleanup.policy", "compact"),
+            topic(&run.events, 3),
+            topic(&run.dlq, 1),
+        ];
+        let results = admin
+            .create_topics(
+                &topics,
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+            )
+            .await
+            .expect("create the run's topics");
+        for r in results {
+            if let Err((name, code)) = r {
+                panic!("creating topic {name}: {code}");
+            }
+        }
+        run
+    }
+
+    /// The same on librdkafka's mock cluster, which has no Admin API.
+    fn on_mock(scenario: &str, kafka: &MockKafka) -> Run {
+        let run = Run::named(scenario, kafka.bootstrap_servers());
+        for (topic, partitions) in [
+            (&run.topic, PARTITIONS),
+            (&run.state_topic, PARTITIONS),
+            (&run.events, 3),
+            (&run.dlq, 1),
+        ] {
+            kafka.create_topic(topic, partitions).unwrap();
+        }
+        run
+    }
+
+    fn named(scenario: &str, bootstrap: &str) -> Run {
+        let prefix = unique_name("velib-eos");
+        Run {
+            scenario: scenario.to_owned(),
+            bootstrap: bootstrap.to_owned(),
+            topic: format!("{prefix}-stations"),
+            state_topic: format!("{prefix}-monitor-state"),
+            events: format!("{prefix}-empty-stations"),
+            dlq: format!("{prefix}-stations-dlq"),
+            group: format!("{prefix}-monitor"),
+            tuning: Vec::new(),
+            running: Vec::new(),
+            gone: Vec::new(),
+            started: Instant::now(),
+        }
+    }
+
+    fn command(&self, name: &str) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_velib-monitor"));
+        cmd.args(["--bootstrap-servers", &self.bootstrap])
+            .args(["--group-id", &self.group, "--topic", &self.topic])
+            .args(["--events-topic", &self.events, "--dlq-topic", &self.dlq])
+            .args(["--format", "text", "-X", "auto.offset.reset=earliest"])
+            .args(SESSION)
+            .args(["-X", &format!("client.id={name}")])
+            .args(&self.tuning);
+        let flags = monitor_flags();
+        if flags.instance_id {
+            cmd.args(["--instance-id", name]);
+        }
+        if let Some(flag) = flags.state_topic {
+            cmd.args([flag, &self.state_topic]);
+        }
+        cmd.args(extra_args())
+            .env("RUST_LOG", "warn,velib_monitor=info")
+            .env_remove("KAFKA_BOOTSTRAP_SERVERS")
+            .env_remove("VELIB_KAFKA_CONFIG");
+        cmd
+    }
+
+    /// Starts monitor `name` (a restart when a monitor of that name ran before).
+    fn start(&mut self, name: &str) {
+        assert!(
+            self.running.iter().all(|m| m.name != name),
+            "{name} is already running"
+        );
+        let child = Child::spawn(&mut self.command(name));
+        self.running.push(Monitor {
+            name: name.to_owned(),
+            child,
+            frozen: false,
+        });
+    }
+
+    fn position(&self, name: &str) -> usize {
+        self.running
+            .iter()
+            .position(|m| m.name == name)
+            .unwrap_or_else(|| panic!("{name} is not running"))
+    }
+
+    async fn end(&mut self, name: &str, signal: &'static str) {
+        let mut m = self.running.remove(self.position(name));
+        if m.frozen {
+            m.child.signal("CONT").await;
+        }
+        m.child.signal(signal).await;
+        let status = m.child.wait(Duration::from_secs(90)).await;
+        self.gone.push(Finished {
+            name: m.name,
+            how: signal,
+            status,
+            stdout: m.child.stdout(),
+            stderr: m.child.stderr(),
+        });
+    }
+
+    /// Stops `name` gracefully (SIGTERM): it leaves the group.
+    async fn leave(&mut self, name: &str) {
+        self.end(name, "TERM").await;
+    }
+
+    /// Kills `name` with SIGKILL, as a crash would.
+    async fn kill(&mut self, name: &str) {
+        self.end(name, "KILL").await;
+    }
+
+    /// Freezes `name` with SIGSTOP.
+    async fn freeze(&mut self, name: &str) {
+        let i = self.position(name);
+        self.running[i].child.signal("STOP").await;
+        self.running[i].frozen = true;
+    }
+
+    /// Resumes `name` with SIGCONT.
+    async fn thaw(&mut self, name: &str) {
+        let i = self.position(name);
+        self.running[i].child.signal("CONT").await;
+        self.running[i].frozen = false;
+    }
+
+    fn lines_so_far(&self) -> usize {
+        self.running
+            .iter()
+            .map(|m| m.child.stdout().len())
+            .sum::<usize>()
+            + self.gone.iter().map(|f| f.stdout.len()).sum::<usize>()
+    }
+
+    async fn group(&self) -> Option<GroupView> {
+        let (bootstrap, group) = (self.bootstrap.clone(), self.group.clone());
+        tokio::task::spawn_blocking(move || describe_group(&bootstrap, &group))
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the group is stable with exactly the monitors `names`, between them owning
+    /// every partition, each at least one.
+    async fn settled(&self, names: &[&str]) {
+        wait_for(
+            &format!("the group to settle on {names:?}"),
+            SETTLE,
+            || async {
+                self.group()
+                    .await
+                    .filter(|g| g.settled(names, &self.topic, PARTITIONS))
+                    .map(|_| ())
+            },
+        )
+        .await;
+    }
+
+    /// Waits until the group has committed every record of the topic; whether it did in time.
+    async fn caught_up(&self) -> bool {
+        let deadline = Instant::now() + CATCH_UP;
+        loop {
+            let (b, g, t) = (
+                self.bootstrap.clone(),
+                self.group.clone(),
+                self.topic.clone(),
+            );
+            let behind = tokio::task::spawn_blocking(move || uncommitted(&b, &g, &t))
+                .await
+                .unwrap();
+            if behind == Some(0) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits for the publisher and for the group to commit everything, stops every monitor
+    /// (SIGTERM), and compares the union of their output with the script's lines.
+    async fn finish(self, publisher: Publisher, script: Script) -> Outcome {
+        publisher.finish().await;
+        let mut notes = Vec::new();
+        // Every record published must be on the broker, or the lines cannot be judged.
+        let published = script.records(script.rounds);
+        let (b, t) = (self.bootstrap.clone(), self.topic.clone());
+        let held = tokio::task::spawn_blocking(move || records_in(&b, &t))
+            .await
+            .unwrap();
+        if held != Some(published as i64) {
+            notes.push(format!(
+                "the topic holds {held:?} records of the {published} published"
+            ));
+        }
+        if !self.caught_up().await {
+            notes.push(format!(
+                "the group had not committed the whole topic after {CATCH_UP:?}"
+            ));
+        }
+        self.conclude(&script.expected_lines(script.rounds), notes)
+            .await
+    }
+
+    /// Stops every monitor (SIGTERM) and compares the union of their output with `expected`.
+    async fn conclude(mut self, expected: &[String], notes: Vec<String>) -> Outcome {
+        for name in self
+            .running
+            .iter()
+            .map(|m| m.name.clone())
+            .collect::<Vec<_>>()
+        {
+            self.leave(&name).await;
+        }
+        let printed: Vec<String> = self.gone.iter().flat_map(|f| f.stdout.clone()).collect();
+        let mut outcome = Outcome::compare(expected, &printed);
+        outcome.notes = notes;
+        let took = self.started.elapsed();
+        say(&format!(
+            "exactly-once {}: {} ({:.0} s)",
+            self.scenario,
+            outcome.summary(),
+            took.as_secs_f64()
+        ));
+        if !outcome.exact() {
+            say(&format!(
+                "{}\n  logs: {}",
+                outcome.diff(),
+                self.save_logs().display()
+            ));
+        }
+        outcome
+    }
+
+    /// Writes every monitor's stdout and stderr into a directory, for reading after a failure.
+    fn save_logs(&self) -> PathBuf {
+        let dir = std::env::temp_dir().join(unique_name(&format!("velib-eos-{}", self.scenario)));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (i, f) in self.gone.iter().enumerate() {
+            let base = dir.join(format!("{i:02}-{}-{}", f.name, f.how));
+            let _ = std::fs::write(base.with_extension("out"), f.stdout.join("\n"));
+            let status = format!("{}\nexit: {}\n", f.stderr.join("\n"), f.status);
+            let _ = std::fs::write(base.with_extension("err"), status);
+        }
+        dir
+    }
+}
+
+/// Tells whoever runs the suite how a scenario went (the counts are what the suite measures,
+/// pass or fail), or what a long step is doing.
+#[allow(clippy::print_stderr)]
+fn say(text: &str) {
+    eprintln!("{text}");
+}
+
+/// The Apache Kafka node of the test command.
+fn apache_kafka() -> String {
+    velib_testkit::kafka_bootstrap()
+}
+
+/// The jars to start nodes of a test's own: `VELIB_KAFKA_LIBS`, else velib's cache (filled by
+/// `cargo xtask kafka` or `cargo xtask test`).
+fn kafka_libs() -> PathBuf {
+    let _ = apache_kafka();
+    match std::env::var_os(velib_testkit::kafka::LIBS_ENV) {
+        Some(libs) => PathBuf::from(libs),
+        None => velib_testkit::kafka::ensure_installed(say).unwrap_or_else(|e| panic!("{e}")),
+    }
+}
+
+fn assert_all_exact(outcomes: &[(String, Outcome)]) {
+    let failed: Vec<String> = outcomes
+        .iter()
+        .filter(|(_, o)| !o.exact())
+        .map(|(what, o)| format!("{what}: {}", o.diff()))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} runs did not print exactly the script's lines:\n{}",
+        failed.len(),
+        outcomes.len(),
+        failed.join("\n")
+    );
+}
+
+fn repeat() -> u64 {
+    env_number(REPEAT_ENV, 1).max(1)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The scenarios.
+
+async fn join_and_leave(bootstrap: &str, scenario: &str) -> Outcome {
+    let script = Script::standard();
+    let mut run = Run::new(scenario, bootstrap, 1).await;
+    run.start("a");
+    run.start("b");
+    run.settled(&["a", "b"]).await;
+    let publisher = Publisher::start(bootstrap, &run.topic, script);
+    publisher.reached(3).await;
+    run.start("c");
+    run.settled(&["a", "b", "c"]).await;
+    publisher.reached(6).await;
+    run.leave("a").await;
+    run.settled(&["b", "c"]).await;
+    run.finish(publisher, script).await
+}
+
+async fn kill_and_restart(bootstrap: &str, scenario: &str) -> Outcome {
+    let script = Script::standard();
+    let mut run = Run::new(scenario, bootstrap, 1).await;
+    for m in ["a", "b", "c"] {
+        run.start(m);
+    }
+    run.settled(&["a", "b", "c"]).await;
+    let publisher = Publisher::start(bootstrap, &run.topic, script);
+    publisher.reached(4).await;
+    run.kill("b").await;
+    run.start("b");
+    // The killed member stays in the group until its session expires; settling on one "b"
+    // means the new process took over.
+    run.settled(&["a", "b", "c"]).await;
+    run.finish(publisher, script).await
+}
+
+async fn freeze_past_the_session(bootstrap: &str, scenario: &str) -> Outcome {
+    let script = Script::standard();
+    let mut run = Run::new(scenario, bootstrap, 1).await;
+    for m in ["a", "b", "c"] {
+        run.start(m);
+    }
+    run.settled(&["a", "b", "c"]).await;
+    let publisher = Publisher::start(bootstrap, &run.topic, script);
+    publisher.reached(3).await;
+    run.freeze("b").await;
+    // Evicted at the end of its session: the others own its partitions.
+    run.settled(&["a", "c"]).await;
+    // The others make progress on them before the zombie wakes up with what it had fetched.
+    let before = run.lines_so_far();
+    wait_for("the others to print on", SETTLE, || async {
+        (run.lines_so_far() > before).then_some(())
+    })
+    .await;
+    run.thaw("b").await;
+    run.settled(&["a", "b", "c"]).await;
+    run.finish(publisher, script).await
+}
+
+async fn repeated<F, Fut>(name: &str, scenario: F)
+where
+    F: Fn(String, String) -> Fut,
+    Fut: std::future::Future<Output = Outcome>,
+{
+    let _alone = crate::alone().await;
+    let bootstrap = apache_kafka();
+    let mut outcomes = Vec::new();
+    for i in 1..=repeat() {
+        let what = format!("{name} #{i}");
+        outcomes.push((what.clone(), scenario(bootstrap.clone(), what).await));
+    }
+    assert_all_exact(&outcomes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
+async fn exactly_once_when_a_monitor_joins_and_one_leaves() {
+    repeated("join-leave", |b, what| async move {
+        join_and_leave(&b, &what).await
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
+async fn exactly_once_when_a_monitor_is_killed_and_restarted() {
+    repeated("kill-restart", |b, what| async move {
+        kill_and_restart(&b, &what).await
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
+async fn exactly_once_when_a_monitor_is_frozen_past_its_session() {
+    repeated("freeze", |b, what| async move {
+        freeze_past_the_session(&b, &what).await
+    })
+    .await;
+}
+
+/// The harness itself: one monitor and no fault must come out exact, or the other scenarios'
+/// failures would say nothing about the monitor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
+async fn exactly_once_harness_sees_a_run_without_faults_as_exact() {
+    let _alone = crate::alone().await;
+    let bootstrap = apache_kafka();
+    let script = Script::standard();
+    let mut run = Run::new("no-fault", &bootstrap, 1).await;
+    run.start("a");
+    run.settled(&["a"]).await;
+    let publisher = Publisher::start(&bootstrap, &run.topic, script);
+    let outcome = run.finish(publisher, script).await;
+    assert_all_exact(&[("no fault".to_owned(), outcome)]);
+}
+
+/// Starts an Apache Kafka cluster of `nodes` nodes of the test's own.
+async fn own_cluster(nodes: usize) -> KafkaCluster {
+    let libs = kafka_libs();
+    tokio::task::spawn_blocking(move || {
+        KafkaCluster::start(
+            &libs,
+            &KafkaOptions {
+                nodes,
+                ..KafkaOptions::default()
+            },
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
+async fn exactly_once_through_a_broker_restart() {
+    let _alone = crate::alone().await;
+    let cluster = own_cluster(1).await;
+    let bootstrap = cluster.bootstrap();
+    let script = Script::standard();
+    let mut run = Run::new("broker-restart", &bootstrap, 1).await;
+    for m in ["a", "b", "c"] {
+        run.start(m);
+    }
+    run.settled(&["a", "b", "c"]).await;
+    let publisher = Publisher::start(&bootstrap, &run.topic, script);
+    publisher.reached(script.rounds / 3).await;
+    let cluster = tokio::task::spawn_blocking(move || {
+        let mut cluster = cluster;
+        cluster.stop_node(0, Duration::from_secs(20));
+        cluster.restart_node(0).map(|()| cluster)
+    })
+    .await
+    .unwrap()
+    .unwrap_or_else(|e| panic!("restarting the broker: {e}"));
+    run.settled(&["a", "b", "c"]).await;
+    let outcome = run.finish(publisher, script).await;
+    tokio::task::spawn_blocking(move || cluster.stop(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert_all_exact(&[("broker restart".to_owned(), outcome)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
+async fn exactly_once_when_one_of_three_brokers_is_killed() {
+    let _alone = crate::alone().await;
+    let cluster = own_cluster(3).await;
+    let bootstrap = cluster.bootstrap();
+    let script = Script::standard();
+    let mut run = Run::new("three-nodes-one-killed", &bootstrap, 3).await;
+    for m in ["a", "b", "c"] {
+        run.start(m);
+    }
+    run.settled(&["a", "b", "c"]).await;
+    let publisher = Publisher::start(&bootstrap, &run.topic, script);
+    publisher.reached(script.rounds / 3).await;
+    // The leader of the first partition: whatever it also coordinates moves with it.
+    let (b, t) = (bootstrap.clone(), run.topic.clone());
+    let leader = tokio::task::spawn_blocking(move || {
+        let client: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &b)
+            .create()
+            .unwrap();
+        let metadata = client
+            .fetch_metadata(Some(&t), Duration::from_secs(10))
+            .unwrap();
+        metadata.topics()[0].partitions()[0].leader()
+    })
+    .await
+    .unwrap();
+    let cluster = tokio::task::spawn_blocking(move || {
+        let mut cluster = cluster;
+        // Node ids are 1, 2, 3 for indices 0, 1, 2.
+        cluster.kill_node((leader - 1) as usize);
+        cluster
+    })
+    .await
+    .unwrap();
+    let outcome = run.finish(publisher, script).await;
+    tokio::task::spawn_blocking(move || cluster.stop(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert_all_exact(&[(format!("node {leader} killed"), outcome)]);
+}
+
+/// xorshift64*: enough randomness for a fault schedule, and replayable from its seed.
+struct Dice(u64);
+
+impl Dice {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1)
+    }
+
+    fn pause(&mut self, min_ms: u64, max_ms: u64) -> Duration {
+        Duration::from_millis(min_ms + self.below(max_ms - min_ms))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
+async fn exactly_once_through_a_soak_of_random_faults() {
+    let _alone = crate::alone().await;
+    let bootstrap = apache_kafka();
+    let secs = env_number(SOAK_ENV, 60);
+    let seed = env_number(
+        SEED_ENV,
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64,
+    )
+    .max(1);
+    say(&format!("exactly-once soak: {secs} s, {SEED_ENV}={seed}"));
+    let mut dice = Dice(seed);
+    let script = Script::lasting(secs);
+    let mut run = Run::new("soak", &bootstrap, 1).await;
+    run.start("m0");
+    run.start("m1");
+    run.settled(&["m0", "m1"]).await;
+    let mut named = 2;
+    let mut killed: Vec<String> = Vec::new();
+    let publisher = Publisher::start(&bootstrap, &run.topic, script);
+    let mut actions = Vec::new();
+    while !publisher.done() {
+        // Pacing the fault schedule; what the monitors do meanwhile is what is under test.
+        tokio::time::sleep(dice.pause(500, 5000)).await;
+        let names: Vec<String> = run.running.iter().map(|m| m.name.clone()).collect();
+        let pick = names[dice.below(names.len() as u64) as usize].clone();
+        match dice.below(5) {
+            0 if names.len() < 4 => {
+                let name = format!("m{named}");
+                named += 1;
+                run.start(&name);
+                actions.push(format!("{name} joins"));
+            }
+            1 if names.len() > 1 => {
+                run.leave(&pick).await;
+                actions.push(format!("{pick} leaves"));
+            }
+            2 if names.len() > 1 => {
+                run.kill(&pick).await;
+                killed.push(pick.clone());
+                actions.push(format!("{pick} killed"));
+            }
+            3 if names.len() > 1 => {
+                run.freeze(&pick).await;
+                // Sometimes shorter than the session (6 s), sometimes past it.
+                let frozen = dice.pause(1000, 12_000);
+                tokio::time::sleep(frozen).await;
+                run.thaw(&pick).await;
+                actions.push(format!("{pick} frozen {frozen:?}"));
+            }
+            4 if !killed.is_empty() => {
+                let name = killed.remove(dice.below(killed.len() as u64) as usize);
+                run.start(&name);
+                actions.push(format!("{name} restarted"));
+            }
+            _ => {}
+        }
+    }
+    say(&format!("exactly-once soak: {}", actions.join(", ")));
+    let outcome = run.finish(publisher, script).await;
+    assert_all_exact(&[(format!("soak, {SEED_ENV}={seed}"), outcome)]);
+}
+
+/// The duplicate seen with the at-least-once monitor, made deterministic on the mock cluster:
+/// a monitor's commit at revoke is refused with REBALANCE_IN_PROGRESS (as a broker does while
+/// the group re-joins), and the next owner of its partitions must still print no line twice.
+///
+/// Auto-commit is pushed out of the way (`auto.commit.interval.ms`), so the records the first
+/// monitor printed are committed at revoke or not at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the at-least-once monitor prints these lines twice; run by `cargo xtask test`"]
+async fn exactly_once_regression_a_refused_commit_at_revoke_prints_no_line_twice() {
+    /// Kafka's ApiKey of OffsetCommit.
+    const OFFSET_COMMIT: i16 = 8;
+    let _alone = crate::alone().await;
+    let kafka = MockKafka::start(1).unwrap();
+    let bootstrap = kafka.bootstrap_servers().to_owned();
+    let script = Script {
+        interval: Duration::ZERO,
+        ..Script::standard()
+    };
+    let half = script.rounds / 2;
+    let mut run = Run::on_mock("refused-revoke-commit", &kafka);
+    run.tuning = vec!["-X".into(), "auto.commit.interval.ms=3600000".into()];
+    let topic = run.topic.clone();
+    let publish = |from: usize, to: usize| {
+        let (b, t) = (bootstrap.clone(), topic.clone());
+        tokio::task::spawn_blocking(move || {
+            publish_rounds(&b, &t, script, from, to, &AtomicUsize::new(0))
+        })
+    };
+
+    run.start("a");
+    publish(0, half).await.unwrap().unwrap();
+    // Alone, the first monitor prints exactly the first half's lines.
+    let first_half = script.expected_lines(half).len();
+    wait_for(
+        "the first monitor to print the first half",
+        SETTLE,
+        || async { (run.lines_so_far() >= first_half).then_some(()) },
+    )
+    .await;
+
+    // The monitor's own commit at revoke, then librdkafka's (it commits again as it gives up
+    // the partitions), then one to spare: all refused, as while the group re-joins.
+    kafka.push_request_errors(
+        OFFSET_COMMIT,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS; 3],
+    );
+    run.start("b");
+    let b = run.position("b");
+    wait_for("the second monitor to get partitions", SETTLE, || async {
+        run.running[b]
+            .child
+            .stderr()
+            .iter()
+            .any(|l| l.contains("partitions assigned") && !l.contains("partitions=[]"))
+            .then_some(())
+    })
+    .await;
+    publish(half, script.rounds).await.unwrap().unwrap();
+
+    // The last round's lines (each distinct) are printed once both monitors are through.
+    let expected = script.expected_lines(script.rounds);
+    let before_last = script.expected_lines(script.rounds - 1);
+    let last: Vec<&String> = expected
+        .iter()
+        .filter(|l| !before_last.contains(l))
+        .collect();
+    let all_printed = || {
+        let printed: std::collections::HashSet<String> =
+            run.running.iter().flat_map(|m| m.child.stdout()).collect();
+        last.iter().all(|l| printed.contains(*l))
+    };
+    wait_for("the last round printed", SETTLE, || async {
+        all_printed().then_some(())
+    })
+    .await;
+    let outcome = run.conclude(&expected, Vec::new()).await;
+    assert!(
+        outcome.twice.is_empty() && outcome.other.is_empty(),
+        "{}",
+        outcome.diff()
+    );
+}
+
+#[test]
+fn the_script_implies_distinct_lines_in_every_contract() {
+    for script in [
+        Script::standard(),
+        Script::lasting(60),
+        Script::lasting(600),
+    ] {
+        let lines = script.expected_lines(script.rounds);
+        let distinct: std::collections::HashSet<&String> = lines.iter().collect();
+        assert_eq!(distinct.len(), lines.len());
+        assert!(lines.len() > 5_000, "{}", lines.len());
+        for contract in CONTRACTS {
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l == &format!("+1 7 PLACE DE LA GARE ({contract})")
+                        || l == &format!("-1 7 PLACE DE LA GARE ({contract})"))
+            );
+        }
+        for slot in Script::slots() {
+            assert!(script.stands(&slot).iter().all(|v| (1..=39).contains(v)));
+        }
+    }
+}
+
+#[test]
+fn the_comparison_tells_lines_twice_missing_and_other() {
+    let expected: Vec<String> = ["+1 A (X)", "-2 A (X)", "+1 A (Y)"]
+        .map(String::from)
+        .to_vec();
+    let printed: Vec<String> = ["+1 A (X)", "+1 A (X)", "+1 A (Y)", "+3 B (X)"]
+        .map(String::from)
+        .to_vec();
+    let o = Outcome::compare(&expected, &printed);
+    assert_eq!(o.twice, [("+1 A (X)".to_owned(), 1)]);
+    assert_eq!(o.missing, [("-2 A (X)".to_owned(), 1)]);
+    assert_eq!(o.other, [("+3 B (X)".to_owned(), 1)]);
+    assert!(!o.exact());
+    assert!(Outcome::compare(&expected, &expected).exact());
+}
