@@ -51,7 +51,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::process::Command;
 use velib_model::{Position, Station, StationId, Status};
-use velib_producer::{KafkaArgs, KafkaSink, OutRecord, SINK_DEFAULTS, StationSink};
+use velib_kafka::{KafkaArgs, KafkaSink, OutRecord, RecordSink, SINK_DEFAULTS};
 use velib_testkit::MockKafka;
 use velib_testkit::child::Child;
 use velib_testkit::group::{GroupView, describe_group, records_in, uncommitted};
@@ -178,8 +178,18 @@ impl Script {
             .collect()
     }
 
+    /// A minute a round, from two hours ago: the records' timestamps (their snapshot's time)
+    /// must be recent, or the broker's retention deletes them as soon as they are written.
     fn snapshot_at(round: usize) -> i64 {
-        1_780_000_000_000 + round as i64 * 60_000
+        static START: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+        let start = *START.get_or_init(|| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("after 1970")
+                .as_millis() as i64;
+            now - 2 * 3_600_000
+        });
+        start + round as i64 * 60_000
     }
 
     fn record(slot: &Slot, round: usize, stands: u32) -> Station {
