@@ -138,13 +138,15 @@ fn the_tutorial_consumer_reads_what_velibs_producer_writes() {
 #[test]
 #[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
 fn velibs_monitor_reads_what_the_tutorial_producer_writes() {
-    let (topic, events, dlq) = (
+    let (topic, events, dlq, state) = (
         unique_name("tutorial-out"),
         unique_name("tutorial-events"),
         unique_name("tutorial-dlq"),
+        unique_name("tutorial-state"),
     );
     let created = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(["create-topics", "--bootstrap-servers", &kafka_bootstrap()])
+        .args(["--state-topic", &state])
         .args(["--stations-topic", &topic, "--events-topic", &events])
         .args(["--dlq-topic", &dlq, "--timeout", "20s"])
         .output()
@@ -191,6 +193,7 @@ fn velibs_monitor_reads_what_the_tutorial_producer_writes() {
     let mut monitor = Command::new(binary("velib-monitor"))
         .args(["--bootstrap-servers", &kafka_bootstrap(), "--topic", &topic])
         .args(["--events-topic", &events, "--dlq-topic", &dlq])
+        .args(["--state-topic", &state])
         .args(["--group-id", &unique_name("g"), "--format", "json"])
         .args(["-X", "auto.offset.reset=earliest"])
         .env("RUST_LOG", "warn")

@@ -209,6 +209,9 @@ pub async fn run<M: Mailer>(
         ("enable.auto.commit", "true"),
         ("auto.offset.reset", "earliest"),
         ("enable.partition.eof", "false"),
+        // Events of an exactly-once monitor's aborted transactions are never read, so each
+        // event arrives once (the dedupe stays, for at-least-once monitors and replays).
+        ("isolation.level", "read_committed"),
         // Statistics every few seconds tell when the cluster is reachable again after an
         // outage, though a quiet topic delivers no record to say so.
         ("statistics.interval.ms", "5000"),

@@ -74,12 +74,15 @@ async fn producer_monitor_alerts_chain_on_kafka() {
     admin_create_topic(&bootstrap, &stations, 10).await.unwrap();
     admin_create_topic(&bootstrap, &events, 3).await.unwrap();
     admin_create_topic(&bootstrap, &dlq, 1).await.unwrap();
+    let state = unique_name("velib-monitor-state");
+    admin_create_topic(&bootstrap, &state, 10).await.unwrap();
 
     let group = unique_name("velib-monitor");
     let monitor = velib_testkit::Process::spawn(
         tokio::process::Command::new(sibling_binary("velib-monitor"))
             .args(["--bootstrap-servers", &bootstrap, "--topic", &stations])
             .args(["--events-topic", &events, "--dlq-topic", &dlq])
+            .args(["--state-topic", &state])
             .args(["--group-id", &group])
             .args(["-X", "auto.offset.reset=earliest"])
             .env("RUST_LOG", "warn"),

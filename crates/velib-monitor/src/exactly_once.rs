@@ -658,6 +658,17 @@ impl Core {
                     open.remove(&p);
                 }
                 Some(Err(e)) if is_transport_failure(&e) => {}
+                // A state partition created a moment after its stations partition
+                // (`velib-topics create` growing both): librdkafka finds it at its next
+                // metadata refresh.
+                Some(Err(e))
+                    if matches!(
+                        e.rdkafka_error_code(),
+                        Some(
+                            RDKafkaErrorCode::UnknownPartition
+                                | RDKafkaErrorCode::UnknownTopicOrPartition
+                        )
+                    ) => {}
                 Some(Err(e)) => return Err(e),
             }
             if Instant::now() >= deadline {
@@ -726,13 +737,39 @@ pub fn run_exactly_once(
             refusals: Arc::clone(&refusals),
         })
         .map_err(kafka_error("create the transactional producer"))?;
-    producer.init_transactions(CALL_TIMEOUT).map_err(|e| {
-        MonitorError::Transaction(format!(
-            "the broker refused transactions ({e}); for a broker without them (or an ACL \
-                 that forbids transactional id {transactional_id}), run with \
-                 --guarantee at-least-once"
-        ))
-    })?;
+    // Registers the transactional id (fencing a previous incarnation and aborting its open
+    // transaction). A cluster that cannot be reached is waited for, as the at-least-once
+    // monitor waits; a cluster that answers "no" is an error naming the way out.
+    let mut waiting_logged = false;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(MonitorReport::default());
+        }
+        if let Some(failure) = guard.failure() {
+            return Err(MonitorError::Stream(StreamError::Connection(
+                failure.clone(),
+            )));
+        }
+        match producer.init_transactions(Duration::from_secs(5)) {
+            Ok(()) => break,
+            Err(KafkaError::Transaction(e))
+                if e.is_retriable() || e.code() == RDKafkaErrorCode::OperationTimedOut =>
+            {
+                if !waiting_logged {
+                    tracing::warn!(error = %e, "waiting for the Kafka cluster to register this \
+                        monitor's transactional id (check --bootstrap-servers)");
+                    waiting_logged = true;
+                }
+            }
+            Err(e) => {
+                return Err(MonitorError::Transaction(format!(
+                    "the broker refused transactions ({e}); for a broker without them (or an \
+                     ACL that forbids transactional id {transactional_id}), run with \
+                     --guarantee at-least-once"
+                )));
+            }
+        }
+    }
 
     let mut consumer_config: ClientConfig = kafka.client_config(EOS_CONSUMER_DEFAULTS);
     if consumer_config.get("group.id").is_none() {

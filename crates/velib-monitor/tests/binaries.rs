@@ -10,10 +10,15 @@ fn producer_binary() -> std::path::PathBuf {
     velib_testkit::sibling_binary(env!("CARGO_BIN_EXE_velib-monitor"), "velib-producer")
 }
 
-fn spawn_monitor(bootstrap: &str, group: &str, topic: &str, events: &str, dlq: &str) -> Process {
+fn spawn_monitor(
+    bootstrap: &str,
+    group: &str,
+    (topic, events, dlq, state): (&str, &str, &str, &str),
+) -> Process {
     Process::spawn(
         Command::new(env!("CARGO_BIN_EXE_velib-monitor"))
             .args(["--bootstrap-servers", bootstrap, "--group-id", group])
+            .args(["--state-topic", state])
             .args([
                 "--topic",
                 topic,
@@ -40,10 +45,12 @@ async fn producer_and_two_monitors_on_kafka() {
     admin_create_topic(&bootstrap, &topic, 10).await.unwrap();
     admin_create_topic(&bootstrap, &events, 3).await.unwrap();
     admin_create_topic(&bootstrap, &dlq, 1).await.unwrap();
+    let state = unique_name("velib-monitor-state");
+    admin_create_topic(&bootstrap, &state, 10).await.unwrap();
     let group = unique_name("velib-monitor");
     let monitors = [
-        spawn_monitor(&bootstrap, &group, &topic, &events, &dlq),
-        spawn_monitor(&bootstrap, &group, &topic, &events, &dlq),
+        spawn_monitor(&bootstrap, &group, (&topic, &events, &dlq, &state)),
+        spawn_monitor(&bootstrap, &group, (&topic, &events, &dlq, &state)),
     ];
 
     let producer = Command::new(producer_binary())

@@ -48,6 +48,8 @@ async fn a_cluster_away_is_one_line_when_it_goes_and_one_when_it_is_back() {
                 &unique_name("velib-monitor"),
             ])
             .args(["--no-events", "--no-dlq"])
+            // The at-least-once loop's own outage reporting.
+            .args(["--guarantee", "at-least-once"])
             .args([
                 "-X",
                 "session.timeout.ms=6000",
@@ -112,6 +114,7 @@ async fn no_broker_at_all_is_one_line_not_a_flood() {
                 "--group-id",
                 &unique_name("velib-monitor"),
             ])
+            .args(["--guarantee", "at-least-once"])
             .env("RUST_LOG", "info,velib_monitor::monitor=debug"),
     );
     wait_for_lines(&monitor, "consumer error", 20).await;

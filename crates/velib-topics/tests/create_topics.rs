@@ -7,6 +7,7 @@ struct Topics {
     stations: String,
     events: String,
     dlq: String,
+    state: String,
 }
 
 impl Topics {
@@ -15,6 +16,7 @@ impl Topics {
             stations: unique_name("ct-stations"),
             events: unique_name("ct-events"),
             dlq: unique_name("ct-dlq"),
+            state: unique_name("ct-state"),
         }
     }
 
@@ -27,6 +29,7 @@ impl Topics {
             .args(["--stations-topic", &self.stations])
             .args(["--events-topic", &self.events])
             .args(["--dlq-topic", &self.dlq])
+            .args(["--state-topic", &self.state])
             .args(["--timeout", "20s"])
             .args(flags)
             .env("RUST_LOG", "warn")
@@ -95,12 +98,16 @@ fn creates_then_changes_nothing_when_run_again() {
         ["1", "1", "created"],
         "{table}"
     );
+    // The exactly-once monitor's state: as many partitions as the stations, compacted.
+    let state = row(&table, &topics.state);
+    assert_eq!(state[1..4], ["4", "1", "created"], "{table}");
+    assert!(state.contains(&"cleanup.policy=compact"), "{table}");
 
     // The same request again: nothing to do, and success.
     let second = topics.create(&flags);
     assert!(second.status.success(), "{}", report(&second));
     let table = stdout(&second);
-    for topic in [&topics.stations, &topics.events, &topics.dlq] {
+    for topic in [&topics.stations, &topics.events, &topics.dlq, &topics.state] {
         assert_eq!(row(&table, topic)[3], "unchanged", "{table}");
     }
     let stations = row(&table, &topics.stations);
@@ -148,11 +155,17 @@ fn fewer_partitions_are_refused_with_a_reason() {
         "{}",
         report(&shrink)
     );
-    // The events topic was fine and stays reported as such.
+    // The state topic follows the stations topic's partitions, refused the same way; the
+    // events topic was fine and stays reported as such.
+    assert_eq!(
+        row(&table, &topics.state)[1..4],
+        ["4", "1", "FAILED"],
+        "{table}"
+    );
     assert_eq!(row(&table, &topics.events)[3], "unchanged", "{table}");
     let stderr = String::from_utf8_lossy(&shrink.stderr);
     assert!(
-        stderr.contains("1 of 2 topics are not as asked"),
+        stderr.contains("2 of 3 topics are not as asked"),
         "{stderr}"
     );
 }
@@ -211,6 +224,7 @@ fn the_stations_topic_grows_from_1_to_10_partitions() {
             &topics.events,
         ])
         .args(["--dlq-topic", &topics.dlq, "--group-id", &unique_name("g")])
+        .args(["--state-topic", &topics.state])
         .args(["--format", "json", "-X", "auto.offset.reset=earliest"])
         // The consumer notices the new partitions at its next metadata refresh.
         .args(["-X", "topic.metadata.refresh.interval.ms=1000"])

@@ -44,6 +44,7 @@ fn create_topics(config: &Path, stations: &str) -> Output {
         .args(["--stations-topic", stations])
         .args(["--events-topic", &unique_name("ct-events")])
         .args(["--dlq-topic", &unique_name("ct-dlq")])
+        .args(["--state-topic", &unique_name("ct-state")])
         .args(["--partitions", "2", "--timeout", "20s"])
         .env_remove("KAFKA_BOOTSTRAP_SERVERS")
         .env("RUST_LOG", "warn")

@@ -15,12 +15,14 @@ use velib_kafka::config::redact_config_error;
 use velib_kafka::connection::ReportingContext;
 
 /// The consumer's settings before `--kafka-config` and `-X`: start at the earliest offset held,
-/// never commit, no end-of-partition events.
+/// never commit, no end-of-partition events, only committed transactions.
 pub(crate) const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("auto.offset.reset", "earliest"),
     ("enable.auto.commit", "false"),
     ("enable.auto.offset.store", "false"),
     ("enable.partition.eof", "false"),
+    // Events of an exactly-once monitor's aborted transactions are never shown.
+    ("isolation.level", "read_committed"),
 ];
 
 pub(crate) fn connect(config: &WebConfig) -> Result<StreamConsumer<ReportingContext>, WebError> {
