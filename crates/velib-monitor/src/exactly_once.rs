@@ -158,16 +158,17 @@ impl ProducerContext for OutputContext {
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, tag: usize) {
-        if let Err((error, message)) = result {
-            if refused_for_good(error) && tag != STATE_TAG {
-                let (partition, offset) = untag(tag);
-                self.refusals.lock().unwrap().push(Refusal {
-                    partition,
-                    offset,
-                    topic: message.topic().to_owned(),
-                    error: error.clone(),
-                });
-            }
+        if let Err((error, message)) = result
+            && refused_for_good(error)
+            && tag != STATE_TAG
+        {
+            let (partition, offset) = untag(tag);
+            self.refusals.lock().unwrap().push(Refusal {
+                partition,
+                offset,
+                topic: message.topic().to_owned(),
+                error: error.clone(),
+            });
         }
     }
 }
@@ -835,17 +836,15 @@ pub fn run_exactly_once(
         let mut core_guard = consumer.context().core();
         let core = core_guard.as_mut().expect("set before subscribing");
         let rewound = core.reset_needed;
-        if rewound {
-            if let Err(e) = core.rewind(&consumer) {
-                tracing::warn!(error = %e, "could not rewind yet; trying again");
-                core.reset_needed = true;
-                continue;
-            }
+        if rewound && let Err(e) = core.rewind(&consumer) {
+            tracing::warn!(error = %e, "could not rewind yet; trying again");
+            core.reset_needed = true;
+            continue;
         }
-        if !core.to_restore.is_empty() {
-            if let Err(e) = core.restore(&consumer, &restorer) {
-                break Err(kafka_error("restore the state")(e));
-            }
+        if !core.to_restore.is_empty()
+            && let Err(e) = core.restore(&consumer, &restorer)
+        {
+            break Err(kafka_error("restore the state")(e));
         }
         match polled {
             None => {}

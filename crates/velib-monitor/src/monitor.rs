@@ -231,7 +231,7 @@ where
         // A record already received is taken without the select below (and its waker
         // bookkeeping); the shutdown signal is still looked at every few records.
         let ready = match ready_now(stream.next()) {
-            Some(r) if burst % 32 != 0 || ready_now(&mut shutdown).is_none() => Some(r),
+            Some(r) if !burst.is_multiple_of(32) || ready_now(&mut shutdown).is_none() => Some(r),
             Some(_) => break,
             None => None,
         };
@@ -240,7 +240,7 @@ where
                 burst += 1;
                 // tokio's cooperative budget is spent by the shutdown future's polls; give it
                 // back now and then, so the signal is never hidden by a long burst.
-                if burst % 1024 == 0 {
+                if burst.is_multiple_of(1024) {
                     tokio::task::yield_now().await;
                 }
                 Some(r)
@@ -390,7 +390,7 @@ where
         let due = woken
             || since_store >= 1000
             || (since_store > 0
-                && (burst % 64 == 0)
+                && burst.is_multiple_of(64)
                 && last_store.elapsed() >= Duration::from_millis(100));
         if due {
             if let Some(fatal) = sink.fatal_error() {

@@ -158,7 +158,7 @@ impl Script {
     fn stands(&self, slot: &Slot) -> Vec<u32> {
         let mut value: u32 = 20;
         let mut k: u32 = 0;
-        let up_first = slot.index % 2 == 0;
+        let up_first = slot.index.is_multiple_of(2);
         (0..self.rounds)
             .map(|round| {
                 if self.changes(slot, round) {
@@ -219,7 +219,7 @@ impl Script {
         let mut out = Vec::new();
         for slot in Script::slots() {
             out.push(Script::record(&slot, round, stands[slot.index][round]));
-            if round > 0 && (slot.index + round) % 10 == 0 {
+            if round > 0 && (slot.index + round).is_multiple_of(10) {
                 out.push(Script::record(
                     &slot,
                     round - 1,

@@ -11,7 +11,7 @@ fn script(stations: u64, rounds: i64, start: i64) -> Vec<Station> {
     for round in 0..rounds {
         for contract in ["Lyon", "Toulouse", "Marseille"] {
             for n in 1..=stations {
-                let moved = if (n + round as u64) % 3 == 0 {
+                let moved = if (n + round as u64).is_multiple_of(3) {
                     round as u32 % 5 + 1
                 } else {
                     0
