@@ -193,6 +193,11 @@ pub fn run(args: Args) -> Result<()> {
             println!("latency benchmark on {} failed: {e:#}", broker.name());
             report.note(&format!("latency on {}: {e:#}", broker.name()));
         }
+        println!("==> 5. exactly once on {}", broker.name());
+        if let Err(e) = kafka::exactly_once::run(&ctx, &mut report) {
+            println!("exactly-once benchmark on {} failed: {e:#}", broker.name());
+            report.note(&format!("exactly once on {}: {e:#}", broker.name()));
+        }
     }
 
     report.finish(started.elapsed());

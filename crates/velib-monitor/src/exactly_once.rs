@@ -82,6 +82,22 @@ pub struct ExactlyOnceConfig {
     /// monitor frozen or dead mid-transaction), and a new owner of its partitions may wait up
     /// to this long for it.
     pub transaction_timeout: Duration,
+    /// Where the monitor reports its progress as it goes, for a caller that watches it (the
+    /// benchmarks); `None` by default.
+    pub progress: Option<Arc<Progress>>,
+}
+
+/// What an exactly-once monitor has done so far, updated as it goes.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Records judged (in committed or open transactions).
+    pub records: std::sync::atomic::AtomicU64,
+    /// Records covered by committed transactions.
+    pub committed: std::sync::atomic::AtomicU64,
+    /// Partitions owned with their state restored.
+    pub partitions: std::sync::atomic::AtomicUsize,
+    /// The last restore: stations read and how long it took.
+    pub last_restore: Mutex<Option<(usize, Duration)>>,
 }
 
 impl ExactlyOnceConfig {
@@ -93,6 +109,7 @@ impl ExactlyOnceConfig {
             state_topic: DEFAULT_STATE_TOPIC.to_owned(),
             commit_interval: Duration::from_millis(100),
             transaction_timeout: Duration::from_secs(10),
+            progress: None,
         }
     }
 }
@@ -185,6 +202,8 @@ struct Txn {
     offsets: BTreeMap<i32, i64>,
     /// The counts before it, restored if it aborts.
     report_before: MonitorReport,
+    /// Records it covers.
+    records: u64,
 }
 
 /// Everything the loop and the rebalance callbacks share (the callbacks run inside the
@@ -266,6 +285,11 @@ impl ConsumerContext for EosContext {
             core.to_restore.remove(p);
             core.first_seen.remove(p);
         }
+        if let Some(progress) = &core.eos.progress {
+            progress
+                .partitions
+                .store(core.detectors.len(), Ordering::Relaxed);
+        }
         tracing::info!(partitions = ?revoked, "partitions revoked");
     }
 
@@ -331,6 +355,7 @@ impl Core {
                 lines: Vec::new(),
                 offsets: BTreeMap::new(),
                 report_before: self.report.clone(),
+                records: 0,
             });
         }
         self.first_seen.entry(partition).or_insert(offset);
@@ -348,6 +373,10 @@ impl Core {
             Some(&mut state),
         );
         txn.offsets.insert(partition, offset + 1);
+        txn.records += 1;
+        if let Some(progress) = &self.eos.progress {
+            progress.records.fetch_add(1, Ordering::Relaxed);
+        }
         if let Some(out) = output {
             let dead_letter = self.config.dlq_topic.as_deref() == Some(out.topic.as_str());
             if dead_letter && self.skip_copies.contains(&(partition, offset)) {
@@ -495,6 +524,9 @@ impl Core {
                 }
                 metrics::counter!("velib_monitor_transactions_total", "outcome" => "committed")
                     .increment(1);
+                if let Some(progress) = &self.eos.progress {
+                    progress.committed.fetch_add(txn.records, Ordering::Relaxed);
+                }
                 meter(&self.report, &mut self.metered);
             }
             Err(e) if is_fatal(&e) => {
@@ -686,8 +718,15 @@ impl Core {
                 "unreadable state records ignored; those stations start unknown"
             );
         }
-        tracing::info!(partitions = ?partitions, stations, took = ?started.elapsed(), "state restored");
+        let took = started.elapsed();
+        tracing::info!(partitions = ?partitions, stations, ?took, "state restored");
         self.detectors.extend(detectors);
+        if let Some(progress) = &self.eos.progress {
+            *progress.last_restore.lock().unwrap() = Some((stations, took));
+            progress
+                .partitions
+                .store(self.detectors.len(), Ordering::Relaxed);
+        }
         Ok(())
     }
 }

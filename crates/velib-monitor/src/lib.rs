@@ -21,7 +21,9 @@ pub mod monitor;
 pub mod stream;
 
 pub use detect::{Detector, Remembered, Verdict};
-pub use exactly_once::{DEFAULT_STATE_TOPIC, ExactlyOnceConfig, InstanceSlot, run_exactly_once};
+pub use exactly_once::{
+    DEFAULT_STATE_TOPIC, ExactlyOnceConfig, InstanceSlot, Progress, run_exactly_once,
+};
 pub use ledger::Ledger;
 pub use monitor::{DlqFailure, MonitorConfig, MonitorError, MonitorReport, OutputFormat, run};
 pub use stream::{KafkaStream, STREAM_DEFAULTS, StationStream};

@@ -1,5 +1,6 @@
 //! Benchmarks 2 to 4: the benchmarks that need a broker, run on each broker in turn.
 
+pub mod exactly_once;
 pub mod latency;
 pub mod monitor;
 pub mod producer;

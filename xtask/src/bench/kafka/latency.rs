@@ -45,7 +45,7 @@ impl RecordSink for Stamping<'_> {
 
 /// Keeps each printed line with the moment its newline was written.
 #[derive(Default)]
-struct Lines {
+pub struct Lines {
     partial: Vec<u8>,
     done: Vec<(Instant, Vec<u8>)>,
 }
@@ -67,15 +67,21 @@ impl Write for Lines {
     }
 }
 
-struct Measured {
-    p50: f64,
-    p99: f64,
-    max: f64,
-    samples: usize,
-    achieved: f64,
+pub struct Measured {
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub samples: usize,
+    pub achieved: f64,
 }
 
-fn once(ctx: &Ctx<'_>, per_second: usize) -> Result<Measured> {
+/// The latency of the exactly-once monitor: its lines are printed when their transaction
+/// commits (every 100 ms).
+pub fn once_exactly_once(ctx: &Ctx<'_>, per_second: usize) -> Result<Measured> {
+    once(ctx, per_second, true)
+}
+
+fn once(ctx: &Ctx<'_>, per_second: usize, exactly_once: bool) -> Result<Measured> {
     let secs = ctx.sizes.latency_secs;
     let stations = per_second / 10; // one poll every 100 ms
     let topic = ctx.topic("latency")?;
@@ -90,13 +96,6 @@ fn once(ctx: &Ctx<'_>, per_second: usize) -> Result<Measured> {
         ..MonitorConfig::default()
     };
     let _runtime = ctx.rt.enter();
-    let parts = velib_monitor::connect(
-        &KafkaArgs::new(&bootstrap).with("auto.offset.reset", "earliest"),
-        &velib_testkit::unique_name("bench-latency"),
-        &config,
-        false,
-    )?;
-    let view = parts.stream.assignment_view();
     let sink = KafkaSink::new(
         &KafkaArgs::new(&bootstrap).client_config(SINK_DEFAULTS),
         None,
@@ -107,51 +106,86 @@ fn once(ctx: &Ctx<'_>, per_second: usize) -> Result<Measured> {
     };
     let source = crate::bench::detect::city(stations);
     let producer_config = ProducerConfig {
-        topic,
+        topic: topic.clone(),
         interval: Duration::from_millis(100),
         max_polls: Some(secs * 10),
         ..ProducerConfig::default()
     };
-    let stop = tokio_util::sync::CancellationToken::new();
-    let mut lines = Lines::default();
     let mut produce_started = None;
-    let mut produced = 0;
-    let (monitor, producer) = ctx.rt.block_on(async {
-        let monitor = velib_monitor::run(
-            parts.stream,
-            &parts.sink,
-            parts.ledger,
-            &config,
-            &mut lines,
-            stop.clone().cancelled_owned(),
+    let mut discard = std::io::sink();
+    let produce = |started: &mut Option<Instant>| {
+        *started = Some(Instant::now());
+        velib_producer::run(
+            source,
+            &stamping,
+            &producer_config,
+            &mut discard,
+            std::future::pending(),
+        )
+    };
+    let (lines, producer) = if exactly_once {
+        let state = ctx.topic("latency-state")?;
+        let shared = super::exactly_once::SharedLines::default();
+        let monitor = super::exactly_once::Running::start(
+            &bootstrap,
+            config,
+            &state,
+            Box::new(shared.clone()),
         );
-        let producer = async {
-            // Start producing once the monitor owns the partitions, so nothing waits for the
-            // group to form.
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while view.partitions().is_empty() && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            produce_started = Some(Instant::now());
-            let r = velib_producer::run(
-                source,
-                &stamping,
-                &producer_config,
-                &mut std::io::sink(),
-                std::future::pending(),
-            )
-            .await;
+        // Start producing once the monitor owns the partitions, so nothing waits for the
+        // group to form.
+        monitor.wait(Duration::from_secs(60), |p| {
+            p.partitions.load(std::sync::atomic::Ordering::Relaxed) == 10
+        })?;
+        let producer = ctx.rt.block_on(async {
+            let r = produce(&mut produce_started).await;
             // Give the last records time to be printed.
             tokio::time::sleep(Duration::from_millis(500)).await;
-            stop.cancel();
             r
-        };
-        tokio::join!(monitor, producer)
-    });
-    let (stream, _) = monitor?;
-    stream.close();
+        });
+        monitor.stop()?;
+        let lines = std::mem::take(&mut *shared.0.lock().unwrap());
+        (lines, producer)
+    } else {
+        let parts = velib_monitor::connect(
+            &KafkaArgs::new(&bootstrap).with("auto.offset.reset", "earliest"),
+            &velib_testkit::unique_name("bench-latency"),
+            &config,
+            false,
+        )?;
+        let view = parts.stream.assignment_view();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let mut lines = Lines::default();
+        let (monitor, producer) = ctx.rt.block_on(async {
+            let monitor = velib_monitor::run(
+                parts.stream,
+                &parts.sink,
+                parts.ledger,
+                &config,
+                &mut lines,
+                stop.clone().cancelled_owned(),
+            );
+            let producer = async {
+                // Start producing once the monitor owns the partitions, so nothing waits for
+                // the group to form.
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while view.partitions().is_empty() && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                let r = produce(&mut produce_started).await;
+                // Give the last records time to be printed.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                stop.cancel();
+                r
+            };
+            tokio::join!(monitor, producer)
+        });
+        let (stream, _) = monitor?;
+        stream.close();
+        (lines, producer)
+    };
     let producer = producer?;
-    produced += producer.records_delivered;
+    let produced = producer.records_delivered;
     let start = produce_started.context("never started")?;
     let handed = stamping.handed.into_inner().unwrap();
     let mut lat = Vec::new();
@@ -183,7 +217,7 @@ pub fn run(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
     let broker = ctx.broker.name().to_owned();
     let mut raw = serde_json::Map::new();
     for per_second in [5_000usize, 50_000] {
-        let m = once(ctx, per_second)?;
+        let m = once(ctx, per_second, false)?;
         println!(
             "    {per_second}/s: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} lines)",
             m.p50, m.p99, m.max, m.samples

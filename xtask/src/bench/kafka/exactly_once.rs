@@ -1,0 +1,274 @@
+//! Benchmark 5, the cost of exactly once, on Apache Kafka (the mock cluster stores no
+//! transactional offsets): draining a backlog exactly once against at least once, latency at a
+//! steady rate, and restoring the state of a million stations.
+
+use super::{Ctx, bare_produce, bare_producer, prepare};
+use crate::bench::report::{Report, Row};
+use crate::bench::{median, rate};
+use anyhow::{Context, Result, bail};
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use velib_kafka::KafkaArgs;
+use velib_monitor::{ExactlyOnceConfig, MonitorConfig, Progress};
+
+/// A writer shared with the monitor's thread, keeping each line with the moment it was
+/// written (after its transaction committed).
+#[derive(Clone, Default)]
+pub struct SharedLines(pub Arc<Mutex<super::latency::Lines>>);
+
+impl Write for SharedLines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// An exactly-once monitor on its own thread, until [`Running::stop`].
+pub struct Running {
+    pub progress: Arc<Progress>,
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Result<velib_monitor::MonitorReport, velib_monitor::MonitorError>>,
+}
+
+impl Running {
+    pub fn start(
+        bootstrap: &str,
+        config: MonitorConfig,
+        state_topic: &str,
+        out: Box<dyn Write + Send>,
+    ) -> Running {
+        let progress = Arc::new(Progress::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut eos = ExactlyOnceConfig::new(velib_testkit::unique_name("bench"));
+        eos.state_topic = state_topic.to_owned();
+        eos.progress = Some(Arc::clone(&progress));
+        let kafka = KafkaArgs::new(bootstrap).with("auto.offset.reset", "earliest");
+        let group = velib_testkit::unique_name("bench-eos");
+        let thread = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                velib_monitor::run_exactly_once(&kafka, &group, &config, &eos, out, &stop)
+            })
+        };
+        Running {
+            progress,
+            stop,
+            thread,
+        }
+    }
+
+    /// Waits (polling every millisecond, up to `limit`) until `done` holds; the moment it did.
+    pub fn wait(&self, limit: Duration, done: impl Fn(&Progress) -> bool) -> Result<Instant> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if done(&self.progress) {
+                return Ok(Instant::now());
+            }
+            if self.thread.is_finished() {
+                bail!("the exactly-once monitor stopped early");
+            }
+            if Instant::now() > deadline {
+                bail!("the exactly-once monitor did not get there within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    pub fn stop(self) -> Result<velib_monitor::MonitorReport> {
+        self.stop.store(true, Ordering::Relaxed);
+        let report = self
+            .thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the monitor thread panicked"))??;
+        Ok(report)
+    }
+}
+
+/// (records/s from the first judged to the last committed, changes)
+fn exactly_once_drain(ctx: &Ctx<'_>, topic: &str, events: &str, n: u64) -> Result<(f64, u64)> {
+    let config = MonitorConfig {
+        topic: topic.to_owned(),
+        events_topic: Some(events.to_owned()),
+        dlq_topic: None,
+        ..MonitorConfig::default()
+    };
+    let state = ctx.topic("eos-state")?;
+    let out = std::fs::File::create(ctx.scratch.join("velib-monitor-eos.out"))?;
+    let monitor = Running::start(
+        &ctx.broker.bootstrap(),
+        config,
+        &state,
+        Box::new(std::io::BufWriter::new(out)),
+    );
+    let limit = Duration::from_secs(600);
+    let first = monitor.wait(limit, |p| p.records.load(Ordering::Relaxed) > 0)?;
+    let last = monitor.wait(limit, |p| p.committed.load(Ordering::Relaxed) >= n)?;
+    let report = monitor.stop()?;
+    Ok((rate(n - 1, last - first), report.changes))
+}
+
+/// Restores `stations` stations' state: a state topic filled with their records, then a
+/// monitor assigned every partition of an empty stations topic.
+fn restore(ctx: &Ctx<'_>, stations: usize) -> Result<(usize, Duration)> {
+    let state = ctx.topic("eos-restore-state")?;
+    let topic = ctx.topic("eos-restore-stations")?;
+    let records: Vec<(String, Vec<u8>, i64)> = prepare(stations, 1)
+        .into_iter()
+        .map(|(key, json, ts)| {
+            let s = velib_model::Station::from_json(&json).expect("the bench city parses");
+            let value = serde_json::json!({
+                "contract": s.contract_name, "number": s.number,
+                "field": velib_model::TrackedField::AvailableBikeStands,
+                "snapshot_at": ts, "tracked": s.available_bike_stands,
+                "bikes": s.available_bikes, "open": true,
+            });
+            (key, serde_json::to_vec(&value).expect("JSON"), ts)
+        })
+        .collect();
+    let (ok, _) = bare_produce(&bare_producer(&ctx.broker.bootstrap())?, &state, &records)?;
+    if ok != stations as u64 {
+        bail!("filling the state topic delivered {ok} of {stations} records");
+    }
+    drop(records);
+    let config = MonitorConfig {
+        topic,
+        events_topic: None,
+        dlq_topic: None,
+        ..MonitorConfig::default()
+    };
+    let monitor = Running::start(&ctx.broker.bootstrap(), config, &state, Box::new(std::io::sink()));
+    monitor.wait(Duration::from_secs(300), |p| {
+        p.partitions.load(Ordering::Relaxed) == 10
+    })?;
+    let restored = monitor
+        .progress
+        .last_restore
+        .lock()
+        .unwrap()
+        .context("no restore")?;
+    monitor.stop()?;
+    Ok(restored)
+}
+
+pub fn run(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
+    let broker = ctx.broker.name().to_owned();
+    if broker != "kafka" {
+        report.not_measured(
+            &format!("5. exactly once ({broker})"),
+            "the mock cluster stores no transactional offsets; measured on Apache Kafka",
+        );
+        return Ok(());
+    }
+    let sizes = ctx.sizes;
+    let n = sizes.kafka_records();
+    let topic = ctx.topic("eos-backlog")?;
+    let events = ctx.topic("eos-events")?;
+    let records = prepare(sizes.stations, sizes.kafka_snapshots);
+    let (ok, _) = bare_produce(&bare_producer(&ctx.broker.bootstrap())?, &topic, &records)?;
+    if ok != n {
+        bail!("pre-filling the backlog delivered {ok} of {n} records");
+    }
+    drop(records);
+
+    // Warm-up: one drain each, not counted.
+    super::monitor::velib_once(ctx, &topic, &events, n)?;
+    exactly_once_drain(ctx, &topic, &events, n)?;
+    let (mut alo, mut eos, mut changes) = (Vec::new(), Vec::new(), (0, 0));
+    for _ in 0..sizes.runs {
+        let (d, c) = super::monitor::velib_once(ctx, &topic, &events, n)?;
+        alo.push(d.0);
+        let (r, e) = exactly_once_drain(ctx, &topic, &events, n)?;
+        eos.push(r);
+        changes = (c, e);
+    }
+    let (a, e) = (median(&alo), median(&eos));
+    println!(
+        "    exactly once {:.0} k/s ({} lines), at least once {:.0} k/s ({} lines): {:.2}×",
+        e / 1e3,
+        changes.1,
+        a / 1e3,
+        changes.0,
+        e / a
+    );
+    report.row(Row {
+        bench: "5. exactly once",
+        case: format!("drain {n} records from 10 partitions, 100 ms transactions"),
+        broker: broker.clone(),
+        value: e,
+        unit: "records/s",
+        baseline: Some(("the at-least-once monitor".into(), a)),
+        target: Some((">= 0.7× at least once", e / a >= 0.7)),
+        note: format!(
+            "{} lines each; first record judged to last committed",
+            changes.1
+        ),
+    });
+
+    let mut raw = serde_json::Map::new();
+    for per_second in [5_000usize, 50_000] {
+        let m = super::latency::once_exactly_once(ctx, per_second)?;
+        println!(
+            "    exactly once, {per_second}/s: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} lines)",
+            m.p50, m.p99, m.max, m.samples
+        );
+        for (stat, value) in [("p50", m.p50), ("p99", m.p99)] {
+            report.row(Row {
+                bench: "5. exactly once",
+                case: format!(
+                    "latency {stat}, {} k records/s for {} s",
+                    per_second / 1000,
+                    sizes.latency_secs
+                ),
+                broker: broker.clone(),
+                value,
+                unit: "ms",
+                baseline: None,
+                target: (stat == "p99").then_some(("p99 <= 150 ms", value <= 150.0)),
+                note: if stat == "p50" {
+                    format!("{} change lines, max {:.0} ms", m.samples, m.max)
+                } else {
+                    String::new()
+                },
+            });
+        }
+        raw.insert(
+            per_second.to_string(),
+            serde_json::json!({"p50_ms": m.p50, "p99_ms": m.p99, "max_ms": m.max, "lines": m.samples}),
+        );
+    }
+
+    let stations = if sizes.quick { 200_000 } else { 1_000_000 };
+    let (restored, took) = restore(ctx, stations)?;
+    let per_million = took.as_secs_f64() * 1e6 / restored.max(1) as f64;
+    println!(
+        "    restore: {restored} stations in {:.2} s ({per_million:.2} s per million)",
+        took.as_secs_f64()
+    );
+    report.row(Row {
+        bench: "5. exactly once",
+        case: format!("restore the state of {restored} stations (10 partitions)"),
+        broker: broker.clone(),
+        value: took.as_secs_f64(),
+        unit: "s",
+        baseline: None,
+        target: Some((
+            "<= 5 s for 1 M stations",
+            per_million <= 5.0,
+        )),
+        note: format!("{per_million:.2} s per million stations"),
+    });
+    raw.insert(
+        "restore".into(),
+        serde_json::json!({"stations": restored, "seconds": took.as_secs_f64()}),
+    );
+    raw.insert(
+        "drain".into(),
+        serde_json::json!({"exactly_once_runs_records_per_s": eos, "at_least_once_runs_records_per_s": alo}),
+    );
+    report.raw(&format!("exactly_once_{broker}"), serde_json::Value::Object(raw));
+    Ok(())
+}
