@@ -15,7 +15,8 @@ pub struct ServiceArgs {
 }
 
 impl ServiceArgs {
-    /// First thing in `main`, in this order: the SIGINT/SIGTERM handlers (a signal during
+    /// First thing in `main`, in this order: the last word on a fatal signal
+    /// ([`crate::crash`]), the SIGINT/SIGTERM handlers (a signal during
     /// start-up already ends the program gracefully), logging ([`init_tracing`]), and the
     /// metrics endpoint when asked. Returns the future that resolves on shutdown.
     ///
@@ -23,6 +24,7 @@ impl ServiceArgs {
     ///
     /// When `--metrics-addr` cannot be served, naming the flag.
     pub fn start(&self) -> Result<impl Future<Output = ()> + Send + 'static, String> {
+        crate::crash::install();
         let shutdown = shutdown_signal();
         init_tracing();
         if let Some(addr) = self.metrics_addr {

@@ -14,14 +14,17 @@
 //! - [`cli`]: what every binary does the same way: logging, the metrics endpoint, the shutdown
 //!   signal, duration flags.
 //! - [`RateLimited`]: one log line per period for failures that come by the thousand.
+//! - [`crash`]: a clear line on stderr when native code (librdkafka) crashes the process.
 //!
-//! All the `unsafe` code is in `topics::ffi`, for the two Admin API calls rdkafka does not make.
+//! All the `unsafe` code is in `topics::ffi`, for the two Admin API calls rdkafka does not make,
+//! and in [`crash`], the last word on a fatal signal.
 
 #![deny(unsafe_code)]
 
 pub mod cli;
 pub mod config;
 pub mod connection;
+pub mod crash;
 pub mod properties;
 mod rate_limit;
 pub mod sink;

@@ -132,6 +132,10 @@ pub const EOS_CONSUMER_DEFAULTS: &[(&str, &str)] = &[
 /// The transactional producer's settings in this mode (`transactional.id` and the timeouts
 /// come from [`ExactlyOnceConfig`]).
 pub const EOS_PRODUCER_DEFAULTS: &[(&str, &str)] = &[
+    // Right after a commit the coordinator is still writing its markers, and the next
+    // transaction's first request is refused (CONCURRENT_TRANSACTIONS) until it is done; at
+    // librdkafka's default 100 ms backoff that retry is most of each transaction's latency.
+    ("retry.backoff.ms", "10"),
     ("enable.idempotence", "true"),
     ("acks", "all"),
     ("partitioner", "murmur2_random"),
@@ -546,6 +550,14 @@ impl Core {
 
     /// `commit_transaction`, retried while Kafka says a retry may succeed.
     fn commit_retrying(&self) -> Result<(), KafkaError> {
+        // rdkafka's commit flushes first, and its flush, sharing the event queue with the
+        // producer's own polling thread, sleeps in 100 ms steps: most commits would take 100 ms
+        // more than the broker does. Wait for the queue to drain here instead (delivery runs on
+        // the producer's thread; this only watches its count), so that flush finds nothing.
+        let deadline = Instant::now() + CALL_TIMEOUT;
+        while self.producer.in_flight_count() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(200));
+        }
         let mut tries = 0;
         loop {
             match self.producer.commit_transaction(CALL_TIMEOUT) {
@@ -998,26 +1010,44 @@ struct StoredState {
     state: Remembered,
 }
 
+/// The changelog value as written by [`state_value`], read without building a JSON tree: a
+/// restore reads one per station.
+#[derive(serde::Deserialize)]
+struct Wire<'a> {
+    #[serde(borrow)]
+    contract: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    number: WireId<'a>,
+    field: TrackedField,
+    snapshot_at: Option<i64>,
+    tracked: u32,
+    bikes: u32,
+    open: bool,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum WireId<'a> {
+    Number(u64),
+    Text(#[serde(borrow)] std::borrow::Cow<'a, str>),
+}
+
 impl StoredState {
     /// Parses a changelog value; `None` when it is not one.
     fn parse(value: &[u8]) -> Option<StoredState> {
-        let v: serde_json::Value = serde_json::from_slice(value).ok()?;
-        let field: TrackedField = serde_json::from_value(v.get("field")?.clone()).ok()?;
-        let number = match v.get("number")? {
-            serde_json::Value::Number(n) => StationId::Number(n.as_u64()?),
-            serde_json::Value::String(s) => StationId::Text(s.clone()),
-            _ => return None,
-        };
-        let count = |k: &str| v.get(k)?.as_u64().and_then(|n| u32::try_from(n).ok());
+        let wire: Wire<'_> = serde_json::from_slice(value).ok()?;
         Some(StoredState {
-            contract: v.get("contract")?.as_str()?.to_owned(),
-            number,
-            field,
+            contract: wire.contract.into_owned(),
+            number: match wire.number {
+                WireId::Number(n) => StationId::Number(n),
+                WireId::Text(t) => StationId::Text(t.into_owned()),
+            },
+            field: wire.field,
             state: Remembered {
-                snapshot_at: v.get("snapshot_at").and_then(serde_json::Value::as_i64),
-                tracked: count("tracked")?,
-                bikes: count("bikes")?,
-                open: v.get("open")?.as_bool()?,
+                snapshot_at: wire.snapshot_at,
+                tracked: wire.tracked,
+                bikes: wire.bikes,
+                open: wire.open,
             },
         })
     }

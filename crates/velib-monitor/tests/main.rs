@@ -6,6 +6,7 @@ mod dead_letters;
 mod exactly_once;
 mod outage;
 mod real_day;
+mod recreated;
 mod scenarios;
 
 use std::collections::HashMap;

@@ -235,9 +235,15 @@ impl Args {
             ));
         }
         if !self.no_state {
-            // Compacted: the latest state of every station is kept, whatever its age.
+            // Compacted: the latest state of every station is kept, whatever its age. Hourly
+            // segments let the cleaner compact within the hour (only closed segments are
+            // compacted), so a restore reads about one record per station.
             requests.push(TopicRequest {
-                configs: [("cleanup.policy".to_owned(), "compact".to_owned())].into(),
+                configs: [
+                    ("cleanup.policy".to_owned(), "compact".to_owned()),
+                    ("segment.ms".to_owned(), "3600000".to_owned()),
+                ]
+                .into(),
                 ..request(&self.state_topic, self.partitions, &[])
             });
         }
@@ -868,7 +874,10 @@ mod tests {
             [(10, 1), (3, 1), (1, 1), (10, 1)]
         );
         assert!(requests[..3].iter().all(|r| r.configs.is_empty()));
-        assert_eq!(requests[3].configs, map(&[("cleanup.policy", "compact")]));
+        assert_eq!(
+            requests[3].configs,
+            map(&[("cleanup.policy", "compact"), ("segment.ms", "3600000")])
+        );
         assert_eq!(args(&["--no-dlq"]).requests().len(), 3);
         assert_eq!(args(&["--no-dlq", "--no-state"]).requests().len(), 2);
     }
