@@ -97,6 +97,10 @@ struct Script {
     period: u64,
     changing: u64,
     interval: Duration,
+    /// The first round's `snapshot_at` (and record timestamp): now, as the producer's poll
+    /// time would be. (Timestamps far in the past would let the broker's retention delete the
+    /// records mid-run.)
+    base: i64,
 }
 
 /// One station of the script: its index, contract and number.
@@ -124,6 +128,7 @@ impl Script {
             period: 4,
             changing: 3,
             interval: Duration::from_millis(500),
+            base: now_ms(),
         }
     }
 
@@ -136,6 +141,7 @@ impl Script {
             period: (rounds as u64).div_ceil(MAX_CHANGES as u64 - 2).max(2),
             changing: 1,
             interval: Duration::from_secs(1),
+            base: now_ms(),
         }
     }
 
@@ -178,21 +184,15 @@ impl Script {
             .collect()
     }
 
-    /// A minute a round, from two hours ago: the records' timestamps (their snapshot's time)
-    /// must be recent, or the broker's retention deletes them as soon as they are written.
-    fn snapshot_at(round: usize) -> i64 {
-        static START: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
-        let start = *START.get_or_init(|| {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .expect("after 1970")
-                .as_millis() as i64;
-            now - 2 * 3_600_000
-        });
-        start + round as i64 * 60_000
+    /// A second a round from now, about when the publisher sends it: timestamps far in the
+    /// past are deleted by the broker's retention as soon as they are written, and timestamps
+    /// far in the future are refused (`log.message.timestamp.after.max.ms`), which a soak of
+    /// hundreds of rounds would reach at a minute a round.
+    fn snapshot_at(&self, round: usize) -> i64 {
+        self.base + round as i64 * 1000
     }
 
-    fn record(slot: &Slot, round: usize, stands: u32) -> Station {
+    fn record(&self, slot: &Slot, round: usize, stands: u32) -> Station {
         Station {
             number: StationId::Number(slot.number),
             contract_name: slot.contract.to_owned(),
@@ -208,8 +208,8 @@ impl Script {
             available_bike_stands: stands,
             available_bikes: 40 - stands,
             status: Status::Open,
-            last_update: Some(Script::snapshot_at(round) - 5_000),
-            snapshot_at: Some(Script::snapshot_at(round)),
+            last_update: Some(self.snapshot_at(round) - 5_000),
+            snapshot_at: Some(self.snapshot_at(round)),
         }
     }
 
@@ -218,13 +218,9 @@ impl Script {
     fn round(&self, round: usize, stands: &[Vec<u32>]) -> Vec<Station> {
         let mut out = Vec::new();
         for slot in Script::slots() {
-            out.push(Script::record(&slot, round, stands[slot.index][round]));
+            out.push(self.record(&slot, round, stands[slot.index][round]));
             if round > 0 && (slot.index + round).is_multiple_of(10) {
-                out.push(Script::record(
-                    &slot,
-                    round - 1,
-                    stands[slot.index][round - 1],
-                ));
+                out.push(self.record(&slot, round - 1, stands[slot.index][round - 1]));
             }
         }
         out
@@ -254,6 +250,13 @@ impl Script {
         }
         lines
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Publishes rounds `from..to` with velib's producer sink (keys, JSON and settings as the
