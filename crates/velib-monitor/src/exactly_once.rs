@@ -76,7 +76,9 @@ pub struct ExactlyOnceConfig {
     pub instance_id: String,
     /// The state changelog, compacted, with at least as many partitions as the stations topic.
     pub state_topic: String,
-    /// How long a transaction stays open: lines are printed at most this late.
+    /// How long a transaction stays open at most while records keep coming (it is committed
+    /// as soon as the input pauses for 5 ms): the bound on how late a line is printed under
+    /// load.
     pub commit_interval: Duration,
     /// `transaction.timeout.ms`: the coordinator aborts a transaction left open longer (a
     /// monitor frozen or dead mid-transaction), and a new owner of its partitions may wait up
@@ -139,11 +141,17 @@ pub const EOS_PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("enable.idempotence", "true"),
     ("acks", "all"),
     ("partitioner", "murmur2_random"),
-    ("linger.ms", "5"),
+    // A commit sends what is queued at once; lingering would only delay it.
+    ("linger.ms", "0"),
     ("compression.type", "gzip"),
     ("compression.level", "1"),
     ("queue.buffering.max.messages", "1000000"),
 ];
+
+/// How long the input may stay quiet before the open transaction is committed without waiting
+/// for the commit interval: a producer's snapshot arrives as a burst, and its lines should not
+/// wait out the interval once the burst is over.
+const IDLE: Duration = Duration::from_millis(5);
 
 /// How long one Kafka call of the transaction protocol may take before it is retried or the
 /// transaction aborted.
@@ -883,7 +891,10 @@ pub fn run_exactly_once(
                 failure.clone(),
             )));
         }
-        let polled = consumer.poll(Duration::from_millis(20));
+        let polled = consumer.poll(IDLE);
+        // Nothing came for IDLE: the burst (a poll's snapshot) is over, and its lines wait
+        // for nothing but their commit.
+        let idle = polled.is_none();
         let mut core_guard = consumer.context().core();
         let core = core_guard.as_mut().expect("set before subscribing");
         let rewound = core.reset_needed;
@@ -916,7 +927,7 @@ pub fn run_exactly_once(
                 core.handle(&record);
             }
         }
-        if core.failure.is_none() && core.commit_due() {
+        if core.failure.is_none() && (core.commit_due() || (idle && core.txn.is_some())) {
             core.commit(&consumer);
         }
         if let Some(failure) = core.failure.take() {

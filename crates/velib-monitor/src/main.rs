@@ -90,7 +90,8 @@ struct Cli {
     #[arg(long, env = "VELIB_STATE_TOPIC", default_value = velib_monitor::DEFAULT_STATE_TOPIC)]
     state_topic: String,
 
-    /// How long a transaction stays open (exactly-once): lines are printed at most this late.
+    /// How long a transaction stays open at most under load (exactly-once); it is committed as
+    /// soon as the input pauses (after a producer's snapshot). Lines wait for their commit.
     #[arg(long, env = "VELIB_COMMIT_INTERVAL", default_value = "100ms",
           value_parser = velib_kafka::cli::parse_positive_duration)]
     commit_interval: Duration,

@@ -375,7 +375,9 @@ impl KafkaCluster {
         for node in nodes {
             let mut cmd = self.java();
             cmd.args(["kafka.tools.StorageTool", "format", "--ignore-formatted"])
-                .args(["--cluster-id", &cluster_id])
+                // One argument: an id starting with `-` (one in 64) would otherwise be taken
+                // for a flag by the tool's argument parser.
+                .arg(format!("--cluster-id={cluster_id}"))
                 .arg("--config")
                 .arg(&node.config);
             if let Some(password) = &options.scram_password {
