@@ -239,6 +239,7 @@ async fn exactly_once(
     eos.state_topic = args.state_topic;
     eos.commit_interval = args.commit_interval;
     eos.transaction_timeout = args.transaction_timeout;
+    let stop_within = config.flush_timeout + Duration::from_secs(10);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let worker = {
         let stop = std::sync::Arc::clone(&stop);
@@ -252,7 +253,21 @@ async fn exactly_once(
         done = &mut worker => done,
         () = shutdown => {
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            worker.await
+            // Stopping commits what is open and leaves the group; a Kafka call stuck on a
+            // broker that does not answer must not keep the process alive for ever. Leaving
+            // without it is safe: an open transaction is aborted by its coordinator (or fenced
+            // when this instance starts again), so nothing it holds is printed or lost.
+            match tokio::time::timeout(stop_within, &mut worker).await {
+                Ok(done) => done,
+                Err(_) => {
+                    tracing::error!(
+                        waited = ?stop_within,
+                        "the monitor did not stop in time (a Kafka call is stuck); exiting \
+                         without it: its open transaction, if any, is aborted by Kafka"
+                    );
+                    std::process::exit(1);
+                }
+            }
         }
     }
     .context("the monitor thread panicked")??;

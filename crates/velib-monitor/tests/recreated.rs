@@ -124,3 +124,67 @@ async fn a_stations_topic_created_again_under_a_monitor_is_never_a_silent_crash(
         ),
     }
 }
+
+/// The broker comes back with its data lost (a replaced disk), and the topics are created
+/// again: every topic id changes at once under the monitor, with its cluster id. The monitor
+/// either lives through it or dies with the line that names the cause: never silently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
+async fn a_broker_back_with_its_topics_created_again_is_never_a_silent_crash() {
+    use velib_testkit::kafka::{KafkaCluster, KafkaOptions};
+    let _alone = crate::alone().await;
+    let options = KafkaOptions::default();
+    let libs = velib_testkit::kafka::libs_from_env();
+    let mut cluster = tokio::task::spawn_blocking({
+        let options = options.clone();
+        move || KafkaCluster::start(&libs, &options)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let bootstrap = cluster.bootstrap();
+    let (topic, state) = (unique_name("velib-stations"), unique_name("velib-state"));
+    let create = |b: String, t: String, s: String| async move {
+        admin_create_topic(&b, &t, 3).await.ok()?;
+        admin_create_topic(&b, &s, 3).await.ok()
+    };
+    create(bootstrap.clone(), topic.clone(), state.clone())
+        .await
+        .unwrap();
+    let mut monitor = Child::spawn(
+        Command::new(env!("CARGO_BIN_EXE_velib-monitor"))
+            .args(["--bootstrap-servers", &bootstrap, "--topic", &topic])
+            .args(["--state-topic", &state, "--no-events", "--no-dlq"])
+            .args(["--group-id", &unique_name("velib-monitor")])
+            .args(["-X", "topic.metadata.refresh.interval.ms=500"])
+            .env("RUST_LOG", "info"),
+    );
+    monitor.wait_for_stderr("state restored", TIMEOUT).await;
+    cluster = tokio::task::spawn_blocking(move || cluster.wipe_node(0, &options).map(|()| cluster))
+        .await
+        .unwrap()
+        .unwrap();
+    velib_testkit::wait_for("the topics to be created again", TIMEOUT, || {
+        create(bootstrap.clone(), topic.clone(), state.clone())
+    })
+    .await;
+    // Watched for 5 s with the new topics (ten metadata refreshes): an observation window.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    monitor.signal("TERM").await;
+    let status = monitor.wait(TIMEOUT).await;
+    let stderr = monitor.stderr();
+    println!(
+        "a monitor whose broker came back empty: {}",
+        match status.signal() {
+            Some(s) => format!("died of signal {s}"),
+            None => format!("lived through it ({status})"),
+        }
+    );
+    if status.signal().is_some() {
+        assert!(
+            stderr.iter().any(|l| l.contains(LAST_WORD)),
+            "died of a signal without a word: {status}: {stderr:#?}"
+        );
+    }
+    drop(cluster);
+}

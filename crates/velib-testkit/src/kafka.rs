@@ -330,6 +330,22 @@ impl KafkaCluster {
         self.wait_ready(running)
     }
 
+    /// Node `i` (0-based) loses its data, as a broker whose disk was replaced: killed, its
+    /// storage removed and formatted again, started on the same ports. On a one-node cluster
+    /// every topic is gone, and topics created again get new topic ids under their old names.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](KafkaCluster::start).
+    pub fn wipe_node(&mut self, i: usize, options: &KafkaOptions) -> Result<(), String> {
+        self.kill_node(i);
+        let data = self.dir.join(format!("node-{}-data", self.nodes[i].id));
+        std::fs::remove_dir_all(&data)
+            .map_err(|e| format!("cannot remove {}: {e}", data.display()))?;
+        self.format(&self.nodes[i..=i], options)?;
+        self.restart_node(i)
+    }
+
     /// Stops every node: SIGTERM to all, SIGKILL to those still running after `grace`.
     /// Returns whether all stopped by themselves.
     pub fn stop(mut self, grace: Duration) -> bool {
