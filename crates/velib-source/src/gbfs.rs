@@ -768,7 +768,8 @@ pub fn feed_time(feed: &Value) -> Option<i64> {
 /// POSIX seconds to milliseconds; values too large to be seconds (after the year 5138) are
 /// taken as milliseconds already, which some publishers send by mistake.
 fn seconds_to_ms(value: i64) -> i64 {
-    if value.abs() > 100_000_000_000 {
+    // `unsigned_abs`: `i64::MIN` (what `-1e19` saturates to) has no `abs`.
+    if value.unsigned_abs() > 100_000_000_000 {
         value
     } else {
         value * 1000
@@ -1369,5 +1370,29 @@ mod tests {
         assert!("x=ftp://x.org/gbfs.json".parse::<GbfsTarget>().is_err());
         assert!("lyon/../x".parse::<GbfsTarget>().is_err());
         assert!("".parse::<GbfsTarget>().is_err());
+    }
+
+    /// A time of `-1e19` or `i64::MIN` seconds (a hostile or broken feed) is a placeholder,
+    /// not a panic: the seconds-or-milliseconds guess took `abs()` of `i64::MIN`, which
+    /// overflows (a panic wherever overflow checks are on, as in debug builds).
+    #[test]
+    fn extreme_times_are_placeholders_not_overflows() {
+        for value in [
+            json!(-1e19),
+            json!(i64::MIN),
+            json!(-1e300),
+            json!("-9223372036854775808"),
+        ] {
+            let record =
+                json!({"station_id": "1", "num_bikes_available": 1, "last_reported": value});
+            assert_eq!(
+                parse_status(&record).unwrap().last_reported,
+                None,
+                "{value}"
+            );
+            assert_eq!(feed_time(&json!({"last_updated": value})), None, "{value}");
+        }
+        let record = json!({"station_id": "1", "num_bikes_available": 1, "last_reported": 1e19});
+        assert_eq!(parse_status(&record).unwrap().last_reported, Some(i64::MAX));
     }
 }
