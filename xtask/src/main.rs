@@ -7,6 +7,8 @@
 //! - `kafka`: Apache Kafka (one node, or `--nodes 3`) on 127.0.0.1 for running the binaries by
 //!   hand, until Ctrl-C; fetched with Maven the first time.
 //! - `bench`: the benchmarks, with results in `bench/results/` (`--quick`: about two minutes).
+//! - `fuzz`: the coverage-guided fuzz targets of `fuzz/` for a given time each (`--time`),
+//!   seeded with the real day; `test` runs each for a few seconds.
 //! - `create-topics`: the stations, events and dead-letter topics, created or brought to what
 //!   is asked (partitions, configs) through the Admin API; safe to run again.
 //!
@@ -17,6 +19,7 @@
 mod bench;
 mod browser;
 mod demo;
+mod fuzz;
 mod kafka;
 
 use anyhow::{Context, Result, bail};
@@ -61,6 +64,9 @@ enum Task {
     /// Create or update the stations, events and dead-letter topics (partitions, configs);
     /// safe to run again.
     CreateTopics(Box<velib_kafka::topics::Args>),
+    /// Run the fuzz targets of `fuzz/` (cargo-fuzz, nightly; both installed if missing), seeded
+    /// with the real day, and print executions, coverage and findings per target.
+    Fuzz(fuzz::Args),
 }
 
 fn main() -> Result<()> {
@@ -74,6 +80,7 @@ fn main() -> Result<()> {
             velib_kafka::cli::init_tracing_with("warn");
             velib_kafka::topics::run(*args)
         }
+        Task::Fuzz(args) => fuzz::run(args),
     }
 }
 
@@ -185,7 +192,9 @@ fn test(test_args: &[String]) -> Result<()> {
     if !status.success() {
         bail!("cargo test failed ({status})");
     }
-    Ok(())
+    // A few seconds of each fuzz target: the parsers of outside input still hold on the seeds
+    // from the real day and on what libFuzzer derives from them in that time.
+    fuzz::smoke()
 }
 
 /// How long nodes get to stop cleanly after SIGTERM before they are killed.

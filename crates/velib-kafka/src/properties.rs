@@ -362,19 +362,41 @@ fn unescape(s: &str) -> Result<String, String> {
             Some('r') => out.push('\r'),
             Some('f') => out.push('\x0c'),
             Some('u') => {
-                let hex: String = chars.by_ref().take(4).collect();
-                let code = u32::from_str_radix(&hex, 16)
-                    .ok()
-                    .filter(|_| hex.len() == 4)
-                    .and_then(char::from_u32)
-                    .ok_or_else(|| format!("malformed \\u escape \\u{hex}"))?;
-                out.push(code);
+                let high = hex4(&mut chars)?;
+                // Java's `Properties.store` writes a character beyond U+FFFF as the two UTF-16
+                // halves of a surrogate pair, `\uD83D\uDE00`: read them as one character.
+                let code = if (0xD800..0xDC00).contains(&high) {
+                    let low = match (chars.next(), chars.next()) {
+                        (Some('\\'), Some('u')) => hex4(&mut chars)?,
+                        _ => 0,
+                    };
+                    if !(0xDC00..0xE000).contains(&low) {
+                        return Err(format!(
+                            "malformed \\u escape \\u{high:04X}: a surrogate half without its pair"
+                        ));
+                    }
+                    0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)
+                } else {
+                    high
+                };
+                out.push(char::from_u32(code).ok_or_else(|| {
+                    format!("malformed \\u escape \\u{code:04X}: a surrogate half without its pair")
+                })?);
             }
             Some(other) => out.push(other),
             None => {}
         }
     }
     Ok(out)
+}
+
+/// The four hex digits of a `\u` escape (Java's reader takes no sign).
+fn hex4(chars: &mut std::str::Chars<'_>) -> Result<u32, String> {
+    let hex: String = chars.by_ref().take(4).collect();
+    u32::from_str_radix(&hex, 16)
+        .ok()
+        .filter(|_| hex.len() == 4 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or_else(|| format!("malformed \\u escape \\u{hex}"))
 }
 
 #[cfg(test)]
@@ -424,6 +446,30 @@ mod tests {
         );
         assert_eq!(parse("=v").unwrap_err().0, 1);
         assert_eq!(parse("ok=1\nbad=\\u12").unwrap_err().0, 2);
+    }
+
+    /// Found by the `properties` fuzz target: Java's `Properties.store` (and so Kafka's tools)
+    /// writes a character beyond U+FFFF as a surrogate pair of `\u` escapes, which was refused
+    /// as a malformed escape.
+    #[test]
+    fn surrogate_pairs_written_by_java_are_one_character() {
+        assert_eq!(
+            entries("client.id=velib-\\uD83D\\uDE00\nb=s\\uD8D0\\uDD11{\n"),
+            vec![
+                pair("client.id", "velib-\u{1F600}"),
+                pair("b", "s\u{44111}{")
+            ]
+        );
+        // A half without its pair is no character: still an error, on its line.
+        for lone in [
+            "k=\\uD83D",
+            "k=\\uD83Dx",
+            "k=\\uDE00",
+            "k=\\uD83D\\u0041",
+            "k=\\u+FFF",
+        ] {
+            assert_eq!(parse(&format!("a=1\n{lone}")).unwrap_err().0, 2, "{lone}");
+        }
     }
 
     #[test]

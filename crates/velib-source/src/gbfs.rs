@@ -242,7 +242,7 @@ impl<T> Cached<T> {
 
 /// The feeds a discovery file lists that velib reads.
 #[derive(Debug, Clone, PartialEq)]
-struct Feeds {
+pub struct Feeds {
     station_information: Url,
     station_status: Url,
     system_information: Option<Url>,
@@ -250,7 +250,7 @@ struct Feeds {
 
 /// What `station_information` says about one station.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Info {
+pub struct Info {
     /// Vélib' Métropole's `stationCode`, the station number riders know, when the feed has
     /// one: it becomes the key's id instead of the opaque `station_id`.
     code: Option<String>,
@@ -263,7 +263,7 @@ pub(crate) struct Info {
 
 /// What `station_status` says about one station.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct StatusRecord {
+pub struct StatusRecord {
     station_id: String,
     bikes: u32,
     docks: Option<u32>,
@@ -515,7 +515,7 @@ fn expiry(feed: &Value, floor: Duration) -> Instant {
 
 /// Reads a discovery file: 3.0's flat `data.feeds`, or 1.x/2.x's `data.<language>.feeds`
 /// (the preferred language, else `en`, else the first language in alphabetical order).
-fn parse_discovery(value: &Value, base: &Url, language: Option<&str>) -> Result<Feeds, String> {
+pub fn parse_discovery(value: &Value, base: &Url, language: Option<&str>) -> Result<Feeds, String> {
     let data = value
         .get("data")
         .and_then(Value::as_object)
@@ -566,7 +566,7 @@ fn parse_discovery(value: &Value, base: &Url, language: Option<&str>) -> Result<
 
 /// A `station_id` (or `system_id`): a non-empty string, or a number some feeds publish
 /// instead.
-fn id_text(value: &Value) -> Option<String> {
+pub fn id_text(value: &Value) -> Option<String> {
     match value {
         Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
         Value::Number(n) => Some(n.to_string()),
@@ -656,7 +656,7 @@ fn localized(value: Option<&Value>, language: Option<&str>) -> Option<String> {
 }
 
 /// Reads one `station_information` record.
-pub(crate) fn parse_info(record: &Value, language: Option<&str>) -> Result<(String, Info), String> {
+pub fn parse_info(record: &Value, language: Option<&str>) -> Result<(String, Info), String> {
     if !record.is_object() {
         return Err(format!(
             "expected a station object, got JSON {}",
@@ -698,7 +698,7 @@ pub(crate) fn parse_info(record: &Value, language: Option<&str>) -> Result<(Stri
 }
 
 /// Reads one `station_status` record.
-pub(crate) fn parse_status(record: &Value) -> Result<StatusRecord, String> {
+pub fn parse_status(record: &Value) -> Result<StatusRecord, String> {
     if !record.is_object() {
         return Err(format!(
             "expected a station object, got JSON {}",
@@ -748,7 +748,7 @@ const PLACEHOLDER_BEFORE_MS: i64 = 946_684_800_000;
 
 /// A feed's `last_updated` (seconds in 1.x/2.x, RFC 3339 in 3.0; Vélib' Métropole's 1.0 feed
 /// calls it `lastUpdatedOther`), in epoch milliseconds; `None` when absent or unreadable.
-fn feed_time(feed: &Value) -> Option<i64> {
+pub fn feed_time(feed: &Value) -> Option<i64> {
     let value = feed
         .get("last_updated")
         .or_else(|| feed.get("lastUpdatedOther"))?;
@@ -768,7 +768,8 @@ fn feed_time(feed: &Value) -> Option<i64> {
 /// POSIX seconds to milliseconds; values too large to be seconds (after the year 5138) are
 /// taken as milliseconds already, which some publishers send by mistake.
 fn seconds_to_ms(value: i64) -> i64 {
-    if value.abs() > 100_000_000_000 {
+    // `unsigned_abs`: `i64::MIN` (what `-1e19` saturates to) has no `abs`.
+    if value.unsigned_abs() > 100_000_000_000 {
         value
     } else {
         value * 1000
@@ -777,12 +778,7 @@ fn seconds_to_ms(value: i64) -> i64 {
 
 /// Joins a station's information and status into a v1 `Station`, from the snapshot made at
 /// `snapshot_at` (epoch ms).
-pub(crate) fn to_station(
-    contract: &str,
-    info: &Info,
-    status: &StatusRecord,
-    snapshot_at: i64,
-) -> Station {
+pub fn to_station(contract: &str, info: &Info, status: &StatusRecord, snapshot_at: i64) -> Station {
     let bike_stands = info
         .capacity
         .unwrap_or_else(|| status.bikes.saturating_add(status.docks.unwrap_or(0)));
@@ -1374,5 +1370,29 @@ mod tests {
         assert!("x=ftp://x.org/gbfs.json".parse::<GbfsTarget>().is_err());
         assert!("lyon/../x".parse::<GbfsTarget>().is_err());
         assert!("".parse::<GbfsTarget>().is_err());
+    }
+
+    /// A time of `-1e19` or `i64::MIN` seconds (a hostile or broken feed) is a placeholder,
+    /// not a panic: the seconds-or-milliseconds guess took `abs()` of `i64::MIN`, which
+    /// overflows (a panic wherever overflow checks are on, as in debug builds).
+    #[test]
+    fn extreme_times_are_placeholders_not_overflows() {
+        for value in [
+            json!(-1e19),
+            json!(i64::MIN),
+            json!(-1e300),
+            json!("-9223372036854775808"),
+        ] {
+            let record =
+                json!({"station_id": "1", "num_bikes_available": 1, "last_reported": value});
+            assert_eq!(
+                parse_status(&record).unwrap().last_reported,
+                None,
+                "{value}"
+            );
+            assert_eq!(feed_time(&json!({"last_updated": value})), None, "{value}");
+        }
+        let record = json!({"station_id": "1", "num_bikes_available": 1, "last_reported": 1e19});
+        assert_eq!(parse_status(&record).unwrap().last_reported, Some(i64::MAX));
     }
 }

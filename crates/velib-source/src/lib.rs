@@ -136,6 +136,18 @@ pub use simulate::{SimulateConfig, SimulateSource};
 pub use spec::{AnySource, SourceSpec};
 pub use velib_model::Snapshot;
 
+/// The pure readers behind the GBFS and JCDecaux v1 sources: each document and record as a
+/// poll reads it, without HTTP. Public for the fuzz targets in `fuzz/`, which must exercise the
+/// very code the sources run; not a stable API.
+#[doc(hidden)]
+pub mod readers {
+    pub use crate::gbfs::{
+        Feeds, Info, StatusRecord, feed_time, id_text, parse_discovery, parse_info, parse_status,
+        to_station,
+    };
+    pub use crate::split::{Split, split};
+}
+
 use std::future::Future;
 
 /// Something that produces station snapshots on demand.

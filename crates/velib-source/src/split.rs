@@ -15,7 +15,7 @@ use serde_json::Value;
 
 /// A document and the stations of its array at `path`, each parsed on its own.
 #[derive(Debug)]
-pub(crate) struct Split {
+pub struct Split {
     /// The document, with the array at `path` emptied when it had to be taken apart.
     pub document: Value,
     /// The array's elements, in order: the parsed value, or why it could not be parsed.
@@ -29,7 +29,7 @@ pub(crate) struct Split {
 ///
 /// The parse error of the whole document when the array cannot be found or the rest of the
 /// document is not JSON either: then nothing can be trusted.
-pub(crate) fn split(bytes: &[u8], path: &[&str]) -> Result<Split, serde_json::Error> {
+pub fn split(bytes: &[u8], path: &[&str]) -> Result<Split, serde_json::Error> {
     let whole_error = match serde_json::from_slice::<Value>(bytes) {
         Ok(mut document) => {
             let items = take_array(&mut document, path)
