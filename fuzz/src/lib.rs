@@ -125,7 +125,7 @@ fn java_save_convert(text: &str, escape_space: bool, out: &mut String) {
                 out.push('\\');
                 out.push(c);
             }
-            c if c < ' ' || c > '~' => {
+            c if !(' '..='~').contains(&c) => {
                 let mut units = [0u16; 2];
                 for unit in c.encode_utf16(&mut units) {
                     out.push_str(&format!("\\u{unit:04X}"));

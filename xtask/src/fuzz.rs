@@ -158,12 +158,18 @@ fn fuzz(targets: &[String], secs: u64, jobs: usize) -> Result<()> {
     Ok(())
 }
 
-/// Where the fuzz builds go: beside the workspace's own builds (they use other compiler flags,
-/// so they cannot share them) under `$CARGO_TARGET_DIR/fuzz`, else `fuzz/target`.
+/// Where the fuzz builds go: they use other compiler flags than the workspace's own builds, so
+/// they cannot share those. `VELIB_FUZZ_TARGET_DIR` if set, else velib's cache
+/// (`~/.cache/velib/fuzz-target`, beside the Kafka jars): their first build compiles
+/// librdkafka, OpenSSL and aws-lc again with the fuzzing flags (about eleven CPU-minutes), and
+/// later clones on the same machine reuse it.
 fn target_dir(root: &Path) -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => PathBuf::from(dir).join("fuzz"),
-        None => root.join("fuzz").join("target"),
+    if let Some(dir) = std::env::var_os("VELIB_FUZZ_TARGET_DIR") {
+        return PathBuf::from(dir);
+    }
+    match velib_testkit::kafka::cache_dir() {
+        Ok(cache) => cache.join("fuzz-target"),
+        Err(_) => root.join("fuzz").join("target"),
     }
 }
 
