@@ -31,7 +31,8 @@ impl Write for SharedLines {
 pub struct Running {
     pub progress: Arc<Progress>,
     stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<Result<velib_monitor::MonitorReport, velib_monitor::MonitorError>>,
+    thread:
+        std::thread::JoinHandle<Result<velib_monitor::MonitorReport, velib_monitor::MonitorError>>,
 }
 
 impl Running {
@@ -140,7 +141,12 @@ fn restore(ctx: &Ctx<'_>, stations: usize) -> Result<(usize, Duration)> {
         dlq_topic: None,
         ..MonitorConfig::default()
     };
-    let monitor = Running::start(&ctx.broker.bootstrap(), config, &state, Box::new(std::io::sink()));
+    let monitor = Running::start(
+        &ctx.broker.bootstrap(),
+        config,
+        &state,
+        Box::new(std::io::sink()),
+    );
     monitor.wait(Duration::from_secs(300), |p| {
         p.partitions.load(Ordering::Relaxed) == 10
     })?;
@@ -255,10 +261,7 @@ pub fn run(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
         value: took.as_secs_f64(),
         unit: "s",
         baseline: None,
-        target: Some((
-            "<= 5 s for 1 M stations",
-            per_million <= 5.0,
-        )),
+        target: Some(("<= 5 s for 1 M stations", per_million <= 5.0)),
         note: format!("{per_million:.2} s per million stations"),
     });
     raw.insert(
@@ -269,6 +272,9 @@ pub fn run(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
         "drain".into(),
         serde_json::json!({"exactly_once_runs_records_per_s": eos, "at_least_once_runs_records_per_s": alo}),
     );
-    report.raw(&format!("exactly_once_{broker}"), serde_json::Value::Object(raw));
+    report.raw(
+        &format!("exactly_once_{broker}"),
+        serde_json::Value::Object(raw),
+    );
     Ok(())
 }

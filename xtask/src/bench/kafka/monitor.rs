@@ -62,12 +62,7 @@ impl<S: StationStream> StationStream for Counting<S> {
 /// (records/s from first to last record, seconds from subscribing to the first record)
 pub(super) type Drain = (f64, f64);
 
-pub(super) fn velib_once(
-    ctx: &Ctx<'_>,
-    topic: &str,
-    events: &str,
-    n: u64,
-) -> Result<(Drain, u64)> {
+pub(super) fn velib_once(ctx: &Ctx<'_>, topic: &str, events: &str, n: u64) -> Result<(Drain, u64)> {
     let config = MonitorConfig {
         topic: topic.to_owned(),
         events_topic: Some(events.to_owned()),
