@@ -1151,9 +1151,12 @@ async fn exactly_once_through_a_soak_of_random_faults() {
 /// the group re-joins), and the next owner of its partitions must still print no line twice.
 ///
 /// Auto-commit is pushed out of the way (`auto.commit.interval.ms`), so the records the first
-/// monitor printed are committed at revoke or not at all.
+/// monitor printed are committed at revoke or not at all. In at-least-once mode
+/// (`VELIB_EOS_MONITOR_ARGS="--guarantee at-least-once"`) it fails the same way every time:
+/// the second monitor reads its partitions again from the start and prints 2,827 of the
+/// 11,700 lines a second time. (Refusing only the monitor's own commit is not enough:
+/// librdkafka commits again as it gives the partitions up.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the at-least-once monitor prints these lines twice; run by `cargo xtask test`"]
 async fn exactly_once_regression_a_refused_commit_at_revoke_prints_no_line_twice() {
     /// Kafka's ApiKey of OffsetCommit.
     const OFFSET_COMMIT: i16 = 8;
