@@ -63,6 +63,8 @@ async fn a_killed_broker_loses_and_duplicates_nothing_and_rejoins() {
     .unwrap_or_else(|e| panic!("{e}"));
     let bootstrap = cluster.bootstrap();
     let topic = unique_name("velib-cluster");
+    // The monitor's state topic (exactly once), replicated like the stations.
+    let state = unique_name("velib-cluster-state");
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
         .create()
@@ -72,6 +74,9 @@ async fn a_killed_broker_loses_and_duplicates_nothing_and_rejoins() {
             &[
                 NewTopic::new(&topic, PARTITIONS, TopicReplication::Fixed(3))
                     .set("min.insync.replicas", "2"),
+                NewTopic::new(&state, PARTITIONS, TopicReplication::Fixed(3))
+                    .set("min.insync.replicas", "2")
+                    .set("cleanup.policy", "compact"),
             ],
             &AdminOptions::new().operation_timeout(Some(Duration::from_secs(60))),
         )
@@ -105,6 +110,7 @@ async fn a_killed_broker_loses_and_duplicates_nothing_and_rejoins() {
         .args(["--bootstrap-servers", &bootstrap, "--topic", &topic])
         .args(["--events-topic", &unique_name("velib-cluster-events")])
         .args(["--no-dlq", "--group-id", &unique_name("g")])
+        .args(["--state-topic", &state])
         .args(["--format", "json", "-X", "auto.offset.reset=earliest"])
         .env("RUST_LOG", "warn"),
     );
