@@ -191,14 +191,7 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     stream.close();
-    tracing::info!(
-        records = report.records,
-        changes = report.changes,
-        poison = report.poison,
-        dead_letters_lost = report.dead_letters_lost,
-        events = report.events,
-        "stopped"
-    );
+    log_stopped(&report);
     if report.undelivered_at_exit {
         anyhow::bail!(
             "some events were not delivered; their records were not committed and will be read again"
@@ -272,6 +265,12 @@ async fn exactly_once(
     }
     .context("the monitor thread panicked")??;
     drop(slot);
+    log_stopped(&report);
+    Ok(())
+}
+
+/// The last line of a run: what it did.
+fn log_stopped(report: &velib_monitor::MonitorReport) {
     tracing::info!(
         records = report.records,
         changes = report.changes,
@@ -280,7 +279,6 @@ async fn exactly_once(
         events = report.events,
         "stopped"
     );
-    Ok(())
 }
 
 #[cfg(test)]

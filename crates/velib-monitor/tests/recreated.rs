@@ -63,53 +63,54 @@ async fn delete_topic(bootstrap: &str, topic: &str) {
     }
 }
 
-/// Deletes and creates the stations topic again while a monitor reads it, three times. The
-/// monitor either lives through it or, when librdkafka's metadata cache crashes it, dies with
-/// the line that names the cause: never silently.
-#[tokio::test]
-#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
-async fn a_stations_topic_created_again_under_a_monitor_is_never_a_silent_crash() {
-    let _alone = crate::alone().await;
-    let bootstrap = kafka_bootstrap();
-    let (topic, state) = (unique_name("velib-stations"), unique_name("velib-state"));
-    admin_create_topic(&bootstrap, &topic, 3).await.unwrap();
-    admin_create_topic(&bootstrap, &state, 3).await.unwrap();
-    let mut monitor = Child::spawn(
+/// Creates the stations and state topics (3 partitions each) until the broker takes them: after
+/// a deletion, it deletes in the background.
+async fn create_topics(bootstrap: &str, topic: &str, state: &str) {
+    velib_testkit::wait_for("the topics to be created", TIMEOUT, || async move {
+        admin_create_topic(bootstrap, topic, 3).await.ok()?;
+        match admin_create_topic(bootstrap, state, 3).await {
+            Err(rdkafka::error::KafkaError::AdminOp(
+                rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists,
+            )) => Some(()),
+            other => other.ok(),
+        }
+    })
+    .await;
+}
+
+/// An exactly-once monitor on `topic`, refreshing its metadata every 0.5 s so that a new topic
+/// id is met within seconds; returned once its state is restored.
+async fn monitor_on(bootstrap: &str, topic: &str, state: &str) -> Child {
+    let monitor = Child::spawn(
         Command::new(env!("CARGO_BIN_EXE_velib-monitor"))
-            .args(["--bootstrap-servers", &bootstrap, "--topic", &topic])
-            .args(["--state-topic", &state, "--no-events", "--no-dlq"])
+            .args(["--bootstrap-servers", bootstrap, "--topic", topic])
+            .args(["--state-topic", state, "--no-events", "--no-dlq"])
             .args(["--group-id", &unique_name("velib-monitor")])
-            // Metadata often, so the new topic id is seen within the test.
             .args(["-X", "topic.metadata.refresh.interval.ms=500"])
             .env("RUST_LOG", "info"),
     );
     monitor.wait_for_stderr("state restored", TIMEOUT).await;
-    for _ in 0..3 {
-        delete_topic(&bootstrap, &topic).await;
-        // The broker deletes in the background: create again until it takes.
-        velib_testkit::wait_for("the topic to be created again", TIMEOUT, || {
-            let (b, t) = (bootstrap.clone(), topic.clone());
-            async move { admin_create_topic(&b, &t, 3).await.ok() }
-        })
-        .await;
-        // The monitor is watched for 3 s with the new topic: six of its metadata refreshes,
-        // which is where librdkafka meets the new topic id. (An observation window, not a
-        // wait for a condition: the verdict below holds whatever happens in it.)
-        tokio::time::sleep(Duration::from_secs(3)).await;
-    }
+    monitor
+}
+
+/// Stops `monitor` and judges how it ended: alive to the end (SIGTERM reached the program), or
+/// dead of a signal on the way, but never without the line naming the cause.
+async fn never_silent(mut monitor: Child, what: &str) {
+    // Watched for 5 s with the new topics: ten of its metadata refreshes, which is where
+    // librdkafka meets the new topic ids. (An observation window, not a wait for a condition:
+    // the verdict below holds whatever happens in it.)
+    tokio::time::sleep(Duration::from_secs(5)).await;
     monitor.signal("TERM").await;
     let status = monitor.wait(TIMEOUT).await;
     let stderr = monitor.stderr();
     println!(
-        "a monitor under a re-created topic: {}",
+        "{what}: {}",
         match status.signal() {
             Some(s) => format!("died of signal {s}"),
             None => format!("lived through it ({status})"),
         }
     );
     match status.signal() {
-        // Alive to the end: SIGTERM was delivered to the program (its handler exits cleanly
-        // or with an error it names).
         None => assert!(
             status.success()
                 || stderr
@@ -117,7 +118,6 @@ async fn a_stations_topic_created_again_under_a_monitor_is_never_a_silent_crash(
                     .any(|l| l.contains("ERROR") || l.contains("Error")),
             "{status}: {stderr:#?}"
         ),
-        // Crashed on the way: never silently.
         Some(_) => assert!(
             stderr.iter().any(|l| l.contains(LAST_WORD)),
             "died of a signal without a word: {status}: {stderr:#?}"
@@ -125,9 +125,24 @@ async fn a_stations_topic_created_again_under_a_monitor_is_never_a_silent_crash(
     }
 }
 
+/// Deletes and creates the stations topic again while a monitor reads it, three times.
+#[tokio::test]
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
+async fn a_stations_topic_created_again_under_a_monitor_is_never_a_silent_crash() {
+    let _alone = crate::alone().await;
+    let bootstrap = kafka_bootstrap();
+    let (topic, state) = (unique_name("velib-stations"), unique_name("velib-state"));
+    create_topics(&bootstrap, &topic, &state).await;
+    let monitor = monitor_on(&bootstrap, &topic, &state).await;
+    for _ in 0..3 {
+        delete_topic(&bootstrap, &topic).await;
+        create_topics(&bootstrap, &topic, &state).await;
+    }
+    never_silent(monitor, "a monitor under a re-created topic").await;
+}
+
 /// The broker comes back with its data lost (a replaced disk), and the topics are created
-/// again: every topic id changes at once under the monitor, with its cluster id. The monitor
-/// either lives through it or dies with the line that names the cause: never silently.
+/// again: every topic id changes at once under the monitor, with its cluster id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
 async fn a_broker_back_with_its_topics_created_again_is_never_a_silent_crash() {
@@ -144,47 +159,13 @@ async fn a_broker_back_with_its_topics_created_again_is_never_a_silent_crash() {
     .unwrap();
     let bootstrap = cluster.bootstrap();
     let (topic, state) = (unique_name("velib-stations"), unique_name("velib-state"));
-    let create = |b: String, t: String, s: String| async move {
-        admin_create_topic(&b, &t, 3).await.ok()?;
-        admin_create_topic(&b, &s, 3).await.ok()
-    };
-    create(bootstrap.clone(), topic.clone(), state.clone())
-        .await
-        .unwrap();
-    let mut monitor = Child::spawn(
-        Command::new(env!("CARGO_BIN_EXE_velib-monitor"))
-            .args(["--bootstrap-servers", &bootstrap, "--topic", &topic])
-            .args(["--state-topic", &state, "--no-events", "--no-dlq"])
-            .args(["--group-id", &unique_name("velib-monitor")])
-            .args(["-X", "topic.metadata.refresh.interval.ms=500"])
-            .env("RUST_LOG", "info"),
-    );
-    monitor.wait_for_stderr("state restored", TIMEOUT).await;
+    create_topics(&bootstrap, &topic, &state).await;
+    let monitor = monitor_on(&bootstrap, &topic, &state).await;
     cluster = tokio::task::spawn_blocking(move || cluster.wipe_node(0, &options).map(|()| cluster))
         .await
         .unwrap()
         .unwrap();
-    velib_testkit::wait_for("the topics to be created again", TIMEOUT, || {
-        create(bootstrap.clone(), topic.clone(), state.clone())
-    })
-    .await;
-    // Watched for 5 s with the new topics (ten metadata refreshes): an observation window.
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    monitor.signal("TERM").await;
-    let status = monitor.wait(TIMEOUT).await;
-    let stderr = monitor.stderr();
-    println!(
-        "a monitor whose broker came back empty: {}",
-        match status.signal() {
-            Some(s) => format!("died of signal {s}"),
-            None => format!("lived through it ({status})"),
-        }
-    );
-    if status.signal().is_some() {
-        assert!(
-            stderr.iter().any(|l| l.contains(LAST_WORD)),
-            "died of a signal without a word: {status}: {stderr:#?}"
-        );
-    }
+    create_topics(&bootstrap, &topic, &state).await;
+    never_silent(monitor, "a monitor whose broker came back empty").await;
     drop(cluster);
 }
