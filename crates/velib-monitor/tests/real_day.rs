@@ -12,15 +12,11 @@
 //! (or `$VELIB_REAL_DAY_DIR`); none of it is copied into the project.
 
 use crate::TIMEOUT;
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 use tokio::process::Command;
 use velib_testkit::{
     MockKafka, Process, admin_create_topic, kafka_bootstrap, unique_name, wait_for,
@@ -320,36 +316,6 @@ async fn serve_day(day: &[City], version: Version) -> (MockServer, Vec<Arc<Atomi
     (server, served)
 }
 
-/// Whether the group has committed every record of the topic: the monitor prints a record's
-/// line before its offset is committed, so then every line is out.
-fn group_caught_up(bootstrap: &str, group: &str, topic: &str) -> bool {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .create()
-        .unwrap();
-    let timeout = Duration::from_secs(5);
-    let Ok(metadata) = consumer.fetch_metadata(Some(topic), timeout) else {
-        return false;
-    };
-    let mut tpl = TopicPartitionList::new();
-    for p in metadata.topics()[0].partitions() {
-        tpl.add_partition(topic, p.id());
-    }
-    let Ok(committed) = consumer.committed_offsets(tpl, timeout) else {
-        return false;
-    };
-    committed.elements().iter().all(|e| {
-        let Ok((_, high)) = consumer.fetch_watermarks(topic, e.partition(), timeout) else {
-            return false;
-        };
-        match e.offset() {
-            Offset::Offset(o) => o >= high,
-            _ => high == 0,
-        }
-    })
-}
-
 /// Which broker carries the day.
 #[derive(Debug, Clone, Copy)]
 enum Broker {
@@ -437,7 +403,7 @@ async fn play_the_day(version: Version, broker: Broker) {
     })
     .await;
     wait_for("the group to commit the whole topic", TIMEOUT, || async {
-        group_caught_up(&bootstrap, &group, &topic).then_some(())
+        velib_testkit::group_caught_up(&bootstrap, &group, &topic).then_some(())
     })
     .await;
     let mut printed = monitor.lines();
