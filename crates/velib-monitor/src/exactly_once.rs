@@ -10,7 +10,8 @@
 //! - the empty-station events and dead-letter copies they caused;
 //! - the new state of every station whose state changed, in the state changelog
 //!   ([`DEFAULT_STATE_TOPIC`], compacted, partition *p* holding the state of the stations of
-//!   input partition *p*).
+//!   input partition *p*), keyed by group and station: the groups of a cluster share the state
+//!   topic, and each restores its own records only (see `state.rs`).
 //!
 //! Their change lines are written to stdout **only after the transaction committed**. An
 //! aborted transaction (a lost assignment, a stale generation, a broker that refused an output)
@@ -37,16 +38,18 @@
 //! commit interval (100 ms by default).
 //!
 //! A new consumer group starts where `auto.offset.reset` says (`latest`: the end) with no
-//! state: the first record of each station only records it, as in the at-least-once mode. The
-//! state topic is not seeded from the stations topic.
+//! state, whatever other groups keep in the state topic: the first record of each station only
+//! records it, as in the at-least-once mode. The state topic is not seeded from the stations
+//! topic.
 //!
 //! Adding partitions to the stations topic moves some stations to another partition; their
 //! state stays in the changelog partition of the old one, so the first change after the move
 //! is not printed (the same limit as the at-least-once mode's).
 
-use crate::detect::{Detector, Remembered};
+use crate::detect::Detector;
 use crate::ledger::{PendingOut, refused_for_good, tag, untag};
 use crate::monitor::{DlqFailure, MonitorConfig, MonitorError, MonitorReport, meter, process};
+use crate::state::{GroupKeys, StoredState};
 use crate::stream::{InRecord, StreamError};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -61,7 +64,6 @@ use std::time::{Duration, Instant};
 use velib_kafka::config::redact_config_error;
 use velib_kafka::connection::{ReportingContext, cluster_reachable, is_transport_failure};
 use velib_kafka::{ConnectionGuard, KafkaArgs, RateLimited};
-use velib_model::{StationId, StationView, Status, TrackedField};
 
 /// The state changelog's default name.
 pub const DEFAULT_STATE_TOPIC: &str = "velib-monitor-state";
@@ -153,6 +155,11 @@ pub const EOS_PRODUCER_DEFAULTS: &[(&str, &str)] = &[
 /// wait out the interval once the burst is over.
 const IDLE: Duration = Duration::from_millis(5);
 
+/// How long Kafka may refuse the state topic (its records, or reading it back) before the
+/// monitor stops with an error naming it: long enough for a partition created a moment ago to
+/// be known, short enough that a deleted topic is reported before anyone wonders.
+const STATE_TOPIC_GRACE: Duration = Duration::from_secs(10);
+
 /// How long one Kafka call of the transaction protocol may take before it is retried or the
 /// transaction aborted.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -189,9 +196,13 @@ impl ProducerContext for OutputContext {
     fn delivery(&self, result: &DeliveryResult<'_>, tag: usize) {
         if let Err((error, message)) = result
             && refused_for_good(error)
-            && tag != STATE_TAG
         {
-            let (partition, offset) = untag(tag);
+            // A state record names no input record: its own partition is the one that matters.
+            let (partition, offset) = if tag == STATE_TAG {
+                (message.partition(), -1)
+            } else {
+                untag(tag)
+            };
             self.refusals.lock().unwrap().push(Refusal {
                 partition,
                 offset,
@@ -225,6 +236,8 @@ struct Core {
     refusals: Arc<Mutex<Vec<Refusal>>>,
     config: MonitorConfig,
     eos: ExactlyOnceConfig,
+    /// The changelog keys of this monitor's group: it writes and restores only its group's.
+    keys: GroupKeys,
     detectors: HashMap<i32, Detector>,
     /// Assigned partitions whose state is not restored yet.
     to_restore: BTreeSet<i32>,
@@ -243,6 +256,8 @@ struct Core {
     skip_copies: HashSet<(i32, i64)>,
     /// Why the monitor must stop, once what can be committed is.
     failure: Option<MonitorError>,
+    /// Since when Kafka has refused state records, with no transaction committed since.
+    state_refused_since: Option<Instant>,
 }
 
 /// The consumer's context: connection reporting and the rebalance protocol of this mode.
@@ -331,9 +346,19 @@ impl ClientContext for RestoreContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_))
-            && error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF)
-        {
+        // The end of a partition is the restore's signal, and a state topic or partition that
+        // is unknown is the restore's to judge (it names the topic); neither is a connection
+        // problem to report as one.
+        let restore_own = matches!(error, KafkaError::PartitionEOF(_))
+            || matches!(
+                error.rdkafka_error_code(),
+                Some(
+                    RDKafkaErrorCode::PartitionEOF
+                        | RDKafkaErrorCode::UnknownPartition
+                        | RDKafkaErrorCode::UnknownTopicOrPartition
+                )
+            );
+        if !restore_own {
             self.0.error(error, reason);
         }
     }
@@ -411,16 +436,28 @@ impl Core {
         if let Some(state) = state {
             let out = PendingOut {
                 topic: self.eos.state_topic.clone(),
-                key: state.key.into_bytes(),
+                key: self.keys.key(&state.key),
                 payload: state.value,
                 headers: Vec::new(),
             };
             if let Err(error) = self.send(&out, None, Some(partition), STATE_TAG) {
-                self.failure = Some(MonitorError::Transaction(format!(
-                    "Kafka refused a record of the state topic {} ({error}); check that it \
-                     exists with as many partitions as {} (velib-topics create)",
-                    self.eos.state_topic, self.config.topic
-                )));
+                if is_fatal(&error) {
+                    let failure = self.cannot_go_on(&error);
+                    self.failure.get_or_insert(failure);
+                } else {
+                    // The transaction would commit without this station's state: abort it.
+                    let reason = format!(
+                        "Kafka refused a record of the state topic {} ({error})",
+                        self.eos.state_topic
+                    );
+                    self.refusals.lock().unwrap().push(Refusal {
+                        partition,
+                        offset: -1,
+                        topic: self.eos.state_topic.clone(),
+                        error,
+                    });
+                    self.abort(&reason);
+                }
             }
         }
     }
@@ -469,6 +506,23 @@ impl Core {
     /// An output Kafka refused for good: the policy of [`DlqFailure`] for dead-letter copies,
     /// and a stop for events.
     fn refused(&mut self, refusal: Refusal) {
+        if refusal.topic == self.eos.state_topic {
+            // A state partition created a moment after its stations partition (both grown by
+            // `velib-topics create`) is refused until the next metadata refresh; a state topic
+            // deleted under the monitor is refused for ever. Retried (abort, rewind) for a
+            // while, then a stop that names the topic.
+            let since = *self.state_refused_since.get_or_insert_with(|| {
+                tracing::warn!(state_topic = %self.eos.state_topic, partition = refusal.partition,
+                    error = %refusal.error, "Kafka refuses the monitor's state records; retrying \
+                    for {STATE_TOPIC_GRACE:?} before stopping");
+                Instant::now()
+            });
+            if since.elapsed() >= STATE_TOPIC_GRACE {
+                let failure = self.state_topic_refused(refusal.partition, &refusal.error);
+                self.failure.get_or_insert(failure);
+            }
+            return;
+        }
         let dead_letter = self.config.dlq_topic.as_deref() == Some(refusal.topic.as_str());
         if dead_letter && self.config.on_dlq_failure == DlqFailure::Skip {
             self.skip_copies.insert((refusal.partition, refusal.offset));
@@ -495,6 +549,64 @@ impl Core {
             error: refusal.error.to_string(),
             advice,
         });
+    }
+
+    /// The error for a producer that cannot go on, naming the cause and the setting to change.
+    /// librdkafka reports the cause as the producer's fatal error: fencing by a newer producer
+    /// with the same transactional id, which is also what a transaction the coordinator
+    /// aborted at its timeout turns into (the epoch it bumped refuses this producer).
+    fn cannot_go_on(&self, error: &KafkaError) -> MonitorError {
+        let (code, reason) = match self.producer.client().fatal_error() {
+            Some((code, reason)) => (Some(code), reason),
+            None => (error.rdkafka_error_code(), error.to_string()),
+        };
+        let fenced = matches!(
+            code,
+            Some(
+                RDKafkaErrorCode::ProducerFenced
+                    | RDKafkaErrorCode::InvalidProducerEpoch
+                    | RDKafkaErrorCode::Fenced
+            )
+        );
+        let open_for = self.txn.as_ref().map(|t| t.opened.elapsed());
+        let timed_out = open_for.is_some_and(|d| d >= self.eos.transaction_timeout);
+        let instance = &self.eos.instance_id;
+        MonitorError::Transaction(if fenced && timed_out {
+            format!(
+                "Kafka aborted this monitor's transaction: it stayed open {:.1} s, longer than \
+                 --transaction-timeout ({:?}; the monitor was frozen or starved of CPU), and \
+                 its producer was fenced ({reason}). Nothing of that transaction was printed \
+                 or committed; restart the monitor (a supervisor does), or raise \
+                 --transaction-timeout if such pauses are expected",
+                open_for.unwrap_or_default().as_secs_f64(),
+                self.eos.transaction_timeout
+            )
+        } else if fenced {
+            format!(
+                "this monitor was fenced by a newer monitor with the same --instance-id \
+                 ({instance}) in its group: Kafka lets only the newest instance of an id \
+                 commit ({reason}). Nothing of this monitor's open transaction was printed or \
+                 committed, and the newer one goes on. Give each monitor its own \
+                 --instance-id (VELIB_INSTANCE_ID), or leave it unset for HOST-N"
+            )
+        } else {
+            format!(
+                "the transactional producer cannot go on ({reason}); nothing of its open \
+                 transaction was printed or committed. Restart the monitor"
+            )
+        })
+    }
+
+    /// The error for a state record Kafka refused: the state topic is missing (deleted under
+    /// the monitor), too small, or not writable.
+    fn state_topic_refused(&self, partition: i32, error: &KafkaError) -> MonitorError {
+        MonitorError::Transaction(format!(
+            "Kafka refused the monitor's state record for partition {partition} of the state \
+             topic {} ({error}): the topic is missing, has fewer partitions than {}, or may \
+             not be written (ACLs). Create or grow it with `velib-topics create` (or `cargo \
+             xtask create-topics`), or name another with --state-topic",
+            self.eos.state_topic, self.config.topic
+        ))
     }
 
     /// Whether the open transaction has been open for the commit interval.
@@ -536,17 +648,15 @@ impl Core {
                 }
                 metrics::counter!("velib_monitor_transactions_total", "outcome" => "committed")
                     .increment(1);
+                self.state_refused_since = None;
                 if let Some(progress) = &self.eos.progress {
                     progress.committed.fetch_add(txn.records, Ordering::Relaxed);
                 }
                 meter(&self.report, &mut self.metered);
             }
             Err(e) if is_fatal(&e) => {
-                self.failure
-                    .get_or_insert(MonitorError::Transaction(format!(
-                        "the transactional producer cannot go on: {e}. Another monitor may run \
-                     with the same --instance-id, which fences this one"
-                    )));
+                let failure = self.cannot_go_on(&e);
+                self.failure.get_or_insert(failure);
                 self.drop_txn();
             }
             Err(e) => {
@@ -590,11 +700,8 @@ impl Core {
         match self.producer.abort_transaction(CALL_TIMEOUT) {
             Ok(()) => {}
             Err(e) if is_fatal(&e) => {
-                self.failure
-                    .get_or_insert(MonitorError::Transaction(format!(
-                        "the transactional producer cannot go on: {e}. Another monitor may run \
-                     with the same --instance-id, which fences this one"
-                    )));
+                let failure = self.cannot_go_on(&e);
+                self.failure.get_or_insert(failure);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "abort failed; the coordinator aborts the transaction at its timeout")
@@ -688,14 +795,42 @@ impl Core {
         let mut open: BTreeSet<i32> = partitions.iter().copied().collect();
         let mut stations = 0usize;
         let mut unreadable = 0usize;
+        let mut foreign = 0usize;
+        let mut unknown_since: Option<Instant> = None;
         let deadline = Instant::now() + CALL_TIMEOUT + self.eos.transaction_timeout;
+        let mut next_check = Instant::now() + STATE_TOPIC_GRACE;
         while !open.is_empty() {
+            // librdkafka reports a state topic that is gone to the client's error callback,
+            // not to this poll, and keeps waiting for it: look it up now and then, so that a
+            // deleted topic is named within the grace rather than after the whole deadline.
+            if Instant::now() >= next_check {
+                next_check = Instant::now() + STATE_TOPIC_GRACE;
+                let known = restorer
+                    .fetch_metadata(Some(&self.eos.state_topic), CALL_TIMEOUT)
+                    .ok()
+                    .and_then(|m| {
+                        m.topics()
+                            .first()
+                            .map(|t| t.error().is_none() && !t.partitions().is_empty())
+                    });
+                if known == Some(false) {
+                    return Err(KafkaError::MessageConsumption(
+                        RDKafkaErrorCode::UnknownTopicOrPartition,
+                    ));
+                }
+            }
             match restorer.poll(Duration::from_millis(100)) {
                 None => {}
                 Some(Ok(m)) => {
                     let Some(detector) = detectors.get_mut(&m.partition()) else {
                         continue;
                     };
+                    // Another group's state (groups share the state topic), or a record of
+                    // the earlier format keyed by station alone: never this group's.
+                    if !self.keys.owns(m.key()) {
+                        foreign += 1;
+                        continue;
+                    }
                     match m.payload().map(StoredState::parse) {
                         Some(Some(r)) if r.field == self.config.field => {
                             detector.restore(&r.contract, &r.number, r.state);
@@ -713,7 +848,8 @@ impl Core {
                 Some(Err(e)) if is_transport_failure(&e) => {}
                 // A state partition created a moment after its stations partition
                 // (`velib-topics create` growing both): librdkafka finds it at its next
-                // metadata refresh.
+                // metadata refresh. But a state topic that stays unknown is missing: that is
+                // said soon (the caller names the topic).
                 Some(Err(e))
                     if matches!(
                         e.rdkafka_error_code(),
@@ -721,7 +857,8 @@ impl Core {
                             RDKafkaErrorCode::UnknownPartition
                                 | RDKafkaErrorCode::UnknownTopicOrPartition
                         )
-                    ) => {}
+                    ) && unknown_since.get_or_insert_with(Instant::now).elapsed()
+                        < STATE_TOPIC_GRACE => {}
                 Some(Err(e)) => return Err(e),
             }
             if Instant::now() >= deadline {
@@ -739,7 +876,8 @@ impl Core {
             );
         }
         let took = started.elapsed();
-        tracing::info!(partitions = ?partitions, stations, ?took, "state restored");
+        tracing::info!(partitions = ?partitions, stations, other_groups_records = foreign, ?took,
+            "state restored");
         self.detectors.extend(detectors);
         if let Some(progress) = &self.eos.progress {
             *progress.last_restore.lock().unwrap() = Some((stations, took));
@@ -863,6 +1001,7 @@ pub fn run_exactly_once(
         refusals,
         config: config.clone(),
         eos: eos.clone(),
+        keys: GroupKeys::new(group_id),
         detectors: HashMap::new(),
         to_restore: BTreeSet::new(),
         first_seen: HashMap::new(),
@@ -874,6 +1013,7 @@ pub fn run_exactly_once(
         poison_log: RateLimited::new(Duration::from_secs(1)),
         skip_copies: HashSet::new(),
         failure: None,
+        state_refused_since: None,
     });
     consumer
         .subscribe(&[&config.topic])
@@ -906,7 +1046,16 @@ pub fn run_exactly_once(
         if !core.to_restore.is_empty()
             && let Err(e) = core.restore(&consumer, &restorer)
         {
-            break Err(kafka_error("restore the state")(e));
+            // A missing or too small state topic is the likely cause: name it, and the fix.
+            break Err(match check_state_topic(&consumer, config, eos) {
+                Err(missing) => missing,
+                Ok(()) => MonitorError::Transaction(format!(
+                    "could not restore the state of the assigned partitions from the state \
+                     topic {} ({e}); check that the cluster is reachable and that the monitor \
+                     may read that topic",
+                    eos.state_topic
+                )),
+            });
         }
         match polled {
             None => {}
@@ -981,6 +1130,13 @@ fn check_state_topic<C: ConsumerContext>(
             .map_or(0, |t| t.partitions().len()))
     };
     let (stations, state) = (count(&config.topic)?, count(&eos.state_topic)?);
+    if state == 0 && stations > 0 {
+        return Err(MonitorError::Transaction(format!(
+            "the state topic {} does not exist: create it with `velib-topics create` (or `cargo \
+             xtask create-topics`), or name another with --state-topic",
+            eos.state_topic
+        )));
+    }
     if state < stations {
         return Err(MonitorError::Transaction(format!(
             "the state topic {} has {state} partitions, fewer than the {stations} of {}: create \
@@ -990,78 +1146,6 @@ fn check_state_topic<C: ConsumerContext>(
         )));
     }
     Ok(())
-}
-
-/// The changelog value of a station's state: JSON, readable with any Kafka tool.
-/// `{"contract":"Lyon","number":1001,"field":"available_bike_stands","snapshot_at":…,
-/// "tracked":5,"bikes":3,"open":true}`; the contract is spelled as the station's records spell
-/// it, which is how the detector knows it.
-pub(crate) fn state_value(station: &StationView<'_>, field: TrackedField) -> Vec<u8> {
-    let number = match &station.number {
-        StationId::Number(n) => serde_json::Value::from(*n),
-        StationId::Text(s) => serde_json::Value::from(s.as_str()),
-    };
-    let value = serde_json::json!({
-        "contract": station.contract_name,
-        "number": number,
-        "field": field,
-        "snapshot_at": station.snapshot_at,
-        "tracked": field.of_view(station),
-        "bikes": station.available_bikes,
-        "open": station.status == Status::Open,
-    });
-    serde_json::to_vec(&value).unwrap_or_default()
-}
-
-/// A station's state read back from the changelog.
-struct StoredState {
-    contract: String,
-    number: StationId,
-    field: TrackedField,
-    state: Remembered,
-}
-
-/// The changelog value as written by [`state_value`], read without building a JSON tree: a
-/// restore reads one per station.
-#[derive(serde::Deserialize)]
-struct Wire<'a> {
-    #[serde(borrow)]
-    contract: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
-    number: WireId<'a>,
-    field: TrackedField,
-    snapshot_at: Option<i64>,
-    tracked: u32,
-    bikes: u32,
-    open: bool,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(untagged)]
-enum WireId<'a> {
-    Number(u64),
-    Text(#[serde(borrow)] std::borrow::Cow<'a, str>),
-}
-
-impl StoredState {
-    /// Parses a changelog value; `None` when it is not one.
-    fn parse(value: &[u8]) -> Option<StoredState> {
-        let wire: Wire<'_> = serde_json::from_slice(value).ok()?;
-        Some(StoredState {
-            contract: wire.contract.into_owned(),
-            number: match wire.number {
-                WireId::Number(n) => StationId::Number(n),
-                WireId::Text(t) => StationId::Text(t.into_owned()),
-            },
-            field: wire.field,
-            state: Remembered {
-                snapshot_at: wire.snapshot_at,
-                tracked: wire.tracked,
-                bikes: wire.bikes,
-                open: wire.open,
-            },
-        })
-    }
 }
 
 /// A default instance id, stable per host and process slot: `HOST-N`, where N is the lowest
@@ -1130,61 +1214,6 @@ impl InstanceSlot {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_state_survives_the_changelog() {
-        use velib_model::{Position, Station};
-        let station = Station {
-            number: StationId::Number(1001),
-            contract_name: "Lyon".into(),
-            name: "n".into(),
-            address: "a".into(),
-            position: Position {
-                lat: 45.0,
-                lng: 4.0,
-            },
-            banking: false,
-            bonus: false,
-            bike_stands: 20,
-            available_bike_stands: 12,
-            available_bikes: 0,
-            status: Status::Open,
-            last_update: None,
-            snapshot_at: Some(1_751_414_400_000),
-        };
-        let value = state_value(&station.view(), TrackedField::AvailableBikeStands);
-        let stored = StoredState::parse(&value).unwrap();
-        assert_eq!(stored.contract, "Lyon");
-        assert_eq!(stored.number, StationId::Number(1001));
-        assert_eq!(stored.field, TrackedField::AvailableBikeStands);
-        assert_eq!(
-            stored.state,
-            Remembered {
-                snapshot_at: Some(1_751_414_400_000),
-                tracked: 12,
-                bikes: 0,
-                open: true
-            }
-        );
-        // Restored, the station is known: its next record is judged against that state.
-        let mut detector = Detector::new(TrackedField::AvailableBikeStands);
-        detector.restore(&stored.contract, &stored.number, stored.state);
-        let next = Station {
-            available_bike_stands: 11,
-            available_bikes: 1,
-            snapshot_at: Some(1_751_414_401_000),
-            ..station
-        };
-        assert_eq!(
-            detector.observe(&next.view()),
-            crate::Verdict::Updated {
-                change: Some((12, 11)),
-                emptiness: Some(velib_model::EmptinessKind::NoLongerEmpty)
-            }
-        );
-        assert!(StoredState::parse(b"not json").is_none());
-        assert!(StoredState::parse(br#"{"contract":"Lyon"}"#).is_none());
-    }
 
     #[test]
     fn two_monitors_of_one_group_on_a_host_get_two_slots_and_a_freed_slot_is_taken_again() {

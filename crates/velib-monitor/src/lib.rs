@@ -18,6 +18,7 @@ pub mod detect;
 pub mod exactly_once;
 pub mod ledger;
 pub mod monitor;
+mod state;
 pub mod stream;
 
 pub use detect::{Detector, Remembered, Verdict};

@@ -643,7 +643,7 @@ pub(crate) fn process(
         if remember {
             *slot = Some(StateOut {
                 key: station.key().as_str().to_owned(),
-                value: crate::exactly_once::state_value(&station, config.field),
+                value: crate::state::value(&station, config.field),
             });
         }
     }

@@ -34,7 +34,7 @@
 //! the kill scenarios can then report those lines missing.
 //!
 //! - `VELIB_EOS_REPEAT` (default 1): how many times the join/leave, kill and freeze scenarios run.
-//! - `VELIB_EOS_SOAK_SECS` (default 60; `cargo xtask test` sets 600): the soak's length.
+//! - `VELIB_EOS_SOAK_SECS` (default 60; `cargo xtask soak` sets 600): the soak's length.
 //! - `VELIB_EOS_SEED`: the soak's random seed, to replay one (each run prints its seed).
 //!
 //! They are `#[ignore]`d like the other Apache Kafka tests: `cargo xtask test` runs them, or
@@ -55,7 +55,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::process::Command;
 use velib_kafka::{KafkaArgs, KafkaSink, OutRecord, RecordSink, SINK_DEFAULTS};
@@ -277,6 +277,7 @@ fn publish_rounds(
     from: usize,
     to: usize,
     done: &AtomicUsize,
+    stop: &AtomicBool,
 ) -> Result<(), String> {
     let sink = KafkaSink::new(
         &KafkaArgs::new(bootstrap).client_config(SINK_DEFAULTS),
@@ -286,6 +287,9 @@ fn publish_rounds(
     let stands = script.all_stands();
     let start = Instant::now();
     for round in from..to {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
         for s in script.round(round, &stands) {
             let key = s.key();
             let payload = s.to_json();
@@ -322,23 +326,45 @@ fn publish_rounds(
 /// The script being published in the background.
 struct Publisher {
     delivered: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<Result<(), String>>,
 }
 
 impl Publisher {
     fn start(bootstrap: &str, topic: &str, script: Script) -> Publisher {
         let delivered = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
         let thread = {
-            let (bootstrap, topic, delivered) = (
+            let (bootstrap, topic, delivered, stop) = (
                 bootstrap.to_owned(),
                 topic.to_owned(),
                 Arc::clone(&delivered),
+                Arc::clone(&stop),
             );
             std::thread::spawn(move || {
-                publish_rounds(&bootstrap, &topic, script, 0, script.rounds, &delivered)
+                publish_rounds(
+                    &bootstrap,
+                    &topic,
+                    script,
+                    0,
+                    script.rounds,
+                    &delivered,
+                    &stop,
+                )
             })
         };
-        Publisher { delivered, thread }
+        Publisher {
+            delivered,
+            stop,
+            thread,
+        }
+    }
+
+    /// Stops publishing after the round under way, for a run that is not judged by its lines.
+    async fn abandon(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let thread = self.thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     }
 
     /// Waits until `rounds` rounds are delivered.
@@ -541,6 +567,26 @@ struct Run {
 }
 
 impl Run {
+    /// Another consumer group on the same topics, the state topic included, as the groups of
+    /// one cluster share velib's default topics.
+    fn sibling(&self, name: &str) -> Run {
+        Run {
+            scenario: format!("{}/{name}", self.scenario),
+            // Instance ids (and so transactional ids) unique to the group as well.
+            prefix: format!("{}-{name}", self.prefix),
+            bootstrap: self.bootstrap.clone(),
+            topic: self.topic.clone(),
+            state_topic: self.state_topic.clone(),
+            events: self.events.clone(),
+            dlq: self.dlq.clone(),
+            group: format!("{}-{name}", self.group),
+            tuning: self.tuning.clone(),
+            running: Vec::new(),
+            gone: Vec::new(),
+            started: Instant::now(),
+        }
+    }
+
     /// Fresh topics (replication `replicas`; `min.insync.replicas` 2 when 3) and a fresh group
     /// on `bootstrap`.
     async fn new(scenario: &str, bootstrap: &str, replicas: i32) -> Run {
@@ -669,6 +715,20 @@ impl Run {
         });
     }
 
+    /// Waits for `name` to exit by itself (a fenced monitor stops); its exit status.
+    async fn exited(&mut self, name: &str) -> ExitStatus {
+        let mut m = self.running.remove(self.position(name));
+        let status = m.child.wait(SETTLE).await;
+        self.gone.push(Finished {
+            name: m.name,
+            how: "exited",
+            status,
+            stdout: m.child.stdout(),
+            stderr: m.child.stderr(),
+        });
+        status
+    }
+
     /// Stops `name` gracefully (SIGTERM): it leaves the group.
     async fn leave(&mut self, name: &str) {
         self.end(name, "TERM").await;
@@ -750,6 +810,12 @@ impl Run {
     /// (SIGTERM), and compares the union of their output with the script's lines.
     async fn finish(self, publisher: Publisher, script: Script) -> Outcome {
         publisher.finish().await;
+        self.judge(script).await
+    }
+
+    /// Once every round is published: waits for the group to commit everything, stops every
+    /// monitor (SIGTERM), and compares the union of their output with the script's lines.
+    async fn judge(self, script: Script) -> Outcome {
         let mut notes = Vec::new();
         // Every record published must be on the broker, or the lines cannot be judged.
         let published = script.records(script.rounds);
@@ -973,6 +1039,115 @@ async fn exactly_once_harness_sees_a_run_without_faults_as_exact() {
     assert_all_exact(&[("no fault".to_owned(), outcome)]);
 }
 
+/// Groups share the state topic (velib's default, and here the run's own): a second group on
+/// the same topics, stopped while the first goes on writing newer states of every station and
+/// then restarted, prints exactly its own lines; so does a group that starts once the whole
+/// city has played, reading the topic from its beginning with no state of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
+async fn exactly_once_for_each_of_several_groups_sharing_the_state_topic() {
+    let _alone = crate::alone().await;
+    let bootstrap = apache_kafka();
+    let script = Script::standard();
+    let mut first = Run::new("groups", &bootstrap, 1).await;
+    let mut second = first.sibling("second");
+    first.start("a");
+    second.start("b");
+    first.settled(&["a"]).await;
+    second.settled(&["b"]).await;
+    let publisher = Publisher::start(&bootstrap, &first.topic, script);
+    publisher.reached(3).await;
+    second.leave("b").await;
+    publisher.reached(8).await;
+    second.start("b");
+    second.settled(&["b"]).await;
+    publisher.finish().await;
+    let mut late = first.sibling("late");
+    late.start("c");
+    let mut outcomes = Vec::new();
+    for (what, run) in [
+        ("the first group", first),
+        ("the second group, stopped and restarted", second),
+        ("a group started after the city played", late),
+    ] {
+        outcomes.push((what.to_owned(), run.judge(script).await));
+    }
+    assert_all_exact(&outcomes);
+}
+
+/// A second monitor started with the same `--instance-id` fences the first: the first stops,
+/// saying it was fenced and naming the flag, and the second goes on; between them every line
+/// is printed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
+async fn exactly_once_a_monitor_fenced_by_its_instance_id_says_so() {
+    let _alone = crate::alone().await;
+    let bootstrap = apache_kafka();
+    let script = Script::standard();
+    let mut run = Run::new("fenced", &bootstrap, 1).await;
+    run.start("a");
+    run.settled(&["a"]).await;
+    let publisher = Publisher::start(&bootstrap, &run.topic, script);
+    publisher.reached(3).await;
+    // The same instance id as "a" (the id is made from the name), under another client id.
+    let mut twin = run.command("a");
+    twin.args(["-X", "client.id=twin"]);
+    run.running.push(Monitor {
+        name: "twin".to_owned(),
+        child: Child::spawn(&mut twin),
+        frozen: false,
+    });
+    let status = run.exited("a").await;
+    let stderr = run.gone.last().unwrap().stderr.join("\n");
+    assert!(
+        !status.success(),
+        "a fenced monitor exits non-zero: {stderr}"
+    );
+    assert!(
+        stderr.contains("fenced by a newer monitor with the same --instance-id")
+            && stderr.contains(&format!("{}-a", run.prefix)),
+        "the error names the cause and the flag: {stderr}"
+    );
+    let outcome = run.finish(publisher, script).await;
+    assert_all_exact(&[("fenced".to_owned(), outcome)]);
+}
+
+/// The state topic deleted under a running monitor: it stops within a bounded time with an
+/// error that names the state topic and how to create it, not a silence nor a timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
+async fn exactly_once_a_state_topic_deleted_under_the_monitor_is_named() {
+    let _alone = crate::alone().await;
+    let bootstrap = apache_kafka();
+    let script = Script::lasting(120);
+    let mut run = Run::new("state-deleted", &bootstrap, 1).await;
+    run.start("a");
+    run.settled(&["a"]).await;
+    let publisher = Publisher::start(&bootstrap, &run.topic, script);
+    publisher.reached(3).await;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    for result in admin
+        .delete_topics(&[&run.state_topic], &AdminOptions::new())
+        .await
+        .expect("delete the state topic")
+    {
+        result.expect("the state topic is deleted");
+    }
+    let status = run.exited("a").await;
+    let stderr = run.gone.last().unwrap().stderr.join("\n");
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.lines().any(|l| l.starts_with("Error:")
+            && l.contains(&run.state_topic)
+            && l.contains("velib-topics create")),
+        "the error names the state topic and the fix: {stderr}"
+    );
+    publisher.abandon().await;
+}
+
 /// Starts an Apache Kafka cluster of `nodes` nodes of the test's own.
 async fn own_cluster(nodes: usize) -> KafkaCluster {
     let libs = kafka_libs();
@@ -1174,7 +1349,15 @@ async fn exactly_once_regression_a_refused_commit_at_revoke_prints_no_line_twice
     let publish = |from: usize, to: usize| {
         let (b, t) = (bootstrap.clone(), topic.clone());
         tokio::task::spawn_blocking(move || {
-            publish_rounds(&b, &t, script, from, to, &AtomicUsize::new(0))
+            publish_rounds(
+                &b,
+                &t,
+                script,
+                from,
+                to,
+                &AtomicUsize::new(0),
+                &AtomicBool::new(false),
+            )
         })
     };
 

@@ -131,3 +131,36 @@ async fn no_broker_at_all_is_one_line_not_a_flood() {
         "{warnings:#?}"
     );
 }
+
+/// A hang-up (the terminal closed, an SSH connection dropped) stops the monitor as SIGTERM
+/// does: it commits, leaves the group, says so and exits 0.
+#[tokio::test]
+async fn a_hangup_stops_the_monitor_gracefully() {
+    let _gate = crate::beside_others().await;
+    let kafka = MockKafka::start(1).unwrap();
+    let topic = unique_name("velib-stations");
+    kafka.create_topic(&topic, 1).unwrap();
+    let mut monitor = Child::spawn(
+        Command::new(env!("CARGO_BIN_EXE_velib-monitor"))
+            .args(["--bootstrap-servers", kafka.bootstrap_servers()])
+            .args([
+                "--topic",
+                &topic,
+                "--group-id",
+                &unique_name("velib-monitor"),
+            ])
+            .args(["--no-events", "--no-dlq", "--guarantee", "at-least-once"])
+            .env("RUST_LOG", "info"),
+    );
+    monitor
+        .wait_for_stderr("partitions assigned", TIMEOUT)
+        .await;
+    monitor.signal("HUP").await;
+    let status = monitor.wait(TIMEOUT).await;
+    let stderr = monitor.stderr().join("\n");
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(
+        stderr.contains("SIGHUP") && stderr.contains("stopped"),
+        "{stderr}"
+    );
+}

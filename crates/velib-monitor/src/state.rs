@@ -1,0 +1,210 @@
+//! The exactly-once monitor's state changelog: what one of its records holds, and whose it is.
+//!
+//! One record per station and consumer group: the key names both, as a JSON array
+//! (`["velib-monitor-stations","lyon:1001"]`), and the value is the station's remembered state
+//! ([`value`]). Keying by group matters because every group of a cluster shares the default
+//! state topic: keyed by station alone, compaction kept only the last group's state of each
+//! station, and a restoring monitor took another group's newer state for its own — a restarted
+//! group then judged its backlog against a future it had not seen and printed nothing for it,
+//! and a brand-new group printed lines for its first records. A monitor restores only the
+//! records its own group wrote ([`GroupKeys::owns`]); records keyed otherwise (another group's,
+//! or a velib older than this format, whose keys named the station alone) are skipped, so a
+//! group's stations start unknown rather than borrowed.
+//!
+//! The record is partitioned like its station's input partition (the producer names the
+//! partition), so the key's form does not move anything between partitions.
+
+use crate::detect::Remembered;
+use velib_model::{StationId, StationView, Status, TrackedField};
+
+/// Builds and recognises the changelog keys of one consumer group.
+#[derive(Debug, Clone)]
+pub(crate) struct GroupKeys {
+    /// `["GROUP",`: the start every key of the group shares. JSON escaping makes it
+    /// unambiguous: a group's quoted name ends at its closing quote, whatever it contains.
+    prefix: Vec<u8>,
+}
+
+impl GroupKeys {
+    /// The keys of `group`.
+    pub(crate) fn new(group: &str) -> GroupKeys {
+        let mut prefix = b"[".to_vec();
+        prefix.extend_from_slice(
+            &serde_json::to_vec(group).expect("a string always serialises to JSON"),
+        );
+        prefix.push(b',');
+        GroupKeys { prefix }
+    }
+
+    /// The key of `station`'s state (a station key such as `lyon:1001`).
+    pub(crate) fn key(&self, station: &str) -> Vec<u8> {
+        let mut key = self.prefix.clone();
+        key.extend_from_slice(
+            &serde_json::to_vec(station).expect("a string always serialises to JSON"),
+        );
+        key.push(b']');
+        key
+    }
+
+    /// Whether a changelog record with this key was written by this group.
+    pub(crate) fn owns(&self, key: Option<&[u8]>) -> bool {
+        key.is_some_and(|k| k.starts_with(&self.prefix))
+    }
+}
+
+/// The changelog value of a station's state: JSON, readable with any Kafka tool.
+/// `{"contract":"Lyon","number":1001,"field":"available_bike_stands","snapshot_at":…,
+/// "tracked":5,"bikes":3,"open":true}`; the contract is spelled as the station's records spell
+/// it, which is how the detector knows it.
+pub(crate) fn value(station: &StationView<'_>, field: TrackedField) -> Vec<u8> {
+    let number = match &station.number {
+        StationId::Number(n) => serde_json::Value::from(*n),
+        StationId::Text(s) => serde_json::Value::from(s.as_str()),
+    };
+    let value = serde_json::json!({
+        "contract": station.contract_name,
+        "number": number,
+        "field": field,
+        "snapshot_at": station.snapshot_at,
+        "tracked": field.of_view(station),
+        "bikes": station.available_bikes,
+        "open": station.status == Status::Open,
+    });
+    serde_json::to_vec(&value).unwrap_or_default()
+}
+
+/// A station's state read back from the changelog.
+pub(crate) struct StoredState {
+    pub(crate) contract: String,
+    pub(crate) number: StationId,
+    pub(crate) field: TrackedField,
+    pub(crate) state: Remembered,
+}
+
+/// The changelog value as written by [`value`], read without building a JSON tree: a restore
+/// reads one per station.
+#[derive(serde::Deserialize)]
+struct Wire<'a> {
+    #[serde(borrow)]
+    contract: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    number: WireId<'a>,
+    field: TrackedField,
+    snapshot_at: Option<i64>,
+    tracked: u32,
+    bikes: u32,
+    open: bool,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum WireId<'a> {
+    Number(u64),
+    Text(#[serde(borrow)] std::borrow::Cow<'a, str>),
+}
+
+impl StoredState {
+    /// Parses a changelog value; `None` when it is not one.
+    pub(crate) fn parse(value: &[u8]) -> Option<StoredState> {
+        let wire: Wire<'_> = serde_json::from_slice(value).ok()?;
+        Some(StoredState {
+            contract: wire.contract.into_owned(),
+            number: match wire.number {
+                WireId::Number(n) => StationId::Number(n),
+                WireId::Text(t) => StationId::Text(t.into_owned()),
+            },
+            field: wire.field,
+            state: Remembered {
+                snapshot_at: wire.snapshot_at,
+                tracked: wire.tracked,
+                bikes: wire.bikes,
+                open: wire.open,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::Detector;
+
+    #[test]
+    fn a_state_survives_the_changelog() {
+        use velib_model::{Position, Station};
+        let station = Station {
+            number: StationId::Number(1001),
+            contract_name: "Lyon".into(),
+            name: "n".into(),
+            address: "a".into(),
+            position: Position {
+                lat: 45.0,
+                lng: 4.0,
+            },
+            banking: false,
+            bonus: false,
+            bike_stands: 20,
+            available_bike_stands: 12,
+            available_bikes: 0,
+            status: Status::Open,
+            last_update: None,
+            snapshot_at: Some(1_751_414_400_000),
+        };
+        let value = value(&station.view(), TrackedField::AvailableBikeStands);
+        let stored = StoredState::parse(&value).unwrap();
+        assert_eq!(stored.contract, "Lyon");
+        assert_eq!(stored.number, StationId::Number(1001));
+        assert_eq!(stored.field, TrackedField::AvailableBikeStands);
+        assert_eq!(
+            stored.state,
+            Remembered {
+                snapshot_at: Some(1_751_414_400_000),
+                tracked: 12,
+                bikes: 0,
+                open: true
+            }
+        );
+        // Restored, the station is known: its next record is judged against that state.
+        let mut detector = Detector::new(TrackedField::AvailableBikeStands);
+        detector.restore(&stored.contract, &stored.number, stored.state);
+        let next = Station {
+            available_bike_stands: 11,
+            available_bikes: 1,
+            snapshot_at: Some(1_751_414_401_000),
+            ..station
+        };
+        assert_eq!(
+            detector.observe(&next.view()),
+            crate::Verdict::Updated {
+                change: Some((12, 11)),
+                emptiness: Some(velib_model::EmptinessKind::NoLongerEmpty)
+            }
+        );
+        assert!(StoredState::parse(b"not json").is_none());
+        assert!(StoredState::parse(br#"{"contract":"Lyon"}"#).is_none());
+    }
+
+    #[test]
+    fn each_group_restores_its_own_records_only() {
+        let stands = GroupKeys::new("velib-monitor-stations");
+        let bikes = GroupKeys::new("velib-monitor-bikes");
+        let key = stands.key("lyon:1001");
+        assert_eq!(key, br#"["velib-monitor-stations","lyon:1001"]"#);
+        let parsed: (String, String) = serde_json::from_slice(&key).unwrap();
+        assert_eq!(
+            parsed,
+            ("velib-monitor-stations".into(), "lyon:1001".into())
+        );
+        assert!(stands.owns(Some(&key)));
+        assert!(!bikes.owns(Some(&key)));
+        // Two groups never share a key, so compaction keeps both groups' states.
+        assert_ne!(bikes.key("lyon:1001"), key);
+        // A group whose name is another's followed by more text owns nothing of the other's.
+        let longer = GroupKeys::new("velib-monitor-stations\",\"x");
+        assert!(!longer.owns(Some(&key)));
+        assert!(!stands.owns(Some(&longer.key("lyon:1001"))));
+        // Keys of the earlier format (the station alone), tombstones without a key: not ours.
+        assert!(!stands.owns(Some(b"lyon:1001")));
+        assert!(!stands.owns(None));
+    }
+}
