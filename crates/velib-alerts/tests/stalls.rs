@@ -113,28 +113,32 @@ fn alerts_binary(sink: &SmtpSink, smtp_timeout: &str) -> Command {
     command
 }
 
+/// Ctrl-C, and a hang-up (the terminal closed, an SSH connection dropped) the same way.
 #[tokio::test]
-async fn ctrl_c_stops_the_binary_while_the_mail_server_is_silent_at_start_up() {
-    let sink = SmtpSink::start().await;
-    sink.set_stall(Stall::Greeting);
-    // The start-up check would wait a minute for the greeting.
-    let mut alerts = Child::spawn(&mut alerts_binary(&sink, "60s"));
-    velib_testkit::wait_for("the start-up check's connection", HANG, || async {
-        (sink.connections() >= 1).then_some(())
-    })
-    .await;
-    alerts.signal("INT").await;
-    let status = alerts.wait(HANG).await;
-    let stderr = alerts.stderr().join("\n");
-    assert!(
-        status.success(),
-        "Ctrl-C at start-up ends the program gracefully: {status}\n{stderr}"
-    );
-    assert!(
-        stderr.contains("stopped before the mail server answered"),
-        "{stderr}"
-    );
-    assert!(!stderr.contains("hunter2"), "{stderr}");
+async fn ctrl_c_or_a_hangup_stops_the_binary_while_the_mail_server_is_silent_at_start_up() {
+    for signal in ["INT", "HUP"] {
+        let sink = SmtpSink::start().await;
+        sink.set_stall(Stall::Greeting);
+        // The start-up check would wait a minute for the greeting.
+        let mut alerts = Child::spawn(&mut alerts_binary(&sink, "60s"));
+        velib_testkit::wait_for("the start-up check's connection", HANG, || async {
+            (sink.connections() >= 1).then_some(())
+        })
+        .await;
+        alerts.signal(signal).await;
+        let status = alerts.wait(HANG).await;
+        let stderr = alerts.stderr().join("\n");
+        assert!(
+            status.success(),
+            "SIG{signal} at start-up ends the program gracefully: {status}\n{stderr}"
+        );
+        assert!(
+            stderr.contains("stopped before the mail server answered")
+                && stderr.contains(&format!("SIG{signal}")),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+    }
 }
 
 #[tokio::test]

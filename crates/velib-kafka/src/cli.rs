@@ -16,7 +16,7 @@ pub struct ServiceArgs {
 
 impl ServiceArgs {
     /// First thing in `main`, in this order: the last word on a fatal signal
-    /// ([`crate::crash`]), the SIGINT/SIGTERM handlers (a signal during
+    /// ([`crate::crash`]), the SIGINT/SIGTERM/SIGHUP handlers (a signal during
     /// start-up already ends the program gracefully), logging ([`init_tracing`]), and the
     /// metrics endpoint when asked. Returns the future that resolves on shutdown.
     ///
@@ -89,7 +89,10 @@ pub fn serve_metrics(addr: SocketAddr) -> Result<(), String> {
         .map_err(|e| format!("cannot serve metrics on --metrics-addr {addr}: {e}"))
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+/// Resolves on SIGINT (Ctrl-C), SIGTERM or SIGHUP (the terminal closed, an SSH connection
+/// dropped): each stops the program the same graceful way, flushing and committing what it
+/// holds. SIGHUP is left alone when the process started with it ignored (`nohup`), which asks
+/// to keep running when the terminal goes.
 ///
 /// The handlers are installed when this function is *called*, not when the future is first
 /// polled: call it first thing in `main`, so that a signal arriving during start-up (while a
@@ -102,14 +105,24 @@ pub fn serve_metrics(addr: SocketAddr) -> Result<(), String> {
 /// When the handlers cannot be installed (the process is out of file descriptors).
 pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
+    let hangup_ignored = crate::crash::hangup_ignored();
     let mut term = signal(SignalKind::terminate()).expect("install the SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("install the SIGINT handler");
+    let mut hup = (!hangup_ignored)
+        .then(|| signal(SignalKind::hangup()).expect("install the SIGHUP handler"));
     async move {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
-        tracing::info!("shutdown requested");
+        let hangup = async {
+            match hup.as_mut() {
+                Some(hup) => hup.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let signal = tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+            _ = hangup => "SIGHUP",
+        };
+        tracing::info!(signal, "shutdown requested");
     }
 }
 

@@ -55,3 +55,16 @@ pub fn install() {
         }
     });
 }
+
+/// Whether SIGHUP was set to be ignored when the process started: `nohup velib-… &` asks for
+/// exactly that (keep running when the terminal closes), and a handler installed for SIGHUP
+/// would override the request. Call it before any SIGHUP handler is installed.
+pub fn hangup_ignored() -> bool {
+    // SAFETY: sigaction(2) with a null new action only reads the current disposition into
+    // `current`, a zeroed plain C struct owned here.
+    unsafe {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGHUP, std::ptr::null(), &mut current) == 0
+            && current.sa_sigaction == libc::SIG_IGN
+    }
+}

@@ -208,3 +208,38 @@ async fn logs_are_coloured_on_a_terminal_unless_no_color_is_set() {
         "{plain:?}"
     );
 }
+
+/// A hang-up (the terminal closed, an SSH connection dropped) stops the producer as SIGTERM
+/// does: it stops polling, delivers what it queued while the broker was away, and exits 0.
+#[tokio::test]
+async fn a_hangup_delivers_the_queued_records_and_exits_zero() {
+    let _alone = crate::alone().await;
+    let kafka = MockKafka::start(1).unwrap();
+    let topic = unique_name("velib-stations");
+    kafka.create_topic(&topic, 1).unwrap();
+    kafka.all_brokers_down().unwrap();
+    let mut producer = Child::spawn(
+        Command::new(env!("CARGO_BIN_EXE_velib-producer"))
+            .args(["--source", "simulate:300", "--interval", "1h"])
+            .args(["--bootstrap-servers", kafka.bootstrap_servers()])
+            .args(["--topic", &topic, "--flush-timeout", "60s"])
+            .env("RUST_LOG", "info"),
+    );
+    // The first poll's records wait in the queue: the broker is away.
+    velib_testkit::wait_for("the first poll", TIMEOUT, || async {
+        producer
+            .stdout()
+            .iter()
+            .any(|l| l.contains("Produced 300 station records"))
+            .then_some(())
+    })
+    .await;
+    producer.signal("HUP").await;
+    producer.wait_for_stderr("SIGHUP", TIMEOUT).await;
+    kafka.all_brokers_up().unwrap();
+    let status = producer.wait(TIMEOUT).await;
+    let stderr = producer.stderr().join("\n");
+    assert!(status.success(), "{status}: {stderr}");
+    let records = read_records(kafka.bootstrap_servers(), &topic, 300, TIMEOUT).await;
+    assert_eq!(records.len(), 300, "{stderr}");
+}
