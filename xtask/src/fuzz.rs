@@ -26,9 +26,6 @@ pub const TARGETS: [&str; 7] = [
     "duration",
 ];
 
-/// How long `cargo xtask test` fuzzes each target: a smoke, not a search.
-pub const SMOKE_SECS: u64 = 10;
-
 #[derive(clap::Args)]
 pub struct Args {
     /// Seconds to fuzz each target.
@@ -59,12 +56,6 @@ pub fn run(args: Args) -> Result<()> {
         args.targets
     };
     fuzz(&targets, args.time, args.jobs.max(1))
-}
-
-/// The short run of every target that `cargo xtask test` includes.
-pub fn smoke() -> Result<()> {
-    let targets: Vec<String> = TARGETS.iter().map(|t| (*t).to_owned()).collect();
-    fuzz(&targets, SMOKE_SECS, 2)
 }
 
 fn fuzz(targets: &[String], secs: u64, jobs: usize) -> Result<()> {

@@ -2,13 +2,15 @@
 //!
 //! - `test`: everything CI checks — formatting, clippy with warnings as errors, the library docs,
 //!   and every test, including the `#[ignore]`d ones that need Apache Kafka, against a node it
-//!   starts and stops (the cluster tests start three nodes of their own).
+//!   starts and stops (the cluster tests start three nodes of their own). The exactly-once
+//!   soak runs a minute there; long runs have their own tasks (`soak`, `fuzz`).
+//! - `soak`: the exactly-once soak of random faults alone, ten minutes by default.
 //! - `demo`: the producer, two monitors and alerts (dry run) on an embedded broker.
 //! - `kafka`: Apache Kafka (one node, or `--nodes 3`) on 127.0.0.1 for running the binaries by
 //!   hand, until Ctrl-C; fetched with Maven the first time.
 //! - `bench`: the benchmarks, with results in `bench/results/` (`--quick`: about two minutes).
 //! - `fuzz`: the coverage-guided fuzz targets of `fuzz/` for a given time each (`--time`),
-//!   seeded with the real day; `test` runs each for a few seconds.
+//!   seeded with the real day.
 //! - `create-topics`: the stations, events and dead-letter topics, created or brought to what
 //!   is asked (partitions, configs) through the Admin API; safe to run again.
 //!
@@ -64,6 +66,17 @@ enum Task {
     /// Create or update the stations, events and dead-letter topics (partitions, configs);
     /// safe to run again.
     CreateTopics(Box<velib_kafka::topics::Args>),
+    /// The exactly-once soak alone, long: random faults (kills, freezes, broker restarts)
+    /// against monitor processes on Apache Kafka, then the exact check (`cargo xtask test`
+    /// runs it for a minute).
+    Soak {
+        /// How long the faults go on, in seconds.
+        #[arg(long, default_value_t = 600)]
+        secs: u64,
+        /// The soak's random seed, to replay one (each run prints its seed).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// Run the fuzz targets of `fuzz/` (cargo-fuzz, nightly; both installed if missing), seeded
     /// with the real day, and print executions, coverage and findings per target.
     Fuzz(fuzz::Args),
@@ -73,6 +86,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.task {
         Task::Test { test_args } => test(&test_args),
+        Task::Soak { secs, seed } => soak(secs, seed),
         Task::Kafka { nodes } => kafka(usize::from(nodes)),
         Task::Demo(args) => demo::run(args),
         Task::Bench(args) => bench::run(args),
@@ -151,12 +165,43 @@ fn test(test_args: &[String]) -> Result<()> {
         cargo().args(["test", "--workspace", "--locked", "--no-run"]),
     )?;
 
-    // One node for the tests, with a SCRAM user created at format time and a TLS listener
-    // whose certificate a CA made for this run signed.
+    let mut test = cargo();
+    // Every test binary runs even after one failed, so that one run shows every failure.
+    test.args(["test", "--workspace", "--locked", "--no-fail-fast"])
+        .args(["--", "--include-ignored"])
+        .args(test_args)
+        .env("VELIB_TUTORIAL_PYTHON", &tutorial_python);
+    with_apache_kafka(
+        &libs,
+        "cargo test, including the tests that need Apache Kafka",
+        test,
+    )
+    // Long runs have commands of their own, so that this one stays within minutes: the
+    // ten-minute soak (`cargo xtask soak`) and fuzzing (`cargo xtask fuzz`).
+}
+
+/// `cargo xtask soak`: the exactly-once soak alone, for `secs` seconds.
+fn soak(secs: u64, seed: Option<u64>) -> Result<()> {
+    let libs = kafka::ensure_installed()?;
+    let mut test = cargo();
+    test.args(["test", "--locked", "-p", "velib-monitor", "--test", "main"])
+        .args(["--", "--include-ignored", "--exact"])
+        .arg("exactly_once::exactly_once_through_a_soak_of_random_faults")
+        .env("VELIB_EOS_SOAK_SECS", secs.to_string());
+    if let Some(seed) = seed {
+        test.env("VELIB_EOS_SEED", seed.to_string());
+    }
+    with_apache_kafka(&libs, &format!("the exactly-once soak ({secs} s)"), test)
+}
+
+/// Runs `tests` (a `cargo test` command) against one Apache Kafka node started for it, with a
+/// SCRAM user created at format time and a TLS listener whose certificate a CA made for this
+/// run signed; the environment tells the tests where each listener is.
+fn with_apache_kafka(libs: &std::path::Path, what: &str, mut tests: Command) -> Result<()> {
     let ca = velib_testkit::secure::TestCa::generate("xtask-test");
     let password = velib_testkit::unique_name("scram");
     let cluster = kafka::start_with(
-        &libs,
+        libs,
         &KafkaOptions {
             nodes: 1,
             scram_password: Some(password.clone()),
@@ -169,32 +214,21 @@ fn test(test_args: &[String]) -> Result<()> {
             .bootstrap_for(l)
             .expect("the listener was asked for")
     };
-    println!("==> cargo test, including the tests that need Apache Kafka");
-    let status = cargo()
-        .args(["test", "--workspace", "--locked", "--", "--include-ignored"])
-        .args(test_args)
+    println!("==> {what}");
+    let status = tests
         .env(velib_testkit::KAFKA_ENV, cluster.bootstrap())
-        .env(velib_testkit::kafka::LIBS_ENV, &libs)
+        .env(velib_testkit::kafka::LIBS_ENV, libs)
         .env(secure::SASL_BOOTSTRAP_ENV, listener(Listener::Sasl))
         .env(secure::SCRAM_PASSWORD_ENV, &password)
         .env(secure::TLS_BOOTSTRAP_ENV, listener(Listener::Tls))
         .env(secure::TLS_CA_ENV, ca.ca_file())
-        .env("VELIB_TUTORIAL_PYTHON", &tutorial_python)
-        // The exactly-once soak runs ten minutes here (a minute under a plain `cargo test`),
-        // unless asked otherwise.
-        .env(
-            "VELIB_EOS_SOAK_SECS",
-            std::env::var("VELIB_EOS_SOAK_SECS").unwrap_or_else(|_| "600".into()),
-        )
         .status()
-        .context("could not start cargo test")?;
+        .with_context(|| format!("could not start {what}"))?;
     cluster.stop(STOP_GRACE);
     if !status.success() {
-        bail!("cargo test failed ({status})");
+        bail!("{what} failed ({status})");
     }
-    // A few seconds of each fuzz target: the parsers of outside input still hold on the seeds
-    // from the real day and on what libFuzzer derives from them in that time.
-    fuzz::smoke()
+    Ok(())
 }
 
 /// How long nodes get to stop cleanly after SIGTERM before they are killed.
