@@ -981,12 +981,31 @@ async fn freeze_past_the_session(bootstrap: &str, scenario: &str) -> Outcome {
     run.finish(publisher, script).await
 }
 
+/// The fault scenarios on the test command's broker run two at a time, beside the tests of
+/// this binary that share the gate: exactly once must hold on a busy machine as well, and
+/// pairs halve their wall time. The scenarios with clusters of their own (JVMs starting,
+/// brokers killed) and the mock-cluster ones still have the machine to themselves.
+static PAIRS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// A place among [`PAIRS`], then the shared gate (in that order, so that a scenario waiting
+/// for its turn does not hold the gate meanwhile).
+async fn on_the_shared_broker() -> (
+    tokio::sync::SemaphorePermit<'static>,
+    tokio::sync::RwLockReadGuard<'static, ()>,
+) {
+    let permit = PAIRS
+        .acquire()
+        .await
+        .expect("the semaphore is never closed");
+    (permit, crate::beside_others().await)
+}
+
 async fn repeated<F, Fut>(name: &str, scenario: F)
 where
     F: Fn(String, String) -> Fut,
     Fut: std::future::Future<Output = Outcome>,
 {
-    let _alone = crate::alone().await;
+    let _slot = on_the_shared_broker().await;
     let bootstrap = apache_kafka();
     let mut outcomes = Vec::new();
     for i in 1..=repeat() {
@@ -1028,7 +1047,7 @@ async fn exactly_once_when_a_monitor_is_frozen_past_its_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
 async fn exactly_once_harness_sees_a_run_without_faults_as_exact() {
-    let _alone = crate::alone().await;
+    let _slot = on_the_shared_broker().await;
     let bootstrap = apache_kafka();
     let script = Script::standard();
     let mut run = Run::new("no-fault", &bootstrap, 1).await;
@@ -1046,7 +1065,7 @@ async fn exactly_once_harness_sees_a_run_without_faults_as_exact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
 async fn exactly_once_for_each_of_several_groups_sharing_the_state_topic() {
-    let _alone = crate::alone().await;
+    let _slot = on_the_shared_broker().await;
     let bootstrap = apache_kafka();
     let script = Script::standard();
     let mut first = Run::new("groups", &bootstrap, 1).await;
@@ -1081,7 +1100,7 @@ async fn exactly_once_for_each_of_several_groups_sharing_the_state_topic() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
 async fn exactly_once_a_monitor_fenced_by_its_instance_id_says_so() {
-    let _alone = crate::alone().await;
+    let _slot = on_the_shared_broker().await;
     let bootstrap = apache_kafka();
     let script = Script::standard();
     let mut run = Run::new("fenced", &bootstrap, 1).await;
@@ -1117,7 +1136,7 @@ async fn exactly_once_a_monitor_fenced_by_its_instance_id_says_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
 async fn exactly_once_a_state_topic_deleted_under_the_monitor_is_named() {
-    let _alone = crate::alone().await;
+    let _slot = on_the_shared_broker().await;
     let bootstrap = apache_kafka();
     let script = Script::lasting(120);
     let mut run = Run::new("state-deleted", &bootstrap, 1).await;

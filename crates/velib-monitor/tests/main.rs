@@ -24,7 +24,9 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 /// by side, and exclusive for the tests that load the machine (the real day: two processes and
 /// 70,000 records), depend on group timing (several monitors through rebalances), or take a
 /// mock broker down and back up (it re-listens on its old port, which nothing may take
-/// meanwhile), so that those run with nothing else of this binary beside them. (tokio's lock: held across awaits,
+/// meanwhile), so that those run with nothing else of this binary beside them. (The
+/// exactly-once fault scenarios on the shared broker are the exception: they share the gate,
+/// two at a time, since their guarantee must hold on a busy machine: see `exactly_once.rs`.) (tokio's lock: held across awaits,
 /// shared by the tests' separate runtimes, not poisoned by a failing test.)
 static GATE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
