@@ -258,6 +258,11 @@ struct Core {
     failure: Option<MonitorError>,
     /// Since when Kafka has refused state records, with no transaction committed since.
     state_refused_since: Option<Instant>,
+    /// A record whose output Kafka refused for good, under the stop policy: the monitor
+    /// commits the records before it and stops there, with this error.
+    stop_before: Option<((i32, i64), MonitorError)>,
+    /// The failure is that record: what is open is committed before stopping, not aborted.
+    settle_before_stop: bool,
 }
 
 /// The consumer's context: connection reporting and the rebalance protocol of this mode.
@@ -306,6 +311,13 @@ impl ConsumerContext for EosContext {
                 // Hand the partitions over settled: their offsets, state and lines committed.
                 core.commit(consumer);
             }
+        }
+        if let Some(((p, _), _)) = &core.stop_before
+            && revoked.contains(p)
+        {
+            // The record will not come back here: its new owner meets the refusal itself.
+            let (_, error) = core.stop_before.take().expect("checked above");
+            core.failure.get_or_insert(error);
         }
         for p in &revoked {
             core.detectors.remove(p);
@@ -376,6 +388,18 @@ impl Core {
     /// Judges one record inside the open transaction (opening one if needed).
     fn handle(&mut self, record: &InRecord<'_>) {
         let (partition, offset) = (record.partition(), record.offset());
+        if self
+            .stop_before
+            .as_ref()
+            .is_some_and(|(at, _)| *at == (partition, offset))
+        {
+            // The record Kafka refused an output of: everything before it is in the open
+            // transaction (or committed); stop here, committing that and not this record.
+            let (_, error) = self.stop_before.take().expect("checked above");
+            self.failure.get_or_insert(error);
+            self.settle_before_stop = true;
+            return;
+        }
         let Some(detector) = self.detectors.get_mut(&partition) else {
             // Not owned (revoked while the record was in flight) or not restored yet.
             return;
@@ -425,12 +449,17 @@ impl Core {
             } else if let Err(error) =
                 self.send(&out, record.timestamp(), None, tag(partition, offset))
             {
-                self.refused(Refusal {
+                // Its line and state are in the transaction, its output is not: abort, and
+                // let the policy decide what the record's second reading does.
+                let reason = format!("Kafka refused an output for good ({error})");
+                self.refusals.lock().unwrap().push(Refusal {
                     partition,
                     offset,
                     topic: out.topic.clone(),
                     error,
                 });
+                self.abort(&reason);
+                return;
             }
         }
         if let Some(state) = state {
@@ -540,15 +569,21 @@ impl Core {
             )
         };
         tracing::error!(partition = refusal.partition, offset = refusal.offset, topic = %refusal.topic,
-            error = %refusal.error, "output refused for good: stopping");
-        self.failure.get_or_insert(MonitorError::Refused {
+            error = %refusal.error, "output refused for good: stopping once the records before \
+            it are committed");
+        let error = MonitorError::Refused {
             what,
             source_topic: self.config.topic.clone(),
             partition: refusal.partition,
             offset: refusal.offset,
             error: refusal.error.to_string(),
             advice,
-        });
+        };
+        // The transaction that held the record is aborted (or about to be), and with it the
+        // records before it: the rewind reads them again, they are committed, and the monitor
+        // stops when it reaches this record (see `handle`).
+        self.stop_before
+            .get_or_insert(((refusal.partition, refusal.offset), error));
     }
 
     /// The error for a producer that cannot go on, naming the cause and the setting to change.
@@ -1014,6 +1049,8 @@ pub fn run_exactly_once(
         skip_copies: HashSet::new(),
         failure: None,
         state_refused_since: None,
+        stop_before: None,
+        settle_before_stop: false,
     });
     consumer
         .subscribe(&[&config.topic])
@@ -1089,7 +1126,7 @@ pub fn run_exactly_once(
     let report = {
         let mut core_guard = consumer.context().core();
         let core = core_guard.as_mut().expect("set before subscribing");
-        if result.is_ok() {
+        if result.is_ok() || core.settle_before_stop {
             core.commit(&consumer);
         } else {
             core.abort("the monitor is stopping on an error");

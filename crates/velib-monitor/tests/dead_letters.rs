@@ -215,3 +215,96 @@ async fn a_missing_dead_letter_topic_stops_the_monitor_instead_of_stalling() {
         "{text}"
     );
 }
+
+/// Exactly once, on Apache Kafka: a poison record whose dead-letter copy Kafka refuses for good
+/// (over the producer's `message.max.bytes`) stops the monitor, and the records before it are
+/// committed first, their lines printed: the group's committed offset is the poison record's
+/// own, so a restart begins at it. (The refused copy aborts the transaction that held those
+/// records; the rewind reads them again and commits them without the poison record.)
+#[tokio::test]
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
+async fn exactly_once_commits_the_records_before_a_refused_copy_then_stops_on_it() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use tokio::process::Command;
+    use velib_testkit::child::Child;
+    let _gate = crate::beside_others().await;
+    let bootstrap = velib_testkit::kafka_bootstrap();
+    let name = |what: &str| unique_name(&format!("velib-eos-poison-{what}"));
+    let (topic, state, events, dlq) =
+        (name("stations"), name("state"), name("events"), name("dlq"));
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    let topics = [
+        // The stations topic takes the oversized record, as one with a raised limit would.
+        NewTopic::new(&topic, 1, TopicReplication::Fixed(1)).set("max.message.bytes", "10000000"),
+        NewTopic::new(&state, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact"),
+        NewTopic::new(&events, 1, TopicReplication::Fixed(1)),
+        NewTopic::new(&dlq, 1, TopicReplication::Fixed(1)),
+    ];
+    for result in admin
+        .create_topics(&topics, &AdminOptions::new())
+        .await
+        .unwrap()
+    {
+        result.expect("topic created");
+    }
+    // Records stamped now: the broker's retention keeps them.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let sink = big_producer(&bootstrap);
+    // Offsets 0-1 a change, 2 the poison, 3-4 another change.
+    publish(
+        &sink,
+        &topic,
+        &[
+            station("Lyon", 1, 10, 5, now),
+            station("Lyon", 1, 12, 3, now + 1000),
+        ],
+    )
+    .await;
+    publish_raw(&sink, &topic, "lyon:9", &vec![b'{'; POISON_BYTES]);
+    publish(
+        &sink,
+        &topic,
+        &[
+            station("Lyon", 2, 10, 5, now + 2000),
+            station("Lyon", 2, 7, 8, now + 3000),
+        ],
+    )
+    .await;
+    let group = unique_name("velib-monitor");
+    let mut monitor = Child::spawn(
+        Command::new(env!("CARGO_BIN_EXE_velib-monitor"))
+            .args(["--bootstrap-servers", &bootstrap, "--group-id", &group])
+            .args(["--topic", &topic, "--state-topic", &state])
+            .args(["--events-topic", &events, "--dlq-topic", &dlq])
+            .args(["--instance-id", &group, "-X", "auto.offset.reset=earliest"])
+            .env("RUST_LOG", "warn"),
+    );
+    let status = monitor.wait(TIMEOUT).await;
+    let stderr = monitor.stderr().join("\n");
+    assert!(!status.success(), "it stops on the poison record: {stderr}");
+    assert!(
+        stderr.contains("partition 0 offset 2") && stderr.contains("--on-dlq-failure=skip"),
+        "{stderr}"
+    );
+    assert_eq!(
+        monitor.stdout(),
+        ["+2 1 RUE DE LYON (Lyon)"],
+        "the change before the poison record is printed, once; none after it"
+    );
+    let (b, g, t) = (bootstrap.clone(), group.clone(), topic.clone());
+    let behind = tokio::task::spawn_blocking(move || velib_testkit::group::uncommitted(&b, &g, &t))
+        .await
+        .unwrap();
+    assert_eq!(
+        behind,
+        Some(3),
+        "committed up to the poison record (offset 2), not past it nor short of it"
+    );
+}
