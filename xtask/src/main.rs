@@ -63,7 +63,7 @@ enum Task {
     },
     /// Create or update the stations, events and dead-letter topics (partitions, configs);
     /// safe to run again.
-    CreateTopics(Box<velib_kafka::topics::Args>),
+    CreateTopics(Box<velib_topics::Args>),
     /// Run the fuzz targets of `fuzz/` (cargo-fuzz, nightly; both installed if missing), seeded
     /// with the real day, and print executions, coverage and findings per target.
     Fuzz(fuzz::Args),
@@ -78,7 +78,7 @@ fn main() -> Result<()> {
         Task::Bench(args) => bench::run(args),
         Task::CreateTopics(args) => {
             velib_kafka::cli::init_tracing_with("warn");
-            velib_kafka::topics::run(*args)
+            velib_topics::run(*args)
         }
         Task::Fuzz(args) => fuzz::run(args),
     }
