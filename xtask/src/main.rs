@@ -77,7 +77,7 @@ fn main() -> Result<()> {
         Task::Demo(args) => demo::run(args),
         Task::Bench(args) => bench::run(args),
         Task::CreateTopics(args) => {
-            velib_kafka::cli::init_tracing_with("warn");
+            velib_kafka::service::init_tracing_with("warn");
             velib_topics::run(*args)
         }
         Task::Fuzz(args) => fuzz::run(args),
@@ -213,7 +213,7 @@ fn kafka(nodes: usize) -> Result<()> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
-        .block_on(async { velib_kafka::cli::shutdown_signal().await });
+        .block_on(async { velib_kafka::service::shutdown_signal().await });
     println!("stopping Apache Kafka");
     if !cluster.stop(STOP_GRACE) {
         println!("some nodes did not stop within {STOP_GRACE:?} and were killed");

@@ -9,8 +9,9 @@
 //!   lines forwarded to `tracing`; [`ReportingContext`] is the client context that does both.
 //! - [`sink`]: [`RecordSink`], where any velib record is published, and [`KafkaSink`], its
 //!   idempotent producer.
-//! - [`cli`]: what every binary does the same way: logging, the metrics endpoint, the shutdown
-//!   signal, duration flags.
+//! - [`service`]: what every long-running binary does the same way before its `run` call:
+//!   logging, the metrics endpoint, the shutdown signal ([`service::ServiceArgs::start`]).
+//! - [`duration`]: the duration flags' parser (`500ms`, `15m`, `1.5h`).
 //! - [`RateLimited`]: one log line per period for failures that come by the thousand.
 //! - [`crash`]: a clear line on stderr when native code (librdkafka) crashes the process.
 //!
@@ -21,12 +22,13 @@
 
 #![deny(unsafe_code)]
 
-pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod crash;
+pub mod duration;
 pub mod properties;
 mod rate_limit;
+pub mod service;
 pub mod sink;
 
 pub use config::KafkaArgs;

@@ -9,7 +9,8 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use std::time::Duration;
 use velib_kafka::KafkaArgs;
-use velib_kafka::cli::{ServiceArgs, parse_duration};
+use velib_kafka::duration::parse_duration;
+use velib_kafka::service::ServiceArgs;
 use velib_model::TrackedField;
 use velib_monitor::{
     DEFAULT_GROUP, DlqFailure, ExactlyOnceConfig, InstanceSlot, MonitorConfig, OutputFormat,
@@ -93,13 +94,13 @@ struct Cli {
     /// How long a transaction stays open at most under load (exactly-once); it is committed as
     /// soon as the input pauses (after a producer's snapshot). Lines wait for their commit.
     #[arg(long, env = "VELIB_COMMIT_INTERVAL", default_value = "100ms",
-          value_parser = velib_kafka::cli::parse_positive_duration)]
+          value_parser = velib_kafka::duration::parse_positive_duration)]
     commit_interval: Duration,
 
     /// `transaction.timeout.ms` (exactly-once): a transaction left open longer by a frozen or
     /// dead monitor is aborted by Kafka; a new owner of its partitions may wait this long.
     #[arg(long, env = "VELIB_TRANSACTION_TIMEOUT", default_value = "10s",
-          value_parser = velib_kafka::cli::parse_positive_duration)]
+          value_parser = velib_kafka::duration::parse_positive_duration)]
     transaction_timeout: Duration,
 
     #[command(flatten)]

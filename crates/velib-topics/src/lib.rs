@@ -151,7 +151,7 @@ pub struct Args {
 
     /// How long to wait for the cluster's answer to each request: `30s`, `1m`.
     #[arg(long, env = "VELIB_ADMIN_TIMEOUT", default_value = "30s",
-          value_parser = velib_kafka::cli::parse_positive_duration)]
+          value_parser = velib_kafka::duration::parse_positive_duration)]
     timeout: Duration,
 }
 

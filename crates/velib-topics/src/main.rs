@@ -27,7 +27,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // Quiet unless something goes wrong: the table on stdout is the answer.
-    velib_kafka::cli::init_tracing_with("warn");
+    velib_kafka::service::init_tracing_with("warn");
     match cli.command {
         Command::Create(args) => velib_topics::run(*args),
     }

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Parser;
 use std::net::SocketAddr;
 use velib_kafka::KafkaArgs;
-use velib_kafka::cli::ServiceArgs;
+use velib_kafka::service::ServiceArgs;
 use velib_web::{Limits, OSM_ATTRIBUTION, OSM_TILES, Tiles, WebConfig};
 
 /// Serves a map of the stations, one circle per station, updated live from the stations topic
