@@ -64,7 +64,7 @@ use velib_kafka::{ConnectionGuard, KafkaArgs, RateLimited};
 use velib_model::{StationId, StationView, Status, TrackedField};
 
 /// The state changelog's default name.
-pub const DEFAULT_STATE_TOPIC: &str = "velib-monitor-state";
+pub const DEFAULT_STATE_TOPIC: &str = velib_model::topics::MONITOR_STATE;
 
 /// The settings of the exactly-once mode.
 #[derive(Debug, Clone)]

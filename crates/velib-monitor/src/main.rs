@@ -11,7 +11,7 @@ use std::time::Duration;
 use velib_kafka::KafkaArgs;
 use velib_kafka::duration::parse_duration;
 use velib_kafka::service::ServiceArgs;
-use velib_model::TrackedField;
+use velib_model::{TrackedField, topics};
 use velib_monitor::{
     DEFAULT_GROUP, DlqFailure, ExactlyOnceConfig, InstanceSlot, MonitorConfig, OutputFormat,
     connect, run_exactly_once,
@@ -30,7 +30,7 @@ struct Cli {
     group_id: String,
 
     /// The topic of station records.
-    #[arg(long, env = "VELIB_STATIONS_TOPIC", default_value = "velib-stations")]
+    #[arg(long, env = "VELIB_STATIONS_TOPIC", default_value = topics::STATIONS)]
     topic: String,
 
     /// Which count to follow.
@@ -42,11 +42,7 @@ struct Cli {
     format: Format,
 
     /// Where "became empty" / "no longer empty" events go.
-    #[arg(
-        long,
-        env = "VELIB_EVENTS_TOPIC",
-        default_value = "velib-empty-stations"
-    )]
+    #[arg(long, env = "VELIB_EVENTS_TOPIC", default_value = topics::EMPTY_STATIONS)]
     events_topic: String,
 
     /// Publish no empty-station events.
@@ -54,7 +50,7 @@ struct Cli {
     no_events: bool,
 
     /// Where unreadable station records are copied, with an error header.
-    #[arg(long, env = "VELIB_DLQ_TOPIC", default_value = "velib-stations-dlq")]
+    #[arg(long, env = "VELIB_DLQ_TOPIC", default_value = topics::DEAD_LETTERS)]
     dlq_topic: String,
 
     /// Only count and log unreadable records; copy them nowhere.

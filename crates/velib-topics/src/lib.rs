@@ -51,6 +51,7 @@ use std::time::{Duration, Instant};
 use velib_kafka::KafkaArgs;
 use velib_kafka::config::{key_value, redact_config_error};
 use velib_kafka::connection::{ConnectionGuard, ReportingContext};
+use velib_model::topics;
 
 /// The tutorial's short retention: records are deleted after about 4 s, segments roll every 2 s.
 const SHORT_RETENTION: [(&str, &str); 2] = [("retention.ms", "4000"), ("segment.ms", "2000")];
@@ -65,19 +66,15 @@ pub struct Args {
     kafka: KafkaArgs,
 
     /// The topic of station records (the producer's and the monitor's `--topic`).
-    #[arg(long, env = "VELIB_STATIONS_TOPIC", default_value = "velib-stations")]
+    #[arg(long, env = "VELIB_STATIONS_TOPIC", default_value = topics::STATIONS)]
     stations_topic: String,
 
     /// The topic of empty-station events (the monitor's `--events-topic`, the alerts' `--topic`).
-    #[arg(
-        long,
-        env = "VELIB_EVENTS_TOPIC",
-        default_value = "velib-empty-stations"
-    )]
+    #[arg(long, env = "VELIB_EVENTS_TOPIC", default_value = topics::EMPTY_STATIONS)]
     events_topic: String,
 
     /// The monitor's dead-letter topic for unreadable station records (its `--dlq-topic`).
-    #[arg(long, env = "VELIB_DLQ_TOPIC", default_value = "velib-stations-dlq")]
+    #[arg(long, env = "VELIB_DLQ_TOPIC", default_value = topics::DEAD_LETTERS)]
     dlq_topic: String,
 
     /// Leave the dead-letter topic out (for monitors run with `--no-dlq`).
@@ -86,7 +83,7 @@ pub struct Args {
 
     /// The exactly-once monitor's state changelog (its `--state-topic`): compacted, with as
     /// many partitions as the stations topic, partition for partition.
-    #[arg(long, env = "VELIB_STATE_TOPIC", default_value = "velib-monitor-state")]
+    #[arg(long, env = "VELIB_STATE_TOPIC", default_value = topics::MONITOR_STATE)]
     state_topic: String,
 
     /// Leave the state topic out (for monitors run with `--guarantee at-least-once`).
