@@ -9,7 +9,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::time::Duration;
-use velib_kafka::cli::{MAX_DURATION, parse_duration, parse_positive_duration};
+use velib_kafka::duration::{MAX_DURATION, parse_duration, parse_positive_duration};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

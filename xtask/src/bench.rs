@@ -115,7 +115,7 @@ pub fn run(args: Args) -> Result<()> {
         }
         return Ok(());
     }
-    velib_kafka::cli::init_tracing_with("error");
+    velib_kafka::service::init_tracing_with("error");
     let started = Instant::now();
     let sizes = Sizes::new(args.quick);
     let root = crate::workspace_root();

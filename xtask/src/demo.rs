@@ -34,7 +34,7 @@ pub struct Args {
     stations: usize,
 
     /// Time between two polls.
-    #[arg(long, default_value = "1s", value_parser = velib_kafka::cli::parse_positive_duration)]
+    #[arg(long, default_value = "1s", value_parser = velib_kafka::duration::parse_positive_duration)]
     interval: Duration,
 
     /// The contract whose empty stations the alerts consumer "mails" (printed, not sent).
@@ -97,7 +97,7 @@ fn kafka_args(bootstrap: &str) -> KafkaArgs {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    velib_kafka::cli::init_tracing_with("warn,velib_monitor::stream=info");
+    velib_kafka::service::init_tracing_with("warn,velib_monitor::stream=info");
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
@@ -219,7 +219,7 @@ async fn demo(args: Args) -> Result<()> {
     });
 
     tokio::select! {
-        () = velib_kafka::cli::shutdown_signal() => {}
+        () = velib_kafka::service::shutdown_signal() => {}
         Some(done) = tasks.join_next() => {
             // A part stopped on its own (a replay that ended, or an error): stop the others.
             done??;

@@ -65,7 +65,7 @@ enum Task {
     },
     /// Create or update the stations, events and dead-letter topics (partitions, configs);
     /// safe to run again.
-    CreateTopics(Box<velib_kafka::topics::Args>),
+    CreateTopics(Box<velib_topics::Args>),
     /// The exactly-once soak alone, long: random faults (kills, freezes, broker restarts)
     /// against monitor processes on Apache Kafka, then the exact check (`cargo xtask test`
     /// runs it for a minute).
@@ -91,8 +91,8 @@ fn main() -> Result<()> {
         Task::Demo(args) => demo::run(args),
         Task::Bench(args) => bench::run(args),
         Task::CreateTopics(args) => {
-            velib_kafka::cli::init_tracing_with("warn");
-            velib_kafka::topics::run(*args)
+            velib_kafka::service::init_tracing_with("warn");
+            velib_topics::run(*args)
         }
         Task::Fuzz(args) => fuzz::run(args),
     }
@@ -247,7 +247,7 @@ fn kafka(nodes: usize) -> Result<()> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
-        .block_on(async { velib_kafka::cli::shutdown_signal().await });
+        .block_on(async { velib_kafka::service::shutdown_signal().await });
     println!("stopping Apache Kafka");
     if !cluster.stop(STOP_GRACE) {
         println!("some nodes did not stop within {STOP_GRACE:?} and were killed");

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use velib_source::{SimulateConfig, SimulateSource};
-use velib_testkit::{kafka_bootstrap, unique_name};
+use velib_testkit::{kafka_bootstrap, unique_name, wait_for_blocking};
 
 /// The environment variable naming the Python of a virtualenv with kafka-python, made by
 /// `cargo xtask test`.
@@ -225,18 +225,17 @@ fn velibs_monitor_reads_what_the_tutorial_producer_writes() {
     );
     assert_eq!(served.load(Ordering::Relaxed), 5);
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while lines.load(Ordering::Relaxed) == 0 {
+    let (timeout, every) = (Duration::from_secs(60), Duration::from_millis(50));
+    wait_for_blocking("a line from velib-monitor", timeout, every, || {
+        if lines.load(Ordering::Relaxed) > 0 {
+            return Some(());
+        }
         assert!(
             monitor.try_wait().unwrap().is_none(),
             "velib-monitor exited"
         );
-        assert!(
-            std::time::Instant::now() < deadline,
-            "velib-monitor printed nothing"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        None
+    });
     let _ = Command::new("kill")
         .args(["-TERM", &monitor.id().to_string()])
         .status();

@@ -62,7 +62,7 @@ use velib_kafka::{ConnectionError, ConnectionGuard, KafkaArgs};
 use velib_model::{EmptinessKind, EmptyStationEvent};
 
 /// The topic the monitor publishes emptiness events to.
-pub const DEFAULT_TOPIC: &str = "velib-empty-stations";
+pub const DEFAULT_TOPIC: &str = velib_model::topics::EMPTY_STATIONS;
 /// The consumer group of the alerts consumer.
 pub const DEFAULT_GROUP: &str = "velib-alerts";
 

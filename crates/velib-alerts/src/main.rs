@@ -16,7 +16,8 @@ use velib_alerts::select::{Near, WatchList};
 use velib_alerts::smtp_url::SmtpUrl;
 use velib_alerts::{AlertsConfig, run};
 use velib_kafka::KafkaArgs;
-use velib_kafka::cli::{ServiceArgs, parse_duration, parse_positive_duration};
+use velib_kafka::duration::{parse_duration, parse_positive_duration};
+use velib_kafka::service::ServiceArgs;
 use velib_model::{Position, StationKey};
 
 /// E-mails you when a bike-share station you watch runs out of bikes.

@@ -4,7 +4,7 @@ use crate::smtp_sink::SmtpSink;
 use crate::support::{Events, config, empty, now_ms};
 use std::time::Duration;
 use velib_alerts::smtp_url::SmtpUrl;
-use velib_testkit::{admin_create_topic, kafka_bootstrap, unique_name};
+use velib_testkit::{PipelineTopics, admin_create_topic, kafka_bootstrap, unique_name};
 
 /// Events produced with a plain rdkafka producer to a topic on Apache Kafka, consumed by `run`,
 /// mailed to the SMTP server.
@@ -66,16 +66,12 @@ async fn producer_monitor_alerts_chain_on_kafka() {
     use velib_model::{EmptinessKind, EmptyStationEvent};
 
     let bootstrap = kafka_bootstrap();
-    let (stations, events, dlq) = (
-        unique_name("velib-stations"),
-        unique_name("velib-empty-stations"),
-        unique_name("velib-stations-dlq"),
-    );
-    admin_create_topic(&bootstrap, &stations, 10).await.unwrap();
-    admin_create_topic(&bootstrap, &events, 3).await.unwrap();
-    admin_create_topic(&bootstrap, &dlq, 1).await.unwrap();
-    let state = unique_name("velib-monitor-state");
-    admin_create_topic(&bootstrap, &state, 10).await.unwrap();
+    let PipelineTopics {
+        stations,
+        events,
+        dlq,
+        state,
+    } = PipelineTopics::create(&bootstrap).await;
 
     let group = unique_name("velib-monitor");
     let monitor = velib_testkit::Process::spawn(

@@ -338,7 +338,7 @@ mod tests {
 
     #[test]
     fn librdkafka_has_tls_sasl_and_zstd() {
-        let features = crate::cli::librdkafka_features();
+        let features = crate::service::librdkafka_features();
         for needed in ["ssl", "sasl_plain", "sasl_scram", "zstd", "lz4"] {
             assert!(
                 features.split(',').any(|f| f == needed),

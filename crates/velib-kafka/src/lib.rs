@@ -9,26 +9,27 @@
 //!   lines forwarded to `tracing`; [`ReportingContext`] is the client context that does both.
 //! - [`sink`]: [`RecordSink`], where any velib record is published, and [`KafkaSink`], its
 //!   idempotent producer.
-//! - [`topics`]: topic administration (plan, then apply through the Admin API), the library
-//!   of `velib-topics create` and `cargo xtask create-topics`.
-//! - [`cli`]: what every binary does the same way: logging, the metrics endpoint, the shutdown
-//!   signal, duration flags.
+//! - [`service`]: what every long-running binary does the same way before its `run` call:
+//!   logging, the metrics endpoint, the shutdown signal ([`service::ServiceArgs::start`]).
+//! - [`duration`]: the duration flags' parser (`500ms`, `15m`, `1.5h`).
 //! - [`RateLimited`]: one log line per period for failures that come by the thousand.
 //! - [`crash`]: a clear line on stderr when native code (librdkafka) crashes the process.
 //!
-//! All the `unsafe` code is in `topics::ffi`, for the two Admin API calls rdkafka does not make,
-//! and in [`crash`], the last word on a fatal signal.
+//! velib's own topics (which ones, their partitions and configs) are not planned here but in
+//! velib-topics, which uses this crate's client settings.
+//!
+//! All the `unsafe` code is in [`crash`], the last word on a fatal signal.
 
 #![deny(unsafe_code)]
 
-pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod crash;
+pub mod duration;
 pub mod properties;
 mod rate_limit;
+pub mod service;
 pub mod sink;
-pub mod topics;
 
 pub use config::KafkaArgs;
 pub use connection::{ConnectionError, ConnectionGuard, ReportingContext};

@@ -34,6 +34,7 @@ mod scan;
 mod snapshot;
 mod station;
 pub mod text;
+pub mod topics;
 
 pub use backoff::Backoff;
 pub use event::{ChangeLine, EmptinessKind, EmptyStationEvent, StationChange, TrackedField};

@@ -66,7 +66,7 @@ use velib_kafka::connection::{ReportingContext, cluster_reachable, is_transport_
 use velib_kafka::{ConnectionGuard, KafkaArgs, RateLimited};
 
 /// The state changelog's default name.
-pub const DEFAULT_STATE_TOPIC: &str = "velib-monitor-state";
+pub const DEFAULT_STATE_TOPIC: &str = velib_model::topics::MONITOR_STATE;
 
 /// The settings of the exactly-once mode.
 #[derive(Debug, Clone)]

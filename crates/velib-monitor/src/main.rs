@@ -9,8 +9,9 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use std::time::Duration;
 use velib_kafka::KafkaArgs;
-use velib_kafka::cli::{ServiceArgs, parse_duration};
-use velib_model::TrackedField;
+use velib_kafka::duration::parse_duration;
+use velib_kafka::service::ServiceArgs;
+use velib_model::{TrackedField, topics};
 use velib_monitor::{
     DEFAULT_GROUP, DlqFailure, ExactlyOnceConfig, InstanceSlot, MonitorConfig, OutputFormat,
     connect, run_exactly_once,
@@ -29,7 +30,7 @@ struct Cli {
     group_id: String,
 
     /// The topic of station records.
-    #[arg(long, env = "VELIB_STATIONS_TOPIC", default_value = "velib-stations")]
+    #[arg(long, env = "VELIB_STATIONS_TOPIC", default_value = topics::STATIONS)]
     topic: String,
 
     /// Which count to follow.
@@ -41,11 +42,7 @@ struct Cli {
     format: Format,
 
     /// Where "became empty" / "no longer empty" events go.
-    #[arg(
-        long,
-        env = "VELIB_EVENTS_TOPIC",
-        default_value = "velib-empty-stations"
-    )]
+    #[arg(long, env = "VELIB_EVENTS_TOPIC", default_value = topics::EMPTY_STATIONS)]
     events_topic: String,
 
     /// Publish no empty-station events.
@@ -53,7 +50,7 @@ struct Cli {
     no_events: bool,
 
     /// Where unreadable station records are copied, with an error header.
-    #[arg(long, env = "VELIB_DLQ_TOPIC", default_value = "velib-stations-dlq")]
+    #[arg(long, env = "VELIB_DLQ_TOPIC", default_value = topics::DEAD_LETTERS)]
     dlq_topic: String,
 
     /// Only count and log unreadable records; copy them nowhere.
@@ -93,13 +90,13 @@ struct Cli {
     /// How long a transaction stays open at most under load (exactly-once); it is committed as
     /// soon as the input pauses (after a producer's snapshot). Lines wait for their commit.
     #[arg(long, env = "VELIB_COMMIT_INTERVAL", default_value = "100ms",
-          value_parser = velib_kafka::cli::parse_positive_duration)]
+          value_parser = velib_kafka::duration::parse_positive_duration)]
     commit_interval: Duration,
 
     /// `transaction.timeout.ms` (exactly-once): a transaction left open longer by a frozen or
     /// dead monitor is aborted by Kafka; a new owner of its partitions may wait this long.
     #[arg(long, env = "VELIB_TRANSACTION_TIMEOUT", default_value = "10s",
-          value_parser = velib_kafka::cli::parse_positive_duration)]
+          value_parser = velib_kafka::duration::parse_positive_duration)]
     transaction_timeout: Duration,
 
     #[command(flatten)]

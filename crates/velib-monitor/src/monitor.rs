@@ -51,7 +51,9 @@ use std::time::{Duration, Instant};
 use velib_kafka::RateLimited;
 use velib_kafka::connection::{cluster_reachable, is_transport_failure};
 use velib_kafka::{EnqueueError, OutRecord, RecordSink, sink::enqueue_with_backpressure};
-use velib_model::{ChangeLine, EmptyStationEvent, StationChange, StationView, TrackedField};
+use velib_model::{
+    ChangeLine, EmptyStationEvent, StationChange, StationView, TrackedField, topics,
+};
 
 /// How change lines are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -96,11 +98,11 @@ pub struct MonitorConfig {
 impl Default for MonitorConfig {
     fn default() -> Self {
         MonitorConfig {
-            topic: "velib-stations".into(),
+            topic: topics::STATIONS.into(),
             field: TrackedField::AvailableBikeStands,
             format: OutputFormat::Text,
-            events_topic: Some("velib-empty-stations".into()),
-            dlq_topic: Some("velib-stations-dlq".into()),
+            events_topic: Some(topics::EMPTY_STATIONS.into()),
+            dlq_topic: Some(topics::DEAD_LETTERS.into()),
             on_dlq_failure: DlqFailure::Stop,
             flush_timeout: Duration::from_secs(30),
         }

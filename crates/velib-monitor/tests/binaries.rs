@@ -4,7 +4,7 @@
 use crate::*;
 use std::collections::HashSet;
 use tokio::process::Command;
-use velib_testkit::{Process, admin_create_topic, kafka_bootstrap, unique_name, wait_for};
+use velib_testkit::{PipelineTopics, Process, kafka_bootstrap, unique_name, wait_for};
 
 fn producer_binary() -> std::path::PathBuf {
     velib_testkit::sibling_binary(env!("CARGO_BIN_EXE_velib-monitor"), "velib-producer")
@@ -37,16 +37,12 @@ fn spawn_monitor(
 async fn producer_and_two_monitors_on_kafka() {
     let _gate = crate::beside_others().await;
     let bootstrap = kafka_bootstrap();
-    let (topic, events, dlq) = (
-        unique_name("velib-stations"),
-        unique_name("velib-empty-stations"),
-        unique_name("velib-stations-dlq"),
-    );
-    admin_create_topic(&bootstrap, &topic, 10).await.unwrap();
-    admin_create_topic(&bootstrap, &events, 3).await.unwrap();
-    admin_create_topic(&bootstrap, &dlq, 1).await.unwrap();
-    let state = unique_name("velib-monitor-state");
-    admin_create_topic(&bootstrap, &state, 10).await.unwrap();
+    let PipelineTopics {
+        stations: topic,
+        events,
+        dlq,
+        state,
+    } = PipelineTopics::create(&bootstrap).await;
     let group = unique_name("velib-monitor");
     let monitors = [
         spawn_monitor(&bootstrap, &group, (&topic, &events, &dlq, &state)),

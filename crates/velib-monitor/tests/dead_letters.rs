@@ -4,7 +4,7 @@
 
 use crate::*;
 use velib_monitor::{DlqFailure, MonitorError};
-use velib_testkit::{MockKafka, unique_name};
+use velib_testkit::{MockKafka, unique_name, wait_for};
 
 /// Over librdkafka's default `message.max.bytes` (1,000,000 bytes), which the monitor's
 /// producer keeps.
@@ -51,14 +51,15 @@ async fn run_monitor(
             report
         })
     });
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while !task.is_finished() && !done(&out) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the monitor neither finished nor stopped in {TIMEOUT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for(
+        "the monitor to stop by itself or do its work",
+        TIMEOUT,
+        || {
+            let over = task.is_finished() || done(&out);
+            async move { over.then_some(()) }
+        },
+    )
+    .await;
     let _ = stop.send(());
     let result = tokio::time::timeout(TIMEOUT, task)
         .await

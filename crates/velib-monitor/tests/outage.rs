@@ -4,23 +4,7 @@
 use crate::TIMEOUT;
 use tokio::process::Command;
 use velib_testkit::child::Child;
-use velib_testkit::{MockKafka, unique_name};
-
-/// Waits until `n` stderr lines contain `needle`.
-async fn wait_for_lines(child: &Child, needle: &str, n: usize) {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
-        let stderr = child.stderr();
-        if stderr.iter().filter(|l| l.contains(needle)).count() >= n {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "fewer than {n} lines with {needle:?} after {TIMEOUT:?}: {stderr:#?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-}
+use velib_testkit::{MockKafka, unique_name, unreachable_address};
 
 /// Lines at warning level or above, from velib (librdkafka's own are at debug level).
 fn warnings(stderr: &[String]) -> Vec<String> {
@@ -74,7 +58,9 @@ async fn a_cluster_away_is_one_line_when_it_goes_and_one_when_it_is_back() {
         .await;
     // librdkafka hands the loop an error at each failed reconnection; each was a warning line.
     // (Backing off, it makes fewer than a client that never reached the cluster: see below.)
-    wait_for_lines(&monitor, "consumer error", 5).await;
+    monitor
+        .wait_for_stderr_lines("consumer error", 5, TIMEOUT)
+        .await;
     kafka.all_brokers_up().unwrap();
     monitor
         .wait_for_stderr("a Kafka broker is reachable again", TIMEOUT)
@@ -100,14 +86,10 @@ async fn a_cluster_away_is_one_line_when_it_goes_and_one_when_it_is_back() {
 async fn no_broker_at_all_is_one_line_not_a_flood() {
     let _gate = crate::beside_others().await;
     // A port nothing listens on: librdkafka retries its bootstrap connection without end.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let nowhere = unreachable_address();
     let mut monitor = Child::spawn(
         Command::new(env!("CARGO_BIN_EXE_velib-monitor"))
-            .args(["--bootstrap-servers", &format!("127.0.0.1:{port}")])
+            .args(["--bootstrap-servers", &nowhere])
             .args([
                 "--topic",
                 "velib-stations",
@@ -117,7 +99,9 @@ async fn no_broker_at_all_is_one_line_not_a_flood() {
             .args(["--guarantee", "at-least-once"])
             .env("RUST_LOG", "info,velib_monitor::monitor=debug"),
     );
-    wait_for_lines(&monitor, "consumer error", 20).await;
+    monitor
+        .wait_for_stderr_lines("consumer error", 20, TIMEOUT)
+        .await;
     monitor.signal("TERM").await;
     let status = monitor.wait(TIMEOUT).await;
     let stderr = monitor.stderr();

@@ -10,7 +10,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 use tokio::process::Command;
 use velib_testkit::child::Child;
-use velib_testkit::{admin_create_topic, kafka_bootstrap, unique_name};
+use velib_testkit::{admin_create_topic, kafka_bootstrap, unique_name, unreachable_address};
 
 const LAST_WORD: &str = "velib: fatal signal";
 const SIGSEGV: i32 = 11;
@@ -19,14 +19,10 @@ const SIGSEGV: i32 = 11;
 async fn a_fatal_signal_leaves_a_line_naming_the_cause_and_the_same_exit() {
     let _gate = crate::beside_others().await;
     // A port nothing listens on: the monitor waits for its cluster, alive.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let nowhere = unreachable_address();
     let mut monitor = Child::spawn(
         Command::new(env!("CARGO_BIN_EXE_velib-monitor"))
-            .args(["--bootstrap-servers", &format!("127.0.0.1:{port}")])
+            .args(["--bootstrap-servers", &nowhere])
             .args(["--group-id", &unique_name("velib-monitor")])
             .args(["--guarantee", "at-least-once"])
             .env("RUST_LOG", "info"),

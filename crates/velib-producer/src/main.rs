@@ -9,8 +9,10 @@ use clap::Parser;
 use secrecy::SecretString;
 use std::path::PathBuf;
 use std::time::Duration;
-use velib_kafka::cli::{ServiceArgs, parse_duration, parse_positive_duration};
+use velib_kafka::duration::{parse_duration, parse_positive_duration};
+use velib_kafka::service::ServiceArgs;
 use velib_kafka::{KafkaArgs, KafkaSink, SINK_DEFAULTS};
+use velib_model::topics;
 use velib_producer::ProducerConfig;
 use velib_source::{SourceOptions, SourceSpec, StationSource};
 
@@ -61,7 +63,7 @@ struct Cli {
     kafka: KafkaArgs,
 
     /// The topic station records go to.
-    #[arg(long, env = "VELIB_STATIONS_TOPIC", default_value = "velib-stations")]
+    #[arg(long, env = "VELIB_STATIONS_TOPIC", default_value = topics::STATIONS)]
     topic: String,
 
     /// Time between two polls.

@@ -21,7 +21,7 @@ use tokio::time::MissedTickBehavior;
 use velib_kafka::sink::{
     EnqueueError, OutRecord, RecordSink, enqueue_with_backpressure, flush_async,
 };
-use velib_model::Snapshot;
+use velib_model::{Snapshot, topics};
 use velib_source::{Backoff, SourceError, StationSource};
 
 /// What the poll loop does, apart from where it reads and writes.
@@ -46,7 +46,7 @@ pub struct ProducerConfig {
 impl Default for ProducerConfig {
     fn default() -> Self {
         ProducerConfig {
-            topic: "velib-stations".into(),
+            topic: topics::STATIONS.into(),
             interval: Duration::from_secs(1),
             changed_only: false,
             record: None,

@@ -57,15 +57,36 @@ impl Child {
     ///
     /// After `timeout`, with what stderr holds.
     pub async fn wait_for_stderr(&self, needle: &str, timeout: Duration) -> String {
-        let what = format!("a stderr line containing {needle:?}");
+        let mut lines = self.wait_for_stderr_lines(needle, 1, timeout).await;
+        lines.swap_remove(0)
+    }
+
+    /// Waits until at least `n` stderr lines contain `needle` and returns them all (at least
+    /// `n`), in order.
+    ///
+    /// # Panics
+    ///
+    /// After `timeout`, with what stderr holds.
+    pub async fn wait_for_stderr_lines(
+        &self,
+        needle: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<String> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if let Some(line) = self.stderr().into_iter().find(|l| l.contains(needle)) {
-                return line;
+            let found: Vec<String> = self
+                .stderr()
+                .into_iter()
+                .filter(|l| l.contains(needle))
+                .collect();
+            if found.len() >= n {
+                return found;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "timed out after {timeout:?} waiting for {what}; stderr:\n{}",
+                "timed out after {timeout:?} waiting for {n} stderr lines containing {needle:?}; \
+                 stderr:\n{}",
                 self.stderr().join("\n")
             );
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -33,6 +33,7 @@ use std::future::Future;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use velib_model::topics;
 
 /// The environment variable through which `cargo xtask test` hands the bootstrap address of its
 /// Apache Kafka node to the `#[ignore]`d tests.
@@ -247,6 +248,65 @@ pub async fn admin_create_topic(
     Ok(())
 }
 
+/// The four topics of a velib pipeline (stations, empty-station events, dead letters, the
+/// monitor's state) under names no other test uses, created through the Admin API with the
+/// partitions `velib-topics create` gives them by default: 10, 3, 1 and 10.
+///
+/// Destructure it to name the topics as the test likes:
+/// `let PipelineTopics { stations, events, dlq, state } = PipelineTopics::create(&bootstrap).await;`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineTopics {
+    /// Station records (10 partitions).
+    pub stations: String,
+    /// Empty-station events (3 partitions).
+    pub events: String,
+    /// Dead letters (1 partition).
+    pub dlq: String,
+    /// The exactly-once monitor's state changelog (10 partitions, as many as `stations`).
+    pub state: String,
+}
+
+impl PipelineTopics {
+    /// Creates the four topics on `bootstrap` (replication factor 1).
+    ///
+    /// # Panics
+    ///
+    /// When a topic cannot be created, naming it and the broker's answer.
+    pub async fn create(bootstrap: &str) -> PipelineTopics {
+        let created = PipelineTopics {
+            stations: unique_name(topics::STATIONS),
+            events: unique_name(topics::EMPTY_STATIONS),
+            dlq: unique_name(topics::DEAD_LETTERS),
+            state: unique_name(topics::MONITOR_STATE),
+        };
+        for (topic, partitions) in [
+            (&created.stations, 10),
+            (&created.events, 3),
+            (&created.dlq, 1),
+            (&created.state, 10),
+        ] {
+            if let Err(e) = admin_create_topic(bootstrap, topic, partitions).await {
+                panic!("cannot create the test topic {topic} on {bootstrap}: {e}");
+            }
+        }
+        created
+    }
+}
+
+/// A `127.0.0.1:PORT` address where nothing listens, for tests of a broker or a server that is
+/// not there: a port the system handed out, closed again at once. Connections to it are
+/// refused (unless another process happens to take the port in between, which is rare).
+///
+/// # Panics
+///
+/// When no port can be bound on 127.0.0.1.
+pub fn unreachable_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port on 127.0.0.1");
+    let address = listener.local_addr().expect("the bound address");
+    drop(listener);
+    address.to_string()
+}
+
 /// A name no other test has used: `prefix-<pid>-<time>-<counter>`, valid as a topic or group.
 pub fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -279,6 +339,30 @@ where
             "timed out after {timeout:?} waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// [`wait_for`] for tests without an async runtime: polls `check` every `every` until it
+/// returns `Some`, blocking the thread, or panics with `what` once `timeout` has passed.
+///
+/// A check may itself panic to end the wait early, for example when the process it waits on
+/// has exited.
+pub fn wait_for_blocking<T>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(every);
     }
 }
 

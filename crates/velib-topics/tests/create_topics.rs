@@ -1,6 +1,6 @@
 use std::process::{Command, Output};
 use std::time::Duration;
-use velib_testkit::{kafka_bootstrap, unique_name};
+use velib_testkit::{kafka_bootstrap, unique_name, wait_for_blocking};
 
 /// Topic names of one test.
 struct Topics {
@@ -296,19 +296,19 @@ impl Monitor {
     }
 
     fn wait_for_lines(&mut self, at_least: usize) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(90);
-        while self.lines() < at_least {
+        let what = format!("velib-monitor to print {at_least} lines");
+        let every = Duration::from_millis(50);
+        wait_for_blocking(&what, Duration::from_secs(90), every, || {
+            if self.lines() >= at_least {
+                return Some(());
+            }
             assert!(
                 self.child.try_wait().unwrap().is_none(),
-                "velib-monitor exited"
-            );
-            assert!(
-                std::time::Instant::now() < deadline,
-                "velib-monitor printed {} of {at_least} lines",
+                "velib-monitor exited after {} lines",
                 self.lines()
             );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            None
+        });
     }
 
     fn stop(mut self) {
@@ -365,23 +365,16 @@ fn read_below(topic: &str, high: i64) -> usize {
         .add_partition_offset(topic, 0, Offset::Beginning)
         .unwrap();
     consumer.assign(&assignment).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let mut count = 0;
-    loop {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "reading {topic} up to {high}"
-        );
-        if let Some(m) = consumer.poll(Duration::from_millis(500)) {
-            let m = m.unwrap();
-            if m.offset() < high {
-                count += 1;
-            }
-            if m.offset() >= high - 1 {
-                return count;
-            }
+    let what = format!("reading {topic} up to {high}");
+    // No pause between checks: each one already waits up to 500 ms for a record.
+    wait_for_blocking(&what, Duration::from_secs(60), Duration::ZERO, || {
+        let m = consumer.poll(Duration::from_millis(500))?.unwrap();
+        if m.offset() < high {
+            count += 1;
         }
-    }
+        (m.offset() >= high - 1).then_some(count)
+    })
 }
 
 /// Waits (up to 90 s) until `done` holds, checking that the producer is still running.
@@ -390,18 +383,17 @@ fn wait_while_producing(
     what: &str,
     mut done: impl FnMut() -> bool,
 ) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    while !done() {
+    let every = Duration::from_millis(200);
+    wait_for_blocking(what, Duration::from_secs(90), every, || {
+        if done() {
+            return Some(());
+        }
         assert!(
             producer.try_wait().unwrap().is_none(),
             "velib-producer stopped before {what}"
         );
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        None
+    });
 }
 
 /// The tutorial's `retention.ms=4000` and `segment.ms=2000`: while the producer runs, old

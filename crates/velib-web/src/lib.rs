@@ -43,6 +43,7 @@ use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use velib_kafka::{ConnectionError, KafkaArgs};
+use velib_model::topics;
 
 /// OpenStreetMap's standard tile layer, the default base map.
 pub const OSM_TILES: &str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png";
@@ -120,8 +121,8 @@ impl WebConfig {
     pub fn new(kafka: KafkaArgs) -> WebConfig {
         WebConfig {
             kafka,
-            topic: "velib-stations".to_owned(),
-            events_topic: Some("velib-empty-stations".to_owned()),
+            topic: topics::STATIONS.to_owned(),
+            events_topic: Some(topics::EMPTY_STATIONS.to_owned()),
             tiles: Some(Tiles::default()),
             limits: Limits::default(),
             push_interval: Duration::from_millis(200),

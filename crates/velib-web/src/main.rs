@@ -8,7 +8,8 @@ use anyhow::Context;
 use clap::Parser;
 use std::net::SocketAddr;
 use velib_kafka::KafkaArgs;
-use velib_kafka::cli::ServiceArgs;
+use velib_kafka::service::ServiceArgs;
+use velib_model::topics;
 use velib_web::{Limits, OSM_ATTRIBUTION, OSM_TILES, Tiles, WebConfig};
 
 /// Serves a map of the stations, one circle per station, updated live from the stations topic
@@ -24,15 +25,11 @@ struct Cli {
     http_addr: SocketAddr,
 
     /// The topic of station records.
-    #[arg(long, env = "VELIB_STATIONS_TOPIC", default_value = "velib-stations")]
+    #[arg(long, env = "VELIB_STATIONS_TOPIC", default_value = topics::STATIONS)]
     topic: String,
 
     /// The monitor's "became empty" / "no longer empty" events, shown in the feed.
-    #[arg(
-        long,
-        env = "VELIB_EVENTS_TOPIC",
-        default_value = "velib-empty-stations"
-    )]
+    #[arg(long, env = "VELIB_EVENTS_TOPIC", default_value = topics::EMPTY_STATIONS)]
     events_topic: String,
 
     /// Read no empty-station events.

@@ -1,12 +1,11 @@
 //! The Admin API calls rdkafka 0.39 does not make, through rdkafka-sys on the admin client's
 //! own librdkafka handle: serving its main event queue, and IncrementalAlterConfigs. The only
-//! `unsafe` code of velib's Kafka layer is here.
+//! `unsafe` code of velib-topics is here; the rest of the crate denies it.
 
 #![allow(unsafe_code)]
 
 /// librdkafka's main event queue of the admin client, served by hand.
 pub(super) mod main_queue {
-    use crate::connection::ReportingContext;
     use rdkafka::admin::AdminClient;
     use rdkafka::client::ClientContext;
     use rdkafka::config::RDKafkaLogLevel;
@@ -14,11 +13,12 @@ pub(super) mod main_queue {
     use rdkafka_sys as rdsys;
     use std::ffi::{CStr, c_int};
     use std::ptr;
+    use velib_kafka::ReportingContext;
 
     /// Serves the client's main event queue: librdkafka's log lines and client errors wait
     /// there until someone polls it, and an admin client's own calls never do. Without this,
     /// a refused certificate or password would surface only as a timeout.
-    pub(in crate::topics) fn serve(admin: &AdminClient<ReportingContext>) {
+    pub(crate) fn serve(admin: &AdminClient<ReportingContext>) {
         let client = admin.inner();
         // SAFETY: the client outlives this call; the queue handle and every event polled from
         // it are destroyed here; the strings an event hands out live as long as the event.
@@ -36,7 +36,7 @@ pub(super) mod main_queue {
                             let fac = CStr::from_ptr(fac).to_string_lossy();
                             let text = CStr::from_ptr(text).to_string_lossy();
                             client.context().guard().observe_log(&fac, &text);
-                            crate::connection::forward_librdkafka_log(
+                            velib_kafka::connection::forward_librdkafka_log(
                                 log_level(level),
                                 &fac,
                                 &text,
@@ -79,8 +79,7 @@ pub(super) mod main_queue {
 /// It runs on the admin client's own librdkafka handle, with a queue of its own for the answer,
 /// so it does not disturb the requests rdkafka's wrapper sends on the same handle.
 pub(super) mod incremental {
-    use crate::connection::ReportingContext;
-    use crate::topics::failure_with;
+    use crate::failure_with;
     use rdkafka::admin::AdminClient;
     use rdkafka::error::RDKafkaErrorCode;
     use rdkafka_sys as rdsys;
@@ -88,12 +87,13 @@ pub(super) mod incremental {
     use std::collections::BTreeMap;
     use std::ffi::{CStr, CString, c_char, c_int};
     use std::time::Duration;
+    use velib_kafka::ReportingContext;
 
     const OPERATION: &str = "IncrementalAlterConfigs";
 
     /// SETs every one of `configs` on `topic`, leaving its other configs as they are; blocks
     /// until the broker answers or `timeout` passes.
-    pub(in crate::topics) fn set_topic_configs(
+    pub(crate) fn set_topic_configs(
         admin: &AdminClient<ReportingContext>,
         topic: &str,
         configs: &BTreeMap<String, String>,

@@ -1,4 +1,5 @@
-//! `velib-topics create` (and `cargo xtask create-topics`): the tutorial's `kafka-topics.sh --create`/`--alter` and
+//! velib's topic plan: what `velib-topics create` (and `cargo xtask create-topics`, which calls
+//! this library) does. The tutorial's `kafka-topics.sh --create`/`--alter` and
 //! `kafka-configs.sh --alter` as one command that can be run again at any time.
 //!
 //! It brings three topics to what was asked: the stations topic (`velib-stations`), the
@@ -21,7 +22,7 @@
 //! config of the topic stays as it is. rdkafka 0.39 wraps only the older AlterConfigs, which
 //! replaces a topic's whole set of configs (everything left out returns to the broker default,
 //! so a read-merge-write would revert whatever someone changes in between). So the call goes
-//! through rdkafka-sys to the same librdkafka handle, in `topics::ffi`. Configs
+//! through rdkafka-sys to the same librdkafka handle, in the `ffi` module. Configs
 //! are read first (DescribeConfigs) only to skip the request when they already have the asked
 //! values; a SET is idempotent, so when they cannot be read the request is sent anyway.
 //!
@@ -33,10 +34,12 @@
 //! [`run`] ties them together, checks each topic's result on its own, prints a table of the
 //! topics as they are afterwards (Metadata and DescribeConfigs) and fails when any topic is not
 //! as asked.
+//!
+//! All the `unsafe` code of this crate is in the private `ffi` module, for the two Admin API
+//! calls rdkafka does not make; the rest of the crate denies it.
 
-use crate::KafkaArgs;
-use crate::config::{key_value, redact_config_error};
-use crate::connection::{ConnectionGuard, ReportingContext};
+#![deny(unsafe_code)]
+
 use anyhow::{Context, Result, bail};
 use rdkafka::admin::{
     AdminClient, AdminOptions, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
@@ -45,6 +48,10 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
+use velib_kafka::KafkaArgs;
+use velib_kafka::config::{key_value, redact_config_error};
+use velib_kafka::connection::{ConnectionGuard, ReportingContext};
+use velib_model::topics;
 
 /// The tutorial's short retention: records are deleted after about 4 s, segments roll every 2 s.
 const SHORT_RETENTION: [(&str, &str); 2] = [("retention.ms", "4000"), ("segment.ms", "2000")];
@@ -59,19 +66,15 @@ pub struct Args {
     kafka: KafkaArgs,
 
     /// The topic of station records (the producer's and the monitor's `--topic`).
-    #[arg(long, env = "VELIB_STATIONS_TOPIC", default_value = "velib-stations")]
+    #[arg(long, env = "VELIB_STATIONS_TOPIC", default_value = topics::STATIONS)]
     stations_topic: String,
 
     /// The topic of empty-station events (the monitor's `--events-topic`, the alerts' `--topic`).
-    #[arg(
-        long,
-        env = "VELIB_EVENTS_TOPIC",
-        default_value = "velib-empty-stations"
-    )]
+    #[arg(long, env = "VELIB_EVENTS_TOPIC", default_value = topics::EMPTY_STATIONS)]
     events_topic: String,
 
     /// The monitor's dead-letter topic for unreadable station records (its `--dlq-topic`).
-    #[arg(long, env = "VELIB_DLQ_TOPIC", default_value = "velib-stations-dlq")]
+    #[arg(long, env = "VELIB_DLQ_TOPIC", default_value = topics::DEAD_LETTERS)]
     dlq_topic: String,
 
     /// Leave the dead-letter topic out (for monitors run with `--no-dlq`).
@@ -80,7 +83,7 @@ pub struct Args {
 
     /// The exactly-once monitor's state changelog (its `--state-topic`): compacted, with as
     /// many partitions as the stations topic, partition for partition.
-    #[arg(long, env = "VELIB_STATE_TOPIC", default_value = "velib-monitor-state")]
+    #[arg(long, env = "VELIB_STATE_TOPIC", default_value = topics::MONITOR_STATE)]
     state_topic: String,
 
     /// Leave the state topic out (for monitors run with `--guarantee at-least-once`).
@@ -145,7 +148,7 @@ pub struct Args {
 
     /// How long to wait for the cluster's answer to each request: `30s`, `1m`.
     #[arg(long, env = "VELIB_ADMIN_TIMEOUT", default_value = "30s",
-          value_parser = crate::cli::parse_positive_duration)]
+          value_parser = velib_kafka::duration::parse_positive_duration)]
     timeout: Duration,
 }
 

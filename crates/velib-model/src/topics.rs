@@ -1,0 +1,24 @@
+//! The default names of velib's Kafka topics, written once for every program that reads or
+//! writes them: the producer, the monitor, the alerts consumer, the live map, `velib-topics
+//! create` and the demo. Each program can be pointed at other names with its flags (the same
+//! environment variables everywhere, named below); these are what they use when none is given.
+//!
+//! This crate only names the topics; it never connects to Kafka.
+
+/// Station records, keyed by station (`contract:id`): written by the producer, read by the
+/// monitors and the live map (`--topic`, `VELIB_STATIONS_TOPIC`).
+pub const STATIONS: &str = "velib-stations";
+
+/// The monitor's "became empty" / "no longer empty" events ([`EmptyStationEvent`]): read by
+/// the alerts consumer and the live map (`--events-topic`, `VELIB_EVENTS_TOPIC`).
+///
+/// [`EmptyStationEvent`]: crate::EmptyStationEvent
+pub const EMPTY_STATIONS: &str = "velib-empty-stations";
+
+/// The monitor's dead-letter topic: copies of the station records it could not read, with an
+/// error header (`--dlq-topic`, `VELIB_DLQ_TOPIC`).
+pub const DEAD_LETTERS: &str = "velib-stations-dlq";
+
+/// The exactly-once monitor's state changelog: compacted, partition for partition with the
+/// stations topic (`--state-topic`, `VELIB_STATE_TOPIC`).
+pub const MONITOR_STATE: &str = "velib-monitor-state";
