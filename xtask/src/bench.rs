@@ -11,7 +11,7 @@
 //!
 //! 1. [`detect`]: v1 JSON bytes → change events through `Station::from_json` and
 //!    `Detector::observe`, one thread, no broker; and the detector's memory per station.
-//! 2. [`kafka::monitor`]: drain a pre-filled 10-partition topic with `velib_monitor::run`,
+//! 2. [`kafka::monitor`]: drain a pre-filled 10-partition topic with `velib_monitor::at_least_once::run`,
 //!    a bare rdkafka consumer that only counts, and the tutorial's kafka-python loop.
 //! 3. [`kafka::producer`]: publish the simulated city with `velib_producer::run`, a bare
 //!    rdkafka producer of pre-serialised payloads, and the tutorial's kafka-python loop.

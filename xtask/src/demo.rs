@@ -147,7 +147,7 @@ async fn demo(args: Args) -> Result<()> {
         let (config, cancel) = (monitor_defaults.clone(), cancel.clone());
         tasks.spawn(async move {
             let mut out = Prefixed::new(&format!("monitor-{i}"));
-            let (stream, _) = velib_monitor::run(
+            let (stream, _) = velib_monitor::at_least_once::run(
                 parts.stream,
                 &parts.sink,
                 parts.ledger,

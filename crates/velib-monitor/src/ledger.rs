@@ -10,7 +10,7 @@
 //! a topic that does not exist) is not retried: it moves from *pending* to *refused*, where it
 //! still holds its record's commit point but no longer keeps shutdown or a revoke waiting. The
 //! monitor loop then decides (stop, or skip it with a counted loss); see
-//! [`crate::monitor`].
+//! [`crate::at_least_once`].
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use std::collections::{BTreeMap, HashMap};

@@ -1,12 +1,16 @@
 //! Watches station records and prints every change: the tutorial's `velib-monitor-stations.py`,
 //! done properly.
 //!
-//! - [`detect`]: pure change detection keyed by station, judged by each station's own
-//!   `last_update`.
+//! - [`run`] ([`engine`]): one monitor, with either [`Guarantee`]; what the binary calls.
+//! - [`process`]: what both engines do with one record, and the settings and reports they share.
+//! - [`at_least_once`]: the engine without transactions, and its delivery guarantee.
+//! - [`exactly_once`]: the transactional engine, and its guarantee; its state changelog is
+//!   `state.rs`, its default identity [`slot`].
+//! - [`detect`]: pure change detection keyed by station, ordered by each record's snapshot.
 //! - [`ledger`]: which consumed offsets are safe to commit while events are still in flight.
 //! - [`stream`]: the consumer behind [`StationStream`], with rdkafka's [`KafkaStream`].
-//! - [`monitor`]: the loop, [`run`], and its delivery guarantee.
 //!
+//! Neither engine imports the other: they share [`process`], which imports neither.
 //! Empty-station events are published through velib-kafka's [`RecordSink`]
 //! (`velib_kafka::KafkaSink`), so there is one producer implementation in velib.
 //!
@@ -14,19 +18,22 @@
 
 #![forbid(unsafe_code)]
 
+pub mod at_least_once;
 pub mod detect;
+pub mod engine;
 pub mod exactly_once;
 pub mod ledger;
-pub mod monitor;
+pub mod process;
+pub mod slot;
 mod state;
 pub mod stream;
 
 pub use detect::{Detector, Remembered, Verdict};
-pub use exactly_once::{
-    DEFAULT_STATE_TOPIC, ExactlyOnceConfig, InstanceSlot, Progress, run_exactly_once,
-};
+pub use engine::{Guarantee, run};
+pub use exactly_once::{DEFAULT_STATE_TOPIC, ExactlyOnceConfig, Progress, run_exactly_once};
 pub use ledger::Ledger;
-pub use monitor::{DlqFailure, MonitorConfig, MonitorError, MonitorReport, OutputFormat, run};
+pub use process::{DlqFailure, MonitorConfig, MonitorError, MonitorReport, OutputFormat};
+pub use slot::InstanceSlot;
 pub use stream::{KafkaStream, STREAM_DEFAULTS, StationStream};
 
 use std::sync::Arc;

@@ -13,8 +13,8 @@ use velib_kafka::duration::parse_duration;
 use velib_kafka::service::ServiceArgs;
 use velib_model::{TrackedField, topics};
 use velib_monitor::{
-    DEFAULT_GROUP, DlqFailure, ExactlyOnceConfig, InstanceSlot, MonitorConfig, OutputFormat,
-    connect, run_exactly_once,
+    DEFAULT_GROUP, DlqFailure, ExactlyOnceConfig, InstanceSlot, MonitorConfig, MonitorError,
+    OutputFormat,
 };
 
 /// Consumes station records and prints `+1 ADDRESS (Contract)` for every change, once across
@@ -159,111 +159,45 @@ async fn main() -> anyhow::Result<()> {
         flush_timeout: cli.flush_timeout,
     };
     tracing::info!(group = %cli.group_id, topic = %config.topic, kafka = ?cli.kafka, "starting");
-    if cli.guarantee == Guarantee::ExactlyOnce {
-        let eos = EosArgs {
-            instance_id: cli.instance_id,
-            state_topic: cli.state_topic,
-            commit_interval: cli.commit_interval,
-            transaction_timeout: cli.transaction_timeout,
-        };
-        return exactly_once(cli.kafka, cli.group_id, eos, config, shutdown).await;
-    }
-    let parts = connect(
-        &cli.kafka,
-        &cli.group_id,
-        &config,
-        cli.service.metrics_addr.is_some(),
-    )
-    .context("invalid Kafka settings (--kafka-config / --bootstrap-servers / -X)")?;
-    // `run` flushes whenever it has no record ready, so lines are prompt without a write per
-    // line during a backlog.
-    let mut stdout = std::io::BufWriter::new(std::io::stdout());
-    let (stream, report) = velib_monitor::run(
-        parts.stream,
-        &parts.sink,
-        parts.ledger,
-        &config,
-        &mut stdout,
-        shutdown,
-    )
-    .await?;
-    stream.close();
-    log_stopped(&report);
-    if report.undelivered_at_exit {
-        anyhow::bail!(
-            "some events were not delivered; their records were not committed and will be read again"
-        );
-    }
-    Ok(())
-}
-
-/// The exactly-once flags.
-struct EosArgs {
-    instance_id: Option<String>,
-    state_topic: String,
-    commit_interval: Duration,
-    transaction_timeout: Duration,
-}
-
-/// The exactly-once monitor, on a thread of its own (its Kafka calls block), until `shutdown`.
-async fn exactly_once(
-    kafka: KafkaArgs,
-    group: String,
-    args: EosArgs,
-    config: MonitorConfig,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<()> {
-    // Held for the process's life: the slot's lock is what keeps the id this process's.
-    let slot = match &args.instance_id {
-        Some(_) => None,
-        None => Some(
-            InstanceSlot::claim(&group)
-                .context("could not claim an instance slot; name one with --instance-id")?,
-        ),
-    };
-    let instance = args
-        .instance_id
-        .or_else(|| slot.as_ref().map(|s| s.id().to_owned()))
-        .expect("an id from the flag or the slot");
-    let mut eos = ExactlyOnceConfig::new(instance);
-    eos.state_topic = args.state_topic;
-    eos.commit_interval = args.commit_interval;
-    eos.transaction_timeout = args.transaction_timeout;
-    let stop_within = config.flush_timeout + Duration::from_secs(10);
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let worker = {
-        let stop = std::sync::Arc::clone(&stop);
-        tokio::task::spawn_blocking(move || {
-            let out = Box::new(std::io::BufWriter::new(std::io::stdout()));
-            run_exactly_once(&kafka, &group, &config, &eos, out, &stop)
-        })
-    };
-    tokio::pin!(worker);
-    let report = tokio::select! {
-        done = &mut worker => done,
-        () = shutdown => {
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            // Stopping commits what is open and leaves the group; a Kafka call stuck on a
-            // broker that does not answer must not keep the process alive for ever. Leaving
-            // without it is safe: an open transaction is aborted by its coordinator (or fenced
-            // when this instance starts again), so nothing it holds is printed or lost.
-            match tokio::time::timeout(stop_within, &mut worker).await {
-                Ok(done) => done,
-                Err(_) => {
-                    tracing::error!(
-                        waited = ?stop_within,
-                        "the monitor did not stop in time (a Kafka call is stuck); exiting \
-                         without it: its open transaction, if any, is aborted by Kafka"
-                    );
-                    std::process::exit(1);
-                }
-            }
+    // Held for the process's life: the slot's lock is what keeps the default id this process's.
+    let mut slot = None;
+    let guarantee = match cli.guarantee {
+        Guarantee::AtLeastOnce => velib_monitor::Guarantee::AtLeastOnce {
+            lag_metrics: cli.service.metrics_addr.is_some(),
+        },
+        Guarantee::ExactlyOnce => {
+            let instance =
+                match cli.instance_id {
+                    Some(id) => id,
+                    None => slot
+                        .insert(InstanceSlot::claim(&cli.group_id).context(
+                            "could not claim an instance slot; name one with --instance-id",
+                        )?)
+                        .id()
+                        .to_owned(),
+                };
+            let mut eos = ExactlyOnceConfig::new(instance);
+            eos.state_topic = cli.state_topic;
+            eos.commit_interval = cli.commit_interval;
+            eos.transaction_timeout = cli.transaction_timeout;
+            velib_monitor::Guarantee::ExactlyOnce(eos)
         }
+    };
+    // Flushed after each burst (and each commit), so lines are prompt without a write per line.
+    let out = Box::new(std::io::BufWriter::new(std::io::stdout()));
+    match velib_monitor::run(&cli.kafka, &cli.group_id, &config, guarantee, out, shutdown).await {
+        Ok(report) => {
+            log_stopped(&report);
+            drop(slot);
+            Ok(())
+        }
+        Err(stuck @ MonitorError::Stuck { .. }) => {
+            // The engine's thread is stuck in a Kafka call: returning would wait for it.
+            tracing::error!("{stuck}");
+            std::process::exit(1);
+        }
+        Err(e) => Err(e.into()),
     }
-    .context("the monitor thread panicked")??;
-    drop(slot);
-    log_stopped(&report);
-    Ok(())
 }
 
 /// The last line of a run: what it did.

@@ -35,7 +35,7 @@ async fn run_monitor(
     let (stop, stopped) = oneshot::channel::<()>();
     let mut writer = out.clone();
     let task = tokio::spawn(async move {
-        velib_monitor::run(
+        velib_monitor::at_least_once::run(
             parts.stream,
             &parts.sink,
             parts.ledger,

@@ -83,7 +83,7 @@ fn start_monitor(bootstrap: &str, group: &str, config: MonitorConfig) -> Running
     let task = {
         let mut out = out.clone();
         tokio::spawn(async move {
-            let (stream, report) = velib_monitor::run(
+            let (stream, report) = velib_monitor::at_least_once::run(
                 parts.stream,
                 &parts.sink,
                 parts.ledger,

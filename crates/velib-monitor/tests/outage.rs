@@ -41,7 +41,7 @@ async fn a_cluster_away_is_one_line_when_it_goes_and_one_when_it_is_back() {
                 "heartbeat.interval.ms=500",
             ])
             // Debug for the loop: each consumer error it meets is counted below.
-            .env("RUST_LOG", "info,velib_monitor::monitor=debug"),
+            .env("RUST_LOG", "info,velib_monitor::at_least_once=debug"),
     );
     monitor
         .wait_for_stderr("partitions assigned", TIMEOUT)
@@ -97,7 +97,7 @@ async fn no_broker_at_all_is_one_line_not_a_flood() {
                 &unique_name("velib-monitor"),
             ])
             .args(["--guarantee", "at-least-once"])
-            .env("RUST_LOG", "info,velib_monitor::monitor=debug"),
+            .env("RUST_LOG", "info,velib_monitor::at_least_once=debug"),
     );
     monitor
         .wait_for_stderr_lines("consumer error", 20, TIMEOUT)

@@ -279,7 +279,7 @@ const METHOD: &str = r#"
 2. **Monitor**: a 10-partition topic pre-filled (gzip level 1, as velib's producer writes)
    with the simulated city; each consumer joins a fresh group at the earliest offset. Rate = records
    from the first record received to the last one (group join excluded, for every variant).
-   velib: `velib_monitor::run` with empty-station events published, text lines to a file.
+   velib: `velib_monitor::at_least_once::run` with empty-station events published, text lines to a file.
    Bare: an rdkafka `BaseConsumer` with the same consumer settings that only counts.
    Tutorial: `bench/tutorial/monitor.py`.
 3. **Producer**: velib: `velib_producer::run` on the simulated city (10 k stations, one

@@ -51,8 +51,27 @@ impl Running {
         let group = velib_testkit::unique_name("bench-eos");
         let thread = {
             let stop = Arc::clone(&stop);
+            // The binary's entry point, on a runtime of this thread's own; its shutdown is
+            // the bench's stop flag, looked at every few milliseconds (the engine itself runs
+            // on a blocking thread, so this costs the measurement nothing).
             std::thread::spawn(move || {
-                velib_monitor::run_exactly_once(&kafka, &group, &config, &eos, out, &stop)
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| velib_monitor::MonitorError::Sink(e.to_string()))?;
+                let shutdown = async {
+                    while !stop.load(Ordering::Relaxed) {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                };
+                runtime.block_on(velib_monitor::run(
+                    &kafka,
+                    &group,
+                    &config,
+                    velib_monitor::Guarantee::ExactlyOnce(eos),
+                    out,
+                    shutdown,
+                ))
             })
         };
         Running {

@@ -157,7 +157,7 @@ fn once(ctx: &Ctx<'_>, per_second: usize, exactly_once: bool) -> Result<Measured
         let stop = tokio_util::sync::CancellationToken::new();
         let mut lines = Lines::default();
         let (monitor, producer) = ctx.rt.block_on(async {
-            let monitor = velib_monitor::run(
+            let monitor = velib_monitor::at_least_once::run(
                 parts.stream,
                 &parts.sink,
                 parts.ledger,

@@ -97,7 +97,15 @@ pub(super) fn velib_once(ctx: &Ctx<'_>, topic: &str, events: &str, n: u64) -> Re
                 () = timeout => {}
             }
         };
-        velib_monitor::run(stream, &parts.sink, parts.ledger, &config, &mut out, stop).await
+        velib_monitor::at_least_once::run(
+            stream,
+            &parts.sink,
+            parts.ledger,
+            &config,
+            &mut out,
+            stop,
+        )
+        .await
     })?;
     let (Some(&first), Some(&last)) = (stream.first.get(), stream.last.get()) else {
         bail!(

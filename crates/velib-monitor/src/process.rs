@@ -1,0 +1,310 @@
+//! What both engines do with one record, and what they share: the monitor's settings
+//! ([`MonitorConfig`]), what a run did ([`MonitorReport`]), why it stopped ([`MonitorError`]).
+//!
+//! `process` reads a station record, judges it against its partition's [`Detector`], writes
+//! its change line and returns the event or dead-letter copy it calls for; the engines
+//! ([`crate::at_least_once`], [`crate::exactly_once`]) differ only in how they make that
+//! output and the record's offset durable. This module imports neither engine.
+
+use crate::detect::{Detector, Verdict};
+use crate::ledger::PendingOut;
+use crate::stream::InRecord;
+use std::io::Write;
+use std::time::Duration;
+use velib_kafka::RateLimited;
+use velib_model::{
+    ChangeLine, EmptyStationEvent, StationChange, StationView, TrackedField, topics,
+};
+
+/// How change lines are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputFormat {
+    /// The tutorial's line: `+1 ADDRESS (Contract)`.
+    #[default]
+    Text,
+    /// One [`StationChange`] JSON object per line.
+    Json,
+}
+
+/// What to do with an unreadable record whose dead-letter copy Kafka refuses for good (see
+/// the [module docs](self)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DlqFailure {
+    /// Stop with an error naming the record and the settings to change.
+    #[default]
+    Stop,
+    /// Skip the record without its copy: a loss, logged and counted.
+    Skip,
+}
+
+/// What the monitor does, apart from where it reads and writes.
+#[derive(Debug, Clone)]
+pub struct MonitorConfig {
+    /// The topic of station records (for logs and dead-letter headers).
+    pub topic: String,
+    /// Which count to follow.
+    pub field: TrackedField,
+    /// How to print changes.
+    pub format: OutputFormat,
+    /// Where empty-station events go; `None` publishes none.
+    pub events_topic: Option<String>,
+    /// Where unreadable records are copied; `None` only counts and logs them.
+    pub dlq_topic: Option<String>,
+    /// What to do when Kafka refuses a dead-letter copy for good.
+    pub on_dlq_failure: DlqFailure,
+    /// How long shutdown waits for undelivered events before committing what is done.
+    pub flush_timeout: Duration,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            topic: topics::STATIONS.into(),
+            field: TrackedField::AvailableBikeStands,
+            format: OutputFormat::Text,
+            events_topic: Some(topics::EMPTY_STATIONS.into()),
+            dlq_topic: Some(topics::DEAD_LETTERS.into()),
+            on_dlq_failure: DlqFailure::Stop,
+            flush_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MonitorReport {
+    /// Records consumed.
+    pub records: u64,
+    /// Change lines printed.
+    pub changes: u64,
+    /// Records ignored as stale (not newer than the known state).
+    pub stale: u64,
+    /// Unreadable records.
+    pub poison: u64,
+    /// Unreadable records skipped without their dead-letter copy, which Kafka refused for good
+    /// ([`DlqFailure::Skip`]).
+    pub dead_letters_lost: u64,
+    /// Empty/no-longer-empty events queued.
+    pub events: u64,
+    /// Whether outputs were still undelivered at exit (their records are not committed).
+    pub undelivered_at_exit: bool,
+}
+
+/// Why the monitor stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    /// The consumer cannot go on.
+    #[error("the Kafka consumer failed")]
+    Stream(#[from] crate::stream::StreamError),
+    /// A Kafka client could not be set up or used (exactly-once mode).
+    #[error("could not {what}: {source}")]
+    Kafka {
+        /// What was being done.
+        what: &'static str,
+        /// Kafka's error.
+        source: rdkafka::error::KafkaError,
+    },
+    /// The transactions of the exactly-once mode cannot go on; the message says why and what
+    /// to change.
+    #[error("{0}")]
+    Transaction(String),
+    /// The events producer cannot go on.
+    #[error("the events producer failed: {0}")]
+    Sink(String),
+    /// The exactly-once engine did not stop in time after the shutdown signal (a Kafka call is
+    /// stuck on a broker that does not answer); its open transaction, if any, is aborted by
+    /// Kafka, so leaving without it loses nothing.
+    #[error(
+        "the monitor did not stop within {waited:?} of the signal (a Kafka call is stuck); \
+         leaving without it: its open transaction, if any, is aborted by Kafka"
+    )]
+    Stuck {
+        /// How long the stop was waited for.
+        waited: Duration,
+    },
+    /// Kafka refused for good the event or dead-letter copy of a record, which therefore cannot
+    /// be committed. The records before it were committed.
+    #[error(
+        "Kafka refused the {what} of {source_topic} partition {partition} offset {offset} for \
+         good ({error}); the record is not committed, and a restart stops on it again. {advice}"
+    )]
+    Refused {
+        /// "dead-letter copy (to velib-stations-dlq)" or "empty-station event (to …)".
+        what: String,
+        /// The input topic.
+        source_topic: String,
+        /// The input record's partition.
+        partition: i32,
+        /// The input record's offset.
+        offset: i64,
+        /// Kafka's refusal.
+        error: String,
+        /// Which settings to change.
+        advice: &'static str,
+    },
+}
+
+/// What to change when a dead-letter copy is refused for good.
+pub(crate) const DLQ_ADVICE: &str = "Fix the cause (a record over message.max.bytes: raise it with \
+    -X message.max.bytes=… here and max.message.bytes on the topic; a missing topic: create it, \
+    or name another with --dlq-topic), or skip such records with --on-dlq-failure=skip (each one \
+    logged and counted as lost), or only count unreadable records with --no-dlq";
+
+/// What to change when an event is refused for good.
+pub(crate) const EVENTS_ADVICE: &str = "Create the events topic (cargo xtask create-topics) or name \
+    another with --events-topic, check the ACLs, or publish no events with --no-events";
+
+/// Adds what `report` counted since `metered` to the metrics: counters are updated in batches,
+/// not per record.
+pub(crate) fn meter(report: &MonitorReport, metered: &mut MonitorReport) {
+    let add = |name: &'static str, now: u64, before: &mut u64| {
+        if now > *before {
+            metrics::counter!(name).increment(now - *before);
+            *before = now;
+        }
+    };
+    add(
+        "velib_monitor_records_total",
+        report.records,
+        &mut metered.records,
+    );
+    add(
+        "velib_monitor_changes_total",
+        report.changes,
+        &mut metered.changes,
+    );
+    add(
+        "velib_monitor_poison_records_total",
+        report.poison,
+        &mut metered.poison,
+    );
+    add(
+        "velib_monitor_events_total",
+        report.events,
+        &mut metered.events,
+    );
+}
+
+/// A changelog record of the exactly-once mode: the station's key and its state.
+pub(crate) struct StateOut {
+    pub(crate) key: String,
+    pub(crate) value: Vec<u8>,
+}
+
+/// Handles one record; returns what must be published (and delivered) before it is done.
+/// With `state_out`, also the station's new state when it changed in a way detection depends
+/// on (its first record, a change of the tracked count, an emptiness transition).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn process(
+    record: &InRecord<'_>,
+    detector: &mut Detector,
+    config: &MonitorConfig,
+    out: &mut (dyn Write + Send),
+    report: &mut MonitorReport,
+    poison_log: &mut RateLimited,
+    unflushed: &mut bool,
+    state_out: Option<&mut Option<StateOut>>,
+) -> Option<PendingOut> {
+    let payload = record.payload().unwrap_or_default();
+    let station = match StationView::from_json(payload) {
+        Ok(s) => s,
+        Err(e) => {
+            report.poison += 1;
+            if let Some(suppressed) = poison_log.allow() {
+                tracing::warn!(
+                    topic = %config.topic,
+                    partition = record.partition(),
+                    offset = record.offset(),
+                    error = %e,
+                    suppressed_since_last = suppressed,
+                    "unreadable station record skipped{}",
+                    if config.dlq_topic.is_some() { "; sending a copy to the dead-letter topic" } else { "" }
+                );
+            }
+            return config.dlq_topic.as_ref().map(|dlq| PendingOut {
+                topic: dlq.clone(),
+                key: record.key().unwrap_or_default().to_vec(),
+                payload: payload.to_vec(),
+                headers: vec![
+                    ("velib-error", e.to_string().into_bytes()),
+                    ("velib-source-topic", config.topic.clone().into_bytes()),
+                    (
+                        "velib-source-partition",
+                        record.partition().to_string().into_bytes(),
+                    ),
+                    (
+                        "velib-source-offset",
+                        record.offset().to_string().into_bytes(),
+                    ),
+                ],
+            });
+        }
+    };
+    let verdict = detector.observe(&station);
+    if let Some(slot) = state_out {
+        let remember = match verdict {
+            Verdict::First => true,
+            Verdict::Updated { change, emptiness } => change.is_some() || emptiness.is_some(),
+            Verdict::Stale => false,
+        };
+        if remember {
+            *slot = Some(StateOut {
+                key: station.key().as_str().to_owned(),
+                value: crate::state::value(&station, config.field),
+            });
+        }
+    }
+    match verdict {
+        Verdict::First => None,
+        Verdict::Stale => {
+            report.stale += 1;
+            None
+        }
+        Verdict::Updated { change, emptiness } => {
+            if let Some((previous, current)) = change {
+                report.changes += 1;
+                let _ = match config.format {
+                    OutputFormat::Text => writeln!(
+                        out,
+                        "{}",
+                        ChangeLine {
+                            previous,
+                            current,
+                            address: &station.address,
+                            contract: &station.contract_name,
+                        }
+                    ),
+                    OutputFormat::Json => {
+                        let change = StationChange {
+                            key: station.key(),
+                            contract: station.contract_name.as_ref().to_owned(),
+                            address: station.address.as_ref().to_owned(),
+                            name: station.name.as_ref().to_owned(),
+                            field: config.field,
+                            previous,
+                            current,
+                            last_update: station.last_update,
+                        };
+                        serde_json::to_writer(&mut *out, &change)
+                            .map_err(std::io::Error::from)
+                            .and_then(|()| writeln!(out))
+                    }
+                };
+                *unflushed = true;
+            }
+            let (kind, topic) = (emptiness?, config.events_topic.as_ref()?);
+            report.events += 1;
+            let event = EmptyStationEvent::new(
+                kind,
+                &station.to_station(),
+                record.timestamp().unwrap_or_default(),
+            );
+            Some(PendingOut {
+                topic: topic.clone(),
+                key: event.key.as_str().as_bytes().to_vec(),
+                payload: event.to_json(),
+                headers: Vec::new(),
+            })
+        }
+    }
+}
