@@ -144,6 +144,25 @@ mod tests {
             ("1714566605", None),
             ("", None),
             ("2024-05-01T1é:30:05Z", None),
+            // Only `T`, `t` or a space between date and time.
+            ("2024-05-01X12:30:05Z", None),
+            ("2024-05-01_12:30:05Z", None),
+            // A leap second is the next minute's first, wherever it falls.
+            ("2024-05-01T12:30:60Z", Some(1_714_566_660_000)),
+            ("2024-05-01T12:30:60.5+02:00", Some(1_714_559_460_500)),
+            ("2016-12-31T23:59:60Z", Some(1_483_228_800_000)),
+            // Before 1970, finer digits are dropped towards the past.
+            ("1969-12-31T23:59:59.5004Z", Some(-500)),
+            ("0000-01-01T00:00:00Z", Some(-62_167_219_200_000)),
+            (
+                "9999-12-31T23:59:59.999999999-23:59",
+                Some(253_402_387_139_999),
+            ),
+            ("2024-05-01T12:30:05+24:00", None),
+            ("2024-05-01T12:30:05+02:60", None),
+            ("2024-05-01T24:00:00Z", None),
+            ("2024-05-01T12:30:61Z", None),
+            (" 2024-05-01T12:30:05Z\n", Some(1_714_566_605_000)),
         ];
         for (text, want) in cases {
             assert_eq!(parse_rfc3339_ms(text), *want, "{text}");
