@@ -304,10 +304,10 @@ const METHOD: &str = r#"
 6. **Map viewers**: `velib_web::run` in this process on the mock cluster, reading a city of
    5,000 stations that is published whole every second with a tenth of it changed. 1,000
    pages open `/api/events` over TCP: 900 read and discard (2 kB buffer each), 100 send their
-   request and never read (4 kB receive buffer). Once every reading page has its snapshot,
-   `/health` is asked every 50 ms on a new connection, timed from connecting to the last
-   byte, for 10 s (30 s in a full run), then again with one thread per core spinning beside
-   the server. Memory = the process's peak RSS growth from just before the pages connect,
+   request and never read (4 kB receive buffer). `/health` is asked every 50 ms on a new
+   connection, timed from connecting to the last byte: while the pages connect, until every
+   reading page has its snapshot; then for 10 s (30 s in a full run); then as long again with
+   one thread per core spinning beside the server. Memory = the process's peak RSS growth from just before the pages connect,
    divided by the pages (the bench's readers included).
 
 The mock cluster is librdkafka's, in this process (one broker): its threads compete with the
