@@ -308,7 +308,8 @@ const METHOD: &str = r#"
    connection, timed from connecting to the last byte: while the pages connect, until every
    reading page has its snapshot; then for 10 s (30 s in a full run); then as long again with
    one thread per core spinning beside the server. Memory = the process's peak RSS growth from just before the pages connect,
-   divided by the pages (the bench's readers included).
+   divided by the pages (the bench's readers included). The pages and the prober run on a
+   tokio runtime of their own (two threads), the server on the bench's.
 
 The mock cluster is librdkafka's, in this process (one broker): its threads compete with the
 clients' for the same cores. Apache Kafka runs as a separate JVM process, one KRaft node

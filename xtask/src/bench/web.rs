@@ -6,9 +6,10 @@
 //! its request and never reads. `/health` is asked every 50 ms on a connection of its own
 //! while they connect and get their snapshots, then once they are all connected, first with
 //! the machine as it is, then with two threads spinning beside the server (as many as there
-//! are cores here). Reported: `/health`'s latency (p50,
-//! p99, max), the time until every reading page had its snapshot, the peak resident memory
-//! growth per page, and the pages the server hung up.
+//! are cores here). The pages and the prober run on a tokio runtime of their own, the server
+//! on the bench's. Reported: `/health`'s latency (p50, p99, max), the time until every reading
+//! page had its snapshot, the peak resident memory growth per page, and the pages the server
+//! hung up (at one change a second, a page that never reads is 50 updates behind after 50 s).
 
 use super::kafka::{Prepared, bare_produce, bare_producer, bare_start};
 use super::report::{Report, Row};
@@ -20,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::runtime::Runtime;
+use tokio::runtime::{Handle, Runtime};
 use velib_testkit::MockKafka;
 
 const BENCH: &str = "6. map viewers";
@@ -68,7 +69,15 @@ pub fn run(rt: &Runtime, quick: bool, report: &mut Report) -> Result<()> {
             Ok(())
         })
     };
-    let outcome = rt.block_on(measure(&kafka, &topic, &sizes, report));
+    // The pages and the prober run on a runtime of their own, as they would on other machines:
+    // they share the cores with the server, not its runtime's threads.
+    let clients = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("bench-pages")
+        .enable_all()
+        .build()?;
+    let outcome = rt.block_on(measure(&kafka, &topic, &sizes, clients.handle(), report));
+    clients.shutdown_background();
     stop_changes.store(true, Ordering::Relaxed);
     let _ = changes.join();
     outcome
@@ -95,6 +104,7 @@ async fn measure(
     kafka: &MockKafka,
     topic: &str,
     sizes: &WebSizes,
+    clients: &Handle,
     report: &mut Report,
 ) -> Result<()> {
     let config = velib_web::WebConfig {
@@ -135,16 +145,16 @@ async fn measure(
     let connected = Arc::new(AtomicBool::new(false));
     let during = {
         let connected = Arc::clone(&connected);
-        tokio::spawn(sample_health(addr, move || {
+        clients.spawn(sample_health(addr, move || {
             connected.load(Ordering::Relaxed)
         }))
     };
     for i in 0..sizes.viewers {
         if i % sizes.silent_every == 0 {
-            silent.push(silent_page(addr).await?);
+            silent.push(clients.spawn(silent_page(addr)).await??);
         } else {
-            let stream = open_page(addr, None).await?;
-            readers.push(tokio::spawn(read_page(stream, Arc::clone(&snapshots))));
+            let stream = clients.spawn(open_page(addr, None)).await??;
+            readers.push(clients.spawn(read_page(stream, Arc::clone(&snapshots))));
         }
     }
     let reading = readers.len() as u64;
@@ -167,7 +177,9 @@ async fn measure(
     );
 
     let window = |end: Instant| move || Instant::now() >= end;
-    let idle = sample_health(addr, window(Instant::now() + sizes.window)).await?;
+    let idle = clients
+        .spawn(sample_health(addr, window(Instant::now() + sizes.window)))
+        .await??;
     let spinning = Arc::new(AtomicBool::new(true));
     let spinners: Vec<_> = (0..std::thread::available_parallelism().map_or(2, |n| n.get()))
         .map(|_| {
@@ -180,12 +192,14 @@ async fn measure(
             })
         })
         .collect();
-    let loaded = sample_health(addr, window(Instant::now() + sizes.window)).await;
+    let loaded = clients
+        .spawn(sample_health(addr, window(Instant::now() + sizes.window)))
+        .await;
     spinning.store(false, Ordering::Relaxed);
     for s in spinners {
         let _ = s.join();
     }
-    let loaded = loaded?;
+    let loaded = loaded??;
     let peak_kb = super::proc_status_kb(if peak_ok { "VmHWM" } else { "VmRSS" }).unwrap_or(0);
     let (_, last) = health(addr).await?;
 
