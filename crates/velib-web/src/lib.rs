@@ -220,6 +220,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<WebReport, WebError> {
     let consumer = consume::connect(&config)?;
+    viewers::deepen_backlog(&listener);
     // One more slot than the backlog: a page exactly `backlog` updates behind still has them.
     let ring = config.viewer_backlog.clamp(1, usize::from(u16::MAX));
     let (updates, _) = broadcast::channel(ring + 1);

@@ -204,6 +204,21 @@ impl Drop for Registered {
 /// stations in well under a second on a local network.
 const SEND_BUFFER: usize = 128 * 1024;
 
+/// Connections the kernel queues for the server to accept. Every page reconnects a second
+/// after the server comes back (or hangs many up), so a thousand pages arrive at once; with
+/// tokio's 1,024 the queue overflowed in the benchmark and a new connection (a `/health`
+/// probe) waited for the client's SYN retries, one second and more. Linux caps it at
+/// `net.core.somaxconn`, 4,096 by default.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Deepens the accept queue of a listener already listening: on Linux (and the BSDs) a second
+/// `listen` only changes its length.
+pub(crate) fn deepen_backlog(listener: &TcpListener) {
+    if let Err(error) = socket2::SockRef::from(listener).listen(LISTEN_BACKLOG) {
+        tracing::debug!(%error, "could not deepen the listener's accept queue");
+    }
+}
+
 /// The listener of [`run`](crate::run): plain TCP, with each connection able to be closed by
 /// the server whatever hyper is waiting for.
 #[derive(Debug)]
