@@ -17,8 +17,12 @@
 //!    rdkafka producer of pre-serialised payloads, and the tutorial's kafka-python loop.
 //! 4. [`kafka::latency`]: producer hand-off to the monitor's printed line at a steady rate.
 //! 5. [`poll`]: one poll round over 1,500 GBFS systems served by a local HTTP server.
+//! 6. [`web`]: the live map with 1,000 pages on its event stream: `/health`'s latency and
+//!    the memory per page.
 //!
 //! 2 to 4 run on each broker available: librdkafka's in-process mock cluster and Apache Kafka.
+//! `--only` runs some of them and writes their figures to a file of their own
+//! (`--only web`: `WEB.md`, `web.json`), leaving `RESULTS.md` to whole runs.
 
 mod detect;
 mod http;
@@ -26,6 +30,7 @@ mod kafka;
 mod poll;
 mod python;
 mod report;
+mod web;
 
 use anyhow::{Context, Result};
 use report::Report;
@@ -50,6 +55,17 @@ pub struct Args {
     /// Where RESULTS.md and results.json are written.
     #[arg(long, default_value = "bench/results")]
     out: PathBuf,
+
+    /// Run only these benchmarks (comma-separated): `detect`, `poll`, `kafka`, `web`. Their
+    /// figures go to `<NAMES>.md` and `<names>.json` in `--out`, not to RESULTS.md.
+    #[arg(long, value_delimiter = ',', value_parser = ["detect", "poll", "kafka", "web"])]
+    only: Vec<String>,
+}
+
+impl Args {
+    fn runs(&self, bench: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|b| b == bench)
+    }
 }
 
 /// The sizes of one run of the benchmarks.
@@ -134,7 +150,7 @@ pub fn run(args: Args) -> Result<()> {
         report.note("built without optimisations: these numbers mean nothing");
     }
 
-    let python = if args.no_python {
+    let python = if args.no_python || !args.runs("kafka") {
         report.note("kafka-python comparisons skipped (--no-python)");
         None
     } else {
@@ -151,17 +167,34 @@ pub fn run(args: Args) -> Result<()> {
         }
     };
 
-    println!("==> 1. detection core");
-    detect::throughput(&sizes, &mut report)?;
-    detect::memory(&sizes, &mut report)?;
-
-    println!("==> 5. polling fan-out");
-    if let Err(e) = rt.block_on(poll::fan_out(&mut report)) {
-        println!("polling fan-out failed: {e:#}");
-        report.note(&format!("polling fan-out failed: {e:#}"));
+    if args.runs("detect") {
+        println!("==> 1. detection core");
+        detect::throughput(&sizes, &mut report)?;
+        detect::memory(&sizes, &mut report)?;
     }
 
-    for name in &args.brokers {
+    if args.runs("poll") {
+        println!("==> 5. polling fan-out");
+        if let Err(e) = rt.block_on(poll::fan_out(&mut report)) {
+            println!("polling fan-out failed: {e:#}");
+            report.note(&format!("polling fan-out failed: {e:#}"));
+        }
+    }
+
+    if args.runs("web") {
+        println!("==> 6. map viewers");
+        if let Err(e) = web::run(&rt, sizes.quick, &mut report) {
+            println!("map viewers benchmark failed: {e:#}");
+            report.note(&format!("map viewers failed: {e:#}"));
+        }
+    }
+
+    let brokers = if args.runs("kafka") {
+        &args.brokers[..]
+    } else {
+        &[]
+    };
+    for name in brokers {
         let broker = match kafka::Broker::start(name, &rt) {
             Ok(b) => b,
             Err(e) => {
@@ -201,10 +234,15 @@ pub fn run(args: Args) -> Result<()> {
     }
 
     report.finish(started.elapsed());
-    report.write(&out_dir)?;
+    let name = if args.only.is_empty() {
+        "RESULTS".to_owned()
+    } else {
+        args.only.join("-").to_uppercase()
+    };
+    report.write(&out_dir, &name)?;
     println!(
         "==> results in {} ({:.0} s)",
-        out_dir.join("RESULTS.md").display(),
+        out_dir.join(format!("{name}.md")).display(),
         started.elapsed().as_secs_f64()
     );
     Ok(())

@@ -4,11 +4,13 @@
 //! Nothing is committed (see the crate docs): the consumer's group is its own and the state
 //! lives in memory, so a restart reads the topics again from the earliest offset they hold.
 
+use crate::viewers::frame;
 use crate::{Shared, WebConfig, WebError, now_ms};
 use metrics::{counter, gauge};
 use rdkafka::Message as _;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use velib_kafka::ConnectionGuard;
 use velib_kafka::config::redact_config_error;
@@ -75,14 +77,16 @@ pub(crate) async fn consume(
         let stations = message.topic() == config.topic;
         let result = {
             let mut state = shared.state.lock().unwrap();
-            if stations {
+            let result = if stations {
                 state
                     .apply_record(payload, observed)
                     .map(drop)
                     .map_err(|e| e.to_string())
             } else {
                 state.apply_event_record(payload, observed)
-            }
+            };
+            *shared.summary.lock().unwrap() = state.summary();
+            result
         };
         counter!("velib_web_records_total", "topic" => message.topic().to_owned()).increment(1);
         if let Err(error) = result {
@@ -99,7 +103,8 @@ pub(crate) async fn consume(
 }
 
 /// Every `interval`, sends what changed to the pages; at least once a second, so the pages'
-/// data age stays right when nothing changes.
+/// data age stays right when nothing changes. After each update, hangs up the pages too far
+/// behind (see [`crate::viewers`]).
 pub(crate) async fn push(shared: Arc<Shared>, interval: Duration) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -107,17 +112,25 @@ pub(crate) async fn push(shared: Arc<Shared>, interval: Duration) {
     let mut last = tokio::time::Instant::now();
     loop {
         ticker.tick().await;
-        let mut state = shared.state.lock().unwrap();
-        if !state.has_pending() && last.elapsed() < heartbeat {
-            continue;
-        }
-        let batch: Arc<str> = state.take_batch(now_ms()).into();
-        gauge!("velib_web_stations").set(state.len() as f64);
-        gauge!("velib_web_stations_off_map").set(state.off_map() as f64);
-        // Sent under the state's lock: a page subscribing takes the lock too, so it gets each
-        // change either in its snapshot or in a later batch, never in neither.
-        let _ = shared.updates.send(batch);
-        drop(state);
+        let seq = {
+            let mut state = shared.state.lock().unwrap();
+            if !state.has_pending() && last.elapsed() < heartbeat {
+                continue;
+            }
+            // One frame for every page: a batch is what changed in 200 ms, small next to a
+            // snapshot, so building it under the lock costs the consumer little.
+            let batch = frame("update", None, &state.take_batch(now_ms()));
+            gauge!("velib_web_stations").set(state.len() as f64);
+            gauge!("velib_web_stations_off_map").set(state.off_map() as f64);
+            // Numbered and sent under the state's lock: a page subscribing takes the lock too,
+            // so it gets each change either in its snapshot or in a later batch, never in
+            // neither.
+            let seq = shared.sent.load(Ordering::Relaxed) + 1;
+            shared.sent.store(seq, Ordering::Relaxed);
+            let _ = shared.updates.send((seq, batch));
+            seq
+        };
+        shared.viewers.hang_up_behind(seq, shared.backlog);
         last = tokio::time::Instant::now();
     }
 }

@@ -1,18 +1,18 @@
 //! The HTTP side: the page, its assets, the event stream, the GeoJSON and the health check.
 
+use crate::viewers::{Frame, Peer, Registered, frame};
 use crate::{Shared, assets, now_ms};
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use futures::Stream;
-use metrics::gauge;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
 use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
 /// Scripts and styles from velib-web only (Leaflet included); images from anywhere, since the
 /// tile server is the operator's choice; data (the event stream, the API) from velib-web only.
@@ -91,86 +91,109 @@ async fn stations(State(shared): State<Arc<Shared>>) -> Response {
     json(body, "application/geo+json")
 }
 
+/// Never takes the state's lock: it answers while snapshots are built and records applied.
 async fn health(State(shared): State<Arc<Shared>>) -> Response {
-    let state = shared.state.lock().unwrap();
+    let summary = *shared.summary.lock().unwrap();
     let body = serde_json::json!({
         "status": "ok",
-        "stations": state.len(),
-        "off_map": state.off_map(),
-        "records": state.records(),
-        "unreadable": state.unreadable(),
-        "data_age_ms": state.data_age(now_ms()),
+        "stations": summary.stations,
+        "off_map": summary.off_map,
+        "records": summary.records,
+        "unreadable": summary.unreadable,
+        "data_age_ms": summary.data_age(now_ms()),
+        "viewers": shared.viewers.count(),
+        "viewers_dropped": shared.viewers.dropped(),
+        "viewer_lag_max": shared.viewers.lag_max(),
     });
     json(body.to_string(), "application/json")
 }
 
-/// One page's event stream: its snapshot, then every batch; a fresh snapshot when it fell so
-/// far behind that batches were dropped for it.
+/// EventSource reconnects by itself after this delay (ms): soon enough for a page that was
+/// hung up or a server restarted, and kind to a server that is down.
+const RETRY_MS: u64 = 1000;
+
+/// One page's event stream: its snapshot, then every update, until the server stops or hangs
+/// the page up.
 struct Subscription {
     shared: Arc<Shared>,
-    updates: broadcast::Receiver<Arc<str>>,
-    first: Option<String>,
+    updates: broadcast::Receiver<(u64, Frame)>,
+    first: Option<Frame>,
+    registered: Registered,
 }
 
 impl Subscription {
-    fn new(shared: Arc<Shared>) -> Subscription {
+    fn new(shared: Arc<Shared>, hangup: CancellationToken) -> Subscription {
         // Under the state's lock, as the pusher sends: nothing falls between the snapshot and
-        // the first batch received.
-        let (first, updates) = {
+        // the first update received.
+        let (seq, first, updates) = {
             let state = shared.state.lock().unwrap();
-            (state.snapshot_json(now_ms()), shared.updates.subscribe())
+            let seq = shared.sent.load(Ordering::Relaxed);
+            let mut cached = shared.snapshot.lock().unwrap();
+            let first = match &*cached {
+                Some((at, frame)) if *at == seq => frame.clone(),
+                // The first page since the last update builds the snapshot for every page
+                // until the next one. Its data age is the age when built, at most a heartbeat
+                // (1 s) old; the next update sets it right.
+                _ => {
+                    let frame = frame("snapshot", Some(RETRY_MS), &state.snapshot_json(now_ms()));
+                    *cached = Some((seq, frame.clone()));
+                    frame
+                }
+            };
+            (seq, first, shared.updates.subscribe())
         };
-        gauge!("velib_web_event_streams").increment(1);
+        let registered = shared.viewers.open(seq, hangup);
         Subscription {
             shared,
             updates,
             first: Some(first),
+            registered,
         }
     }
 
-    async fn next(&mut self) -> Option<Event> {
+    async fn next(&mut self) -> Option<Frame> {
         if let Some(snapshot) = self.first.take() {
-            // EventSource reconnects by itself; one second is soon enough and kind to the
-            // server when it is down.
-            return Some(
-                Event::default()
-                    .event("snapshot")
-                    .retry(Duration::from_secs(1))
-                    .data(snapshot),
-            );
+            return Some(snapshot);
         }
         let received = tokio::select! {
             () = self.shared.stop.cancelled() => return None,
+            () = self.registered.viewer().hangup().cancelled() => return None,
             r = self.updates.recv() => r,
         };
         match received {
-            Ok(batch) => Some(Event::default().event("update").data(&*batch)),
+            Ok((seq, update)) => {
+                self.registered.viewer().delivered(seq);
+                Some(update)
+            }
+            // Further behind than the ring holds (so than the backlog): hung up like the
+            // pusher hangs up those that do not read at all, rather than catching up here.
             Err(broadcast::error::RecvError::Lagged(_)) => {
-                let state = self.shared.state.lock().unwrap();
-                self.updates = self.shared.updates.subscribe();
-                Some(
-                    Event::default()
-                        .event("snapshot")
-                        .data(state.snapshot_json(now_ms())),
-                )
+                self.registered.hang_up();
+                None
             }
             Err(broadcast::error::RecvError::Closed) => None,
         }
     }
 }
 
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        gauge!("velib_web_event_streams").decrement(1);
-    }
-}
-
+/// The event stream: the same frames for every page, as bytes, without a copy per page.
 async fn events(
     State(shared): State<Arc<Shared>>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let stream = futures::stream::unfold(Subscription::new(shared), |mut sub| async move {
-        let event = sub.next().await?;
-        Some((Ok(event), sub))
-    });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    ConnectInfo(peer): ConnectInfo<Peer>,
+) -> Response {
+    let stream = futures::stream::unfold(
+        Subscription::new(shared, peer.hangup),
+        |mut sub| async move {
+            let frame = sub.next().await?;
+            Some((Ok::<_, Infallible>(frame), sub))
+        },
+    );
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response()
 }

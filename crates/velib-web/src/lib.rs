@@ -9,7 +9,7 @@
 //! | `/api/events` | Server-Sent Events: a `snapshot` when a page connects, then an `update` with what changed every 200 ms (at least every second, for the data age) |
 //! | `/api/stations` | the current state as a GeoJSON FeatureCollection |
 //! | `/api/config` | the tile layer the page uses |
-//! | `/health` | `200` with counts while the consumer runs |
+//! | `/health` | `200` with counts while the consumer runs, and the viewers open and hung up |
 //! | `/assets/…` | the page's script and styles, and Leaflet, embedded at build time |
 //!
 //! # What it reads, and its limit
@@ -20,6 +20,14 @@
 //! On a topic with a long `delete` retention that means reading all of it at start; a
 //! compacted topic (`cargo xtask create-topics --cleanup-policy compact,delete`) keeps that
 //! to about one record per station. Nothing is written back to Kafka.
+//!
+//! # Many viewers
+//!
+//! Each snapshot and update is serialised once and the same bytes go to every page
+//! ([`viewers`]); a snapshot is built at most once per update sent, under the state's lock,
+//! and `/health` never takes that lock. A page that falls more than
+//! [`WebConfig::viewer_backlog`] updates behind, or never reads at all, is hung up; its
+//! `EventSource` reconnects by itself and starts again from a fresh snapshot.
 //!
 //! # Station text is data
 //!
@@ -32,11 +40,14 @@ pub mod assets;
 mod consume;
 mod http;
 pub mod state;
+pub mod viewers;
 
-pub use state::{Limits, MapState};
+pub use state::{Limits, MapState, Summary};
+pub use viewers::DEFAULT_BACKLOG;
 
 use rdkafka::error::KafkaError;
 use std::future::Future;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
@@ -113,11 +124,15 @@ pub struct WebConfig {
     pub limits: Limits,
     /// How often changes are pushed to the pages.
     pub push_interval: Duration,
+    /// How many updates a page may fall behind (not reading them, or reading them too
+    /// slowly) before it is hung up; it then reconnects and starts from a fresh snapshot.
+    /// At least 1 and at most 65,535: the updates are kept in a ring of that size.
+    pub viewer_backlog: usize,
 }
 
 impl WebConfig {
     /// The defaults: `velib-stations`, `velib-empty-stations`, OpenStreetMap tiles, pushes
-    /// every 200 ms.
+    /// every 200 ms, pages hung up [`DEFAULT_BACKLOG`] updates behind.
     pub fn new(kafka: KafkaArgs) -> WebConfig {
         WebConfig {
             kafka,
@@ -126,6 +141,7 @@ impl WebConfig {
             tiles: Some(Tiles::default()),
             limits: Limits::default(),
             push_interval: Duration::from_millis(200),
+            viewer_backlog: usize::from(DEFAULT_BACKLOG),
         }
     }
 }
@@ -156,16 +172,33 @@ pub struct WebReport {
 }
 
 /// What the consumer, the pusher and the HTTP handlers share.
+///
+/// Lock order: `state`, then `snapshot` or `summary`.
 #[derive(Debug)]
 struct Shared {
     state: Mutex<MapState>,
-    /// Each message is one `update` payload, serialised once for every page.
-    updates: broadcast::Sender<Arc<str>>,
+    /// The state's counts, copied after each record, for `/health`.
+    summary: Mutex<Summary>,
+    /// Each message is one `update` frame, built once for every page, with its sequence
+    /// number. Sent under the state's lock.
+    updates: broadcast::Sender<(u64, viewers::Frame)>,
+    /// The sequence number of the last update sent; written under the state's lock.
+    sent: AtomicU64,
+    /// The last snapshot frame built, and the update it is current with: every page that
+    /// connects before the next update gets these same bytes.
+    snapshot: Mutex<Option<(u64, viewers::Frame)>>,
+    /// The open event streams.
+    viewers: Arc<viewers::Viewers>,
+    /// Updates a page may fall behind before it is hung up.
+    backlog: usize,
     /// The `/api/config` body.
     page_config: String,
     /// Cancelled on shutdown, so the endless event streams end and the server can stop.
     stop: CancellationToken,
 }
+
+/// How long open event streams get to end on shutdown before their connections are closed.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -188,7 +221,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<WebReport, WebError> {
     let consumer = consume::connect(&config)?;
-    let (updates, _) = broadcast::channel(64);
+    viewers::deepen_backlog(&listener);
+    // One more slot than the backlog: a page exactly `backlog` updates behind still has them.
+    let ring = config.viewer_backlog.clamp(1, usize::from(u16::MAX));
+    let (updates, _) = broadcast::channel(ring + 1);
     let page_config = serde_json::json!({
         "tiles": config.tiles.as_ref().map(|t| serde_json::json!({
             "url": t.url,
@@ -198,7 +234,12 @@ pub async fn run(
     .to_string();
     let shared = Arc::new(Shared {
         state: Mutex::new(MapState::new(config.limits)),
+        summary: Mutex::new(Summary::default()),
         updates,
+        sent: AtomicU64::new(0),
+        snapshot: Mutex::new(None),
+        viewers: Arc::new(viewers::Viewers::default()),
+        backlog: ring,
         page_config,
         stop: CancellationToken::new(),
     });
@@ -209,8 +250,11 @@ pub async fn run(
         Arc::clone(&shared),
     ));
     let pusher = tokio::spawn(consume::push(Arc::clone(&shared), config.push_interval));
-    let server = axum::serve(listener, http::router(Arc::clone(&shared)))
-        .with_graceful_shutdown(shared.stop.clone().cancelled_owned());
+    let server = axum::serve(
+        viewers::HangupListener(listener),
+        http::router(Arc::clone(&shared)).into_make_service_with_connect_info::<viewers::Peer>(),
+    )
+    .with_graceful_shutdown(shared.stop.clone().cancelled_owned());
     let server = tokio::spawn(async move { server.await });
 
     let stop = shared.stop.clone();
@@ -225,9 +269,17 @@ pub async fn run(
         },
     };
     stop.cancel();
-    let served = server
-        .await
-        .map_err(|e| WebError::Http(std::io::Error::other(format!("server task failed: {e}"))))?;
+    // Pages that read get the end of their stream at once; one that reads nothing would hold
+    // the graceful shutdown up for ever, so what is still open after a grace is cut.
+    let mut server = server;
+    let served = match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
+        Ok(served) => served,
+        Err(_) => {
+            shared.viewers.close_all();
+            server.await
+        }
+    }
+    .map_err(|e| WebError::Http(std::io::Error::other(format!("server task failed: {e}"))))?;
     pusher.abort();
     if !consumer_task.is_finished() {
         // Cancelled above: it stops at its next wake-up.

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use velib_kafka::KafkaArgs;
 use velib_kafka::service::ServiceArgs;
 use velib_model::topics;
-use velib_web::{Limits, OSM_ATTRIBUTION, OSM_TILES, Tiles, WebConfig};
+use velib_web::{DEFAULT_BACKLOG, Limits, OSM_ATTRIBUTION, OSM_TILES, Tiles, WebConfig};
 
 /// Serves a map of the stations, one circle per station, updated live from the stations topic
 /// and the monitor's empty-station events.
@@ -49,6 +49,12 @@ struct Cli {
     #[arg(long, env = "VELIB_HISTORY", default_value_t = Limits::default().history)]
     history: usize,
 
+    /// Updates a page may fall behind (reading slowly, or not at all) before the server hangs
+    /// it up; the page then reconnects by itself and starts again from a fresh snapshot.
+    #[arg(long, env = "VELIB_VIEWER_BACKLOG", default_value_t = DEFAULT_BACKLOG,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    viewer_backlog: u16,
+
     #[command(flatten)]
     service: ServiceArgs,
 }
@@ -66,6 +72,7 @@ async fn main() -> anyhow::Result<()> {
             history: cli.history,
             ..Limits::default()
         },
+        viewer_backlog: usize::from(cli.viewer_backlog),
         ..WebConfig::new(cli.kafka)
     };
     let listener = tokio::net::TcpListener::bind(cli.http_addr)

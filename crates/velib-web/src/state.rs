@@ -137,6 +137,28 @@ struct Entry {
     reported_empty: bool,
 }
 
+/// The counts of a [`MapState`] at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Stations known.
+    pub stations: usize,
+    /// Known stations that cannot be drawn.
+    pub off_map: usize,
+    /// Records read, both topics.
+    pub records: u64,
+    /// Records that could not be read.
+    pub unreadable: u64,
+    /// The newest record timestamp seen (epoch ms), if any.
+    pub newest: Option<i64>,
+}
+
+impl Summary {
+    /// How old the newest record is at `now` (ms), if any arrived.
+    pub fn data_age(&self, now: i64) -> Option<i64> {
+        self.newest.map(|n| (now - n).max(0))
+    }
+}
+
 /// Every station's latest state, the feed, and what the pages have not been sent yet.
 #[derive(Debug, Default)]
 pub struct MapState {
@@ -327,7 +349,7 @@ impl MapState {
 
     /// How old the newest record is at `now` (ms), if any arrived.
     pub fn data_age(&self, now: i64) -> Option<i64> {
-        self.newest.map(|n| (now - n).max(0))
+        self.summary().data_age(now)
     }
 
     /// Whether anything changed since the last [`take_batch`](MapState::take_batch).
@@ -340,8 +362,24 @@ impl MapState {
         self.feed.iter()
     }
 
+    /// The counts `/health` reports, copied out so that it need not wait for the state.
+    pub fn summary(&self) -> Summary {
+        Summary {
+            stations: self.stations.len(),
+            off_map: self.off_map,
+            records: self.records,
+            unreadable: self.unreadable,
+            newest: self.newest,
+        }
+    }
+
     /// Everything a page needs to start, as JSON: every station, the feed, the counts and the
     /// data age at `now`.
+    ///
+    /// The feed lines still waiting for the next [`take_batch`](MapState::take_batch) are left
+    /// out, since that batch carries them: a page that starts from this snapshot and then
+    /// applies every later batch shows each line once. Stations are sent as they are now;
+    /// the next batch may send some of them again, which changes nothing.
     pub fn snapshot_json(&self, now: i64) -> String {
         let mut stations: Vec<(&String, &Entry)> = self.stations.iter().collect();
         stations.sort_unstable_by(|a, b| a.0.cmp(b.0));
@@ -349,7 +387,10 @@ impl MapState {
             .into_iter()
             .map(|(k, e)| station_json(k, e))
             .collect();
-        let feed: Vec<Value> = self.feed.iter().map(FeedLine::to_json).collect();
+        // The pending lines are the newest of the feed (both got each line at once), unless
+        // more are pending than the feed keeps.
+        let sent = self.feed.len().saturating_sub(self.fresh_feed.len());
+        let feed: Vec<Value> = self.feed.iter().take(sent).map(FeedLine::to_json).collect();
         self.message(stations, feed, now).to_string()
     }
 
@@ -538,12 +579,50 @@ mod tests {
             state.apply_station(station(1, i, 20 - i, Some(i64::from(i))), true, 0);
         }
         assert_eq!(state.feed().count(), 2);
+        state.take_batch(0);
         let snap = parse(&state.snapshot_json(0));
         assert_eq!(
             snap["stations"][0]["history"],
             json!([[7, 7], [8, 8], [9, 9]])
         );
         assert_eq!(snap["feed"][1]["text"], "-1 1 RUE X (Lyon)");
+    }
+
+    #[test]
+    fn a_snapshot_leaves_the_pending_feed_lines_to_the_next_batch() {
+        let mut state = MapState::new(Limits::default());
+        state.apply_station(station(1, 5, 5, Some(1000)), true, 0);
+        state.apply_station(station(1, 4, 6, Some(2000)), true, 0);
+        state.take_batch(0);
+        state.apply_station(station(1, 2, 8, Some(3000)), true, 0);
+        let snap = parse(&state.snapshot_json(0));
+        let lines: Vec<&Value> = snap["feed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| &l["text"])
+            .collect();
+        assert_eq!(
+            lines,
+            ["+1 1 RUE X (Lyon)"],
+            "the pending line is not in it"
+        );
+        assert_eq!(
+            snap["stations"][0]["bikes"], 2,
+            "the station is as it is now"
+        );
+        let batch = parse(&state.take_batch(0));
+        assert_eq!(batch["feed"][0]["text"], "+2 1 RUE X (Lyon)");
+        assert_eq!(batch["feed"].as_array().unwrap().len(), 1);
+        // More pending lines than the feed keeps: none of them is in a snapshot.
+        let mut small = MapState::new(Limits {
+            history: 3,
+            feed: 2,
+        });
+        for i in 0..5u32 {
+            small.apply_station(station(1, i, 20 - i, Some(i64::from(i))), true, 0);
+        }
+        assert_eq!(parse(&small.snapshot_json(0))["feed"], json!([]));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The HTTP API over a real broker: what the page is built from.
 
 use crate::{
-    Broker, Served, TIMEOUT, busy_station, city, get_json, two_bikes_taken, unlocated_records,
+    Broker, Events, Served, TIMEOUT, busy_station, city, get_json, two_bikes_taken,
+    unlocated_records,
 };
 use serde_json::Value;
 use velib_model::{EmptinessKind, EmptyStationEvent};
@@ -81,61 +82,6 @@ async fn geojson_health_and_the_page() {
     let report = served.stop().await;
     assert_eq!(report.stations, 42);
     assert_eq!(report.unreadable, 1);
-}
-
-/// Reads server-sent events from a streaming response, one `(event, data)` at a time.
-struct Events {
-    response: reqwest::Response,
-    buffer: String,
-}
-
-impl Events {
-    async fn open(url: &str) -> Events {
-        let response = reqwest::get(url).await.unwrap();
-        assert_eq!(response.status(), 200);
-        assert_eq!(response.headers()["content-type"], "text/event-stream");
-        Events {
-            response,
-            buffer: String::new(),
-        }
-    }
-
-    async fn next(&mut self) -> (String, Value) {
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let mut event = String::new();
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(e) = line.strip_prefix("event:") {
-                        event = e.trim().to_owned();
-                    } else if let Some(d) = line.strip_prefix("data:") {
-                        data.push_str(d.trim_start());
-                    }
-                }
-                if data.is_empty() {
-                    continue; // A keep-alive comment.
-                }
-                return (event, serde_json::from_str(&data).unwrap());
-            }
-            let chunk = tokio::time::timeout(TIMEOUT, self.response.chunk())
-                .await
-                .expect("an event in time")
-                .unwrap()
-                .expect("the stream stays open");
-            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
-        }
-    }
-
-    /// Skips events until one satisfies `check`.
-    async fn until(&mut self, mut check: impl FnMut(&str, &Value) -> bool) -> Value {
-        loop {
-            let (event, data) = self.next().await;
-            if check(&event, &data) {
-                return data;
-            }
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,9 +4,11 @@
 
 mod api;
 mod browser;
+mod viewers;
 
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
@@ -89,12 +91,21 @@ impl Served {
 
     /// Starts on `addr`: a restart on the address a page is connected to.
     async fn start_on(broker: &Broker, tiles: Option<Tiles>, addr: SocketAddr) -> Served {
-        let config = WebConfig {
+        Served::start_with(broker, addr, |config| config.tiles = tiles).await
+    }
+
+    /// Starts on `addr` with the defaults for `broker` as `configure` changes them.
+    async fn start_with(
+        broker: &Broker,
+        addr: SocketAddr,
+        configure: impl FnOnce(&mut WebConfig),
+    ) -> Served {
+        let mut config = WebConfig {
             topic: broker.stations.clone(),
             events_topic: Some(broker.events.clone()),
-            tiles,
             ..WebConfig::new(KafkaArgs::new(broker.kafka.bootstrap_servers()))
         };
+        configure(&mut config);
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -127,6 +138,65 @@ impl Served {
             .expect("velib-web stops in time")
             .unwrap()
             .unwrap()
+    }
+}
+
+/// Reads server-sent events from a streaming response, one `(event, data)` at a time.
+struct Events {
+    response: reqwest::Response,
+    /// Bytes received and not yet read as events: a chunk may end inside a character.
+    buffer: Vec<u8>,
+}
+
+impl Events {
+    /// Opens `/api/events` (or any event stream) at `url`.
+    async fn open(url: &str) -> Events {
+        let response = reqwest::get(url).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        Events {
+            response,
+            buffer: Vec::new(),
+        }
+    }
+
+    /// The next event with data; keep-alive comments are skipped.
+    async fn next(&mut self) -> (String, Value) {
+        loop {
+            if let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
+                let block: Vec<u8> = self.buffer.drain(..end + 2).collect();
+                let block = std::str::from_utf8(&block).unwrap();
+                let mut event = String::new();
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(e) = line.strip_prefix("event:") {
+                        event = e.trim().to_owned();
+                    } else if let Some(d) = line.strip_prefix("data:") {
+                        data.push_str(d.trim_start());
+                    }
+                }
+                if data.is_empty() {
+                    continue; // A keep-alive comment.
+                }
+                return (event, serde_json::from_str(&data).unwrap());
+            }
+            let chunk = tokio::time::timeout(TIMEOUT, self.response.chunk())
+                .await
+                .expect("an event in time")
+                .unwrap()
+                .expect("the stream stays open");
+            self.buffer.extend_from_slice(&chunk);
+        }
+    }
+
+    /// Skips events until one satisfies `check`.
+    async fn until(&mut self, mut check: impl FnMut(&str, &Value) -> bool) -> Value {
+        loop {
+            let (event, data) = self.next().await;
+            if check(&event, &data) {
+                return data;
+            }
+        }
     }
 }
 

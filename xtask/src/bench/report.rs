@@ -94,7 +94,8 @@ impl Report {
             .insert("duration_s".into(), json!(took.as_secs_f64().round()));
     }
 
-    pub fn write(&self, dir: &Path) -> Result<()> {
+    /// Writes `<name>.md` and `<name>.json` (lower case) in `dir`.
+    pub fn write(&self, dir: &Path, name: &str) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
         let rows: Vec<Value> = self
             .rows
@@ -115,10 +116,10 @@ impl Report {
             "not_measured": self.missing.iter().map(|(w, y)| json!({"what": w, "why": y})).collect::<Vec<_>>(),
             "notes": self.notes, "raw": self.raw,
         });
-        let json_path = dir.join("results.json");
+        let json_path = dir.join(format!("{}.json", name.to_lowercase()));
         std::fs::write(&json_path, serde_json::to_string_pretty(&all)? + "\n")
             .with_context(|| format!("write {}", json_path.display()))?;
-        let md_path = dir.join("RESULTS.md");
+        let md_path = dir.join(format!("{name}.md"));
         std::fs::write(&md_path, self.markdown())
             .with_context(|| format!("write {}", md_path.display()))?;
         Ok(())
@@ -300,6 +301,15 @@ const METHOD: &str = r#"
    status: 4 requests per system) and once warm (status only). Peak memory = the process's
    peak RSS growth during the round (the server's pre-built responses excluded);
    concurrency = the most connections the server had open at once.
+6. **Map viewers**: `velib_web::run` in this process on the mock cluster, reading a city of
+   5,000 stations that is published whole every second with a tenth of it changed. 1,000
+   pages open `/api/events` over TCP: 900 read and discard (2 kB buffer each), 100 send their
+   request and never read (4 kB receive buffer). `/health` is asked every 50 ms on a new
+   connection, timed from connecting to the last byte: while the pages connect, until every
+   reading page has its snapshot; then for 10 s (30 s in a full run); then as long again with
+   one thread per core spinning beside the server. Memory = the process's peak RSS growth from just before the pages connect,
+   divided by the pages (the bench's readers included). The pages and the prober run on a
+   tokio runtime of their own (two threads), the server on the bench's.
 
 The mock cluster is librdkafka's, in this process (one broker): its threads compete with the
 clients' for the same cores. Apache Kafka runs as a separate JVM process, one KRaft node
