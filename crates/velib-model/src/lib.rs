@@ -34,12 +34,14 @@ mod scan;
 mod snapshot;
 mod station;
 pub mod text;
+mod vehicles;
 
 pub use backoff::Backoff;
 pub use event::{ChangeLine, EmptinessKind, EmptyStationEvent, StationChange, TrackedField};
 pub use key::{StationKey, StationKeyError};
 pub use snapshot::Snapshot;
 pub use station::{Position, Station, StationError, StationId, StationView, Status};
+pub use vehicles::{VehicleCount, VehicleKind};
 
 #[cfg(test)]
 mod tests;

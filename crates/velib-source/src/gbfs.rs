@@ -802,6 +802,10 @@ pub fn to_station(contract: &str, info: &Info, status: &StatusRecord, snapshot_a
         },
         last_update: status.last_reported,
         snapshot_at: Some(snapshot_at),
+        bikes_by_type: None,
+        bikes_out_of_service: None,
+        docks_out_of_service: None,
+        is_returning: None,
     }
 }
 

@@ -206,6 +206,10 @@ impl SimulateSource {
                     status,
                     last_update: Some(start_ms - rng.below(600_000) as i64),
                     snapshot_at: None,
+                    bikes_by_type: None,
+                    bikes_out_of_service: None,
+                    docks_out_of_service: None,
+                    is_returning: None,
                 });
                 dynamics.push(Dynamics {
                     contract: c as u32,

@@ -56,6 +56,7 @@ fn detect_all(payloads: &[Vec<u8>]) -> Result<u64> {
         if let Verdict::Updated {
             change: Some((previous, current)),
             emptiness,
+            ..
         } = detector.observe(&station)
         {
             changes += 1;
