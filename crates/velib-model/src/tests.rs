@@ -221,6 +221,24 @@ fn change_lines_match_the_tutorial() {
     let json = serde_json::to_value(&change).unwrap();
     assert_eq!(json["field"], "available_bike_stands");
     assert_eq!(json["key"], "Toulouse:2");
+    // `--format json` names the count followed; the text line stays the tutorial's.
+    for (field, name) in [
+        (TrackedField::AvailableEbikes, "available_ebikes"),
+        (
+            TrackedField::AvailableClassicBikes,
+            "available_classic_bikes",
+        ),
+        (TrackedField::DocksOutOfService, "docks_out_of_service"),
+    ] {
+        change.field = field;
+        let json = serde_json::to_value(&change).unwrap();
+        assert_eq!(json["field"], name);
+        assert_eq!(
+            serde_json::from_value::<StationChange>(json).unwrap(),
+            change
+        );
+        assert_eq!(change.to_string(), "-3 2 RUE GATIEN ARNOULT (Toulouse)");
+    }
 }
 
 #[test]
