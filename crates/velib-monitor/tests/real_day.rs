@@ -5,7 +5,8 @@
 //! files: every change of `num_docks_available` between two consecutive snapshots, once, and
 //! no other line. A second monitor, in its own group, follows the e-bikes (`--field ebikes`)
 //! on the same records and must print every change of the `electrical` count of
-//! `vehicle_types_available`, likewise (15,888 on this day). The same day rewritten as GBFS 2.3 must print the same
+//! `vehicle_types_available`, likewise (15,888 on this day), and a third the docks out of
+//! service (`num_docks_disabled`, 485 changes). The same day rewritten as GBFS 2.3 must print the same
 //! lines.
 //!
 //! It runs on Apache Kafka in `cargo xtask test` (both versions), and on the in-process mock
@@ -145,12 +146,15 @@ enum Count {
     /// The `electrical` entry of `vehicle_types_available` (0 when the list has none):
     /// `--field ebikes`.
     Ebikes,
+    /// `num_docks_disabled`: `--field docks-out-of-service`.
+    DocksOutOfService,
 }
 
 impl Count {
     fn of(self, status: &Value) -> i64 {
         match self {
             Count::FreeDocks => status["num_docks_available"].as_i64().unwrap(),
+            Count::DocksOutOfService => status["num_docks_disabled"].as_i64().unwrap(),
             Count::Ebikes => status["vehicle_types_available"]
                 .as_array()
                 .unwrap()
@@ -165,6 +169,7 @@ impl Count {
         match self {
             Count::FreeDocks => "stands",
             Count::Ebikes => "ebikes",
+            Count::DocksOutOfService => "docks-out-of-service",
         }
     }
 }
@@ -366,6 +371,8 @@ async fn play_the_day(version: Version, broker: Broker) {
     let free_docks = expected_lines(&day, Count::FreeDocks);
     assert!(free_docks.len() > 20_000, "{} changes", free_docks.len());
     let ebikes = expected_lines(&day, Count::Ebikes);
+    let broken_docks = expected_lines(&day, Count::DocksOutOfService);
+    assert!(broken_docks.len() > 100, "{} changes", broken_docks.len());
     assert!(ebikes.len() > 10_000, "{} e-bike changes", ebikes.len());
     let (server, served) = serve_day(&day, version).await;
 
@@ -390,7 +397,11 @@ async fn play_the_day(version: Version, broker: Broker) {
         Broker::Mock => "at-least-once",
     };
     let mut monitors = Vec::new();
-    for (count, expected) in [(Count::FreeDocks, free_docks), (Count::Ebikes, ebikes)] {
+    for (count, expected) in [
+        (Count::FreeDocks, free_docks),
+        (Count::Ebikes, ebikes),
+        (Count::DocksOutOfService, broken_docks),
+    ] {
         // The monitor checks its state topic as soon as it is assigned partitions.
         let state = unique_name("velib-monitor-state");
         match &mock {
