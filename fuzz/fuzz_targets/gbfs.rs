@@ -15,8 +15,8 @@ use url::Url;
 use velib_fuzz::{assert_reads_back, assert_split_agrees};
 use velib_model::StationKey;
 use velib_source::readers::{
-    Info, StatusRecord, feed_time, id_text, parse_discovery, parse_info, parse_status, split,
-    to_station,
+    Info, StatusRecord, VehicleTypes, feed_time, id_text, parse_discovery, parse_info,
+    parse_status, split, to_station,
 };
 
 /// Times before 2000-01-01 are placeholders, never a station's or a feed's time.
@@ -107,7 +107,13 @@ fn station_information(doc: &[u8]) {
             assert!(!id.is_empty() && id == id.trim(), "{id:?}");
             let status = status_of(&id);
             for contract in ["lyon", "a:b"] {
-                assert_reads_back(&to_station(contract, &info, &status, PLACEHOLDER_BEFORE_MS));
+                assert_reads_back(&to_station(
+                    contract,
+                    &info,
+                    &status,
+                    &VehicleTypes::default(),
+                    PLACEHOLDER_BEFORE_MS,
+                ));
             }
         }
     }
@@ -126,7 +132,7 @@ fn station_status(doc: &[u8]) {
             continue;
         };
         let info = info_for(record);
-        let station = to_station("lyon", &info, &status, snapshot_at);
+        let station = to_station("lyon", &info, &status, &VehicleTypes::default(), snapshot_at);
         assert!(
             station
                 .last_update

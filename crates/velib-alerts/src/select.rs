@@ -195,6 +195,10 @@ mod tests {
             status: Status::Open,
             last_update: Some(1_000),
             snapshot_at: None,
+            bikes_by_type: None,
+            bikes_out_of_service: None,
+            docks_out_of_service: None,
+            is_returning: None,
         };
         EmptyStationEvent::new(EmptinessKind::BecameEmpty, &station, 1_000)
     }

@@ -42,6 +42,10 @@ pub fn event(key: &str, kind: EmptinessKind, time: i64) -> EmptyStationEvent {
         status: Status::Open,
         last_update: Some(time),
         snapshot_at: None,
+        bikes_by_type: None,
+        bikes_out_of_service: None,
+        docks_out_of_service: None,
+        is_returning: None,
     };
     EmptyStationEvent::new(kind, &station, time + 1_000)
 }

@@ -4,6 +4,11 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// Which count of a station the monitor follows.
+///
+/// The first two are v1 fields that every record has. The others come from richer feeds
+/// (GBFS): a record whose source does not give the count has none ([`TrackedField::of`] is
+/// `None`), and the monitor then does not follow that station for this field rather than take
+/// the count for 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TrackedField {
@@ -12,22 +17,34 @@ pub enum TrackedField {
     AvailableBikeStands,
     /// Bikes to rent (`available_bikes`).
     AvailableBikes,
+    /// E-bikes to rent ([`Station::ebikes`]).
+    AvailableEbikes,
+    /// Classic bikes to rent ([`Station::classic_bikes`]).
+    AvailableClassicBikes,
+    /// Docks out of service ([`Station::docks_out_of_service`]).
+    DocksOutOfService,
 }
 
 impl TrackedField {
-    /// The tracked count of `station`.
-    pub fn of(self, station: &Station) -> u32 {
+    /// The tracked count of `station`; `None` when its record does not give it.
+    pub fn of(self, station: &Station) -> Option<u32> {
         match self {
-            TrackedField::AvailableBikeStands => station.available_bike_stands,
-            TrackedField::AvailableBikes => station.available_bikes,
+            TrackedField::AvailableBikeStands => Some(station.available_bike_stands),
+            TrackedField::AvailableBikes => Some(station.available_bikes),
+            TrackedField::AvailableEbikes => station.ebikes(),
+            TrackedField::AvailableClassicBikes => station.classic_bikes(),
+            TrackedField::DocksOutOfService => station.docks_out_of_service,
         }
     }
 
-    /// The tracked count of a borrowed `station`.
-    pub fn of_view(self, station: &StationView<'_>) -> u32 {
+    /// The tracked count of a borrowed `station`; `None` when its record does not give it.
+    pub fn of_view(self, station: &StationView<'_>) -> Option<u32> {
         match self {
-            TrackedField::AvailableBikeStands => station.available_bike_stands,
-            TrackedField::AvailableBikes => station.available_bikes,
+            TrackedField::AvailableBikeStands => Some(station.available_bike_stands),
+            TrackedField::AvailableBikes => Some(station.available_bikes),
+            TrackedField::AvailableEbikes => station.ebikes(),
+            TrackedField::AvailableClassicBikes => station.classic_bikes(),
+            TrackedField::DocksOutOfService => station.docks_out_of_service,
         }
     }
 }

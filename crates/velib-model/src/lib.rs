@@ -35,12 +35,14 @@ mod snapshot;
 mod station;
 pub mod text;
 pub mod topics;
+mod vehicles;
 
 pub use backoff::Backoff;
 pub use event::{ChangeLine, EmptinessKind, EmptyStationEvent, StationChange, TrackedField};
 pub use key::{StationKey, StationKeyError};
 pub use snapshot::Snapshot;
 pub use station::{Position, Station, StationError, StationId, StationView, Status};
+pub use vehicles::{VehicleCount, VehicleKind};
 
 #[cfg(test)]
 mod tests;

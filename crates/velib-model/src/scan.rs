@@ -1,6 +1,6 @@
 //! A hand-written reader for the usual shape of a v1 station record, the one velib's producer
-//! and the JCDecaux API write: one flat object with the twelve v1 fields, numbers as numbers,
-//! strings without escapes.
+//! and the JCDecaux API write: one flat object with the twelve v1 fields (and velib's own
+//! optional ones), numbers as numbers, strings without escapes.
 //!
 //! It is a fast path, not a second parser: it accepts a record only when every byte of it has
 //! been checked to be JSON that [`StationView`]'s serde reading would accept, giving the same
@@ -10,6 +10,7 @@
 //! differential test in `tests.rs` checks it on mutated records.
 
 use crate::station::{Position, StationId, StationView, Status};
+use crate::vehicles::{VehicleCount, VehicleKind};
 use std::borrow::Cow;
 
 /// The record, if it has the usual shape and is valid; `None` when serde must decide.
@@ -35,6 +36,10 @@ pub(crate) fn station(bytes: &[u8]) -> Option<StationView<'_>> {
     let mut status = None;
     let mut last_update = None;
     let mut snapshot_at = None;
+    let mut bikes_by_type = None;
+    let mut bikes_out_of_service = None;
+    let mut docks_out_of_service = None;
+    let mut is_returning = None;
 
     s.ws();
     s.eat(b'{')?;
@@ -61,7 +66,11 @@ pub(crate) fn station(bytes: &[u8]) -> Option<StationView<'_>> {
                 9 => set(&mut available_bikes, s.count()?)?,
                 10 => set(&mut status, s.status()?)?,
                 11 => set(&mut last_update, s.millis()?)?,
-                _ => set(&mut snapshot_at, s.millis()?)?,
+                12 => set(&mut snapshot_at, s.millis()?)?,
+                13 => set(&mut bikes_by_type, s.vehicle_counts()?)?,
+                14 => set(&mut bikes_out_of_service, s.opt_count()?)?,
+                15 => set(&mut docks_out_of_service, s.opt_count()?)?,
+                _ => set(&mut is_returning, s.opt_boolean()?)?,
             }
             s.ws();
             match s.next()? {
@@ -91,12 +100,16 @@ pub(crate) fn station(bytes: &[u8]) -> Option<StationView<'_>> {
         status: status?,
         last_update: last_update.unwrap_or_default(),
         snapshot_at: snapshot_at.unwrap_or_default(),
+        bikes_by_type: bikes_by_type.unwrap_or_default(),
+        bikes_out_of_service: bikes_out_of_service.unwrap_or_default(),
+        docks_out_of_service: docks_out_of_service.unwrap_or_default(),
+        is_returning: is_returning.unwrap_or_default(),
     })
 }
 
 /// The v1 fields, quoted, in the order velib's producer and the JCDecaux API write them, then
-/// velib's own `snapshot_at`.
-const FIELDS: [&[u8]; 13] = [
+/// velib's own optional ones, in the order [`Station`](crate::Station) writes them.
+const FIELDS: [&[u8]; 17] = [
     b"\"number\"",
     b"\"contract_name\"",
     b"\"name\"",
@@ -110,6 +123,10 @@ const FIELDS: [&[u8]; 13] = [
     b"\"status\"",
     b"\"last_update\"",
     b"\"snapshot_at\"",
+    b"\"bikes_by_type\"",
+    b"\"bikes_out_of_service\"",
+    b"\"docks_out_of_service\"",
+    b"\"is_returning\"",
 ];
 
 /// Exact powers of ten (every one up to 10^22 is an `f64` without rounding).
@@ -239,6 +256,81 @@ impl<'a> Scanner<'a> {
         i64::try_from(self.uint()?).ok().map(Some)
     }
 
+    /// A count or `null`.
+    fn opt_count(&mut self) -> Option<Option<u32>> {
+        if self.peek()? == b'n' {
+            return self.literal(b"null").map(|()| None);
+        }
+        self.count().map(Some)
+    }
+
+    /// A boolean or `null`.
+    fn opt_boolean(&mut self) -> Option<Option<bool>> {
+        if self.peek()? == b'n' {
+            return self.literal(b"null").map(|()| None);
+        }
+        self.boolean().map(Some)
+    }
+
+    /// The per-type counts as velib writes them: an array of objects with exactly
+    /// `vehicle_type_id`, `kind` and `count`. `null` is left to serde.
+    fn vehicle_counts(&mut self) -> Option<Option<Vec<VehicleCount<'a>>>> {
+        self.eat(b'[')?;
+        let mut counts = Vec::new();
+        self.ws();
+        if self.peek()? == b']' {
+            self.i += 1;
+            return Some(Some(counts));
+        }
+        loop {
+            self.ws();
+            counts.push(self.vehicle_count()?);
+            self.ws();
+            match self.next()? {
+                b',' => {}
+                b']' => break,
+                _ => return None,
+            }
+        }
+        Some(Some(counts))
+    }
+
+    fn vehicle_count(&mut self) -> Option<VehicleCount<'a>> {
+        let (mut id, mut kind, mut count) = (None, None, None);
+        self.object(|s, key| match key {
+            b"vehicle_type_id" => set(&mut id, s.string()?),
+            // An unknown kind is `Other` for serde: left to it.
+            b"kind" => set(&mut kind, VehicleKind::from_name(s.raw_string()?)?),
+            b"count" => set(&mut count, s.count()?),
+            _ => None,
+        })?;
+        Some(VehicleCount {
+            vehicle_type_id: Cow::Borrowed(id?),
+            kind: kind?,
+            count: count?,
+        })
+    }
+
+    /// A flat object with at least one member, each read by `member` given its key (which
+    /// refuses keys it does not know and repeated ones).
+    fn object(&mut self, mut member: impl FnMut(&mut Self, &[u8]) -> Option<()>) -> Option<()> {
+        self.eat(b'{')?;
+        loop {
+            self.ws();
+            let key = self.key()?;
+            self.ws();
+            self.eat(b':')?;
+            self.ws();
+            member(self, key)?;
+            self.ws();
+            match self.next()? {
+                b',' => {}
+                b'}' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
     fn boolean(&mut self) -> Option<bool> {
         match self.peek()? {
             b't' => self.literal(b"true").map(|()| true),
@@ -330,26 +422,12 @@ impl<'a> Scanner<'a> {
     }
 
     fn position(&mut self) -> Option<Position> {
-        self.eat(b'{')?;
         let (mut lat, mut lng) = (None, None);
-        loop {
-            self.ws();
-            let key = self.key()?;
-            self.ws();
-            self.eat(b':')?;
-            self.ws();
-            match key {
-                b"lat" => set(&mut lat, self.float()?)?,
-                b"lng" => set(&mut lng, self.float()?)?,
-                _ => return None,
-            }
-            self.ws();
-            match self.next()? {
-                b',' => {}
-                b'}' => break,
-                _ => return None,
-            }
-        }
+        self.object(|s, key| match key {
+            b"lat" => set(&mut lat, s.float()?),
+            b"lng" => set(&mut lng, s.float()?),
+            _ => None,
+        })?;
         Some(Position {
             lat: lat?,
             lng: lng?,

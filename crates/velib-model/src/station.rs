@@ -1,3 +1,4 @@
+use crate::vehicles::{self, VehicleCount, VehicleKind};
 use crate::{StationKey, lenient};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::borrow::Cow;
@@ -70,6 +71,40 @@ pub struct Station {
         skip_serializing_if = "Option::is_none"
     )]
     pub snapshot_at: Option<i64>,
+    /// Available bikes per vehicle type (e-bikes, classic bikes), when the feed counts them
+    /// by type. Not a v1 field, like everything below: each is left out of the JSON when the
+    /// source does not say, so "not known" is never written as 0.
+    ///
+    /// GBFS lists the types a station holds: a type missing from a present list has no bike
+    /// there. The counts need not add up to `available_bikes` (a feed may leave a type out).
+    #[serde(
+        default,
+        deserialize_with = "vehicles::owned_counts",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub bikes_by_type: Option<Vec<VehicleCount<'static>>>,
+    /// Bikes docked but out of service (GBFS `num_bikes_disabled`, 3.0 `num_vehicles_disabled`).
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt_count",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub bikes_out_of_service: Option<u32>,
+    /// Docks out of service, where no bike can be returned (GBFS `num_docks_disabled`).
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt_count",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub docks_out_of_service: Option<u32>,
+    /// Whether the station takes bikes back (GBFS `is_returning`). An OPEN station may not:
+    /// `status` follows renting, as v1's did.
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt_boolean",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub is_returning: Option<bool>,
 }
 
 /// A [`Station`] read without copying its text: the strings borrow from the JSON bytes
@@ -129,6 +164,18 @@ pub struct StationView<'a> {
     /// See [`Station::snapshot_at`].
     #[serde(default, deserialize_with = "lenient::opt_millis")]
     pub snapshot_at: Option<i64>,
+    /// See [`Station::bikes_by_type`].
+    #[serde(default, borrow)]
+    pub bikes_by_type: Option<Vec<VehicleCount<'a>>>,
+    /// See [`Station::bikes_out_of_service`].
+    #[serde(default, deserialize_with = "lenient::opt_count")]
+    pub bikes_out_of_service: Option<u32>,
+    /// See [`Station::docks_out_of_service`].
+    #[serde(default, deserialize_with = "lenient::opt_count")]
+    pub docks_out_of_service: Option<u32>,
+    /// See [`Station::is_returning`].
+    #[serde(default, deserialize_with = "lenient::opt_boolean")]
+    pub is_returning: Option<bool>,
 }
 
 impl<'a> StationView<'a> {
@@ -181,7 +228,24 @@ impl<'a> StationView<'a> {
             status: self.status,
             last_update: self.last_update,
             snapshot_at: self.snapshot_at,
+            bikes_by_type: self
+                .bikes_by_type
+                .as_ref()
+                .map(|counts| counts.iter().map(|c| c.borrowed().into_owned()).collect()),
+            bikes_out_of_service: self.bikes_out_of_service,
+            docks_out_of_service: self.docks_out_of_service,
+            is_returning: self.is_returning,
         }
+    }
+
+    /// Available e-bikes, when the record counts bikes by type (see [`Station::ebikes`]).
+    pub fn ebikes(&self) -> Option<u32> {
+        vehicles::of_kind(self.bikes_by_type.as_deref(), VehicleKind::Electric)
+    }
+
+    /// Available classic bikes, when the record counts bikes by type.
+    pub fn classic_bikes(&self) -> Option<u32> {
+        vehicles::of_kind(self.bikes_by_type.as_deref(), VehicleKind::Classic)
     }
 }
 
@@ -438,7 +502,38 @@ impl Station {
             status: self.status,
             last_update: self.last_update,
             snapshot_at: self.snapshot_at,
+            bikes_by_type: self
+                .bikes_by_type
+                .as_ref()
+                .map(|counts| counts.iter().map(VehicleCount::borrowed).collect()),
+            bikes_out_of_service: self.bikes_out_of_service,
+            docks_out_of_service: self.docks_out_of_service,
+            is_returning: self.is_returning,
         }
+    }
+
+    /// Available e-bikes, when the record counts bikes by type: the sum of the counts of
+    /// electric types, 0 when the list has none.
+    ///
+    /// ```
+    /// use velib_model::Station;
+    ///
+    /// let json = br#"{"number": 1, "contract_name": "lyon", "position": {"lat": 45.7, "lng": 4.8},
+    ///     "status": "OPEN", "bike_stands": 20, "available_bike_stands": 12, "available_bikes": 8,
+    ///     "bikes_by_type": [{"vehicle_type_id": "electrical", "kind": "electric", "count": 5},
+    ///                       {"vehicle_type_id": "mechanical", "kind": "classic", "count": 3}]}"#;
+    /// let station = Station::from_json(json)?;
+    /// assert_eq!((station.ebikes(), station.classic_bikes()), (Some(5), Some(3)));
+    /// assert_eq!(station.docks_out_of_service, None, "not said, so not known");
+    /// # Ok::<(), velib_model::StationError>(())
+    /// ```
+    pub fn ebikes(&self) -> Option<u32> {
+        vehicles::of_kind(self.bikes_by_type.as_deref(), VehicleKind::Electric)
+    }
+
+    /// Available classic bikes, when the record counts bikes by type.
+    pub fn classic_bikes(&self) -> Option<u32> {
+        vehicles::of_kind(self.bikes_by_type.as_deref(), VehicleKind::Classic)
     }
 }
 

@@ -221,13 +221,89 @@ fn change_lines_match_the_tutorial() {
     let json = serde_json::to_value(&change).unwrap();
     assert_eq!(json["field"], "available_bike_stands");
     assert_eq!(json["key"], "Toulouse:2");
+    // `--format json` names the count followed; the text line stays the tutorial's.
+    for (field, name) in [
+        (TrackedField::AvailableEbikes, "available_ebikes"),
+        (
+            TrackedField::AvailableClassicBikes,
+            "available_classic_bikes",
+        ),
+        (TrackedField::DocksOutOfService, "docks_out_of_service"),
+    ] {
+        change.field = field;
+        let json = serde_json::to_value(&change).unwrap();
+        assert_eq!(json["field"], name);
+        assert_eq!(
+            serde_json::from_value::<StationChange>(json).unwrap(),
+            change
+        );
+        assert_eq!(change.to_string(), "-3 2 RUE GATIEN ARNOULT (Toulouse)");
+    }
 }
 
 #[test]
 fn tracked_field_reads_the_right_count() {
     let s = marseille();
-    assert_eq!(TrackedField::AvailableBikeStands.of(&s), 20);
-    assert_eq!(TrackedField::AvailableBikes.of(&s), 1);
+    assert_eq!(TrackedField::AvailableBikeStands.of(&s), Some(20));
+    assert_eq!(TrackedField::AvailableBikes.of(&s), Some(1));
+    // The tutorial's record does not count bikes by type nor docks out of service: unknown.
+    for field in [
+        TrackedField::AvailableEbikes,
+        TrackedField::AvailableClassicBikes,
+        TrackedField::DocksOutOfService,
+    ] {
+        assert_eq!(field.of(&s), None, "{field:?}");
+        assert_eq!(field.of_view(&s.view()), None, "{field:?}");
+    }
+    let lyon = Station::from_json(LYON_3_0.as_bytes()).unwrap();
+    let counts = [
+        TrackedField::AvailableEbikes,
+        TrackedField::AvailableClassicBikes,
+        TrackedField::DocksOutOfService,
+    ]
+    .map(|f| (f.of(&lyon), f.of_view(&lyon.view())));
+    assert_eq!(
+        counts,
+        [(Some(7), Some(7)), (Some(2), Some(2)), (Some(1), Some(1))]
+    );
+}
+
+/// A station as velib publishes one read from a GBFS 3.0 feed: the v1 fields, then velib's.
+const LYON_3_0: &str = r#"{"number":1001,"contract_name":"lyon","name":"Bellecour","address":"Place Bellecour","position":{"lat":45.757,"lng":4.832},"banking":true,"bonus":false,"bike_stands":20,"available_bike_stands":8,"available_bikes":9,"status":"OPEN","last_update":1751414400000,"snapshot_at":1751470000000,"bikes_by_type":[{"vehicle_type_id":"mechanical","kind":"classic","count":2},{"vehicle_type_id":"electrical","kind":"electric","count":7}],"bikes_out_of_service":0,"docks_out_of_service":1,"is_returning":true}"#;
+
+#[test]
+fn richer_fields_are_read_and_written_back_and_absent_when_unknown() {
+    let lyon = Station::from_json(LYON_3_0.as_bytes()).unwrap();
+    assert_eq!((lyon.ebikes(), lyon.classic_bikes()), (Some(7), Some(2)));
+    assert_eq!(
+        (
+            lyon.bikes_out_of_service,
+            lyon.docks_out_of_service,
+            lyon.is_returning
+        ),
+        (Some(0), Some(1), Some(true))
+    );
+    // velib writes exactly what it read, in the same order.
+    assert_eq!(String::from_utf8(lyon.to_json()).unwrap(), LYON_3_0);
+    // The tutorial's record has none of them, and writing it adds none.
+    let json = String::from_utf8(marseille().to_json()).unwrap();
+    for field in ["bikes_by_type", "out_of_service", "is_returning"] {
+        assert!(!json.contains(field), "{json}");
+    }
+    // An empty list is known: no bike of any type, so 0 e-bikes, not unknown.
+    let empty = LYON_3_0.replace(
+        r#"[{"vehicle_type_id":"mechanical","kind":"classic","count":2},{"vehicle_type_id":"electrical","kind":"electric","count":7}]"#,
+        "[]",
+    );
+    let empty = Station::from_json(empty.as_bytes()).unwrap();
+    assert_eq!(empty.ebikes(), Some(0));
+    // A kind written by a newer velib is `other`, not an unreadable record.
+    let newer = LYON_3_0.replace(r#""kind":"classic""#, r#""kind":"hoverboard""#);
+    let newer = Station::from_json(newer.as_bytes()).unwrap();
+    assert_eq!(newer.classic_bikes(), Some(0));
+    // The monitor reads such a record on its fast path, with the same values.
+    let fast = crate::scan::station(LYON_3_0.as_bytes()).expect("the fast path reads it");
+    assert_eq!(fast.to_station(), lyon);
 }
 
 #[test]
@@ -289,7 +365,20 @@ fn station_view_agrees_with_station() {
             "available_bikes": 2}"#
             .to_owned(),
     ];
-    for json in &valid {
+    let richer = [
+        LYON_3_0.to_owned(),
+        LYON_3_0.replace(r#""is_returning":true"#, r#""is_returning":null"#),
+        LYON_3_0.replace(r#""is_returning":true"#, r#""is_returning":"false""#),
+        LYON_3_0.replace(r#""count":7"#, r#""count":"7""#),
+        LYON_3_0.replace(r#""kind":"electric""#, r#""kind":"unknown""#),
+        LYON_3_0.replace(
+            r#""docks_out_of_service":1"#,
+            r#""docks_out_of_service":null"#,
+        ),
+        LYON_3_0.replace(r#""electrical""#, r#""elec\u0074rical""#),
+        LYON_3_0.replace(r#""count":2}"#, r#""count":2,"extra":1}"#),
+    ];
+    for json in valid.iter().chain(&richer) {
         let station = Station::from_json(json.as_bytes()).unwrap();
         let view = StationView::from_json(json.as_bytes()).unwrap();
         assert_eq!(view.to_station(), station, "{json}");
@@ -310,6 +399,14 @@ fn station_view_agrees_with_station() {
         ),
         MARSEILLE.replace(r#""bonus": false"#, r#""bonus": false, "bonus": true"#),
         format!("{MARSEILLE} x"),
+        LYON_3_0.replace(r#""count":7"#, r#""count":-7"#),
+        LYON_3_0.replace(r#""count":7"#, ""),
+        LYON_3_0.replace(r#""is_returning":true"#, r#""is_returning":"maybe""#),
+        LYON_3_0.replace(
+            r#""docks_out_of_service":1"#,
+            r#""docks_out_of_service":1.5"#,
+        ),
+        LYON_3_0.replace(r#""bikes_by_type":["#, r#""bikes_by_type":[3,"#),
         "not json".to_owned(),
         "[1,2,3]".to_owned(),
         String::new(),
@@ -354,6 +451,8 @@ fn the_fast_path_agrees_with_serde_on_mutated_records() {
         compact.replace("5.403244616491982", "-0.5e-3"),
         compact.replace("43.250903869637334", "4.3250903869637334E1"),
         r#"{"number":0,"contract_name":"a","position":{"lng":-1.5,"lat":0.0},"status":"closed","bike_stands":0,"available_bike_stands":4294967295,"available_bikes":0}"#.to_owned(),
+        LYON_3_0.to_owned(),
+        LYON_3_0.to_owned(),
     ];
     let alphabet: &[u8] = b"{}[]\":,.-+eE0123456789 \n\\tfalsnux\xc3\xa9\xff";
     let mut state: u64 = 0x9e37_79b9_7f4a_7c15;

@@ -11,6 +11,16 @@
 //! - otherwise a different tracked count is a change, and crossing the "open with no bike"
 //!   line is an emptiness transition.
 //!
+//! # Counts a record may not give
+//!
+//! The v1 counts (free stands, bikes) are in every record; e-bikes, classic bikes and docks
+//! out of service only in those of feeds that give them
+//! ([`TrackedField::of_view`] is `None` otherwise). A station whose record lacks the tracked
+//! count is still remembered (its emptiness is still judged), but no change is printed for it:
+//! a count that is not known is not 0, so neither "the feed stopped saying" nor "the feed
+//! started saying" is a change. Changes are printed again from the second record that gives
+//! the count.
+//!
 //! # What orders the records of a station
 //!
 //! The snapshot's time, [`Station::snapshot_at`](velib_model::Station::snapshot_at): for GBFS
@@ -49,6 +59,8 @@ struct State {
     tracked: u16,
     bikes: u16,
     open: bool,
+    /// Whether the record gave the tracked count (`tracked` is 0 when it did not).
+    has_tracked: bool,
 }
 
 impl State {
@@ -63,8 +75,8 @@ impl State {
 pub struct Remembered {
     /// The snapshot the state came from, when its record carried one.
     pub snapshot_at: Option<i64>,
-    /// The tracked count.
-    pub tracked: u32,
+    /// The tracked count, when the record gave it.
+    pub tracked: Option<u32>,
     /// Available bikes.
     pub bikes: u32,
     /// Whether the station was open.
@@ -84,6 +96,10 @@ pub enum Verdict {
         change: Option<(u32, u32)>,
         /// The emptiness transition, when the station crossed the line.
         emptiness: Option<EmptinessKind>,
+        /// Whether the record gives the tracked count where the previous one did not, or the
+        /// reverse: nothing to print, but a state to remember, as the next change depends on
+        /// it.
+        known_changed: bool,
     },
 }
 
@@ -117,9 +133,10 @@ impl Detector {
         let tracked = self.field.of_view(station);
         let new = State {
             snapshot_at: station.snapshot_at.unwrap_or(i64::MIN),
-            tracked: clamp(tracked),
+            tracked: clamp(tracked.unwrap_or(0)),
             bikes: clamp(station.available_bikes),
             open: station.status == Status::Open,
+            has_tracked: tracked.is_some(),
         };
         match self.compact_key(station) {
             Some(key) => observe_slot(self.compact.entry(key), new, tracked),
@@ -136,9 +153,10 @@ impl Detector {
     pub fn restore(&mut self, contract: &str, number: &StationId, state: Remembered) {
         let state = State {
             snapshot_at: state.snapshot_at.unwrap_or(i64::MIN),
-            tracked: clamp(state.tracked),
+            tracked: clamp(state.tracked.unwrap_or(0)),
             bikes: clamp(state.bikes),
             open: state.open,
+            has_tracked: state.tracked.is_some(),
         };
         match self.compact_key_of(contract, number) {
             Some(key) => {
@@ -221,7 +239,7 @@ fn clamp(count: u32) -> u16 {
 fn observe_slot<K>(
     slot: std::collections::hash_map::Entry<'_, K, State>,
     new: State,
-    tracked: u32,
+    tracked: Option<u32>,
 ) -> Verdict {
     use std::collections::hash_map::Entry;
     match slot {
@@ -235,18 +253,32 @@ fn observe_slot<K>(
             if stamped && new.snapshot_at <= old.snapshot_at {
                 return Verdict::Stale;
             }
-            if !stamped && (new.tracked, new.bikes, new.open) == (old.tracked, old.bikes, old.open)
-            {
+            // Without a snapshot time, only a record identical to the state is a duplicate.
+            let same = State {
+                snapshot_at: new.snapshot_at,
+                ..old
+            };
+            if !stamped && new == same {
                 return Verdict::Stale;
             }
             o.insert(new);
-            let change = (old.tracked != new.tracked).then(|| (u32::from(old.tracked), tracked));
+            // A change needs the count on both sides: one that is not known is not 0.
+            let change = match tracked {
+                Some(now) if old.has_tracked && old.tracked != new.tracked => {
+                    Some((u32::from(old.tracked), now))
+                }
+                _ => None,
+            };
             let emptiness = match (old.is_empty(), new.is_empty()) {
                 (false, true) => Some(EmptinessKind::BecameEmpty),
                 (true, false) => Some(EmptinessKind::NoLongerEmpty),
                 _ => None,
             };
-            Verdict::Updated { change, emptiness }
+            Verdict::Updated {
+                change,
+                emptiness,
+                known_changed: old.has_tracked != new.has_tracked,
+            }
         }
     }
 }
@@ -272,6 +304,10 @@ mod tests {
             // A heartbeat, as in JCDecaux's GBFS feeds: it must not matter.
             last_update: Some(1_751_414_400_000),
             snapshot_at: ts,
+            bikes_by_type: None,
+            bikes_out_of_service: None,
+            docks_out_of_service: None,
+            is_returning: None,
         }
     }
 
@@ -294,7 +330,8 @@ mod tests {
             d.observe(&lyon(6, 4, 2).view()),
             Verdict::Updated {
                 change: Some((5, 6)),
-                emptiness: None
+                emptiness: None,
+                known_changed: false
             }
         );
         // Same count, newer time: updated, no change.
@@ -302,7 +339,8 @@ mod tests {
             d.observe(&lyon(6, 4, 3).view()),
             Verdict::Updated {
                 change: None,
-                emptiness: None
+                emptiness: None,
+                known_changed: false
             }
         );
     }
@@ -322,7 +360,8 @@ mod tests {
             d.observe(&lyon(7, 3, 11).view()),
             Verdict::Updated {
                 change: Some((5, 7)),
-                emptiness: None
+                emptiness: None,
+                known_changed: false
             }
         );
     }
@@ -335,7 +374,8 @@ mod tests {
             d.observe(&lyon(3, 7, 2).view()),
             Verdict::Updated {
                 change: Some((5, 7)),
-                emptiness: None
+                emptiness: None,
+                known_changed: false
             }
         );
     }
@@ -348,7 +388,8 @@ mod tests {
             d.observe(&lyon(7, 0, 2).view()),
             Verdict::Updated {
                 change: Some((5, 7)),
-                emptiness: Some(EmptinessKind::BecameEmpty)
+                emptiness: Some(EmptinessKind::BecameEmpty),
+                known_changed: false
             }
         );
         // Still empty: no second event.
@@ -377,6 +418,77 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    fn with_ebikes(stands: u32, ebikes: Option<u32>, ts: i64) -> Station {
+        let mut s = lyon(stands, 5, ts);
+        s.bikes_by_type = ebikes.map(|n| {
+            vec![velib_model::VehicleCount {
+                vehicle_type_id: "electrical".into(),
+                kind: velib_model::VehicleKind::Electric,
+                count: n,
+            }]
+        });
+        s
+    }
+
+    #[test]
+    fn a_count_the_record_does_not_give_is_no_change_either_way() {
+        let mut d = Detector::new(TrackedField::AvailableEbikes);
+        d.observe(&with_ebikes(5, Some(2), 1).view());
+        assert!(matches!(
+            d.observe(&with_ebikes(5, Some(3), 2).view()),
+            Verdict::Updated {
+                change: Some((2, 3)),
+                known_changed: false,
+                ..
+            }
+        ));
+        // The feed stops counting by type: unknown is not 0, so nothing to print, but the
+        // state changed (the exactly-once monitor writes it down).
+        assert_eq!(
+            d.observe(&with_ebikes(5, None, 3).view()),
+            Verdict::Updated {
+                change: None,
+                emptiness: None,
+                known_changed: true
+            }
+        );
+        assert_eq!(
+            d.observe(&with_ebikes(4, None, 4).view()),
+            Verdict::Updated {
+                change: None,
+                emptiness: None,
+                known_changed: false
+            }
+        );
+        // It counts again: known from now on, and the next change is printed.
+        assert!(matches!(
+            d.observe(&with_ebikes(4, Some(0), 5).view()),
+            Verdict::Updated {
+                change: None,
+                known_changed: true,
+                ..
+            }
+        ));
+        assert!(matches!(
+            d.observe(&with_ebikes(4, Some(1), 6).view()),
+            Verdict::Updated {
+                change: Some((0, 1)),
+                ..
+            }
+        ));
+        // Without `snapshot_at`, an unknown count after a known one is not a duplicate.
+        let mut unstamped = Detector::new(TrackedField::AvailableEbikes);
+        let mut known = with_ebikes(5, Some(0), 1);
+        known.snapshot_at = None;
+        let unknown = Station {
+            bikes_by_type: None,
+            ..known.clone()
+        };
+        unstamped.observe(&known.view());
+        assert_eq!(unstamped.observe(&known.view()), Verdict::Stale);
+        assert_ne!(unstamped.observe(&unknown.view()), Verdict::Stale);
     }
 
     #[test]
@@ -464,11 +576,22 @@ mod tests {
     #[test]
     fn state_is_compact() {
         assert_eq!(std::mem::size_of::<State>(), 16);
-        let mut d = Detector::new(TrackedField::AvailableBikeStands);
-        for n in 0..100_000u64 {
-            d.observe(&station("Paris", StationId::Number(n), 1, 1, Some(1)).view());
+        // Following e-bikes, from records that count bikes by type, costs the same.
+        for field in [
+            TrackedField::AvailableBikeStands,
+            TrackedField::AvailableEbikes,
+        ] {
+            let mut d = Detector::new(field);
+            for n in 0..100_000u64 {
+                let mut s = with_ebikes(1, Some(1), 1);
+                s.number = StationId::Number(n);
+                d.observe(&s.view());
+            }
+            let per_station = d.heap_bytes() / d.len();
+            assert!(
+                per_station <= 64,
+                "{field:?}: {per_station} bytes per station"
+            );
         }
-        let per_station = d.heap_bytes() / d.len();
-        assert!(per_station <= 64, "{per_station} bytes per station");
     }
 }

@@ -1,5 +1,6 @@
-//! `velib-monitor`: print every change of a station's free stands (or bikes), once across the
-//! consumer group, and publish stations that become empty.
+//! `velib-monitor`: print every change of a station's free stands (or bikes, e-bikes, classic
+//! bikes, docks out of service), once across the consumer group, and publish stations that
+//! become empty.
 //!
 //! Parses flags, wires the library's objects together and calls [`velib_monitor::run`].
 
@@ -117,6 +118,13 @@ enum Field {
     Stands,
     /// `available_bikes`.
     Bikes,
+    /// E-bikes: the record's per-type counts of electric bikes. A station whose feed does not
+    /// count bikes by type prints nothing (the count is unknown, not 0).
+    Ebikes,
+    /// Classic bikes, likewise from the per-type counts.
+    ClassicBikes,
+    /// Docks out of service; a station whose feed does not say prints nothing.
+    DocksOutOfService,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -145,6 +153,9 @@ async fn main() -> anyhow::Result<()> {
         field: match cli.field {
             Field::Stands => TrackedField::AvailableBikeStands,
             Field::Bikes => TrackedField::AvailableBikes,
+            Field::Ebikes => TrackedField::AvailableEbikes,
+            Field::ClassicBikes => TrackedField::AvailableClassicBikes,
+            Field::DocksOutOfService => TrackedField::DocksOutOfService,
         },
         format: match cli.format {
             Format::Text => OutputFormat::Text,

@@ -244,7 +244,11 @@ pub(crate) fn process(
     if let Some(slot) = state_out {
         let remember = match verdict {
             Verdict::First => true,
-            Verdict::Updated { change, emptiness } => change.is_some() || emptiness.is_some(),
+            Verdict::Updated {
+                change,
+                emptiness,
+                known_changed,
+            } => change.is_some() || emptiness.is_some() || known_changed,
             Verdict::Stale => false,
         };
         if remember {
@@ -260,7 +264,9 @@ pub(crate) fn process(
             report.stale += 1;
             None
         }
-        Verdict::Updated { change, emptiness } => {
+        Verdict::Updated {
+            change, emptiness, ..
+        } => {
             if let Some((previous, current)) = change {
                 report.changes += 1;
                 let _ = match config.format {

@@ -55,7 +55,8 @@ impl GroupKeys {
 /// The changelog value of a station's state: JSON, readable with any Kafka tool.
 /// `{"contract":"Lyon","number":1001,"field":"available_bike_stands","snapshot_at":…,
 /// "tracked":5,"bikes":3,"open":true}`; the contract is spelled as the station's records spell
-/// it, which is how the detector knows it.
+/// it, which is how the detector knows it. `tracked` is `null` when the record does not give
+/// the tracked count (an e-bike count from a feed without per-type counts).
 pub(crate) fn value(station: &StationView<'_>, field: TrackedField) -> Vec<u8> {
     let number = match &station.number {
         StationId::Number(n) => serde_json::Value::from(*n),
@@ -91,7 +92,7 @@ struct Wire<'a> {
     number: WireId<'a>,
     field: TrackedField,
     snapshot_at: Option<i64>,
-    tracked: u32,
+    tracked: Option<u32>,
     bikes: u32,
     open: bool,
 }
@@ -149,6 +150,10 @@ mod tests {
             status: Status::Open,
             last_update: None,
             snapshot_at: Some(1_751_414_400_000),
+            bikes_by_type: None,
+            bikes_out_of_service: None,
+            docks_out_of_service: None,
+            is_returning: None,
         };
         let value = value(&station.view(), TrackedField::AvailableBikeStands);
         let stored = StoredState::parse(&value).unwrap();
@@ -159,7 +164,7 @@ mod tests {
             stored.state,
             Remembered {
                 snapshot_at: Some(1_751_414_400_000),
-                tracked: 12,
+                tracked: Some(12),
                 bikes: 0,
                 open: true
             }
@@ -177,9 +182,15 @@ mod tests {
             detector.observe(&next.view()),
             crate::Verdict::Updated {
                 change: Some((12, 11)),
-                emptiness: Some(velib_model::EmptinessKind::NoLongerEmpty)
+                emptiness: Some(velib_model::EmptinessKind::NoLongerEmpty),
+                known_changed: false
             }
         );
+        // A count the record does not give is stored as unknown, not as 0.
+        let unknown =
+            StoredState::parse(&super::value(&next.view(), TrackedField::AvailableEbikes)).unwrap();
+        assert_eq!(unknown.field, TrackedField::AvailableEbikes);
+        assert_eq!(unknown.state.tracked, None);
         assert!(StoredState::parse(b"not json").is_none());
         assert!(StoredState::parse(br#"{"contract":"Lyon"}"#).is_none());
     }

@@ -218,6 +218,10 @@ impl Script {
             status: Status::Open,
             last_update: Some(self.snapshot_at(round) - 5_000),
             snapshot_at: Some(self.snapshot_at(round)),
+            bikes_by_type: None,
+            bikes_out_of_service: None,
+            docks_out_of_service: None,
+            is_returning: None,
         }
     }
 

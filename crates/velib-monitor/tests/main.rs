@@ -153,6 +153,10 @@ fn station(contract: &str, number: u64, stands: u32, bikes: u32, last_update: i6
         status: Status::Open,
         last_update: Some(last_update),
         snapshot_at: Some(last_update),
+        bikes_by_type: None,
+        bikes_out_of_service: None,
+        docks_out_of_service: None,
+        is_returning: None,
     }
 }
 
@@ -209,15 +213,18 @@ fn expected_changes(records: &[Station], field: TrackedField) -> Vec<StationChan
             if s.last_update <= prev.last_update {
                 continue;
             }
-            if field.of(prev) != field.of(s) {
+            // A count unknown on either side is no change.
+            if let (Some(previous), Some(current)) = (field.of(prev), field.of(s))
+                && previous != current
+            {
                 out.push(StationChange {
                     key: s.key(),
                     contract: s.contract_name.clone(),
                     address: s.address.clone(),
                     name: s.name.clone(),
                     field,
-                    previous: field.of(prev),
-                    current: field.of(s),
+                    previous,
+                    current,
                     last_update: s.last_update,
                 });
             }

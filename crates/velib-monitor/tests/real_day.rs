@@ -3,7 +3,11 @@
 //! under `--cyclocity-base-url`), a broker carries the records, and the monitor binary prints
 //! the changes. What it prints must equal, line for line, an independent count over the same
 //! files: every change of `num_docks_available` between two consecutive snapshots, once, and
-//! no other line. The same day rewritten as GBFS 2.3 must print the same lines.
+//! no other line. A second monitor, in its own group, follows the e-bikes (`--field ebikes`)
+//! on the same records and must print every change of the `electrical` count of
+//! `vehicle_types_available`, likewise (15,888 on this day); others follow the classic bikes
+//! (`mechanical`) and the docks out of service (`num_docks_disabled`, 485 changes). The same day rewritten as GBFS 2.3 must print the same
+//! lines.
 //!
 //! It runs on Apache Kafka in `cargo xtask test` (both versions), and on the in-process mock
 //! cluster under plain `cargo test` (3.0).
@@ -134,10 +138,57 @@ fn set_aside(info: &Value) -> Vec<String> {
     out
 }
 
+/// What a monitor follows, read from a `station_status` record the obvious way.
+#[derive(Debug, Clone, Copy)]
+enum Count {
+    /// `num_docks_available`: the default `--field`.
+    FreeDocks,
+    /// The `electrical` entry of `vehicle_types_available` (0 when the list has none):
+    /// `--field ebikes`.
+    Ebikes,
+    /// The `mechanical` entry, below 0 now and then in these files (the README says velib
+    /// reads it as 0): `--field classic-bikes`.
+    ClassicBikes,
+    /// `num_docks_disabled`: `--field docks-out-of-service`.
+    DocksOutOfService,
+}
+
+impl Count {
+    fn of(self, status: &Value) -> i64 {
+        match self {
+            Count::FreeDocks => status["num_docks_available"].as_i64().unwrap(),
+            Count::DocksOutOfService => status["num_docks_disabled"].as_i64().unwrap(),
+            Count::Ebikes => type_count(status, "electrical"),
+            Count::ClassicBikes => type_count(status, "mechanical"),
+        }
+    }
+
+    fn flag(self) -> &'static str {
+        match self {
+            Count::FreeDocks => "stands",
+            Count::Ebikes => "ebikes",
+            Count::ClassicBikes => "classic-bikes",
+            Count::DocksOutOfService => "docks-out-of-service",
+        }
+    }
+}
+
+/// The bikes of type `id` in a `station_status` record: its entry in
+/// `vehicle_types_available`, 0 when the list has none or a negative count.
+fn type_count(status: &Value, id: &str) -> i64 {
+    status["vehicle_types_available"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["vehicle_type_id"] == id)
+        .map(|t| t["count"].as_i64().unwrap().max(0))
+        .sum()
+}
+
 /// The lines a monitor must print for the day, computed from the files alone: for every two
-/// consecutive snapshots of a city, every station whose `num_docks_available` differs, as
+/// consecutive snapshots of a city, every station whose `count` differs, as
 /// `{delta:+} ADDRESS (city)` with the address (the name when there is none) on one line.
-fn expected_lines(day: &[City]) -> Vec<String> {
+fn expected_lines(day: &[City], count: Count) -> Vec<String> {
     let mut lines = Vec::new();
     for city in day {
         let hidden = set_aside(&city.information);
@@ -169,12 +220,12 @@ fn expected_lines(day: &[City]) -> Vec<String> {
                 .iter()
                 .map(|s| {
                     let id = s["station_id"].as_str().unwrap();
-                    (id, s["num_docks_available"].as_i64().unwrap())
+                    (id, count.of(s))
                 })
                 .collect();
             for s in stations(&pair[1]) {
                 let id = s["station_id"].as_str().unwrap();
-                let now = s["num_docks_available"].as_i64().unwrap();
+                let now = count.of(s);
                 match before.get(id) {
                     Some(&was) if was != now && !hidden.iter().any(|h| h == id) => {
                         lines.push(format!("{:+} {} ({})", now - was, address[id], city.slug));
@@ -221,8 +272,8 @@ fn rfc3339_to_seconds(v: &Value) -> Value {
     json!(days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2])
 }
 
-/// A feed as `version` writes it: 3.0 verbatim; 2.3 with times in seconds, names as strings
-/// and `num_bikes_available`.
+/// A feed as `version` writes it: 3.0 verbatim; 2.3 with times in seconds, names as strings,
+/// `num_bikes_available` and `num_bikes_disabled` (`vehicle_types_available` is 2.3's too).
 fn as_version(feed: &Value, version: Version) -> Value {
     if version == Version::V3 {
         return feed.clone();
@@ -241,7 +292,6 @@ fn as_version(feed: &Value, version: Version) -> Value {
         if let Some(n) = s.remove("num_vehicles_available") {
             s.insert("num_bikes_available".into(), n);
         }
-        s.remove("vehicle_types_available");
         if let Some(n) = s.remove("num_vehicles_disabled") {
             s.insert("num_bikes_disabled".into(), n);
         }
@@ -329,43 +379,56 @@ async fn play_the_day(version: Version, broker: Broker) {
     let _alone = crate::alone().await;
     let day = load_day();
     assert_eq!(day.len(), 19, "the 19 JCDecaux GBFS cities");
-    let expected = expected_lines(&day);
-    assert!(expected.len() > 20_000, "{} changes", expected.len());
+    let free_docks = expected_lines(&day, Count::FreeDocks);
+    assert!(free_docks.len() > 20_000, "{} changes", free_docks.len());
+    let ebikes = expected_lines(&day, Count::Ebikes);
+    let classic = expected_lines(&day, Count::ClassicBikes);
+    assert!(
+        classic.len() > 10_000,
+        "{} classic-bike changes",
+        classic.len()
+    );
+    let broken_docks = expected_lines(&day, Count::DocksOutOfService);
+    assert!(broken_docks.len() > 100, "{} changes", broken_docks.len());
+    assert!(ebikes.len() > 10_000, "{} e-bike changes", ebikes.len());
     let (server, served) = serve_day(&day, version).await;
 
     let topic = unique_name("velib-stations");
-    let state = unique_name("velib-monitor-state");
-    let (_mock, bootstrap) = match broker {
+    let (mock, bootstrap) = match broker {
         Broker::ApacheKafka => {
             let bootstrap = kafka_bootstrap();
             admin_create_topic(&bootstrap, &topic, 10).await.unwrap();
-            admin_create_topic(&bootstrap, &state, 10).await.unwrap();
             (None, bootstrap)
         }
         Broker::Mock => {
             let kafka = MockKafka::start(1).unwrap();
             kafka.create_topic(&topic, 10).unwrap();
-            kafka.create_topic(&state, 10).unwrap();
             let bootstrap = kafka.bootstrap_servers().to_owned();
             (Some(kafka), bootstrap)
         }
     };
-    let group = unique_name("velib-monitor");
     // librdkafka's mock cluster accepts transactions but does not store their offsets, so
-    // there the monitor runs at least once; the exactly-once runs are on Apache Kafka.
+    // there the monitors run at least once; the exactly-once runs are on Apache Kafka.
     let guarantee = match broker {
         Broker::ApacheKafka => "exactly-once",
         Broker::Mock => "at-least-once",
     };
-
-    let monitor = Process::spawn(
-        Command::new(env!("CARGO_BIN_EXE_velib-monitor"))
-            .args(["--bootstrap-servers", &bootstrap, "--group-id", &group])
-            .args(["--topic", &topic, "--no-dlq", "--format", "text"])
-            .args(["--state-topic", &state, "--guarantee", guarantee])
-            .args(["-X", "auto.offset.reset=earliest"])
-            .env("RUST_LOG", "warn"),
-    );
+    let mut monitors = Vec::new();
+    for (count, expected) in [
+        (Count::FreeDocks, free_docks),
+        (Count::Ebikes, ebikes),
+        (Count::ClassicBikes, classic),
+        (Count::DocksOutOfService, broken_docks),
+    ] {
+        // The monitor checks its state topic as soon as it is assigned partitions.
+        let state = unique_name("velib-monitor-state");
+        match &mock {
+            Some(kafka) => kafka.create_topic(&state, 10).unwrap(),
+            None => admin_create_topic(&bootstrap, &state, 10).await.unwrap(),
+        }
+        let monitor = Monitor::spawn(&bootstrap, &topic, &state, guarantee, count);
+        monitors.push((monitor, expected));
+    }
     let cities: Vec<&str> = day.iter().map(|c| c.slug.as_str()).collect();
     let producer = Process::spawn(
         Command::new(velib_testkit::sibling_binary(
@@ -398,32 +461,81 @@ async fn play_the_day(version: Version, broker: Broker) {
         producer.terminate().await.success(),
         "the producer delivers everything"
     );
-    wait_for("the monitor to print every change", TIMEOUT * 3, || async {
-        (monitor.lines().len() >= expected.len()).then_some(())
-    })
-    .await;
-    wait_for("the group to commit the whole topic", TIMEOUT, || async {
-        velib_testkit::group_caught_up(&bootstrap, &group, &topic).then_some(())
-    })
-    .await;
-    let mut printed = monitor.lines();
-    assert!(monitor.terminate().await.success());
-    printed.sort();
-    if printed != expected {
-        let mut balance: HashMap<&String, i64> = HashMap::new();
-        for l in &expected {
-            *balance.entry(l).or_default() += 1;
-        }
-        for l in &printed {
-            *balance.entry(l).or_default() -= 1;
-        }
-        let missing: Vec<_> = balance.iter().filter(|(_, n)| **n > 0).take(5).collect();
-        let extra: Vec<_> = balance.iter().filter(|(_, n)| **n < 0).take(5).collect();
-        panic!(
-            "{} lines printed, {} expected; first missing {missing:?}; first extra {extra:?}",
-            printed.len(),
-            expected.len()
+    for (monitor, expected) in monitors {
+        monitor.check(&bootstrap, &topic, &expected).await;
+    }
+}
+
+/// A monitor of the day following one count, in a group and with a state topic of its own.
+struct Monitor {
+    count: Count,
+    group: String,
+    process: Process,
+}
+
+impl Monitor {
+    /// Starts a monitor of `topic` following `count`, with the (existing) state topic `state`.
+    fn spawn(bootstrap: &str, topic: &str, state: &str, guarantee: &str, count: Count) -> Monitor {
+        let group = unique_name("velib-monitor");
+        let process = Process::spawn(
+            Command::new(env!("CARGO_BIN_EXE_velib-monitor"))
+                .args(["--bootstrap-servers", bootstrap, "--group-id", &group])
+                .args(["--topic", topic, "--no-dlq", "--format", "text"])
+                .args(["--field", count.flag()])
+                .args(["--state-topic", state, "--guarantee", guarantee])
+                .args(["-X", "auto.offset.reset=earliest"])
+                .env("RUST_LOG", "warn"),
         );
+        Monitor {
+            count,
+            group,
+            process,
+        }
+    }
+
+    /// Waits for the monitor to print as many lines as expected and commit the whole topic,
+    /// stops it, and compares what it printed with what was expected.
+    async fn check(self, bootstrap: &str, topic: &str, expected: &[String]) {
+        let Monitor {
+            count,
+            group,
+            process,
+        } = self;
+        // Past the deadline, the comparison below says which lines are missing.
+        let printed_all = tokio::time::timeout(
+            TIMEOUT * 3,
+            wait_for("every change", TIMEOUT * 4, || async {
+                (process.lines().len() >= expected.len()).then_some(())
+            }),
+        )
+        .await
+        .is_ok();
+        if printed_all {
+            wait_for("the group to commit the whole topic", TIMEOUT, || async {
+                velib_testkit::group_caught_up(bootstrap, &group, topic).then_some(())
+            })
+            .await;
+        }
+        let mut printed = process.lines();
+        assert!(process.terminate().await.success());
+        printed.sort();
+        if printed != expected {
+            let mut balance: HashMap<&String, i64> = HashMap::new();
+            for l in expected {
+                *balance.entry(l).or_default() += 1;
+            }
+            for l in &printed {
+                *balance.entry(l).or_default() -= 1;
+            }
+            let missing: Vec<_> = balance.iter().filter(|(_, n)| **n > 0).take(5).collect();
+            let extra: Vec<_> = balance.iter().filter(|(_, n)| **n < 0).take(5).collect();
+            panic!(
+                "{count:?}: {} lines printed, {} expected; first missing {missing:?}; first \
+                 extra {extra:?}",
+                printed.len(),
+                expected.len()
+            );
+        }
     }
 }
 

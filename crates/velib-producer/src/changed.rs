@@ -3,12 +3,19 @@
 use std::collections::HashMap;
 use velib_model::{Station, StationKey, Status};
 
-/// What makes a station "changed": its counts, its status, or its `last_update`.
+/// What makes a station "changed": its counts (e-bikes and out of service included), its
+/// status, whether it takes returns, or its `last_update`. An e-bike taken and a classic bike
+/// returned leave the v1 counts as they were: the per-kind counts see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Fingerprint {
     bike_stands: u32,
     available_bike_stands: u32,
     available_bikes: u32,
+    ebikes: Option<u32>,
+    classic_bikes: Option<u32>,
+    bikes_out_of_service: Option<u32>,
+    docks_out_of_service: Option<u32>,
+    is_returning: Option<bool>,
     status: Status,
     last_update: Option<i64>,
 }
@@ -19,6 +26,11 @@ impl From<&Station> for Fingerprint {
             bike_stands: s.bike_stands,
             available_bike_stands: s.available_bike_stands,
             available_bikes: s.available_bikes,
+            ebikes: s.ebikes(),
+            classic_bikes: s.classic_bikes(),
+            bikes_out_of_service: s.bikes_out_of_service,
+            docks_out_of_service: s.docks_out_of_service,
+            is_returning: s.is_returning,
             status: s.status,
             last_update: s.last_update,
         }
@@ -79,6 +91,10 @@ mod tests {
             status: Status::Open,
             last_update: Some(ts),
             snapshot_at: None,
+            bikes_by_type: None,
+            bikes_out_of_service: None,
+            docks_out_of_service: None,
+            is_returning: None,
         }
     }
 
@@ -97,5 +113,22 @@ mod tests {
         assert!(f.changed(&closed));
         assert!(!f.changed(&closed));
         assert_eq!(f.len(), 2);
+        // A change of the mix alone is a change; so is a dock going out of service.
+        let typed = |ebikes| Station {
+            bikes_by_type: Some(vec![velib_model::VehicleCount {
+                vehicle_type_id: "electrical".into(),
+                kind: velib_model::VehicleKind::Electric,
+                count: ebikes,
+            }]),
+            ..closed.clone()
+        };
+        assert!(f.changed(&typed(1)));
+        assert!(!f.changed(&typed(1)));
+        assert!(f.changed(&typed(2)));
+        let broken_dock = Station {
+            docks_out_of_service: Some(1),
+            ..typed(2)
+        };
+        assert!(f.changed(&broken_dock));
     }
 }

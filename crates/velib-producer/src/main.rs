@@ -96,6 +96,11 @@ struct Cli {
     #[arg(long, env = "VELIB_SIMULATE_CONTRACTS", default_value_t = 3)]
     simulate_contracts: usize,
 
+    /// The share of returned bikes that are e-bikes in the simulated city (`simulate`), from 0
+    /// to 1.
+    #[arg(long, env = "VELIB_SIMULATE_EBIKE_SHARE", default_value_t = 0.3)]
+    simulate_ebike_share: f64,
+
     /// Seed of the simulated city (`simulate`): the same seed gives the same city.
     #[arg(long, env = "VELIB_SIMULATE_SEED", default_value_t = 42)]
     seed: u64,
@@ -130,6 +135,7 @@ async fn main() -> anyhow::Result<()> {
     options.simulate.seed = cli.seed;
     options.simulate.stations = cli.simulate_stations;
     options.simulate.contracts = cli.simulate_contracts;
+    options.simulate.ebike_share = cli.simulate_ebike_share;
     let spec = match &cli.source {
         Some(s) => s.parse::<SourceSpec>().context("--source")?,
         None => SourceSpec::default_for(&options),

@@ -19,6 +19,10 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 use velib_model::{Position, Snapshot, Station, StationId, Status};
 
+mod vehicles;
+
+pub use vehicles::{VehicleTypes, parse_vehicle_types};
+
 const HINTS: Hints = Hints {
     refused: "the GBFS feed refused access",
     refused_hint: "velib sends no credentials to GBFS feeds; check that the gbfs: URL is the \
@@ -165,12 +169,21 @@ impl fmt::Display for GbfsTarget {
 /// | `status` | `is_installed && is_renting` | OPEN when both hold; each defaults to true when absent |
 /// | `last_update` | `last_reported` | seconds (≤ 2.3; values above 10¹¹ are taken as milliseconds, a common publisher bug) or RFC 3339 (3.0, 0 to 9 fraction digits) → epoch ms; null when absent or a placeholder before 2000 (`0001-01-01T00:00:00Z`) |
 /// | `snapshot_at` | the `station_status` feed's `last_updated` (1.0 Vélib' Métropole: `lastUpdatedOther`) | what orders a station's records (see [`Station::snapshot_at`]); the poll time when the feed has none |
+/// | `bikes_by_type` | `vehicle_types_available` (2.1–3.0) / `num_bikes_available_types` (1.0 Vélib' Métropole) | each type's id and count, and its kind (classic, electric, other) from `vehicle_types.json`'s `form_factor` and `propulsion_type`; without that feed, JCDecaux's `mechanical`/`electrical` and Vélib' Métropole's `mechanical`/`ebike` are understood, other ids are `other`; absent when the record has no per-type counts |
+/// | `bikes_out_of_service` | `num_bikes_disabled` (≤ 2.3) / `num_vehicles_disabled` (3.0) | absent when the record does not say |
+/// | `docks_out_of_service` | `num_docks_disabled` | absent when the record does not say |
+/// | `is_returning` | `is_returning` | absent when the record does not say; `status` still follows renting only, as v1's did |
 ///
-/// Lost in the mapping: `is_returning` (a station renting but not accepting returns shows
-/// OPEN), disabled bikes and docks (`num_bikes_disabled`, `num_docks_disabled`), per vehicle
-/// type counts (`vehicle_types_available`, e-bikes versus classic), `short_name`,
-/// `region_id`, `post_code`, `cross_street`, `is_virtual_station`, opening hours, rental URIs,
-/// all languages but one, and every dockless feed (`free_bike_status`, `vehicle_status`).
+/// A field the feed does not give is left out of the record, never written as 0: "not known"
+/// and "none" are different answers for a rider. One the feed gives but velib cannot read is
+/// left out too, and the station still published: these fields never cost a station its v1
+/// counts. A negative per-type count (JCDecaux's `mechanical`, now and then) is read as 0.
+///
+/// Still lost in the mapping: `short_name`, `region_id`, `post_code`, `cross_street`,
+/// `is_virtual_station`, opening hours, rental URIs, all languages but one, and every dockless
+/// feed (`free_bike_status`, `vehicle_status`): the v1 record has no place for them and no
+/// velib consumer uses them. Per-type dock counts (`vehicle_docks_available`) are dropped too:
+/// JCDecaux's docks take every type.
 ///
 /// # Contract names
 ///
@@ -223,6 +236,8 @@ struct System {
     contract: Option<String>,
     feeds: Option<Cached<Feeds>>,
     info: Option<Cached<HashMap<String, Info>>>,
+    /// What kind each vehicle type is, when the system publishes `vehicle_types.json`.
+    types: Option<Cached<VehicleTypes>>,
     /// The last `station_status` read and its `ETag`: a 304 answer means the same snapshot.
     status: Option<(String, Vec<Station>)>,
     set_aside: SetAside,
@@ -246,6 +261,7 @@ pub struct Feeds {
     station_information: Url,
     station_status: Url,
     system_information: Option<Url>,
+    vehicle_types: Option<Url>,
 }
 
 /// What `station_information` says about one station.
@@ -269,6 +285,11 @@ pub struct StatusRecord {
     docks: Option<u32>,
     open: bool,
     last_reported: Option<i64>,
+    /// Per-type counts (type id, count), when the record has them.
+    by_type: Option<Vec<(String, u32)>>,
+    bikes_disabled: Option<u32>,
+    docks_disabled: Option<u32>,
+    returning: Option<bool>,
 }
 
 impl GbfsSource {
@@ -326,6 +347,7 @@ impl System {
             contract,
             feeds: None,
             info: None,
+            types: None,
             status: None,
             set_aside: SetAside::default(),
         })
@@ -395,7 +417,11 @@ impl System {
                 Err(err) => return Err(err),
             }
         }
+        self.refresh_types(client, limits, &feeds, &label).await;
         let info = self.info.as_ref().map(|c| &c.value);
+        let types = self.types.as_ref().map(|c| &c.value);
+        let no_types = VehicleTypes::default();
+        let types = types.unwrap_or(&no_types);
 
         let etag = self.status.as_ref().map(|(etag, _)| etag.as_str());
         let Some(body) =
@@ -427,7 +453,7 @@ impl System {
                                 status.station_id
                             )
                         })?;
-                    Ok(to_station(&contract, info, &status, snapshot_at))
+                    Ok(to_station(&contract, info, &status, types, snapshot_at))
                 });
             match mapped {
                 Ok(station) => stations.push(station),
@@ -438,6 +464,39 @@ impl System {
         let stations = self.set_aside.filter(&label, stations);
         self.status = body.etag.clone().map(|etag| (etag, stations.clone()));
         Ok((stations, skipped))
+    }
+
+    /// Refreshes what kind each vehicle type is, when the system lists `vehicle_types.json`
+    /// and the cached copy has expired. A failure only loses the feed's words: a warning is
+    /// logged, the cached copy (else the known ids) is kept until the next refresh, and the
+    /// stations are still published.
+    async fn refresh_types(&mut self, client: &Client, limits: Limits, feeds: &Feeds, label: &str) {
+        let Some(url) = &feeds.vehicle_types else {
+            return;
+        };
+        if self.types.as_ref().is_some_and(Cached::fresh) {
+            return;
+        }
+        let fetched = match http::get(client, url, limits, None, HINTS).await {
+            Ok(body) => body
+                .json("a GBFS vehicle_types feed", None)
+                .and_then(|value| {
+                    let types = parse_vehicle_types(&value)
+                        .map_err(|reason| body.malformed(reason, None))?;
+                    Ok((types, expiry(&value, limits.refresh_floor)))
+                }),
+            Err(err) => Err(err),
+        };
+        match fetched {
+            Ok((value, expires)) => self.types = Some(Cached { value, expires }),
+            Err(err) => {
+                tracing::warn!(system = %label, error = %err,
+                    "cannot read vehicle_types; e-bikes are told apart by the known type ids only");
+                let value = self.types.take().map(|c| c.value).unwrap_or_default();
+                let expires = Instant::now() + limits.refresh_floor;
+                self.types = Some(Cached { value, expires });
+            }
+        }
     }
 }
 
@@ -561,6 +620,7 @@ pub fn parse_discovery(value: &Value, base: &Url, language: Option<&str>) -> Res
         station_information: required("station_information")?,
         station_status: required("station_status")?,
         system_information: find("system_information")?,
+        vehicle_types: find("vehicle_types")?,
     })
 }
 
@@ -735,6 +795,15 @@ pub fn parse_status(record: &Value) -> Result<StatusRecord, String> {
     Ok(StatusRecord {
         station_id,
         bikes,
+        // Fields velib did not read before: one that cannot be read is left out, and the
+        // station still published with its v1 counts.
+        by_type: vehicles::type_counts(record).unwrap_or(None),
+        bikes_disabled: count(record, "num_vehicles_disabled")
+            .ok()
+            .flatten()
+            .or_else(|| count(record, "num_bikes_disabled").ok().flatten()),
+        docks_disabled: count(record, "num_docks_disabled").ok().flatten(),
+        returning: flag(record, "is_returning").ok().flatten(),
         docks: count(record, "num_docks_available")?,
         open: installed && renting,
         // Placeholders seen on real feeds (`0001-01-01T00:00:00Z`, 0) say "never": no time.
@@ -777,8 +846,14 @@ fn seconds_to_ms(value: i64) -> i64 {
 }
 
 /// Joins a station's information and status into a v1 `Station`, from the snapshot made at
-/// `snapshot_at` (epoch ms).
-pub fn to_station(contract: &str, info: &Info, status: &StatusRecord, snapshot_at: i64) -> Station {
+/// `snapshot_at` (epoch ms), telling e-bikes from classic bikes by `types`.
+pub fn to_station(
+    contract: &str,
+    info: &Info,
+    status: &StatusRecord,
+    types: &VehicleTypes,
+    snapshot_at: i64,
+) -> Station {
     let bike_stands = info
         .capacity
         .unwrap_or_else(|| status.bikes.saturating_add(status.docks.unwrap_or(0)));
@@ -802,6 +877,10 @@ pub fn to_station(contract: &str, info: &Info, status: &StatusRecord, snapshot_a
         },
         last_update: status.last_reported,
         snapshot_at: Some(snapshot_at),
+        bikes_by_type: status.by_type.as_deref().map(|c| types.resolve(c)),
+        bikes_out_of_service: status.bikes_disabled,
+        docks_out_of_service: status.docks_disabled,
+        is_returning: status.returning,
     }
 }
 
@@ -897,7 +976,13 @@ mod tests {
     fn station(info_json: Value, status_json: Value) -> Result<Station, String> {
         let (_, i) = parse_info(&info_json, Some("fr"))?;
         let s = parse_status(&status_json)?;
-        Ok(to_station("lyon", &i, &s, 1_751_470_000_000))
+        Ok(to_station(
+            "lyon",
+            &i,
+            &s,
+            &VehicleTypes::default(),
+            1_751_470_000_000,
+        ))
     }
 
     fn base_info() -> Value {
@@ -939,6 +1024,78 @@ mod tests {
         );
         assert_eq!(s.status, Status::Open);
         assert_eq!(s.last_update, Some(1_750_000_000_000));
+    }
+
+    #[test]
+    fn maps_types_out_of_service_and_returns_in_3_0_and_2_3() {
+        // A real 3.0 record from JCDecaux (lyon, 2026-07-02), then the same in 2.3 words.
+        let v3 = json!({"station_id": "1001", "num_vehicles_available": 9,
+            "vehicle_types_available": [{"vehicle_type_id": "mechanical", "count": 2},
+                                        {"vehicle_type_id": "electrical", "count": 7}],
+            "num_vehicles_disabled": 1, "num_docks_available": 8, "num_docks_disabled": 2,
+            "is_installed": true, "is_renting": true, "is_returning": false,
+            "last_reported": "2026-07-02T01:16:37Z"});
+        let mut v2 = with(v3.clone(), "num_vehicles_available", Value::Null);
+        v2 = with(v2, "num_bikes_available", json!(9));
+        v2 = with(v2, "num_vehicles_disabled", Value::Null);
+        v2 = with(v2, "num_bikes_disabled", json!(1));
+        for record in [v3, v2] {
+            let s = station(base_info(), record.clone()).unwrap();
+            assert_eq!(
+                (s.ebikes(), s.classic_bikes()),
+                (Some(7), Some(2)),
+                "{record}"
+            );
+            assert_eq!(s.bikes_out_of_service, Some(1), "{record}");
+            assert_eq!(s.docks_out_of_service, Some(2), "{record}");
+            assert_eq!(s.is_returning, Some(false), "{record}");
+            // Renting but not taking returns: still OPEN, as v1 said.
+            assert_eq!(s.status, Status::Open);
+            let ids: Vec<&str> = s
+                .bikes_by_type
+                .iter()
+                .flatten()
+                .map(|c| c.vehicle_type_id.as_ref())
+                .collect();
+            assert_eq!(ids, ["mechanical", "electrical"]);
+        }
+        // A record that says none of it has none of it: absent, not 0.
+        let bare = json!({"station_id": "1001", "num_bikes_available": 3});
+        let s = station(base_info(), bare).unwrap();
+        assert_eq!(
+            (
+                s.ebikes(),
+                s.bikes_out_of_service,
+                s.docks_out_of_service,
+                s.is_returning
+            ),
+            (None, None, None, None)
+        );
+        let json = String::from_utf8(s.to_json()).unwrap();
+        for field in ["bikes_by_type", "out_of_service", "is_returning"] {
+            assert!(!json.contains(field), "{json}");
+        }
+    }
+
+    #[test]
+    fn an_unreadable_extra_field_is_left_out_not_the_station() {
+        for (field, value) in [
+            ("vehicle_types_available", json!("many")),
+            ("num_docks_disabled", json!(-1)),
+            ("num_bikes_disabled", json!("x")),
+            ("is_returning", json!("perhaps")),
+        ] {
+            let s = station(base_info(), with(base_status(), field, value)).unwrap();
+            assert_eq!(s.available_bikes, 3, "{field}");
+            let json = String::from_utf8(s.to_json()).unwrap();
+            let name = match field {
+                "vehicle_types_available" => "bikes_by_type",
+                "num_docks_disabled" => "docks_out_of_service",
+                "num_bikes_disabled" => "bikes_out_of_service",
+                _ => "is_returning",
+            };
+            assert!(!json.contains(name), "{field}: {json}");
+        }
     }
 
     #[test]
@@ -1094,8 +1251,20 @@ mod tests {
         let (id, i) = parse_info(&info_json, None).unwrap();
         let st = parse_status(&status_json).unwrap();
         assert_eq!(id, st.station_id, "the feeds join on station_id");
-        let s = to_station("paris", &i, &st, 1_623_414_797_000);
+        let s = to_station(
+            "paris",
+            &i,
+            &st,
+            &VehicleTypes::default(),
+            1_623_414_797_000,
+        );
         assert_eq!(s.key().as_str(), "paris:16107");
+        assert_eq!((s.ebikes(), s.classic_bikes()), (Some(1), Some(3)));
+        assert_eq!(s.is_returning, Some(true));
+        assert_eq!(
+            (s.bikes_out_of_service, s.docks_out_of_service),
+            (None, None)
+        );
         assert_eq!(
             (s.available_bikes, s.available_bike_stands, s.bike_stands),
             (4, 31, 35)

@@ -142,8 +142,8 @@ pub use velib_model::Snapshot;
 #[doc(hidden)]
 pub mod readers {
     pub use crate::gbfs::{
-        Feeds, Info, StatusRecord, feed_time, id_text, parse_discovery, parse_info, parse_status,
-        to_station,
+        Feeds, Info, StatusRecord, VehicleTypes, feed_time, id_text, parse_discovery, parse_info,
+        parse_status, parse_vehicle_types, to_station,
     };
     pub use crate::split::{Split, split};
 }

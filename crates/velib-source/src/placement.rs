@@ -161,6 +161,10 @@ mod tests {
             status: Status::Open,
             last_update: None,
             snapshot_at: None,
+            bikes_by_type: None,
+            bikes_out_of_service: None,
+            docks_out_of_service: None,
+            is_returning: None,
         }
     }
 

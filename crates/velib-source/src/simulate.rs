@@ -3,7 +3,7 @@
 use crate::{SourceError, StationSource};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use velib_model::rng::SplitMix64;
-use velib_model::{Position, Snapshot, Station, StationId, Status};
+use velib_model::{Position, Snapshot, Station, StationId, Status, VehicleCount, VehicleKind};
 
 /// Settings of a [`SimulateSource`].
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +31,10 @@ pub struct SimulateConfig {
     /// benchmark can pull snapshots as fast as it likes and still get advancing timestamps.
     /// Values below 1 ms are raised to 1 ms so that timestamps strictly increase.
     pub step: Duration,
+    /// The share of returned bikes that are e-bikes, between 0 and 1 (default 0.3), which is
+    /// also about their share of each station's bikes at the start. Stations count their
+    /// bikes by type with JCDecaux's ids, `mechanical` and `electrical`.
+    pub ebike_share: f64,
 }
 
 impl Default for SimulateConfig {
@@ -42,6 +46,7 @@ impl Default for SimulateConfig {
             change_ratio: 0.1,
             start_ms: None,
             step: Duration::from_secs(1),
+            ebike_share: 0.3,
         }
     }
 }
@@ -99,7 +104,14 @@ pub struct SimulateSource {
     /// Snapshots handed out so far; the first call returns the initial city unchanged.
     served: u64,
     step_ms: i64,
+    /// Draws the bike types and what is out of service. A generator of its own, so the v1
+    /// counts of a seed are the same as before velib counted e-bikes.
+    extras: SplitMix64,
 }
+
+/// The seed of [`SimulateSource::extras`], from the city's seed: any fixed change of it gives a
+/// stream unrelated to the city's.
+const EXTRAS_SEED: u64 = 0xE_B1CE_5EED;
 
 /// Fictional city names, so simulated data cannot be mistaken for a real contract's.
 const CITIES: &[&str] = &[
@@ -206,6 +218,10 @@ impl SimulateSource {
                     status,
                     last_update: Some(start_ms - rng.below(600_000) as i64),
                     snapshot_at: None,
+                    bikes_by_type: None,
+                    bikes_out_of_service: None,
+                    docks_out_of_service: None,
+                    is_returning: None,
                 });
                 dynamics.push(Dynamics {
                     contract: c as u32,
@@ -216,9 +232,22 @@ impl SimulateSource {
             *pool = docked / 10;
         }
 
+        let mut extras = SplitMix64::new(cfg.seed ^ EXTRAS_SEED);
+        let share = cfg.ebike_share.clamp(0.0, 1.0);
+        for station in &mut stations {
+            let ebikes = (0..station.available_bikes)
+                .filter(|_| extras.chance(share))
+                .count() as u32;
+            set_ebikes(station, ebikes);
+            station.bikes_out_of_service = Some(out_of_service(&mut extras));
+            station.docks_out_of_service = Some(out_of_service(&mut extras));
+            station.is_returning = Some(true);
+        }
+
         SimulateSource {
             cfg,
             rng,
+            extras,
             current: Snapshot {
                 taken_at: start_ms,
                 stations,
@@ -292,14 +321,79 @@ impl SimulateSource {
                     let p_rent = 0.5 + 0.4 * f64::from(dyn_.bias) * tide;
                     let rent_first = self.rng.chance(p_rent);
                     let amount = self.rng.range(1, 3);
-                    move_bikes(station, pool, amount, rent_first)
+                    let before = station.available_bikes;
+                    let moved = move_bikes(station, pool, amount, rent_first);
+                    let share = self.cfg.ebike_share.clamp(0.0, 1.0);
+                    split_moved(station, before, share, &mut self.extras);
+                    moved
                 }
             };
+            // Now and then a bike or a dock breaks down or is repaired.
+            if self.extras.chance(0.02) {
+                if self.extras.chance(0.5) {
+                    station.bikes_out_of_service = Some(out_of_service(&mut self.extras));
+                } else {
+                    station.docks_out_of_service = Some(out_of_service(&mut self.extras));
+                }
+            }
             if changed {
                 station.last_update = Some(now);
             }
         }
     }
+}
+
+/// Bikes or docks out of service at a station: none at most stations, one or two at some.
+fn out_of_service(extras: &mut SplitMix64) -> u32 {
+    if extras.chance(0.1) {
+        extras.range(1, 2)
+    } else {
+        0
+    }
+}
+
+/// The station's e-bike count, the rest of its bikes being classic. Updates the counts in
+/// place, so a snapshot step allocates nothing.
+fn set_ebikes(station: &mut Station, ebikes: u32) {
+    let ebikes = ebikes.min(station.available_bikes);
+    let classic = station.available_bikes - ebikes;
+    if let Some([c, e]) = station.bikes_by_type.as_deref_mut() {
+        (c.count, e.count) = (classic, ebikes);
+        return;
+    }
+    let count = |id: &'static str, kind, count| VehicleCount {
+        vehicle_type_id: id.into(),
+        kind,
+        count,
+    };
+    station.bikes_by_type = Some(vec![
+        count("mechanical", VehicleKind::Classic, classic),
+        count("electrical", VehicleKind::Electric, ebikes),
+    ]);
+}
+
+/// Splits the bikes that just left or came to `station` (it had `before`) into e-bikes and
+/// classic bikes: a bike rented is an e-bike as often as the station's bikes were; a bike
+/// returned is one with probability `share`. The pool of ridden bikes is not split by type,
+/// so the count of e-bikes is drawn, not conserved.
+fn split_moved(station: &mut Station, before: u32, share: f64, extras: &mut SplitMix64) {
+    let mut ebikes = station.ebikes().unwrap_or(0);
+    if station.available_bikes < before {
+        let mut left = before;
+        for _ in station.available_bikes..before {
+            if extras.below(u64::from(left)) < u64::from(ebikes) {
+                ebikes -= 1;
+            }
+            left -= 1;
+        }
+    } else {
+        for _ in before..station.available_bikes {
+            if extras.chance(share) {
+                ebikes += 1;
+            }
+        }
+    }
+    set_ebikes(station, ebikes);
 }
 
 /// Rents (bikes leave the station for the pool) or returns (bikes come from the pool into free
@@ -350,11 +444,13 @@ fn wall_clock_ms() -> i64 {
 impl StationSource for SimulateSource {
     fn describe(&self) -> String {
         format!(
-            "simulated city: {} stations in {} contracts (seed {}, {} changing per snapshot)",
+            "simulated city: {} stations in {} contracts (seed {}, {} changing per snapshot, \
+             {} of returned bikes electric)",
             self.current.stations.len(),
             self.cfg.contracts.max(1),
             self.cfg.seed,
-            self.cfg.change_ratio
+            self.cfg.change_ratio,
+            self.cfg.ebike_share
         )
     }
 
@@ -472,6 +568,57 @@ mod tests {
             empty && full && closed,
             "empty {empty} full {full} closed {closed}"
         );
+    }
+
+    /// The v1 fields with the record's own extras cleared: what a seed gave before velib
+    /// counted e-bikes.
+    fn v1(snapshot: &Snapshot) -> Vec<Station> {
+        snapshot
+            .stations
+            .iter()
+            .map(|s| Station {
+                bikes_by_type: None,
+                bikes_out_of_service: None,
+                docks_out_of_service: None,
+                is_returning: None,
+                ..s.clone()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn e_bikes_follow_the_share_without_changing_the_v1_counts() {
+        let with_share = |share| {
+            SimulateSource::new(SimulateConfig {
+                ebike_share: share,
+                ..cfg(4, 1_000, 2)
+            })
+        };
+        let (mut none, mut most) = (with_share(0.0), with_share(0.8));
+        let (mut ebike_changes, mut out_of_service) = (0, 0);
+        let mut previous = most.next_snapshot();
+        none.next_snapshot();
+        for _ in 0..100 {
+            let (a, b) = (none.next_snapshot(), most.next_snapshot());
+            assert_eq!(v1(&a), v1(&b), "the share changes only the split by type");
+            assert!(a.stations.iter().all(|s| s.ebikes() == Some(0)));
+            for (old, s) in previous.stations.iter().zip(&b.stations) {
+                let (e, c) = (s.ebikes().unwrap(), s.classic_bikes().unwrap());
+                assert_eq!(e + c, s.available_bikes, "{}", s.key());
+                ebike_changes += usize::from(old.ebikes() != s.ebikes());
+                out_of_service += usize::from(
+                    s.bikes_out_of_service != Some(0) || s.docks_out_of_service != Some(0),
+                );
+            }
+            previous = b;
+        }
+        let (bikes, ebikes) = previous.stations.iter().fold((0, 0), |(b, e), s| {
+            (b + s.available_bikes, e + s.ebikes().unwrap())
+        });
+        // About 80 % of returned bikes are electric: well over half of the docked ones by now.
+        assert!(ebikes * 2 > bikes, "{ebikes} e-bikes of {bikes}");
+        assert!(ebike_changes > 1_000, "{ebike_changes} e-bike changes");
+        assert!(out_of_service > 0);
     }
 
     #[test]

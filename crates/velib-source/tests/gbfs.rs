@@ -581,3 +581,75 @@ async fn a_gbfs_station_that_is_not_json_costs_only_itself() {
     assert_eq!(snapshot.stations.len(), 2, "both good stations");
     assert_eq!(source.skipped_records(), 1);
 }
+
+/// A 2.3 system with its own vehicle type ids, described by `vehicle_types.json`, and counts
+/// of e-bikes, bikes and docks out of service, and a station that takes no returns.
+async fn mount_typed_system(server: &MockServer, types: ResponseTemplate, types_times: u64) {
+    let uri = server.uri();
+    let feed = |name: &str| json!({"name": name, "url": format!("{uri}/typed/{name}.json")});
+    let discovery = json!({"last_updated": 1_750_000_000, "ttl": 3600, "version": "2.3",
+        "data": {"en": {"feeds": [feed("station_information"), feed("station_status"),
+                                  feed("vehicle_types")]}}});
+    let info = json!({"ttl": 3600, "data": {"stations": [
+        {"station_id": "7", "name": "Quai", "lat": 45.75, "lon": 4.83, "capacity": 20}]}});
+    let status = json!({"last_updated": 1_750_000_000, "ttl": 0, "data": {"stations": [
+        {"station_id": "7", "num_bikes_available": 6, "num_docks_available": 10,
+         "num_bikes_disabled": 1, "num_docks_disabled": 3, "is_installed": true,
+         "is_renting": true, "is_returning": false, "last_reported": 1_750_000_000,
+         "vehicle_types_available": [{"vehicle_type_id": "pedal", "count": 2},
+                                     {"vehicle_type_id": "assist", "count": 4}]}]}});
+    mount(server, "/typed/gbfs.json", discovery, None).await;
+    mount(server, "/typed/station_information.json", info, None).await;
+    mount(server, "/typed/station_status.json", status, None).await;
+    Mock::given(path("/typed/vehicle_types.json"))
+        .respond_with(types)
+        .expect(types_times)
+        .mount(server)
+        .await;
+}
+
+#[tokio::test]
+async fn vehicle_types_tell_e_bikes_apart_and_are_cached_for_their_ttl() {
+    let server = MockServer::start().await;
+    let types = json!({"ttl": 3600, "version": "2.3", "data": {"vehicle_types": [
+        {"vehicle_type_id": "pedal", "form_factor": "bicycle", "propulsion_type": "human"},
+        {"vehicle_type_id": "assist", "form_factor": "bicycle",
+         "propulsion_type": "electric_assist", "max_range_meters": 60000}]}});
+    mount_typed_system(&server, ResponseTemplate::new(200).set_body_json(types), 1).await;
+    let mut source = source(
+        &server,
+        &[&format!("quai={}/typed/gbfs.json", server.uri())],
+    );
+    for _ in 0..3 {
+        let snapshot = source.fetch().await.unwrap();
+        let s = &snapshot.stations[0];
+        assert_eq!((s.ebikes(), s.classic_bikes()), (Some(4), Some(2)));
+        assert_eq!(
+            (s.bikes_out_of_service, s.docks_out_of_service),
+            (Some(1), Some(3))
+        );
+        assert_eq!(s.is_returning, Some(false));
+        assert_eq!(s.status, Status::Open, "renting, so open, as v1 says");
+    }
+    // The expectation (vehicle_types once over three polls) is checked when the server drops.
+}
+
+#[tokio::test]
+async fn without_readable_vehicle_types_the_stations_still_come_and_unknown_ids_are_other() {
+    let server = MockServer::start().await;
+    // Fetched on each poll while it fails (the test options refresh at once).
+    mount_typed_system(&server, ResponseTemplate::new(500), 2).await;
+    let mut source = source(
+        &server,
+        &[&format!("quai={}/typed/gbfs.json", server.uri())],
+    );
+    for _ in 0..2 {
+        let snapshot = source.fetch().await.unwrap();
+        let s = &snapshot.stations[0];
+        assert_eq!(s.available_bikes, 6);
+        // Ids velib does not know, and no feed to say: neither e-bikes nor classic.
+        assert_eq!((s.ebikes(), s.classic_bikes()), (Some(0), Some(0)));
+        let kinds: Vec<_> = s.bikes_by_type.iter().flatten().map(|c| c.kind).collect();
+        assert_eq!(kinds, [velib_model::VehicleKind::Other; 2]);
+    }
+}
