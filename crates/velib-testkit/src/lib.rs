@@ -523,9 +523,16 @@ impl Captured {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 
-    /// The lines written so far.
+    /// The complete lines written so far. A line still being written (its text written in
+    /// several pieces, its newline not yet) is left out: a test reading while the code under
+    /// test writes must not see half a JSON object.
     pub fn lines(&self) -> Vec<String> {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
+        let written = self.0.lock().unwrap();
+        let complete = match written.iter().rposition(|&b| b == b'\n') {
+            Some(end) => &written[..end],
+            None => return Vec::new(),
+        };
+        String::from_utf8_lossy(complete)
             .lines()
             .map(str::to_owned)
             .collect()
@@ -633,4 +640,20 @@ pub fn java_murmur2(key: &[u8]) -> i32 {
 /// `toPositive(murmur2(key)) % partitions`.
 pub fn java_partition(key: &[u8], partitions: i32) -> i32 {
     (java_murmur2(key) & 0x7fff_ffff) % partitions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Captured;
+    use std::io::Write;
+
+    #[test]
+    fn a_line_being_written_is_not_read_until_its_newline() {
+        let captured = Captured::default();
+        let mut writer = captured.clone();
+        writer.write_all(b"{\"a\":1}\n{\"b\":").unwrap();
+        assert_eq!(captured.lines(), ["{\"a\":1}"]);
+        writer.write_all(b"2}\n").unwrap();
+        assert_eq!(captured.lines(), ["{\"a\":1}", "{\"b\":2}"]);
+    }
 }
