@@ -33,9 +33,10 @@
 //!
 //! **The one window**: stdout cannot take part in a Kafka transaction. A monitor that dies
 //! after its transaction committed and before the lines reached stdout loses those lines (the
-//! offsets and state are committed, so nobody prints them again). The window is the time to
-//! write and flush one transaction's lines to a pipe, microseconds; at most the lines of one
-//! commit interval (100 ms by default).
+//! offsets and state are committed, so nobody prints them again). The window opens when the
+//! coordinator commits, not when the monitor hears of it: it lasts the commit's reply
+//! (milliseconds, more on a loaded machine) plus the write to the pipe; at most the lines of
+//! one commit interval (100 ms by default).
 //!
 //! A new consumer group starts where `auto.offset.reset` says (`latest`: the end) with no
 //! state, whatever other groups keep in the state topic: the first record of each station only
