@@ -14,6 +14,9 @@
 //! The crate sits outside `crates/` and out of the workspace's `default-members`, so
 //! `cargo build` of the shipped binaries does not build it.
 
+// One call to glibc's `malloc_trim` (bench/detect.rs) is this crate's only unsafe code.
+#![deny(unsafe_code)]
+
 pub mod bench;
 pub mod demo;
 

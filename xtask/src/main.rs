@@ -5,18 +5,26 @@
 //!   starts and stops (the cluster tests start three nodes of their own). The exactly-once
 //!   soak runs a minute there; long runs have their own tasks (`soak`, `fuzz`).
 //! - `soak`: the exactly-once soak of random faults alone, ten minutes by default.
-//! - `demo`: the producer, two monitors and alerts (dry run) on an embedded broker.
+//! - `demo`: the producer, two monitors and alerts (dry run) on an embedded broker
+//!   (`velib_bench::demo`).
 //! - `kafka`: Apache Kafka (one node, or `--nodes 3`) on 127.0.0.1 for running the binaries by
 //!   hand, until Ctrl-C; fetched with Maven the first time.
-//! - `bench`: the benchmarks, with results in `bench/results/` (`--quick`: about two minutes).
+//! - `bench`: the benchmarks (`velib_bench::bench`), rebuilt with `--release`, with results in
+//!   `bench/results/` (`--quick`: about two minutes).
 //! - `fuzz`: the coverage-guided fuzz targets of `fuzz/` for a given time each (`--time`),
 //!   seeded with the real day.
 //! - `create-topics`: the stations, events and dead-letter topics, created or brought to what
-//!   is asked (partitions, configs) through the Admin API; safe to run again.
+//!   is asked (partitions, configs) through the Admin API; safe to run again (`velib_topics`).
 //!
-//! Like rust-analyzer's xtask, this is one binary with few dependencies, so it builds quickly
-//! on a fresh machine and needs nothing but the Rust toolchain, gcc, make and perl; `test`,
-//! `kafka` and `bench` also need Java >= 17 and Maven, for Apache Kafka.
+//! Like rust-analyzer's xtask, this is one binary that parses the tasks' flags and dispatches:
+//! the benchmarks and the demo are velib-bench's (`bench/`), the topic plan is velib-topics'.
+//! What stays here is what the tasks install and start besides Rust (Apache Kafka and
+//! kafka-python in [`kafka`], chromium and the browser test's driver in [`browser`], the nightly
+//! toolchain and cargo-fuzz in [`fuzz`]), so one place owns every such step. A fresh machine
+//! needs nothing but the Rust toolchain, gcc, make and perl; `test`, `kafka` and `bench` also
+//! need Java >= 17 and Maven, for Apache Kafka.
+
+#![forbid(unsafe_code)]
 
 mod browser;
 mod fuzz;
