@@ -5,22 +5,28 @@
 //!   starts and stops (the cluster tests start three nodes of their own). The exactly-once
 //!   soak runs a minute there; long runs have their own tasks (`soak`, `fuzz`).
 //! - `soak`: the exactly-once soak of random faults alone, ten minutes by default.
-//! - `demo`: the producer, two monitors and alerts (dry run) on an embedded broker.
+//! - `demo`: the producer, two monitors and alerts (dry run) on an embedded broker
+//!   (`velib_bench::demo`).
 //! - `kafka`: Apache Kafka (one node, or `--nodes 3`) on 127.0.0.1 for running the binaries by
 //!   hand, until Ctrl-C; fetched with Maven the first time.
-//! - `bench`: the benchmarks, with results in `bench/results/` (`--quick`: about two minutes).
+//! - `bench`: the benchmarks (`velib_bench::bench`), rebuilt with `--release`, with results in
+//!   `bench/results/` (`--quick`: about two minutes).
 //! - `fuzz`: the coverage-guided fuzz targets of `fuzz/` for a given time each (`--time`),
 //!   seeded with the real day.
 //! - `create-topics`: the stations, events and dead-letter topics, created or brought to what
-//!   is asked (partitions, configs) through the Admin API; safe to run again.
+//!   is asked (partitions, configs) through the Admin API; safe to run again (`velib_topics`).
 //!
-//! Like rust-analyzer's xtask, this is one binary with few dependencies, so it builds quickly
-//! on a fresh machine and needs nothing but the Rust toolchain, gcc, make and perl; `test`,
-//! `kafka` and `bench` also need Java >= 17 and Maven, for Apache Kafka.
+//! Like rust-analyzer's xtask, this is one binary that parses the tasks' flags and dispatches:
+//! the benchmarks and the demo are velib-bench's (`bench/`), the topic plan is velib-topics'.
+//! What stays here is what the tasks install and start besides Rust (Apache Kafka and
+//! kafka-python in [`kafka`], chromium and the browser test's driver in [`browser`], the nightly
+//! toolchain and cargo-fuzz in [`fuzz`]), so one place owns every such step. A fresh machine
+//! needs nothing but the Rust toolchain, gcc, make and perl; `test`, `kafka` and `bench` also
+//! need Java >= 17 and Maven, for Apache Kafka.
 
-mod bench;
+#![forbid(unsafe_code)]
+
 mod browser;
-mod demo;
 mod fuzz;
 mod kafka;
 
@@ -50,10 +56,10 @@ enum Task {
     },
     /// The main job on an embedded default: an in-process Kafka cluster, the producer on a
     /// simulated city (or a real source), two monitors and the alerts consumer in dry run.
-    Demo(demo::Args),
+    Demo(velib_bench::demo::Args),
     /// Measure velib against the bare rdkafka clients and the tutorial's kafka-python scripts;
     /// writes bench/results/RESULTS.md and results.json (build with --release).
-    Bench(bench::Args),
+    Bench(velib_bench::bench::Args),
     /// Start Apache Kafka on 127.0.0.1 (fetched with Maven the first time), print its
     /// bootstrap servers, and stop it on Ctrl-C or SIGTERM.
     Kafka {
@@ -88,8 +94,8 @@ fn main() -> Result<()> {
         Task::Test { test_args } => test(&test_args),
         Task::Soak { secs, seed } => soak(secs, seed),
         Task::Kafka { nodes } => kafka(usize::from(nodes)),
-        Task::Demo(args) => demo::run(args),
-        Task::Bench(args) => bench::run(args),
+        Task::Demo(args) => velib_bench::demo::run(args),
+        Task::Bench(args) => bench(args),
         Task::CreateTopics(args) => {
             velib_kafka::service::init_tracing_with("warn");
             velib_topics::run(*args)
@@ -178,6 +184,32 @@ fn test(test_args: &[String]) -> Result<()> {
     )
     // Long runs have commands of their own, so that this one stays within minutes: the
     // ten-minute soak (`cargo xtask soak`) and fuzzing (`cargo xtask fuzz`).
+}
+
+/// `cargo xtask bench`: the benchmarks of velib-bench, in an optimised build, with Apache Kafka
+/// and kafka-python installed and started here when a benchmark asks for them.
+fn bench(args: velib_bench::bench::Args) -> Result<()> {
+    // `cargo xtask` builds without optimisations; benchmarks of such a build mean nothing, so
+    // build and run the optimised one instead.
+    if cfg!(debug_assertions) && std::env::var_os("VELIB_BENCH_ALLOW_DEBUG").is_none() {
+        println!("==> building and running the benchmarks with --release");
+        let status = cargo()
+            .args(["run", "--release", "--quiet", "--package", "xtask", "--"])
+            .args(std::env::args_os().skip(1))
+            .status()
+            .context("could not run cargo run --release")?;
+        if !status.success() {
+            bail!("the release benchmark run failed ({status})");
+        }
+        return Ok(());
+    }
+    velib_bench::bench::run(
+        args,
+        &velib_bench::bench::Setup {
+            apache_kafka: &|| kafka::start(&kafka::ensure_installed()?, 1),
+            kafka_python: &kafka::ensure_kafka_python,
+        },
+    )
 }
 
 /// `cargo xtask soak`: the exactly-once soak alone, for `secs` seconds.

@@ -1,6 +1,7 @@
 //! The tutorial's kafka-python scripts: the virtualenv the tests use, and a way to run a
 //! script and read the timing line it prints.
 
+use super::Setup;
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -14,9 +15,9 @@ pub struct Python {
 
 impl Python {
     /// The tutorial's kafka-python, in the virtualenv the tests use too (see
-    /// [`crate::kafka::ensure_kafka_python`]), created the first time.
-    pub fn ensure(root: &Path) -> Result<Python> {
-        let bin = crate::kafka::ensure_kafka_python()?;
+    /// [`Setup::kafka_python`]), created the first time.
+    pub fn ensure(root: &Path, setup: &Setup<'_>) -> Result<Python> {
+        let bin = (setup.kafka_python)()?;
         let out = Command::new(&bin)
             .args([
                 "-c",

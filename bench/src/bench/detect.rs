@@ -145,6 +145,7 @@ pub fn throughput(sizes: &Sizes, report: &mut Report) -> Result<()> {
 
 /// The resident set size in kB after giving the heap's free memory back to the system, so
 /// that what earlier benchmarks freed (and the allocator kept) does not hide or inflate growth.
+#[allow(unsafe_code)]
 fn trimmed_rss_kb() -> u64 {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

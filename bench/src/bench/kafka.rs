@@ -5,8 +5,8 @@ pub mod latency;
 pub mod monitor;
 pub mod producer;
 
-use super::Sizes;
 use super::python::Python;
+use super::{Setup, Sizes};
 use anyhow::{Context, Result, bail};
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
@@ -25,13 +25,10 @@ pub enum Broker {
 }
 
 impl Broker {
-    pub fn start(name: &str, _rt: &Runtime) -> Result<Broker> {
+    pub fn start(name: &str, _rt: &Runtime, setup: &Setup<'_>) -> Result<Broker> {
         Ok(match name {
             "mock" => Broker::Mock(MockKafka::start(1).context("start the mock cluster")?),
-            "kafka" => {
-                let libs = crate::kafka::ensure_installed()?;
-                Broker::Kafka(crate::kafka::start(&libs, 1)?)
-            }
+            "kafka" => Broker::Kafka((setup.apache_kafka)()?),
             other => bail!("unknown broker {other:?} (--brokers takes mock, kafka)"),
         })
     }

@@ -96,6 +96,7 @@ fn kafka_args(bootstrap: &str) -> KafkaArgs {
         .with("heartbeat.interval.ms", "500")
 }
 
+/// Runs the demo until Ctrl-C or SIGTERM, or until one of its parts stops with an error.
 pub fn run(args: Args) -> Result<()> {
     velib_kafka::service::init_tracing_with("warn,velib_monitor::stream=info");
     tokio::runtime::Builder::new_multi_thread()

@@ -9,15 +9,15 @@
 //!
 //! What runs (sizes in `--quick` are smaller, and say so in the table):
 //!
-//! 1. [`detect`]: v1 JSON bytes → change events through `Station::from_json` and
+//! 1. `detect`: v1 JSON bytes → change events through `Station::from_json` and
 //!    `Detector::observe`, one thread, no broker; and the detector's memory per station.
-//! 2. [`kafka::monitor`]: drain a pre-filled 10-partition topic with `velib_monitor::at_least_once::run`,
+//! 2. `kafka::monitor`: drain a pre-filled 10-partition topic with `velib_monitor::at_least_once::run`,
 //!    a bare rdkafka consumer that only counts, and the tutorial's kafka-python loop.
-//! 3. [`kafka::producer`]: publish the simulated city with `velib_producer::run`, a bare
+//! 3. `kafka::producer`: publish the simulated city with `velib_producer::run`, a bare
 //!    rdkafka producer of pre-serialised payloads, and the tutorial's kafka-python loop.
-//! 4. [`kafka::latency`]: producer hand-off to the monitor's printed line at a steady rate.
-//! 5. [`poll`]: one poll round over 1,500 GBFS systems served by a local HTTP server.
-//! 6. [`web`]: the live map with 1,000 pages on its event stream: `/health`'s latency and
+//! 4. `kafka::latency`: producer hand-off to the monitor's printed line at a steady rate.
+//! 5. `poll`: one poll round over 1,500 GBFS systems served by a local HTTP server.
+//! 6. `web`: the live map with 1,000 pages on its event stream: `/health`'s latency and
 //!    the memory per page.
 //!
 //! 2 to 4 run on each broker available: librdkafka's in-process mock cluster and Apache Kafka.
@@ -70,7 +70,7 @@ impl Args {
 
 /// The sizes of one run of the benchmarks.
 #[derive(Debug, Clone, Copy)]
-pub struct Sizes {
+pub(crate) struct Sizes {
     pub quick: bool,
     /// Stations in the simulated city of the detection and Kafka benchmarks.
     pub stations: usize,
@@ -116,21 +116,30 @@ impl Sizes {
     }
 }
 
-pub fn run(args: Args) -> Result<()> {
-    // `cargo xtask` builds without optimisations; benchmarks of such a build mean nothing, so
-    // build and run the optimised one instead.
-    if cfg!(debug_assertions) && std::env::var_os("VELIB_BENCH_ALLOW_DEBUG").is_none() {
-        println!("==> building and running the benchmarks with --release");
-        let status = crate::cargo()
-            .args(["run", "--release", "--quiet", "--package", "xtask", "--"])
-            .args(std::env::args_os().skip(1))
-            .status()
-            .context("could not run cargo run --release")?;
-        if !status.success() {
-            anyhow::bail!("the release benchmark run failed ({status})");
-        }
-        return Ok(());
+/// What the benchmarks need besides Rust, asked for only when a benchmark that needs it runs.
+///
+/// The caller (`cargo xtask bench`) installs and starts these, as it does for its other tasks,
+/// so that this crate measures and nothing else; a failure is noted in the results and the
+/// benchmarks that needed it are skipped.
+pub struct Setup<'a> {
+    /// Starts one Apache Kafka node, fetching it first if needed (`--brokers kafka`).
+    pub apache_kafka: &'a dyn Fn() -> Result<velib_testkit::kafka::KafkaCluster>,
+    /// The Python of a virtualenv holding the tutorial's kafka-python, made if needed (the
+    /// comparisons with the tutorial's scripts).
+    pub kafka_python: &'a dyn Fn() -> Result<PathBuf>,
+}
+
+impl std::fmt::Debug for Setup<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Setup").finish_non_exhaustive()
     }
+}
+
+/// Runs the benchmarks `args` names and writes their results to `args.out`.
+///
+/// Meant for an optimised build: a debug build runs, but its results say that they mean
+/// nothing.
+pub fn run(args: Args, setup: &Setup<'_>) -> Result<()> {
     velib_kafka::service::init_tracing_with("error");
     let started = Instant::now();
     let sizes = Sizes::new(args.quick);
@@ -154,7 +163,7 @@ pub fn run(args: Args) -> Result<()> {
         report.note("kafka-python comparisons skipped (--no-python)");
         None
     } else {
-        match python::Python::ensure(&root) {
+        match python::Python::ensure(&root, setup) {
             Ok(p) => {
                 report.set_python(&p.versions);
                 Some(p)
@@ -195,7 +204,7 @@ pub fn run(args: Args) -> Result<()> {
         &[]
     };
     for name in brokers {
-        let broker = match kafka::Broker::start(name, &rt) {
+        let broker = match kafka::Broker::start(name, &rt, setup) {
             Ok(b) => b,
             Err(e) => {
                 println!("broker {name} unavailable: {e:#}");
@@ -249,7 +258,7 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 /// The median of `xs` (the mean of the two middle values for an even count).
-pub fn median(xs: &[f64]) -> f64 {
+pub(crate) fn median(xs: &[f64]) -> f64 {
     if xs.is_empty() {
         return f64::NAN;
     }
@@ -264,12 +273,12 @@ pub fn median(xs: &[f64]) -> f64 {
 }
 
 /// Records per second.
-pub fn rate(records: u64, took: Duration) -> f64 {
+pub(crate) fn rate(records: u64, took: Duration) -> f64 {
     records as f64 / took.as_secs_f64().max(1e-9)
 }
 
 /// A field of `/proc/self/status` in kB (`VmRSS`, `VmHWM`).
-pub fn proc_status_kb(field: &str) -> Option<u64> {
+pub(crate) fn proc_status_kb(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
         .lines()
@@ -281,6 +290,6 @@ pub fn proc_status_kb(field: &str) -> Option<u64> {
 }
 
 /// Resets the peak resident set size (`VmHWM`) to the current one (Linux 4.0 and later).
-pub fn reset_peak_rss() -> bool {
+pub(crate) fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
