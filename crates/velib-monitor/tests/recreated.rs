@@ -1,5 +1,6 @@
 //! A monitor whose stations topic is deleted and created again under it (a new topic id under
-//! the same name), and the last word a fatal signal leaves: librdkafka 2.12.1 can crash with
+//! the same name), or whose broker comes back without its data, and the last word a fatal
+//! signal leaves: librdkafka 2.12.1 can crash with
 //! SIGSEGV there (its issue #4964), and then the process must not die silently.
 
 use crate::TIMEOUT;
@@ -137,35 +138,6 @@ async fn a_stations_topic_created_again_under_a_monitor_is_never_a_silent_crash(
     never_silent(monitor, "a monitor under a re-created topic").await;
 }
 
-/// The broker comes back with its data lost (a replaced disk), and the topics are created
-/// again: every topic id changes at once under the monitor, with its cluster id.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
-async fn a_broker_back_with_its_topics_created_again_is_never_a_silent_crash() {
-    use velib_testkit::kafka::{KafkaCluster, KafkaOptions};
-    let _alone = crate::alone().await;
-    let options = KafkaOptions::default();
-    let libs = velib_testkit::kafka::libs_from_env();
-    let mut cluster = tokio::task::spawn_blocking({
-        let options = options.clone();
-        move || KafkaCluster::start(&libs, &options)
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    let bootstrap = cluster.bootstrap();
-    let (topic, state) = (unique_name("velib-stations"), unique_name("velib-state"));
-    create_topics(&bootstrap, &topic, &state).await;
-    let monitor = monitor_on(&bootstrap, &topic, &state).await;
-    cluster = tokio::task::spawn_blocking(move || cluster.wipe_node(0, &options).map(|()| cluster))
-        .await
-        .unwrap()
-        .unwrap();
-    create_topics(&bootstrap, &topic, &state).await;
-    never_silent(monitor, "a monitor whose broker came back empty").await;
-    drop(cluster);
-}
-
 /// The broker comes back without its data, three times in a row, each time with the topics
 /// created again and changes published: the monitor prints every change of the new topics,
 /// once, or stops with an error that says what happened — never a silent stall. (Three wipes:
@@ -182,14 +154,8 @@ async fn a_broker_back_without_its_data_carries_on_or_says_why() {
     const ROUNDS: u32 = 4;
     let _alone = crate::alone().await;
     let options = KafkaOptions::default();
-    let libs = velib_testkit::kafka::libs_from_env();
-    let mut cluster = tokio::task::spawn_blocking({
-        let options = options.clone();
-        move || KafkaCluster::start(&libs, &options)
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let mut cluster =
+        KafkaCluster::start_async(velib_testkit::kafka::libs_from_env(), options.clone()).await;
     let bootstrap = cluster.bootstrap();
     let (topic, state) = (unique_name("velib-stations"), unique_name("velib-state"));
     create_topics(&bootstrap, &topic, &state).await;
@@ -218,13 +184,7 @@ async fn a_broker_back_without_its_data_carries_on_or_says_why() {
     .await;
     let mut last = 11;
     for wipe in 1..=3 {
-        cluster = tokio::task::spawn_blocking({
-            let options = options.clone();
-            move || cluster.wipe_node(0, &options).map(|()| cluster)
-        })
-        .await
-        .unwrap()
-        .unwrap();
+        cluster = cluster.wipe_node_async(0, options.clone()).await;
         create_topics(&bootstrap, &topic, &state).await;
         // The producer's own view of the cluster is refreshed by its first failures: a new
         // producer stands for the velib-producer restarted or carrying on.
@@ -257,9 +217,9 @@ async fn a_broker_back_without_its_data_carries_on_or_says_why() {
             let stderr = monitor.stderr();
             assert!(
                 !status.success()
-                    && stderr
-                        .iter()
-                        .any(|l| l.contains("ERROR") || l.starts_with("Error:")),
+                    && stderr.iter().any(|l| l.contains("ERROR")
+                        || l.starts_with("Error:")
+                        || l.contains(LAST_WORD)),
                 "wipe {wipe}: exited {status} without an error: {stderr:#?}"
             );
             println!(

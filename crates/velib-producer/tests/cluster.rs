@@ -216,14 +216,7 @@ async fn a_broker_back_without_its_data_is_carried_on_or_said() {
     use velib_testkit::child::Child;
     let _alone = crate::alone().await;
     let options = KafkaOptions::default();
-    let libs = libs_from_env();
-    let mut cluster = tokio::task::spawn_blocking({
-        let options = options.clone();
-        move || KafkaCluster::start(&libs, &options)
-    })
-    .await
-    .unwrap()
-    .unwrap_or_else(|e| panic!("{e}"));
+    let mut cluster = KafkaCluster::start_async(libs_from_env(), options.clone()).await;
     let bootstrap = cluster.bootstrap();
     let topic = unique_name("velib-stations");
     velib_testkit::admin_create_topic(&bootstrap, &topic, 3)
@@ -237,13 +230,7 @@ async fn a_broker_back_without_its_data_is_carried_on_or_said() {
     );
     velib_testkit::read_records(&bootstrap, &topic, 50, TIMEOUT * 2).await;
     for wipe in 1..=3 {
-        cluster = tokio::task::spawn_blocking({
-            let options = options.clone();
-            move || cluster.wipe_node(0, &options).map(|()| cluster)
-        })
-        .await
-        .unwrap()
-        .unwrap_or_else(|e| panic!("{e}"));
+        cluster = cluster.wipe_node_async(0, options.clone()).await;
         assert!(
             velib_testkit::kafka_topic_absent(&bootstrap, &topic),
             "wipe {wipe}: the topic came back before it was created (auto-created by a client)"
