@@ -60,17 +60,18 @@ async fn delete_topic(bootstrap: &str, topic: &str) {
     }
 }
 
-/// Creates the stations and state topics (3 partitions each) until the broker takes them: after
-/// a deletion, it deletes in the background.
+/// Creates the state and stations topics (3 partitions each) until the broker takes them: after
+/// a deletion, it deletes in the background. The state topic first, as `velib-topics create`
+/// does: a monitor assigned the new stations partitions finds their state partitions there.
 async fn create_topics(bootstrap: &str, topic: &str, state: &str) {
     velib_testkit::wait_for("the topics to be created", TIMEOUT, || async move {
-        admin_create_topic(bootstrap, topic, 3).await.ok()?;
         match admin_create_topic(bootstrap, state, 3).await {
             Err(rdkafka::error::KafkaError::AdminOp(
                 rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists,
-            )) => Some(()),
-            other => other.ok(),
+            )) => {}
+            other => other.ok()?,
         }
+        admin_create_topic(bootstrap, topic, 3).await.ok()
     })
     .await;
 }
