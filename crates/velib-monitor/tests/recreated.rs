@@ -61,8 +61,8 @@ async fn delete_topic(bootstrap: &str, topic: &str) {
 }
 
 /// Creates the state and stations topics (3 partitions each) until the broker takes them: after
-/// a deletion, it deletes in the background. The state topic first, as `velib-topics create`
-/// does: a monitor assigned the new stations partitions finds their state partitions there.
+/// a deletion, it deletes in the background. The state topic first, so that a monitor assigned
+/// the new stations partitions finds their state partitions there.
 async fn create_topics(bootstrap: &str, topic: &str, state: &str) {
     velib_testkit::wait_for("the topics to be created", TIMEOUT, || async move {
         match admin_create_topic(bootstrap, state, 3).await {
