@@ -287,3 +287,67 @@ pub fn flag_or_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::
     let value = Value::deserialize(d)?;
     Ok(opt_flag(&value).ok().flatten())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn ids_flags_and_clamped_counts() {
+        let id = |v: Value| Id::deserialize(&v).ok().map(|i| i.0);
+        assert_eq!(id(json!(" 1001 ")), Some("1001".to_owned()));
+        assert_eq!(id(json!(42)), Some("42".to_owned()));
+        assert_eq!(id(json!(-7)), Some("-7".to_owned()));
+        assert_eq!(id(json!(1.5)), Some("1.5".to_owned()));
+        for bad in [json!(""), json!(" "), json!(null), json!(true), json!([1])] {
+            assert_eq!(id(bad.clone()), None, "{bad}");
+        }
+
+        let flag = |v: Value| opt_flag(&v).map_err(|e| e.to_string());
+        assert_eq!(flag(json!(true)), Ok(Some(true)));
+        assert_eq!(flag(json!(0)), Ok(Some(false)));
+        assert_eq!(flag(json!(1)), Ok(Some(true)));
+        assert_eq!(flag(json!(null)), Ok(None));
+        for bad in [json!(2), json!(-1), json!(1.0), json!("yes")] {
+            assert!(flag(bad.clone()).is_err(), "{bad}");
+        }
+
+        let clamped = |v: Value| clamped_count(&v).ok();
+        assert_eq!(clamped(json!(-2)), Some(0));
+        assert_eq!(clamped(json!("12")), Some(12));
+        assert_eq!(clamped(json!(1.5)), None);
+        assert_eq!(clamped(json!("-2")), None);
+    }
+
+    #[test]
+    fn or_none_keeps_the_record_and_drops_the_field() {
+        #[derive(Deserialize)]
+        struct Record {
+            #[serde(deserialize_with = "count")]
+            bikes: u32,
+            #[serde(default, deserialize_with = "count_or_none")]
+            disabled: Option<u32>,
+            #[serde(default, deserialize_with = "flag_or_none")]
+            returning: Option<bool>,
+            #[serde(default)]
+            name: OrNone<String>,
+        }
+        let r: Record = serde_json::from_value(
+            json!({"bikes": "3", "disabled": -1, "returning": "perhaps", "name": 5}),
+        )
+        .unwrap();
+        assert_eq!(
+            (r.bikes, r.disabled, r.returning, r.name),
+            (3, None, None, OrNone(None))
+        );
+        let r: Record = serde_json::from_value(
+            json!({"bikes": 3, "disabled": "2", "returning": 1, "name": "Bellecour"}),
+        )
+        .unwrap();
+        assert_eq!(
+            (r.disabled, r.returning, r.name),
+            (Some(2), Some(true), OrNone(Some("Bellecour".to_owned())))
+        );
+    }
+}

@@ -10,6 +10,8 @@ use crate::{SourceError, SourceOptions, StationSource};
 use poll::{Polling, System};
 use reqwest::Client;
 use velib_model::Snapshot;
+#[cfg(doc)]
+use velib_model::{Station, StationId};
 
 mod faults;
 mod poll;

@@ -1,7 +1,7 @@
 //! A seeded synthetic city: the embedded default source and the benchmark load generator.
 
-use crate::{SourceError, StationSource};
 use crate::time::now_ms;
+use crate::{SourceError, StationSource};
 use std::time::Duration;
 use velib_model::rng::SplitMix64;
 use velib_model::{Position, Snapshot, Station, StationId, Status, VehicleCount, VehicleKind};

@@ -41,7 +41,10 @@ pub(crate) fn parse_rfc3339_ms(text: &str) -> Option<i64> {
 pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        return value.parse::<u32>().ok().map(|s| Duration::from_secs(s.into()));
+        return value
+            .parse::<u32>()
+            .ok()
+            .map(|s| Duration::from_secs(s.into()));
     }
     let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
