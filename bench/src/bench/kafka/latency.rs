@@ -159,6 +159,18 @@ fn once(ctx: &Ctx<'_>, per_second: usize, exactly_once: bool) -> Result<Measured
     let produced = producer.records_delivered;
     let start = produce_started.context("never started")?;
     let handed = stamping.handed.into_inner().unwrap();
+    measured(&lines, &handed, start, produced as f64 / secs as f64)
+}
+
+/// The latency of each printed line whose record was handed over after the first second
+/// (the warm-up): from the moment its record was handed to the sink to the moment its line was
+/// written.
+fn measured(
+    lines: &Lines,
+    handed: &HashMap<(Vec<u8>, i64), Instant>,
+    start: Instant,
+    achieved: f64,
+) -> Result<Measured> {
     let mut lat = Vec::new();
     for (at, line) in &lines.done {
         let v: serde_json::Value = serde_json::from_slice(line)?;
@@ -180,7 +192,7 @@ fn once(ctx: &Ctx<'_>, per_second: usize, exactly_once: bool) -> Result<Measured
         p99: pick(0.99),
         max: *lat.last().unwrap_or(&0.0),
         samples: lat.len(),
-        achieved: produced as f64 / secs as f64,
+        achieved,
     })
 }
 
