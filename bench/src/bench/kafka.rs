@@ -259,3 +259,15 @@ pub fn versus_tutorial(
     });
     Ok(tutorial)
 }
+
+/// Fills `topic` with the benchmark's backlog ([`Sizes::kafka_records`] records of
+/// [`prepare`]) through a bare producer; fails unless every record was delivered.
+pub fn fill_backlog(ctx: &Ctx<'_>, topic: &str) -> Result<()> {
+    let n = ctx.sizes.kafka_records();
+    let records = prepare(ctx.sizes.stations, ctx.sizes.kafka_snapshots);
+    let (ok, _) = bare_produce(&bare_producer(&ctx.broker.bootstrap())?, topic, &records)?;
+    if ok != n {
+        bail!("pre-filling the backlog delivered {ok} of {n} records");
+    }
+    Ok(())
+}

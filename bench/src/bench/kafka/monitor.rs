@@ -1,7 +1,7 @@
 //! Benchmark 2, draining a backlog: velib's monitor, a bare rdkafka consumer that only counts, and the
 //! tutorial's kafka-python loop, on the same pre-filled topic.
 
-use super::{Ctx, bare_produce, bare_producer, prepare, versus_tutorial};
+use super::{Ctx, fill_backlog, versus_tutorial};
 use crate::bench::report::{Report, Row};
 use crate::bench::{median, rate};
 use anyhow::{Context, Result, bail};
@@ -177,12 +177,7 @@ pub fn run(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
     let produced = sizes.kafka_records();
     let topic = ctx.topic("backlog")?;
     let events = ctx.topic("events")?;
-    let records = prepare(sizes.stations, sizes.kafka_snapshots);
-    let (ok, _) = bare_produce(&bare_producer(&ctx.broker.bootstrap())?, &topic, &records)?;
-    if ok != produced {
-        bail!("pre-filling the backlog delivered {ok} of {produced} records");
-    }
-    drop(records);
+    fill_backlog(ctx, &topic)?;
     // librdkafka's mock cluster keeps at most 5 MB (or 100,000 batches) per partition and drops
     // the oldest beyond that, so a full-size backlog on it is shorter than what was produced:
     // every variant drains what is there, and the table says how much that is.
