@@ -1,7 +1,8 @@
-//! Two faults of real GBFS feeds, against wiremock: a `station_id` listed twice in one
-//! `station_status` snapshot, and a station `station_information` does not list. Each is
-//! published or skipped as the source documents, warned about once per station, and counted
-//! in a metric on every poll. Each test runs its polls on a current-thread runtime inside a
+//! Faults of real GBFS feeds, against wiremock: a `station_id` listed twice in one
+//! `station_status` snapshot, a station `station_information` does not list, and a record that
+//! cannot be read. The first two are published or skipped as the source documents, warned
+//! about once per station, and counted in a metric on every poll; the third is skipped with a
+//! warning naming it. Each test runs its polls on a current-thread runtime inside a
 //! local metrics recorder and log subscriber, so the counters and warnings are its own.
 
 use crate::support::options;
@@ -235,5 +236,30 @@ fn a_station_missing_from_station_information_is_warned_about_once() {
             "lyon"
         ),
         5
+    );
+}
+
+/// An unreadable station costs only itself, and the poll's warning names it by its
+/// `station_id` and the field at fault.
+#[test]
+fn an_unreadable_station_is_skipped_with_a_warning_naming_it() {
+    let (logs, _) = observed(async || {
+        let server = MockServer::start().await;
+        let statuses = vec![
+            status("1001", 3, 1_750_000_000),
+            json!({"station_id": 2002, "num_bikes_available": "several"}),
+        ];
+        serve(&server, &["1001", "2002"], statuses).await;
+        let mut source = lyon(&server);
+        assert_eq!(poll(&mut source).await, [("1001".to_owned(), 3)]);
+        assert_eq!(source.skipped_records(), 1);
+    });
+    assert_eq!(
+        logs.warnings(&[
+            "skipped unreadable",
+            "station_status: station 2002",
+            "num_bikes_available"
+        ]),
+        1
     );
 }

@@ -234,7 +234,7 @@ impl System {
                 .and_then(parse_status)
             {
                 Ok(status) => statuses.push(status),
-                Err(reason) => skips.skip(index, &format!("station_status: {reason}")),
+                Err(reason) => skips.skip(index, &unreadable("station_status", record, &reason)),
             }
         }
         let statuses = self.faults.dedupe(statuses, label, contract);
@@ -277,13 +277,26 @@ async fn fetch_information(
             Ok((id, info)) => {
                 map.insert(id, info);
             }
-            Err(reason) => skips.skip(index, &format!("station_information: {reason}")),
+            Err(reason) => skips.skip(index, &unreadable("station_information", record, &reason)),
         }
     }
     Ok(Cached {
         value: map,
         expires: expiry(&value, p.limits.refresh_floor),
     })
+}
+
+/// Why a record of `feed` was skipped, naming its station when its `station_id` can be read.
+fn unreadable(feed: &str, record: &Result<Value, String>, reason: &str) -> String {
+    let id = record
+        .as_ref()
+        .ok()
+        .and_then(|r| r.get("station_id"))
+        .and_then(read::id_text);
+    match id {
+        Some(id) => format!("{feed}: station {id}: {reason}"),
+        None => format!("{feed}: {reason}"),
+    }
 }
 
 /// A feed's document and its `data.stations` records, each read on its own (see
