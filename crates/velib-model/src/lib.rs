@@ -28,7 +28,7 @@
 mod backoff;
 mod event;
 mod key;
-mod lenient;
+pub mod lenient;
 pub mod rng;
 mod scan;
 mod snapshot;
