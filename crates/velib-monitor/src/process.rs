@@ -13,7 +13,7 @@ use std::io::Write;
 use std::time::Duration;
 use velib_kafka::RateLimited;
 use velib_model::{
-    ChangeLine, EmptyStationEvent, StationChange, StationView, TrackedField, topics,
+    ChangeLine, EmptinessKind, EmptyStationEvent, StationChange, StationView, TrackedField, topics,
 };
 
 /// How change lines are printed.
@@ -84,7 +84,7 @@ pub struct MonitorReport {
     /// Unreadable records skipped without their dead-letter copy, which Kafka refused for good
     /// ([`DlqFailure::Skip`]).
     pub dead_letters_lost: u64,
-    /// Empty/no-longer-empty events queued.
+    /// Events queued (one per record that crossed a line: no bike, no e-bike, no returns).
     pub events: u64,
     /// Whether outputs were still undelivered at exit (their records are not committed).
     pub undelivered_at_exit: bool,
@@ -246,9 +246,9 @@ pub(crate) fn process(
             Verdict::First => true,
             Verdict::Updated {
                 change,
-                emptiness,
+                crossed,
                 known_changed,
-            } => change.is_some() || emptiness.is_some() || known_changed,
+            } => change.is_some() || !crossed.is_empty() || known_changed,
             Verdict::Stale => false,
         };
         if remember {
@@ -265,7 +265,7 @@ pub(crate) fn process(
             None
         }
         Verdict::Updated {
-            change, emptiness, ..
+            change, crossed, ..
         } => {
             if let Some((previous, current)) = change {
                 report.changes += 1;
@@ -298,13 +298,16 @@ pub(crate) fn process(
                 };
                 *unflushed = true;
             }
-            let (kind, topic) = (emptiness?, config.events_topic.as_ref()?);
-            report.events += 1;
-            let event = EmptyStationEvent::new(
-                kind,
+            // One event per record, whatever lines it crossed: the engines deliver one output
+            // per input record.
+            let topic = config.events_topic.as_ref()?;
+            let kinds: Vec<EmptinessKind> = crossed.kinds().collect();
+            let event = EmptyStationEvent::of_kinds(
+                &kinds,
                 &station.to_station(),
                 record.timestamp().unwrap_or_default(),
-            );
+            )?;
+            report.events += 1;
             Some(PendingOut {
                 topic: topic.clone(),
                 key: event.key.as_str().as_bytes().to_vec(),
