@@ -187,6 +187,12 @@ async fn producer_monitor_alerts_chain_on_kafka() {
         .chain(ebikes_gone)
         .collect();
     let mut got: Vec<String> = inbox.iter().map(|m| m.subject()).collect();
+    println!(
+        "chain: {} mails, {} for stations running empty and {} for stations running out of e-bikes",
+        inbox.len(),
+        empties.len(),
+        expected.len() - empties.len()
+    );
     expected.sort();
     got.sort();
     assert_eq!(got, expected);
