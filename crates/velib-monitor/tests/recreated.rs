@@ -165,3 +165,123 @@ async fn a_broker_back_with_its_topics_created_again_is_never_a_silent_crash() {
     never_silent(monitor, "a monitor whose broker came back empty").await;
     drop(cluster);
 }
+
+/// The broker comes back without its data, three times in a row, each time with the topics
+/// created again and changes published: the monitor prints every change of the new topics,
+/// once, or stops with an error that says what happened — never a silent stall. (Three wipes:
+/// a stall that came in one try of three must show.)
+///
+/// The first round after each wipe repeats the last counts before it: whether the monitor
+/// kept its state in memory or lost it with the broker, that round prints nothing, so the lines
+/// expected are exactly the later rounds'.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
+async fn a_broker_back_without_its_data_carries_on_or_says_why() {
+    use velib_testkit::kafka::{KafkaCluster, KafkaOptions};
+    const STATIONS: u64 = 6;
+    const ROUNDS: u32 = 4;
+    let _alone = crate::alone().await;
+    let options = KafkaOptions::default();
+    let libs = velib_testkit::kafka::libs_from_env();
+    let mut cluster = tokio::task::spawn_blocking({
+        let options = options.clone();
+        move || KafkaCluster::start(&libs, &options)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let bootstrap = cluster.bootstrap();
+    let (topic, state) = (unique_name("velib-stations"), unique_name("velib-state"));
+    create_topics(&bootstrap, &topic, &state).await;
+    let mut monitor = monitor_on(&bootstrap, &topic, &state).await;
+    let sink = crate::producer(&bootstrap);
+    // Now, not a fixed date: records older than the topic's retention.ms are deleted by the
+    // broker's next retention check.
+    let mut time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut round = |stands: u32| {
+        time += 1_000;
+        (1..=STATIONS)
+            .map(|n| crate::station("Lyon", n, stands + n as u32, 5, time))
+            .collect::<Vec<_>>()
+    };
+    // Before the first wipe: a first round (recorded) and a change.
+    crate::publish(&sink, &topic, &round(10)).await;
+    crate::publish(&sink, &topic, &round(11)).await;
+    let mut expected = STATIONS as usize;
+    velib_testkit::wait_for("the first change", crate::TIMEOUT, || {
+        let printed = monitor.stdout().len();
+        async move { (printed >= expected).then_some(()) }
+    })
+    .await;
+    let mut last = 11;
+    for wipe in 1..=3 {
+        cluster = tokio::task::spawn_blocking({
+            let options = options.clone();
+            move || cluster.wipe_node(0, &options).map(|()| cluster)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        create_topics(&bootstrap, &topic, &state).await;
+        // The producer's own view of the cluster is refreshed by its first failures: a new
+        // producer stands for the velib-producer restarted or carrying on.
+        let sink = crate::producer(&bootstrap);
+        crate::publish(&sink, &topic, &round(last)).await;
+        for _ in 0..ROUNDS {
+            last += 1;
+            crate::publish(&sink, &topic, &round(last)).await;
+        }
+        expected += STATIONS as usize * ROUNDS as usize;
+        let deadline = tokio::time::Instant::now() + crate::TIMEOUT;
+        let outcome = loop {
+            if let Some(status) = monitor.exited() {
+                break Err(status);
+            }
+            if monitor.stdout().len() >= expected {
+                break Ok(());
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "wipe {wipe}: a stall, {} of {expected} lines after {:?}; stderr: {:#?}",
+                monitor.stdout().len(),
+                crate::TIMEOUT,
+                monitor.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        if let Err(status) = outcome {
+            // Stopped: allowed, if it says why.
+            let stderr = monitor.stderr();
+            assert!(
+                !status.success()
+                    && stderr
+                        .iter()
+                        .any(|l| l.contains("ERROR") || l.starts_with("Error:")),
+                "wipe {wipe}: exited {status} without an error: {stderr:#?}"
+            );
+            println!(
+                "wipe {wipe}: the monitor stopped: {:?}",
+                stderr.iter().rev().find(|l| l.contains("ERROR"))
+            );
+            return;
+        }
+    }
+    monitor.signal("TERM").await;
+    let status = monitor.wait(crate::TIMEOUT).await;
+    assert!(status.success(), "{status}: {:#?}", monitor.stderr());
+    // Exactly the changes: every round after the first of each wipe, every station, once.
+    let mut lines = monitor.stdout();
+    lines.sort();
+    let mut want = Vec::new();
+    for n in 1..=STATIONS {
+        for _ in 0..=3 * ROUNDS {
+            want.push(format!("+1 {n} RUE DE LYON (Lyon)"));
+        }
+    }
+    want.sort();
+    assert_eq!(lines, want, "stderr: {:#?}", monitor.stderr());
+    drop(cluster);
+}

@@ -204,3 +204,87 @@ async fn a_killed_broker_loses_and_duplicates_nothing_and_rejoins() {
     )
     .await;
 }
+
+/// The broker comes back without its data, three times, and the stations topic is created
+/// again a moment later each time (an operator's `velib-topics create`): the producer carries
+/// on, and records reach the new topic from the same process — or it stops with an error that
+/// says why. Never a silent stall. (The producer must not create the topic itself, with the
+/// broker's defaults: see `allow.auto.create.topics` in velib-kafka's `SINK_DEFAULTS`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
+async fn a_broker_back_without_its_data_is_carried_on_or_said() {
+    use velib_testkit::child::Child;
+    let _alone = crate::alone().await;
+    let options = KafkaOptions::default();
+    let libs = libs_from_env();
+    let mut cluster = tokio::task::spawn_blocking({
+        let options = options.clone();
+        move || KafkaCluster::start(&libs, &options)
+    })
+    .await
+    .unwrap()
+    .unwrap_or_else(|e| panic!("{e}"));
+    let bootstrap = cluster.bootstrap();
+    let topic = unique_name("velib-stations");
+    velib_testkit::admin_create_topic(&bootstrap, &topic, 3)
+        .await
+        .unwrap();
+    let mut producer = Child::spawn(
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_velib-producer"))
+            .args(["--bootstrap-servers", &bootstrap, "--topic", &topic])
+            .args(["--source", "simulate:50", "--interval", "200ms"])
+            .env("RUST_LOG", "info"),
+    );
+    velib_testkit::read_records(&bootstrap, &topic, 50, TIMEOUT * 2).await;
+    for wipe in 1..=3 {
+        cluster = tokio::task::spawn_blocking({
+            let options = options.clone();
+            move || cluster.wipe_node(0, &options).map(|()| cluster)
+        })
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            velib_testkit::kafka_topic_absent(&bootstrap, &topic),
+            "wipe {wipe}: the topic came back before it was created (auto-created by a client)"
+        );
+        velib_testkit::admin_create_topic(&bootstrap, &topic, 3)
+            .await
+            .unwrap();
+        let reader = velib_testkit::reader(&bootstrap, &topic).unwrap();
+        let deadline = tokio::time::Instant::now() + TIMEOUT * 2;
+        let mut arrived = 0;
+        while arrived < 50 {
+            if let Some(status) = producer.exited() {
+                let stderr = producer.stderr();
+                assert!(
+                    !status.success()
+                        && stderr
+                            .iter()
+                            .any(|l| l.contains("ERROR") || l.starts_with("Error:")),
+                    "wipe {wipe}: exited {status} without an error: {stderr:#?}"
+                );
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "wipe {wipe}: a stall, {arrived} records on the new topic; stderr: {:#?}",
+                producer.stderr()
+            );
+            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(200), reader.recv()).await
+            {
+                arrived += 1;
+            }
+        }
+    }
+    producer.signal("TERM").await;
+    let status = producer.wait(TIMEOUT).await;
+    let stderr = producer.stderr();
+    // Records polled while the topic was missing are lost (counted, and the exit says so),
+    // never silently.
+    assert!(
+        status.success() || stderr.iter().any(|l| l.contains("not delivered")),
+        "{status}: {stderr:#?}"
+    );
+    drop(cluster);
+}
