@@ -38,7 +38,9 @@ pub mod topics;
 mod vehicles;
 
 pub use backoff::Backoff;
-pub use event::{ChangeLine, EmptinessKind, EmptyStationEvent, StationChange, TrackedField};
+pub use event::{
+    ChangeLine, EmptinessKind, EmptyStationEvent, Shortage, StationChange, TrackedField,
+};
 pub use key::{StationKey, StationKeyError};
 pub use snapshot::Snapshot;
 pub use station::{Position, Station, StationError, StationId, StationView, Status};

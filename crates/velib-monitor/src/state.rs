@@ -56,7 +56,9 @@ impl GroupKeys {
 /// `{"contract":"Lyon","number":1001,"field":"available_bike_stands","snapshot_at":…,
 /// "tracked":5,"bikes":3,"open":true}`; the contract is spelled as the station's records spell
 /// it, which is how the detector knows it. `tracked` is `null` when the record does not give
-/// the tracked count (an e-bike count from a feed without per-type counts).
+/// the tracked count (an e-bike count from a feed without per-type counts); `ebikes` and
+/// `is_returning` (for the e-bike and returns lines) are `null` when the record does not say,
+/// and read as `null` from records written before they were added.
 pub(crate) fn value(station: &StationView<'_>, field: TrackedField) -> Vec<u8> {
     let number = match &station.number {
         StationId::Number(n) => serde_json::Value::from(*n),
@@ -70,6 +72,8 @@ pub(crate) fn value(station: &StationView<'_>, field: TrackedField) -> Vec<u8> {
         "tracked": field.of_view(station),
         "bikes": station.available_bikes,
         "open": station.status == Status::Open,
+        "ebikes": station.ebikes(),
+        "is_returning": station.is_returning,
     });
     serde_json::to_vec(&value).unwrap_or_default()
 }
@@ -95,6 +99,10 @@ struct Wire<'a> {
     tracked: Option<u32>,
     bikes: u32,
     open: bool,
+    #[serde(default)]
+    ebikes: Option<u32>,
+    #[serde(default)]
+    is_returning: Option<bool>,
 }
 
 #[derive(serde::Deserialize)]
@@ -120,6 +128,8 @@ impl StoredState {
                 tracked: wire.tracked,
                 bikes: wire.bikes,
                 open: wire.open,
+                ebikes: wire.ebikes,
+                is_returning: wire.is_returning,
             },
         })
     }
@@ -166,7 +176,9 @@ mod tests {
                 snapshot_at: Some(1_751_414_400_000),
                 tracked: Some(12),
                 bikes: 0,
-                open: true
+                open: true,
+                ebikes: None,
+                is_returning: None,
             }
         );
         // Restored, the station is known: its next record is judged against that state.
@@ -182,7 +194,7 @@ mod tests {
             detector.observe(&next.view()),
             crate::Verdict::Updated {
                 change: Some((12, 11)),
-                emptiness: Some(velib_model::EmptinessKind::NoLongerEmpty),
+                crossed: crate::detect::Crossed::only(velib_model::EmptinessKind::NoLongerEmpty),
                 known_changed: false
             }
         );
