@@ -133,16 +133,17 @@ pub const SINK_DEFAULTS: &[(&str, &str)] = &[
     // cheaper still for consumers that have the codec.
     ("compression.type", "gzip"),
     ("compression.level", "1"),
-    // librdkafka's producers ask the broker to create the topics they look up, and a broker
-    // left at auto.create.topics.enable=true does, with its defaults: one partition, delete
-    // policy. A broker that lost its data would get velib-stations back with 1 partition
-    // instead of 10, silently, from the producer's next metadata refresh. velib's topics are
-    // created by velib-topics with their plan; a missing one is an error that says so.
-    NO_AUTO_CREATE,
 ];
 
-/// Never let a producer's metadata request create a topic with the broker's defaults (see
-/// [`SINK_DEFAULTS`]).
+/// Never let a producer's metadata request create a topic. librdkafka's producers ask the
+/// broker to create the topics they look up, and a broker left at
+/// `auto.create.topics.enable=true` does, with its defaults: one partition, delete policy. A
+/// broker that lost its data would get `velib-stations` back with 1 partition instead of 10,
+/// and the monitor's state topic uncompacted, silently, from the clients' next metadata
+/// refresh. velib-producer and the exactly-once monitor add this to their settings; velib's
+/// topics are created by velib-topics with their plan, and a missing one is an error that says
+/// so. (The at-least-once monitor's events sink keeps librdkafka's default: the tutorial's
+/// `velib-empty-stations` is a topic its readers let the broker create.)
 pub const NO_AUTO_CREATE: (&str, &str) = ("allow.auto.create.topics", "false");
 
 /// Tracks broker reachability so an outage is reported once when it starts and once when it

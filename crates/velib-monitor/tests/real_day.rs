@@ -403,13 +403,21 @@ async fn play_the_day(version: Version, broker: Broker) {
         (Count::ClassicBikes, classic),
         (Count::DocksOutOfService, broken_docks),
     ] {
-        // The monitor checks its state topic as soon as it is assigned partitions.
-        let state = unique_name("velib-monitor-state");
-        match &mock {
-            Some(kafka) => kafka.create_topic(&state, 10).unwrap(),
-            None => admin_create_topic(&bootstrap, &state, 10).await.unwrap(),
+        // The monitor checks its state and events topics as soon as it is assigned partitions
+        // (its transactional producer creates no topic).
+        let (state, events) = (
+            unique_name("velib-monitor-state"),
+            unique_name("velib-empty-stations"),
+        );
+        for (name, partitions) in [(&state, 10), (&events, 3)] {
+            match &mock {
+                Some(kafka) => kafka.create_topic(name, partitions).unwrap(),
+                None => admin_create_topic(&bootstrap, name, partitions)
+                    .await
+                    .unwrap(),
+            }
         }
-        let monitor = Monitor::spawn(&bootstrap, &topic, &state, guarantee, count);
+        let monitor = Monitor::spawn(&bootstrap, &topic, [&state, &events], guarantee, count);
         monitors.push((monitor, expected));
     }
     let cities: Vec<&str> = day.iter().map(|c| c.slug.as_str()).collect();
@@ -457,15 +465,23 @@ struct Monitor {
 }
 
 impl Monitor {
-    /// Starts a monitor of `topic` following `count`, with the (existing) state topic `state`.
-    fn spawn(bootstrap: &str, topic: &str, state: &str, guarantee: &str, count: Count) -> Monitor {
+    /// Starts a monitor of `topic` following `count`, with the (existing) state and events
+    /// topics `[state, events]`.
+    fn spawn(
+        bootstrap: &str,
+        topic: &str,
+        [state, events]: [&str; 2],
+        guarantee: &str,
+        count: Count,
+    ) -> Monitor {
         let group = unique_name("velib-monitor");
         let process = Process::spawn(
             Command::new(env!("CARGO_BIN_EXE_velib-monitor"))
                 .args(["--bootstrap-servers", bootstrap, "--group-id", &group])
                 .args(["--topic", topic, "--no-dlq", "--format", "text"])
                 .args(["--field", count.flag()])
-                .args(["--state-topic", state, "--guarantee", guarantee])
+                .args(["--state-topic", state, "--events-topic", events])
+                .args(["--guarantee", guarantee])
                 .args(["-X", "auto.offset.reset=earliest"])
                 .env("RUST_LOG", "warn"),
         );

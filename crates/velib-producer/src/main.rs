@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use velib_kafka::duration::{parse_duration, parse_positive_duration};
 use velib_kafka::service::ServiceArgs;
-use velib_kafka::{KafkaArgs, KafkaSink, SINK_DEFAULTS};
+use velib_kafka::{KafkaArgs, KafkaSink, NO_AUTO_CREATE, SINK_DEFAULTS};
 use velib_model::topics;
 use velib_producer::ProducerConfig;
 use velib_source::{SourceOptions, SourceSpec, StationSource};
@@ -143,7 +143,9 @@ async fn main() -> anyhow::Result<()> {
     let source = spec.build(&options).context("--source")?;
     tracing::info!(source = %source.describe(), kafka = ?cli.kafka, "starting");
 
-    let sink = KafkaSink::new(&cli.kafka.client_config(SINK_DEFAULTS), None)
+    // The stations topic is velib-topics' to create, with its partitions: see NO_AUTO_CREATE.
+    let settings = [SINK_DEFAULTS, &[NO_AUTO_CREATE]].concat();
+    let sink = KafkaSink::new(&cli.kafka.client_config(&settings), None)
         .context("invalid Kafka settings (--kafka-config / --bootstrap-servers / -X)")?;
     let config = ProducerConfig {
         topic: cli.topic,

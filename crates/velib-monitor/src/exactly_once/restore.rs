@@ -239,7 +239,8 @@ impl Core {
     }
 }
 
-/// The state topic must exist with a partition for every partition of the stations topic.
+/// The state topic must exist with a partition for every partition of the stations topic, and
+/// the events and dead-letter topics must exist.
 pub(super) fn check_state_topic<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     config: &MonitorConfig,
@@ -273,6 +274,22 @@ pub(super) fn check_state_topic<C: ConsumerContext>(
              another with --state-topic",
             eos.state_topic, config.topic
         )));
+    }
+    // The outputs too: missing, the first empty station (or unreadable record) would stop the
+    // monitor mid-run; its transactional producer creates no topic (see EOS_PRODUCER_DEFAULTS).
+    for (topic, what, flag) in [
+        (&config.events_topic, "events", "--no-events"),
+        (&config.dlq_topic, "dead-letter", "--no-dlq"),
+    ] {
+        if let Some(topic) = topic
+            && stations > 0
+            && count(topic)? == 0
+        {
+            return Err(MonitorError::Transaction(format!(
+                "the {what} topic {topic} does not exist: create it with `velib-topics create` \
+                 (or `cargo xtask create-topics`), name another, or run with {flag}"
+            )));
+        }
     }
     Ok(())
 }
