@@ -1,0 +1,3 @@
+//! velib-stats against real inputs.
+
+mod real_day;
