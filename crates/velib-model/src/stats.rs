@@ -208,8 +208,15 @@ pub fn rfc3339_utc(ms: i64) -> String {
     }
 }
 
-/// Year, month, day of a count of days since 1970-01-01 (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
+/// Year, month and day (proleptic Gregorian) of a count of days since 1970-01-01, by Howard
+/// Hinnant's `civil_from_days`: the one date conversion velib needs (stats keys, mail dates),
+/// written once rather than taking a date crate for it.
+///
+/// ```
+/// assert_eq!(velib_model::stats::civil_from_days(20_636), (2026, 7, 2));
+/// assert_eq!(velib_model::stats::civil_from_days(-1), (1969, 12, 31));
+/// ```
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;

@@ -52,41 +52,49 @@
 //!
 //! # Memory
 //!
-//! A station with an open window costs at most 256 bytes (the unit test
-//! `memory_per_station_is_bounded` adds up its parts: the state inline, its per-type counts,
-//! the map's key and slot), about 200 on real feeds with two vehicle types. Counts are kept as
-//! `u16` (clamped at 65,535), durations in `u32` milliseconds (hence windows of at most a day).
+//! A station with an open window costs 254 bytes with two vehicle types, as real feeds have,
+//! health and activity profile included (the unit test `memory_per_station_is_bounded` adds up
+//! its parts at 10,000 stations: 184 bytes of boxed state, 36 of them the profile, its per-type
+//! counts, the key's text, and its share of the map's slots, which is up to 16 bytes more just
+//! after the table doubles). Counts are kept as `u16` (clamped at 65,535), durations in `u32`
+//! milliseconds (hence windows of at most a day).
 //!
 //! [`snapshot_at`]: velib_model::Station::snapshot_at
 
 #![forbid(unsafe_code)]
 
 pub mod activity;
+pub mod health;
 mod station;
 mod types;
 mod window;
 
 pub use activity::{Activity, activity};
+pub use health::HealthConfig;
 pub use station::{Applied, ConfigError, StatsConfig};
-pub use velib_model::StationStats;
+pub use velib_model::{Health, StationHealthEvent, StationStats};
 
+use health::ContractProfile;
 use serde::{Deserialize, Serialize};
 use station::StationState;
 use std::collections::HashMap;
 use types::TypeTable;
-use velib_model::{StationKey, StationView, VehicleKind};
+use velib_model::{StationView, VehicleKind};
 use window::{Reading, Tally, Window};
 
 /// A vehicle type as the state changelog names it: id and kind, `["electrical","electric"]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct NamedType(String, VehicleKind);
 
-/// Statistics of many stations, each by its key: its last record, its open window, and the
-/// window that waits for its grace period.
+/// Statistics and health of many stations, each by its key: its last record, its open window,
+/// the window that waits for its grace period, its health and activity profile.
 #[derive(Debug, Clone, Default)]
 pub struct Tracker {
     config: StatsConfig,
+    health: HealthConfig,
     types: TypeTable,
+    /// Per contract (the key's part before `:`), the sum of its stations' profiles.
+    contracts: HashMap<Box<str>, ContractProfile>,
     /// Boxed: the map's slots, of which hashbrown keeps up to twice as many as stations, stay
     /// small.
     stations: HashMap<Box<str>, Box<StationState<u8>>>,
@@ -103,11 +111,44 @@ pub enum RestoreError {
     TooManyTypes,
 }
 
+/// What records made a tracker publish.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Published {
+    /// Closed windows, oldest first per station.
+    pub stats: Vec<StationStats>,
+    /// Changes of health.
+    pub health: Vec<StationHealthEvent>,
+}
+
+impl Published {
+    /// Whether nothing was published.
+    pub fn is_empty(&self) -> bool {
+        self.stats.is_empty() && self.health.is_empty()
+    }
+
+    /// Empties both lists, keeping their memory.
+    pub fn clear(&mut self) {
+        self.stats.clear();
+        self.health.clear();
+    }
+}
+
+/// The contract part of a station key, `lyon` of `lyon:1001`.
+fn contract_of(key: &str) -> &str {
+    key.split_once(':').map_or(key, |(c, _)| c)
+}
+
 impl Tracker {
-    /// A tracker with no station known.
+    /// A tracker with no station known, judging health by the default [`HealthConfig`].
     pub fn new(config: StatsConfig) -> Tracker {
+        Tracker::with_health(config, HealthConfig::default())
+    }
+
+    /// A tracker with no station known.
+    pub fn with_health(config: StatsConfig, health: HealthConfig) -> Tracker {
         Tracker {
             config,
+            health,
             ..Tracker::default()
         }
     }
@@ -118,29 +159,59 @@ impl Tracker {
     }
 
     /// Applies `station`'s record to the station keyed `key` (its Kafka key, `lyon:1001`),
-    /// appending the windows it closes to `closed`, oldest first.
+    /// appending the windows it closes (oldest first) and the change of its health, if any, to
+    /// `out`.
     pub fn observe(
         &mut self,
         key: &str,
         station: &StationView<'_>,
-        closed: &mut Vec<StationStats>,
+        out: &mut Published,
     ) -> Applied {
         let types = &mut self.types;
         let Some(reading) = Reading::read(station, |id, kind| types.intern(id, kind)) else {
             return Applied::Unplaced;
         };
-        let config = &self.config;
+        let (config, health) = (&self.config, &self.health);
+        let contract = contract_of(key);
         let Some(state) = self.stations.get_mut(key) else {
-            self.stations
-                .insert(key.into(), Box::new(StationState::first(reading, config)));
+            let mut state = Box::new(StationState::first(reading, config));
+            let profile = self.contracts.get(contract);
+            if let Some(event) =
+                state
+                    .health
+                    .judge(|| station.key(), &state.last, false, profile, health)
+            {
+                out.health.push(event);
+            }
+            self.stations.insert(key.into(), state);
             return Applied::First;
         };
+        let moved = reading.moved_from(&state.last);
+        let mut ended = Vec::new();
+        let applied = state.observe(reading, config, |window| ended.push(window));
+        if applied != Applied::Applied {
+            return applied;
+        }
         let table = &self.types;
-        let mut station_key = None::<StationKey>;
-        state.observe(reading, config, |window: Window<u8>| {
-            let key = station_key.get_or_insert_with(|| station.key());
-            closed.push(window.finish(key, config.size_ms(), |t| table.get(t)));
-        })
+        if !ended.is_empty() {
+            let profile = self.contracts.entry(contract.into()).or_default();
+            profile.count(&state.health.profile, false);
+            for window in &ended {
+                state.health.learn(window, config.size_ms());
+                out.stats
+                    .push(window.finish(&station.key(), config.size_ms(), |t| table.get(t)));
+            }
+            profile.count(&state.health.profile, true);
+        }
+        let profile = self.contracts.get(contract);
+        if let Some(event) =
+            state
+                .health
+                .judge(|| station.key(), &state.last, moved, profile, health)
+        {
+            out.health.push(event);
+        }
+        applied
     }
 
     /// The statistics state of station `key`, as the state changelog keeps it (JSON);
@@ -165,18 +236,39 @@ impl Tracker {
         let state = named
             .map_types(|NamedType(id, kind)| types.intern(id, *kind))
             .ok_or(RestoreError::TooManyTypes)?;
+        self.forget(key);
+        self.contracts
+            .entry(contract_of(key).into())
+            .or_default()
+            .count(&state.health.profile, true);
         self.stations.insert(key.into(), Box::new(state));
         Ok(())
     }
 
     /// Forgets station `key` (its partition went to another monitor).
     pub fn forget(&mut self, key: &str) {
-        self.stations.remove(key);
+        if let Some(state) = self.stations.remove(key) {
+            self.uncount(key, &state);
+        }
+    }
+
+    /// Takes a forgotten station's profile out of its contract's.
+    fn uncount(&mut self, key: &str, state: &StationState<u8>) {
+        let contract = contract_of(key);
+        if let Some(profile) = self.contracts.get_mut(contract) {
+            profile.count(&state.health.profile, false);
+            if profile.is_empty() {
+                self.contracts.remove(contract);
+            }
+        }
     }
 
     /// Keeps only the stations whose key `keep` accepts.
     pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
-        self.stations.retain(|k, _| keep(k));
+        let gone: Vec<Box<str>> = self.stations.keys().filter(|k| !keep(k)).cloned().collect();
+        for key in gone {
+            self.forget(&key);
+        }
     }
 
     /// Number of stations known.

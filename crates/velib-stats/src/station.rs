@@ -1,6 +1,7 @@
 //! One station's statistics state: its last record, its open window, and the window that ended
 //! but waits for its grace period to pass.
 
+use crate::health::HealthState;
 use crate::window::{Reading, Window};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -108,6 +109,8 @@ pub(crate) struct StationState<T> {
     pub(crate) open: Window<T>,
     /// The window before, ended but within its grace period (boxed: usually absent).
     pub(crate) sealed: Option<Box<Window<T>>>,
+    /// Locked, degraded or fine, and the profile that judges it.
+    pub(crate) health: HealthState,
 }
 
 impl<T: Copy + Eq> StationState<T> {
@@ -116,6 +119,7 @@ impl<T: Copy + Eq> StationState<T> {
         let mut open = Window::new(config.window_of(reading.at));
         open.record(None, &reading);
         StationState {
+            health: HealthState::first(reading.at),
             last: reading,
             open,
             sealed: None,
@@ -180,6 +184,7 @@ impl<T> StationState<T> {
                 Some(w) => Some(Box::new(w.map_types(&mut f)?)),
                 None => None,
             },
+            health: self.health.clone(),
         })
     }
 }

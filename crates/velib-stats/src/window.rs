@@ -55,6 +55,14 @@ impl<T> Reading<T> {
         })
     }
 
+    /// Whether any count differs from `other`'s (the snapshot time aside).
+    pub(crate) fn moved_from(&self, other: &Reading<T>) -> bool
+    where
+        T: PartialEq,
+    {
+        self.bikes != other.bikes || self.docks != other.docks || self.types != other.types
+    }
+
     /// The same reading with its types named by `f`; `None` when `f` cannot name one.
     pub(crate) fn map_types<U>(&self, mut f: impl FnMut(&T) -> Option<U>) -> Option<Reading<U>> {
         let types = match &self.types {
@@ -77,13 +85,12 @@ impl<T> Reading<T> {
     }
 }
 
-/// Least, greatest and time-weighted sum of a count over a window.
+/// Least and greatest of a count over a window (its time-weighted sum is kept beside it, so
+/// that two gauges pack into 8 bytes and two sums into 16).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Gauge {
     min: u16,
     max: u16,
-    /// Sum of value × milliseconds held.
-    weighted: u64,
 }
 
 impl Default for Gauge {
@@ -91,19 +98,19 @@ impl Default for Gauge {
         Gauge {
             min: u16::MAX,
             max: 0,
-            weighted: 0,
         }
     }
 }
 
 impl Gauge {
-    fn hold(&mut self, value: u16, ms: u32) {
+    /// Counts `value` held for `ms`, adding value × ms to `weighted`.
+    fn hold(&mut self, weighted: &mut u64, value: u16, ms: u32) {
         self.min = self.min.min(value);
         self.max = self.max.max(value);
-        self.weighted += u64::from(value) * u64::from(ms);
+        *weighted += u64::from(value) * u64::from(ms);
     }
 
-    fn level(&self, known_ms: u32) -> Level {
+    fn level(&self, weighted: u64, known_ms: u32) -> Level {
         if known_ms == 0 {
             return Level {
                 min: 0,
@@ -114,17 +121,19 @@ impl Gauge {
         Level {
             min: u32::from(self.min),
             max: u32::from(self.max),
-            mean: self.weighted as f64 / f64::from(known_ms),
+            mean: weighted as f64 / f64::from(known_ms),
         }
     }
 }
 
 /// Rentals and returns of one type in a window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Per type counts are `u16`, saturating: 65,535 movements of one type in one window is beyond
+/// any station (the totals are `u32`).
 pub(crate) struct Tally<T> {
     pub(crate) ty: T,
-    pub(crate) rentals: u32,
-    pub(crate) returns: u32,
+    pub(crate) rentals: u16,
+    pub(crate) returns: u16,
 }
 
 /// The running totals of one station's window.
@@ -140,12 +149,15 @@ pub(crate) struct Window<T> {
     pub(crate) types: Option<Box<[Tally<T>]>>,
     bikes: Gauge,
     docks: Gauge,
+    /// Sums of bikes × ms and free docks × ms.
+    bikes_weighted: u64,
+    docks_weighted: u64,
     /// Milliseconds of the window with a known state, and of each condition.
-    known: u32,
+    pub(crate) known: u32,
     empty: u32,
     full: u32,
     docks_out: u32,
-    closed: u32,
+    pub(crate) closed: u32,
 }
 
 impl<T: Copy + Eq> Window<T> {
@@ -160,6 +172,8 @@ impl<T: Copy + Eq> Window<T> {
             types: None,
             bikes: Gauge::default(),
             docks: Gauge::default(),
+            bikes_weighted: 0,
+            docks_weighted: 0,
             known: 0,
             empty: 0,
             full: 0,
@@ -178,8 +192,8 @@ impl<T: Copy + Eq> Window<T> {
             return;
         }
         self.known += ms;
-        self.bikes.hold(state.bikes, ms);
-        self.docks.hold(state.docks, ms);
+        self.bikes.hold(&mut self.bikes_weighted, state.bikes, ms);
+        self.docks.hold(&mut self.docks_weighted, state.docks, ms);
         if state.open && state.bikes == 0 {
             self.empty += ms;
         }
@@ -206,16 +220,16 @@ impl<T: Copy + Eq> Window<T> {
                     self.returns += returns;
                     match tallies.iter_mut().find(|t| t.ty == ty) {
                         Some(t) => {
-                            t.rentals += rentals;
-                            t.returns += returns;
+                            t.rentals = t.rentals.saturating_add(clamp(rentals));
+                            t.returns = t.returns.saturating_add(clamp(returns));
                         }
                         // A new type, rare: a boxed slice is 8 bytes smaller than a Vec.
                         None => {
                             let mut grown = std::mem::take(tallies).into_vec();
                             grown.push(Tally {
                                 ty,
-                                rentals,
-                                returns,
+                                rentals: clamp(rentals),
+                                returns: clamp(returns),
                             });
                             *tallies = grown.into_boxed_slice();
                         }
@@ -255,14 +269,14 @@ impl<T: Copy + Eq> Window<T> {
                         TypeActivity {
                             vehicle_type_id: id.to_owned(),
                             kind,
-                            rentals: t.rentals,
-                            returns: t.returns,
+                            rentals: t.rentals.into(),
+                            returns: t.returns.into(),
                         }
                     })
                     .collect()
             }),
-            bikes: self.bikes.level(self.known),
-            free_docks: self.docks.level(self.known),
+            bikes: self.bikes.level(self.bikes_weighted, self.known),
+            free_docks: self.docks.level(self.docks_weighted, self.known),
             minutes_known: minutes(self.known),
             minutes_empty: minutes(self.empty),
             minutes_full: minutes(self.full),
@@ -299,6 +313,8 @@ impl<T> Window<T> {
             types,
             bikes: self.bikes,
             docks: self.docks,
+            bikes_weighted: self.bikes_weighted,
+            docks_weighted: self.docks_weighted,
             known: self.known,
             empty: self.empty,
             full: self.full,

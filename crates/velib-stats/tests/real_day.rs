@@ -9,11 +9,11 @@ use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use velib_model::StationStats;
+use velib_model::{Health, StationStats};
 use velib_source::readers::{
     VehicleTypes, feed_time, id_text, parse_info, parse_status, to_station,
 };
-use velib_stats::{Applied, StatsConfig, Tracker};
+use velib_stats::{Applied, Published, StatsConfig, Tracker};
 
 const DAY: &str = "cyclocity-2026-07-02";
 
@@ -69,12 +69,9 @@ fn stations(feed: &Value) -> &Vec<Value> {
 }
 
 /// Feeds the day to a tracker through velib's readers, the producer's path.
-fn through_the_tracker(
-    day: &[(String, Value, Vec<Value>)],
-    config: StatsConfig,
-) -> Vec<StationStats> {
+fn through_the_tracker(day: &[(String, Value, Vec<Value>)], config: StatsConfig) -> Published {
     let mut tracker = Tracker::new(config);
-    let mut closed = Vec::new();
+    let mut out = Published::default();
     let types = VehicleTypes::default();
     let mut applied = 0;
     for (slug, info, statuses) in day {
@@ -90,14 +87,14 @@ fn through_the_tracker(
                 let Some(info) = infos.get(&id) else { continue };
                 let station = to_station(slug, info, &record, &types, at);
                 let key = station.key();
-                if tracker.observe(key.as_str(), &station.view(), &mut closed) == Applied::Applied {
+                if tracker.observe(key.as_str(), &station.view(), &mut out) == Applied::Applied {
                     applied += 1;
                 }
             }
         }
     }
     assert!(applied > 20_000, "{applied} records applied");
-    closed
+    out
 }
 
 /// One snapshot of one station, read from the raw JSON.
@@ -319,7 +316,7 @@ fn check_the_day(window: Duration, grace: Duration) -> usize {
     let day = load_day();
     assert_eq!(day.len(), 19, "the 19 JCDecaux GBFS cities");
     let config = StatsConfig::new(window, grace).unwrap();
-    let closed = through_the_tracker(&day, config);
+    let closed = through_the_tracker(&day, config).stats;
     let size = i64::try_from(window.as_millis()).unwrap();
     let expected = expected_windows(
         &histories(&day),
@@ -366,4 +363,64 @@ fn half_hours_with_a_grace_period_too() {
     let n = check_the_day(Duration::from_secs(1800), Duration::from_secs(600));
     assert!(n > 20_000, "{n} windows");
     println!("{n} half-hour windows closed and checked");
+}
+
+/// Health on the real day: every change is listed (the README's list comes from here), and
+/// each claim is checked against the raw files: a locked station was open and its counts did
+/// not move from `since` to the decision, at least two hours; a degraded one had at least half
+/// its capacity out of service.
+#[test]
+fn locked_and_degraded_stations_of_the_real_day_are_what_the_files_say() {
+    let day = load_day();
+    let events = through_the_tracker(&day, StatsConfig::default()).health;
+    let histories = histories(&day);
+    let capacity: HashMap<String, i64> = day
+        .iter()
+        .flat_map(|(slug, info, _)| {
+            stations(info).iter().map(move |s| {
+                let id = s["station_id"].as_str().unwrap();
+                (format!("{slug}:{id}"), s["capacity"].as_i64().unwrap())
+            })
+        })
+        .collect();
+    let mut locked = 0;
+    for e in &events {
+        println!(
+            "{} {:?} since {} decided {}: {}",
+            e.key,
+            e.health,
+            velib_model::stats::rfc3339_utc(e.since),
+            velib_model::stats::rfc3339_utc(e.decided_at),
+            e.reason
+        );
+        let history = &histories[e.key.as_str()];
+        let at = |t: i64| history.iter().find(|s| s.at == t).unwrap();
+        match e.health {
+            Health::Locked => {
+                locked += 1;
+                assert!(e.decided_at - e.since >= 2 * 3_600_000, "{e:?}");
+                let still: Vec<&State> = history
+                    .iter()
+                    .filter(|s| (e.since..=e.decided_at).contains(&s.at))
+                    .collect();
+                let first = still[0];
+                assert!(at(e.decided_at).open, "{e:?}");
+                for s in &still {
+                    let same =
+                        (s.bikes, s.docks, &s.types) == (first.bikes, first.docks, &first.types);
+                    assert!(same, "{e:?} moved at {}", s.at);
+                }
+            }
+            Health::Degraded => {
+                let s = at(e.decided_at);
+                assert!(s.docks_disabled * 2 >= capacity[e.key.as_str()], "{e:?}");
+            }
+            Health::Ok => {}
+        }
+    }
+    println!(
+        "{locked} stations locked, {} changes of health",
+        events.len()
+    );
+    assert!(locked > 0, "the day has stations that never move");
 }
