@@ -37,5 +37,5 @@ pub use properties::{PropertiesError, PropertiesFile};
 pub use rate_limit::RateLimited;
 pub use sink::{
     DeliveryCallback, EnqueueError, KafkaSink, Landed, OutRecord, RecordSink, SINK_DEFAULTS,
-    SinkCounts, flush_async,
+    SinkCounts, base_record, flush_async, send_waiting,
 };

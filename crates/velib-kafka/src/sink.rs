@@ -305,24 +305,7 @@ impl KafkaSink {
 
 impl RecordSink for KafkaSink {
     fn enqueue(&self, record: &OutRecord<'_>, tag: usize) -> Result<(), EnqueueError> {
-        let mut base = BaseRecord::with_opaque_to(record.topic, tag)
-            .key(record.key)
-            .payload(record.payload);
-        if let Some(ts) = record.timestamp_ms {
-            base = base.timestamp(ts);
-        }
-        if !record.headers.is_empty() {
-            let headers = record.headers.iter().fold(
-                OwnedHeaders::new_with_capacity(record.headers.len()),
-                |h, (k, v)| {
-                    h.insert(Header {
-                        key: k,
-                        value: Some(*v),
-                    })
-                },
-            );
-            base = base.headers(headers);
-        }
+        let base = base_record(record, tag);
         match self.producer.send(base) {
             Ok(()) => {
                 self.producer
@@ -363,6 +346,61 @@ impl RecordSink for KafkaSink {
     fn fatal_error(&self) -> Option<String> {
         let fatal = self.health.fatal.lock().unwrap().clone();
         fatal.or_else(|| self.health.guard.failure().map(ToString::to_string))
+    }
+}
+
+/// librdkafka's form of `record`, with `tag` as its delivery opaque.
+pub fn base_record<'a>(record: &OutRecord<'a>, tag: usize) -> BaseRecord<'a, [u8], [u8], usize> {
+    let mut base = BaseRecord::with_opaque_to(record.topic, tag)
+        .key(record.key)
+        .payload(record.payload);
+    if let Some(ts) = record.timestamp_ms {
+        base = base.timestamp(ts);
+    }
+    if !record.headers.is_empty() {
+        let headers = record.headers.iter().fold(
+            OwnedHeaders::new_with_capacity(record.headers.len()),
+            |h, (k, v)| {
+                h.insert(Header {
+                    key: k,
+                    value: Some(*v),
+                })
+            },
+        );
+        base = base.headers(headers);
+    }
+    base
+}
+
+/// Queues `record` on `producer` (to `partition`, or where its key hashes), waiting (blocking
+/// the thread) while the queue is full, until `deadline`: for a producer driven from a thread
+/// of its own, such as a transactional one whose records must all be queued before its commit.
+///
+/// # Errors
+///
+/// The queue still full at `deadline` (`QueueFull`), or the refusal.
+pub fn send_waiting<C: ProducerContext<DeliveryOpaque = usize>>(
+    producer: &ThreadedProducer<C>,
+    record: &OutRecord<'_>,
+    partition: Option<i32>,
+    tag: usize,
+    deadline: Instant,
+) -> Result<(), KafkaError> {
+    loop {
+        let mut base = base_record(record, tag);
+        if let Some(p) = partition {
+            base = base.partition(p);
+        }
+        match producer.send(base) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))
+                if Instant::now() < deadline =>
+            {
+                // The producer's own thread drains the queue.
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err((e, _)) => return Err(e),
+        }
     }
 }
 

@@ -42,12 +42,12 @@
 //!   event is a lost alert.
 
 use crate::detect::Detector;
-use crate::ledger::{Ledger, PartitionMap, Refused, refused_for_good, tag, untag};
+use crate::ledger::{Ledger, PartitionMap, PendingOut, Refused, refused_for_good, tag, untag};
 use crate::process::{
     DLQ_ADVICE, DlqFailure, EVENTS_ADVICE, MonitorConfig, MonitorError, MonitorReport, meter,
     process,
 };
-use crate::stream::{RebalanceNote, StationStream, StreamError};
+use crate::stream::{InRecord, RebalanceNote, StationStream, StreamError};
 use std::future::Future;
 use std::io::Write;
 use std::sync::Arc;
@@ -55,7 +55,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use velib_kafka::RateLimited;
 use velib_kafka::connection::{cluster_reachable, is_transport_failure};
-use velib_kafka::{EnqueueError, OutRecord, RecordSink, sink::enqueue_with_backpressure};
+use velib_kafka::{EnqueueError, RecordSink, sink::enqueue_with_backpressure};
 
 /// Consumes `stream` until `shutdown` resolves, printing changes to `out` and publishing events
 /// through `sink`, whose delivery reports must reach `ledger` (build the sink with
@@ -83,247 +83,327 @@ where
     St: StationStream,
     K: RecordSink + ?Sized,
 {
-    // The state of each owned partition: a partition is owned from its Assigned note to its
-    // Revoked note, and starts with an empty detector. A record of a partition not owned (one
-    // revoked while the record was in flight) is left for the new owner: processing it here
-    // would print a line the new owner prints again.
-    let mut detectors: PartitionMap<Detector> = PartitionMap::default();
-    let mut report = MonitorReport::default();
-    let mut metered = MonitorReport::default();
-    let mut poison_log = RateLimited::new(Duration::from_secs(1));
-    let mut last_store = Instant::now();
-    let mut since_store = 0u32;
-    let mut unflushed = false;
-    let mut burst = 0u32;
-    // An output refused for good under the stop policy: the loop ends, and this is returned
-    // once what can be committed is.
-    let mut failure: Option<MonitorError> = None;
-    // The kind of the last consumer error logged, and whether errors came since the last
-    // record: see where consumer errors are handled.
-    let mut consumer_error: Option<String> = None;
-    let mut consumer_trouble = false;
+    let mut engine = Engine {
+        sink,
+        ledger,
+        config,
+        out,
+        detectors: PartitionMap::default(),
+        report: MonitorReport::default(),
+        metered: MonitorReport::default(),
+        poison_log: RateLimited::new(Duration::from_secs(1)),
+        last_store: Instant::now(),
+        since_store: 0,
+        unflushed: false,
+        burst: 0,
+        failure: None,
+        consumer_error: None,
+        consumer_trouble: false,
+    };
     tokio::pin!(shutdown);
-
     loop {
+        let Some(item) = engine.next(&stream, &mut shutdown).await else {
+            break;
+        };
+        let woken = item.is_none();
+        engine.apply_rebalances(&stream);
+        match item {
+            None => {}
+            Some(Err(e)) => engine.consumer_error(e)?,
+            Some(Ok(record)) => engine.judge(&record).await?,
+        }
+        engine.store_if_due(&mut stream, woken)?;
+        if engine.failure.is_some() {
+            break;
+        }
+    }
+    engine.finish(stream).await
+}
+
+/// The at-least-once loop's state (the stream apart: the records it lends out borrow it).
+struct Engine<'a, K: ?Sized> {
+    sink: &'a K,
+    ledger: Arc<Ledger>,
+    config: &'a MonitorConfig,
+    out: &'a mut (dyn Write + Send),
+    /// The state of each owned partition: a partition is owned from its Assigned note to its
+    /// Revoked note, and starts with an empty detector. A record of a partition not owned (one
+    /// revoked while the record was in flight) is left for the new owner: processing it here
+    /// would print a line the new owner prints again.
+    detectors: PartitionMap<Detector>,
+    report: MonitorReport,
+    metered: MonitorReport,
+    poison_log: RateLimited,
+    last_store: Instant,
+    /// Records processed since offsets were last stored.
+    since_store: u32,
+    /// Lines written to `out` and not flushed.
+    unflushed: bool,
+    /// Records taken without waiting, in a row.
+    burst: u32,
+    /// An output refused for good under the stop policy: the loop ends, and this is returned
+    /// once what can be committed is.
+    failure: Option<MonitorError>,
+    /// The kind of the last consumer error logged, and whether errors came since the last
+    /// record: see [`Engine::consumer_error`].
+    consumer_error: Option<String>,
+    consumer_trouble: bool,
+}
+
+impl<K> Engine<'_, K>
+where
+    K: RecordSink + ?Sized,
+{
+    /// The next thing to do: `Some(Some(item))` a record or error from the stream,
+    /// `Some(None)` a wake-up to store offsets or apply delivery reports, `None` shutdown.
+    async fn next<'s, St: StationStream>(
+        &mut self,
+        stream: &'s St,
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> Option<Option<Result<InRecord<'s>, StreamError>>> {
         // A record already received is taken without the select below (and its waker
         // bookkeeping); the shutdown signal is still looked at every few records.
-        let ready = match ready_now(stream.next()) {
-            Some(r) if !burst.is_multiple_of(32) || ready_now(&mut shutdown).is_none() => Some(r),
-            Some(_) => break,
-            None => None,
-        };
-        let item = match ready {
-            Some(r) => {
-                burst += 1;
+        match ready_now(stream.next()) {
+            Some(r) if !self.burst.is_multiple_of(32) || ready_now(&mut *shutdown).is_none() => {
+                self.burst += 1;
                 // tokio's cooperative budget is spent by the shutdown future's polls; give it
                 // back now and then, so the signal is never hidden by a long burst.
-                if burst.is_multiple_of(1024) {
+                if self.burst.is_multiple_of(1024) {
                     tokio::task::yield_now().await;
                 }
-                Some(r)
+                Some(Some(r))
             }
+            Some(_) => None,
             // Nothing is ready, and records were processed since the last store: store their
-            // offsets first (the store step below), then come back to wait. Otherwise the tail
-            // of a burst would stay uncommitted for as long as the topic stays quiet, and be
-            // read again after a restart or a rebalance.
-            None if since_store > 0 => {
-                burst = 0;
-                None
+            // offsets first (the store step), then come back to wait. Otherwise the tail of a
+            // burst would stay uncommitted for as long as the topic stays quiet, and be read
+            // again after a restart or a rebalance.
+            None if self.since_store > 0 => {
+                self.burst = 0;
+                Some(None)
             }
             None => {
                 // Nothing is ready: what was printed goes out before waiting.
-                burst = 0;
-                if unflushed {
-                    let _ = out.flush();
-                    unflushed = false;
-                }
+                self.burst = 0;
+                self.flush_lines();
                 tokio::select! {
                     biased;
-                    () = &mut shutdown => break,
-                    () = ledger.notify.notified() => None,
-                    r = stream.next() => Some(r),
+                    () = &mut *shutdown => None,
+                    () = self.ledger.notify.notified() => Some(None),
+                    r = stream.next() => Some(Some(r)),
                 }
-            }
-        };
-        let woken = item.is_none();
-        let notes = stream.take_rebalances();
-        if !notes.is_empty() {
-            // A revoke has just committed what was processed: its lines go out now.
-            if unflushed {
-                let _ = out.flush();
-                unflushed = false;
-            }
-            for note in notes {
-                match note {
-                    RebalanceNote::Revoked(ps) => {
-                        for p in ps {
-                            detectors.remove(&p);
-                        }
-                    }
-                    RebalanceNote::Assigned(ps) => {
-                        for p in ps {
-                            detectors.insert(p, Detector::new(config.field));
-                        }
-                    }
-                }
-            }
-        }
-        match item {
-            None => {}
-            Some(Err(e)) if e.is_fatal() => return Err(e.into()),
-            Some(Err(e)) => {
-                // librdkafka hands out the same error on every poll while it lasts (an outage:
-                // twenty a second). Connection trouble is reported once by the client contexts
-                // (`cluster_down`); anything else once per kind, until records flow again.
-                let kind = match &e {
-                    StreamError::Kafka(k) if is_transport_failure(k) => None,
-                    StreamError::Kafka(k) => Some(format!("{:?}", k.rdkafka_error_code())),
-                    StreamError::Connection(c) => Some(c.to_string()),
-                };
-                if kind.is_some() && kind != consumer_error {
-                    tracing::warn!(error = %e, "consumer error; librdkafka retries");
-                } else {
-                    tracing::debug!(error = %e, "consumer error");
-                }
-                consumer_error = kind.or(consumer_error);
-                consumer_trouble = true;
-            }
-            Some(Ok(record)) => {
-                if consumer_trouble {
-                    consumer_trouble = false;
-                    consumer_error = None;
-                    cluster_reachable();
-                }
-                let (partition, offset) = (record.partition(), record.offset());
-                let Some(detector) = detectors.get_mut(&partition) else {
-                    tracing::debug!(
-                        partition,
-                        offset,
-                        "record of a partition no longer owned skipped"
-                    );
-                    continue;
-                };
-                report.records += 1;
-                let pending = process(
-                    &record,
-                    detector,
-                    config,
-                    out,
-                    &mut report,
-                    &mut poison_log,
-                    &mut unflushed,
-                    None,
-                );
-                if let Some(pending) = pending {
-                    let (topic, headers) = (pending.topic.clone(), header_refs(&pending.headers));
-                    let rec = OutRecord {
-                        topic: &topic,
-                        key: &pending.key,
-                        payload: &pending.payload,
-                        timestamp_ms: record.timestamp(),
-                        headers: &headers,
-                    };
-                    // The queue holds a million records; if it is full, the events broker has
-                    // been away for long, and waiting is the only way not to lose an event.
-                    let far = tokio::time::Instant::now() + Duration::from_secs(86_400);
-                    let enqueued =
-                        enqueue_with_backpressure(sink, &rec, tag(partition, offset), far).await;
-                    if let Some(fatal) = sink.fatal_error() {
-                        return Err(MonitorError::Sink(fatal));
-                    }
-                    drop(headers);
-                    ledger.with(partition, |p| p.processed(offset, Some(pending)));
-                    match enqueued {
-                        Ok(()) => {}
-                        Err(EnqueueError::Refused(error)) if refused_for_good(&error) => {
-                            let refused =
-                                ledger
-                                    .with(partition, |p| p.refuse(offset))
-                                    .map(|out| Refused {
-                                        partition,
-                                        offset,
-                                        out,
-                                        error,
-                                    });
-                            failure = failure.or(refuse(refused, config, &ledger, &mut report));
-                        }
-                        Err(e) => {
-                            // A full queue for a whole day, or an unexpected refusal: the
-                            // output stays pending, and its record uncommitted.
-                            tracing::error!(error = %e, topic = %topic, partition, offset, "output not queued; its record is not committed");
-                        }
-                    }
-                } else {
-                    ledger.with(partition, |p| p.processed(offset, None));
-                }
-                since_store += 1;
-                if failure.is_some() {
-                    break;
-                }
-            }
-        }
-        // Storing offsets costs a librdkafka call each: batch them. The clock is read only
-        // every few records of a burst.
-        let due = woken
-            || since_store >= 1000
-            || (since_store > 0
-                && burst.is_multiple_of(64)
-                && last_store.elapsed() >= Duration::from_millis(100));
-        if due {
-            if let Some(fatal) = sink.fatal_error() {
-                return Err(MonitorError::Sink(fatal));
-            }
-            // A stored offset must not cover a line still in the buffer.
-            if unflushed {
-                let _ = out.flush();
-                unflushed = false;
-            }
-            for refused in resend(sink, &ledger) {
-                failure = failure.or(refuse(Some(refused), config, &ledger, &mut report));
-            }
-            for (p, offset) in ledger.take_stores() {
-                if let Err(e) = stream.store(p, offset) {
-                    tracing::debug!(partition = p, error = %e, "offset not stored");
-                }
-            }
-            meter(&report, &mut metered);
-            since_store = 0;
-            last_store = Instant::now();
-            if failure.is_some() {
-                break;
             }
         }
     }
 
-    // Shutdown: wait (bounded) for undelivered events, store what is done, commit.
-    let _ = out.flush();
-    let deadline = Instant::now() + config.flush_timeout;
-    loop {
-        for refused in resend(sink, &ledger) {
-            failure = failure.or(refuse(Some(refused), config, &ledger, &mut report));
+    fn flush_lines(&mut self) {
+        if self.unflushed {
+            let _ = self.out.flush();
+            self.unflushed = false;
         }
-        if !ledger.has_pending() || Instant::now() >= deadline {
-            break;
+    }
+
+    /// Partitions revoked and assigned since the last record: their detectors dropped or
+    /// started empty.
+    fn apply_rebalances<St: StationStream>(&mut self, stream: &St) {
+        let notes = stream.take_rebalances();
+        if notes.is_empty() {
+            return;
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        // A revoke has just committed what was processed: its lines go out now.
+        self.flush_lines();
+        for note in notes {
+            match note {
+                RebalanceNote::Revoked(ps) => {
+                    for p in ps {
+                        self.detectors.remove(&p);
+                    }
+                }
+                RebalanceNote::Assigned(ps) => {
+                    for p in ps {
+                        self.detectors.insert(p, Detector::new(self.config.field));
+                    }
+                }
+            }
+        }
     }
-    report.undelivered_at_exit = ledger.has_pending();
-    // What is still undelivered was waited for long enough: closing the consumer must not wait
-    // for it again at the final revoke.
-    ledger.stop_waiting();
-    for (p, offset) in ledger.take_stores() {
-        let _ = stream.store(p, offset);
+
+    /// A consumer error: fatal ones stop the monitor, the others are logged once per kind.
+    fn consumer_error(&mut self, e: StreamError) -> Result<(), MonitorError> {
+        if e.is_fatal() {
+            return Err(e.into());
+        }
+        // librdkafka hands out the same error on every poll while it lasts (an outage: twenty
+        // a second). Connection trouble is reported once by the client contexts
+        // (`cluster_down`); anything else once per kind, until records flow again.
+        let kind = match &e {
+            StreamError::Kafka(k) if is_transport_failure(k) => None,
+            StreamError::Kafka(k) => Some(format!("{:?}", k.rdkafka_error_code())),
+            StreamError::Connection(c) => Some(c.to_string()),
+        };
+        if kind.is_some() && kind != self.consumer_error {
+            tracing::warn!(error = %e, "consumer error; librdkafka retries");
+        } else {
+            tracing::debug!(error = %e, "consumer error");
+        }
+        self.consumer_error = kind.or(self.consumer_error.take());
+        self.consumer_trouble = true;
+        Ok(())
     }
-    // A failed commit here is not fatal: closing the consumer revokes its partitions, and the
-    // revoke commits again; at worst the records since the last commit are read again.
-    if let Err(e) = stream.commit() {
-        tracing::warn!(error = %e, "commit at shutdown failed");
+
+    /// Judges one record: its line printed, its output queued and handed to the ledger.
+    async fn judge(&mut self, record: &InRecord<'_>) -> Result<(), MonitorError> {
+        if self.consumer_trouble {
+            self.consumer_trouble = false;
+            self.consumer_error = None;
+            cluster_reachable();
+        }
+        let (partition, offset) = (record.partition(), record.offset());
+        let Some(detector) = self.detectors.get_mut(&partition) else {
+            tracing::debug!(
+                partition,
+                offset,
+                "record of a partition no longer owned skipped"
+            );
+            return Ok(());
+        };
+        self.report.records += 1;
+        let pending = process(
+            record,
+            detector,
+            self.config,
+            self.out,
+            &mut self.report,
+            &mut self.poison_log,
+            &mut self.unflushed,
+            None,
+        );
+        match pending {
+            Some(pending) => self.publish(pending, record).await?,
+            None => self.ledger.with(partition, |p| p.processed(offset, None)),
+        }
+        self.since_store += 1;
+        Ok(())
     }
-    meter(&report, &mut metered);
-    let _ = out.flush();
-    match failure {
-        Some(failure) => Err(failure),
-        None => Ok((stream, report)),
+
+    /// Queues a record's event or dead-letter copy; the ledger holds its offset until Kafka
+    /// acknowledges it.
+    async fn publish(
+        &mut self,
+        pending: PendingOut,
+        record: &InRecord<'_>,
+    ) -> Result<(), MonitorError> {
+        let (partition, offset) = (record.partition(), record.offset());
+        let headers = pending.header_refs();
+        let rec = pending.record(&headers, record.timestamp());
+        // The queue holds a million records; if it is full, the events broker has been away
+        // for long, and waiting is the only way not to lose an event.
+        let far = tokio::time::Instant::now() + Duration::from_secs(86_400);
+        let enqueued =
+            enqueue_with_backpressure(self.sink, &rec, tag(partition, offset), far).await;
+        if let Some(fatal) = self.sink.fatal_error() {
+            return Err(MonitorError::Sink(fatal));
+        }
+        drop(headers);
+        let topic = pending.topic.clone();
+        self.ledger
+            .with(partition, |p| p.processed(offset, Some(pending)));
+        match enqueued {
+            Ok(()) => {}
+            Err(EnqueueError::Refused(error)) if refused_for_good(&error) => {
+                let refused = self
+                    .ledger
+                    .with(partition, |p| p.refuse(offset))
+                    .map(|out| Refused {
+                        partition,
+                        offset,
+                        out,
+                        error,
+                    });
+                self.refuse(refused);
+            }
+            Err(e) => {
+                // A full queue for a whole day, or an unexpected refusal: the output stays
+                // pending, and its record uncommitted.
+                tracing::error!(error = %e, topic = %topic, partition, offset, "output not queued; its record is not committed");
+            }
+        }
+        Ok(())
+    }
+
+    fn refuse(&mut self, refused: Option<Refused>) {
+        let failure = refuse(refused, self.config, &self.ledger, &mut self.report);
+        self.failure = self.failure.take().or(failure);
+    }
+
+    /// Stores the offsets of what is done, when due: storing costs a librdkafka call each, so
+    /// they are batched, and the clock is read only every few records of a burst.
+    fn store_if_due<St: StationStream>(
+        &mut self,
+        stream: &mut St,
+        woken: bool,
+    ) -> Result<(), MonitorError> {
+        let due = woken
+            || self.since_store >= 1000
+            || (self.since_store > 0
+                && self.burst.is_multiple_of(64)
+                && self.last_store.elapsed() >= Duration::from_millis(100));
+        if !due {
+            return Ok(());
+        }
+        if let Some(fatal) = self.sink.fatal_error() {
+            return Err(MonitorError::Sink(fatal));
+        }
+        // A stored offset must not cover a line still in the buffer.
+        self.flush_lines();
+        for refused in resend(self.sink, &self.ledger) {
+            self.refuse(Some(refused));
+        }
+        for (p, offset) in self.ledger.take_stores() {
+            if let Err(e) = stream.store(p, offset) {
+                tracing::debug!(partition = p, error = %e, "offset not stored");
+            }
+        }
+        meter(&self.report, &mut self.metered);
+        self.since_store = 0;
+        self.last_store = Instant::now();
+        Ok(())
+    }
+
+    /// Shutdown: waits (bounded) for undelivered events, stores what is done, commits.
+    async fn finish<St: StationStream>(
+        mut self,
+        mut stream: St,
+    ) -> Result<(St, MonitorReport), MonitorError> {
+        let _ = self.out.flush();
+        let deadline = Instant::now() + self.config.flush_timeout;
+        loop {
+            for refused in resend(self.sink, &self.ledger) {
+                self.refuse(Some(refused));
+            }
+            if !self.ledger.has_pending() || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.report.undelivered_at_exit = self.ledger.has_pending();
+        // What is still undelivered was waited for long enough: closing the consumer must not
+        // wait for it again at the final revoke.
+        self.ledger.stop_waiting();
+        for (p, offset) in self.ledger.take_stores() {
+            let _ = stream.store(p, offset);
+        }
+        // A failed commit here is not fatal: closing the consumer revokes its partitions, and
+        // the revoke commits again; at worst the records since the last commit are read again.
+        if let Err(e) = stream.commit() {
+            tracing::warn!(error = %e, "commit at shutdown failed");
+        }
+        meter(&self.report, &mut self.metered);
+        let _ = self.out.flush();
+        match self.failure {
+            Some(failure) => Err(failure),
+            None => Ok((stream, self.report)),
+        }
     }
 }
 
@@ -393,14 +473,8 @@ fn resend<K: RecordSink + ?Sized>(sink: &K, ledger: &Ledger) -> Vec<Refused> {
     let mut refused = completions.refused;
     for (t, out) in completions.retries {
         tracing::warn!(topic = %out.topic, "an event was not delivered; sending it again");
-        let headers = header_refs(&out.headers);
-        let rec = OutRecord {
-            topic: &out.topic,
-            key: &out.key,
-            payload: &out.payload,
-            timestamp_ms: None,
-            headers: &headers,
-        };
+        let headers = out.header_refs();
+        let rec = out.record(&headers, None);
         match sink.enqueue(&rec, t) {
             Ok(()) => {}
             Err(EnqueueError::Refused(error)) if refused_for_good(&error) => {
@@ -418,8 +492,4 @@ fn resend<K: RecordSink + ?Sized>(sink: &K, ledger: &Ledger) -> Vec<Refused> {
         }
     }
     refused
-}
-
-fn header_refs<'a>(headers: &'a [(&'static str, Vec<u8>)]) -> Vec<(&'static str, &'a [u8])> {
-    headers.iter().map(|(k, v)| (*k, v.as_slice())).collect()
 }

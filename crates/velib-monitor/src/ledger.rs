@@ -20,7 +20,7 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
-use velib_kafka::{DeliveryCallback, Landed};
+use velib_kafka::{DeliveryCallback, Landed, OutRecord};
 
 /// A record the monitor publishes on behalf of an input record, kept until it is delivered so
 /// that a failed delivery can be retried.
@@ -34,6 +34,31 @@ pub struct PendingOut {
     pub payload: Vec<u8>,
     /// Record headers.
     pub headers: Vec<(&'static str, Vec<u8>)>,
+}
+
+impl PendingOut {
+    /// The headers as [`OutRecord`] takes them.
+    pub fn header_refs(&self) -> Vec<(&'static str, &[u8])> {
+        self.headers
+            .iter()
+            .map(|(k, v)| (*k, v.as_slice()))
+            .collect()
+    }
+
+    /// The output as a record to queue, with `headers` from [`PendingOut::header_refs`].
+    pub fn record<'a>(
+        &'a self,
+        headers: &'a [(&'a str, &'a [u8])],
+        timestamp_ms: Option<i64>,
+    ) -> OutRecord<'a> {
+        OutRecord {
+            topic: &self.topic,
+            key: &self.key,
+            payload: &self.payload,
+            timestamp_ms,
+            headers,
+        }
+    }
 }
 
 /// Whether Kafka refused a record for good: retrying the same record cannot succeed until a

@@ -208,55 +208,11 @@ pub(crate) fn process(
     let payload = record.payload().unwrap_or_default();
     let station = match StationView::from_json(payload) {
         Ok(s) => s,
-        Err(e) => {
-            report.poison += 1;
-            if let Some(suppressed) = poison_log.allow() {
-                tracing::warn!(
-                    topic = %config.topic,
-                    partition = record.partition(),
-                    offset = record.offset(),
-                    error = %e,
-                    suppressed_since_last = suppressed,
-                    "unreadable station record skipped{}",
-                    if config.dlq_topic.is_some() { "; sending a copy to the dead-letter topic" } else { "" }
-                );
-            }
-            return config.dlq_topic.as_ref().map(|dlq| PendingOut {
-                topic: dlq.clone(),
-                key: record.key().unwrap_or_default().to_vec(),
-                payload: payload.to_vec(),
-                headers: vec![
-                    ("velib-error", e.to_string().into_bytes()),
-                    ("velib-source-topic", config.topic.clone().into_bytes()),
-                    (
-                        "velib-source-partition",
-                        record.partition().to_string().into_bytes(),
-                    ),
-                    (
-                        "velib-source-offset",
-                        record.offset().to_string().into_bytes(),
-                    ),
-                ],
-            });
-        }
+        Err(e) => return unreadable(record, &e, config, report, poison_log),
     };
     let verdict = detector.observe(&station);
     if let Some(slot) = state_out {
-        let remember = match verdict {
-            Verdict::First => true,
-            Verdict::Updated {
-                change,
-                emptiness,
-                known_changed,
-            } => change.is_some() || emptiness.is_some() || known_changed,
-            Verdict::Stale => false,
-        };
-        if remember {
-            *slot = Some(StateOut {
-                key: station.key().as_str().to_owned(),
-                value: crate::state::value(&station, config.field),
-            });
-        }
+        *slot = state_to_remember(&verdict, &station, config.field);
     }
     match verdict {
         Verdict::First => None,
@@ -269,33 +225,7 @@ pub(crate) fn process(
         } => {
             if let Some((previous, current)) = change {
                 report.changes += 1;
-                let _ = match config.format {
-                    OutputFormat::Text => writeln!(
-                        out,
-                        "{}",
-                        ChangeLine {
-                            previous,
-                            current,
-                            address: &station.address,
-                            contract: &station.contract_name,
-                        }
-                    ),
-                    OutputFormat::Json => {
-                        let change = StationChange {
-                            key: station.key(),
-                            contract: station.contract_name.as_ref().to_owned(),
-                            address: station.address.as_ref().to_owned(),
-                            name: station.name.as_ref().to_owned(),
-                            field: config.field,
-                            previous,
-                            current,
-                            last_update: station.last_update,
-                        };
-                        serde_json::to_writer(&mut *out, &change)
-                            .map_err(std::io::Error::from)
-                            .and_then(|()| writeln!(out))
-                    }
-                };
+                let _ = write_change(out, config, &station, previous, current);
                 *unflushed = true;
             }
             let (kind, topic) = (emptiness?, config.events_topic.as_ref()?);
@@ -311,6 +241,103 @@ pub(crate) fn process(
                 payload: event.to_json(),
                 headers: Vec::new(),
             })
+        }
+    }
+}
+
+/// An unreadable record: counted, logged (rate-limited), and its dead-letter copy, headed
+/// with the error and where the record came from.
+fn unreadable(
+    record: &InRecord<'_>,
+    error: &dyn std::fmt::Display,
+    config: &MonitorConfig,
+    report: &mut MonitorReport,
+    poison_log: &mut RateLimited,
+) -> Option<PendingOut> {
+    report.poison += 1;
+    if let Some(suppressed) = poison_log.allow() {
+        tracing::warn!(
+            topic = %config.topic,
+            partition = record.partition(),
+            offset = record.offset(),
+            error = %error,
+            suppressed_since_last = suppressed,
+            "unreadable station record skipped{}",
+            if config.dlq_topic.is_some() { "; sending a copy to the dead-letter topic" } else { "" }
+        );
+    }
+    config.dlq_topic.as_ref().map(|dlq| PendingOut {
+        topic: dlq.clone(),
+        key: record.key().unwrap_or_default().to_vec(),
+        payload: record.payload().unwrap_or_default().to_vec(),
+        headers: vec![
+            ("velib-error", error.to_string().into_bytes()),
+            ("velib-source-topic", config.topic.clone().into_bytes()),
+            (
+                "velib-source-partition",
+                record.partition().to_string().into_bytes(),
+            ),
+            (
+                "velib-source-offset",
+                record.offset().to_string().into_bytes(),
+            ),
+        ],
+    })
+}
+
+/// The station's state for the changelog, when what detection depends on changed.
+fn state_to_remember(
+    verdict: &Verdict,
+    station: &StationView<'_>,
+    field: TrackedField,
+) -> Option<StateOut> {
+    let remember = match verdict {
+        Verdict::First => true,
+        Verdict::Updated {
+            change,
+            emptiness,
+            known_changed,
+        } => change.is_some() || emptiness.is_some() || *known_changed,
+        Verdict::Stale => false,
+    };
+    remember.then(|| StateOut {
+        key: station.key().as_str().to_owned(),
+        value: crate::state::value(station, field),
+    })
+}
+
+/// Prints a change: the tutorial's line, or a [`StationChange`] JSON object.
+fn write_change(
+    out: &mut (dyn Write + Send),
+    config: &MonitorConfig,
+    station: &StationView<'_>,
+    previous: u32,
+    current: u32,
+) -> std::io::Result<()> {
+    match config.format {
+        OutputFormat::Text => writeln!(
+            out,
+            "{}",
+            ChangeLine {
+                previous,
+                current,
+                address: &station.address,
+                contract: &station.contract_name,
+            }
+        ),
+        OutputFormat::Json => {
+            let change = StationChange {
+                key: station.key(),
+                contract: station.contract_name.as_ref().to_owned(),
+                address: station.address.as_ref().to_owned(),
+                name: station.name.as_ref().to_owned(),
+                field: config.field,
+                previous,
+                current,
+                last_update: station.last_update,
+            };
+            serde_json::to_writer(&mut *out, &change).map_err(std::io::Error::from)?;
+            writeln!(out)
         }
     }
 }

@@ -15,6 +15,19 @@ fn warnings(stderr: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// The monitor binary, at least once (the loop whose outage reporting these tests watch), on
+/// `topic` in a group of its own.
+fn spawn_monitor(bootstrap: &str, topic: &str, extra: &[&str], rust_log: &str) -> Child {
+    Child::spawn(
+        Command::new(env!("CARGO_BIN_EXE_velib-monitor"))
+            .args(["--bootstrap-servers", bootstrap, "--topic", topic])
+            .args(["--group-id", &unique_name("velib-monitor")])
+            .args(["--guarantee", "at-least-once"])
+            .args(extra)
+            .env("RUST_LOG", rust_log),
+    )
+}
+
 #[tokio::test]
 async fn a_cluster_away_is_one_line_when_it_goes_and_one_when_it_is_back() {
     // Alone: the mock broker comes back on its old port, which no other test may take meanwhile.
@@ -22,26 +35,19 @@ async fn a_cluster_away_is_one_line_when_it_goes_and_one_when_it_is_back() {
     let kafka = MockKafka::start(1).unwrap();
     let topic = unique_name("velib-stations");
     kafka.create_topic(&topic, 1).unwrap();
-    let mut monitor = Child::spawn(
-        Command::new(env!("CARGO_BIN_EXE_velib-monitor"))
-            .args(["--bootstrap-servers", kafka.bootstrap_servers()])
-            .args([
-                "--topic",
-                &topic,
-                "--group-id",
-                &unique_name("velib-monitor"),
-            ])
-            .args(["--no-events", "--no-dlq"])
-            // The at-least-once loop's own outage reporting.
-            .args(["--guarantee", "at-least-once"])
-            .args([
-                "-X",
-                "session.timeout.ms=6000",
-                "-X",
-                "heartbeat.interval.ms=500",
-            ])
-            // Debug for the loop: each consumer error it meets is counted below.
-            .env("RUST_LOG", "info,velib_monitor::at_least_once=debug"),
+    // Debug for the loop: each consumer error it meets is counted below.
+    let mut monitor = spawn_monitor(
+        kafka.bootstrap_servers(),
+        &topic,
+        &[
+            "--no-events",
+            "--no-dlq",
+            "-X",
+            "session.timeout.ms=6000",
+            "-X",
+            "heartbeat.interval.ms=500",
+        ],
+        "info,velib_monitor::at_least_once=debug",
     );
     monitor
         .wait_for_stderr("partitions assigned", TIMEOUT)
@@ -87,17 +93,11 @@ async fn no_broker_at_all_is_one_line_not_a_flood() {
     let _gate = crate::beside_others().await;
     // A port nothing listens on: librdkafka retries its bootstrap connection without end.
     let nowhere = unreachable_address();
-    let mut monitor = Child::spawn(
-        Command::new(env!("CARGO_BIN_EXE_velib-monitor"))
-            .args(["--bootstrap-servers", &nowhere])
-            .args([
-                "--topic",
-                "velib-stations",
-                "--group-id",
-                &unique_name("velib-monitor"),
-            ])
-            .args(["--guarantee", "at-least-once"])
-            .env("RUST_LOG", "info,velib_monitor::at_least_once=debug"),
+    let mut monitor = spawn_monitor(
+        &nowhere,
+        "velib-stations",
+        &[],
+        "info,velib_monitor::at_least_once=debug",
     );
     monitor
         .wait_for_stderr_lines("consumer error", 20, TIMEOUT)
@@ -124,17 +124,11 @@ async fn a_hangup_stops_the_monitor_gracefully() {
     let kafka = MockKafka::start(1).unwrap();
     let topic = unique_name("velib-stations");
     kafka.create_topic(&topic, 1).unwrap();
-    let mut monitor = Child::spawn(
-        Command::new(env!("CARGO_BIN_EXE_velib-monitor"))
-            .args(["--bootstrap-servers", kafka.bootstrap_servers()])
-            .args([
-                "--topic",
-                &topic,
-                "--group-id",
-                &unique_name("velib-monitor"),
-            ])
-            .args(["--no-events", "--no-dlq", "--guarantee", "at-least-once"])
-            .env("RUST_LOG", "info"),
+    let mut monitor = spawn_monitor(
+        kafka.bootstrap_servers(),
+        &topic,
+        &["--no-events", "--no-dlq"],
+        "info",
     );
     monitor
         .wait_for_stderr("partitions assigned", TIMEOUT)

@@ -1,0 +1,231 @@
+//! The state changelog read back: each assigned partition's stations restored before its first
+//! record is judged, and the check that the state topic can hold them.
+
+use super::contexts::{EosContext, RestoreContext};
+use super::transaction::Core;
+use super::{CALL_TIMEOUT, ExactlyOnceConfig, STATE_TOPIC_GRACE};
+use crate::detect::Detector;
+use crate::process::{MonitorConfig, MonitorError};
+use crate::state::StoredState;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use velib_kafka::connection::is_transport_failure;
+
+/// What a restore read from the changelog.
+#[derive(Default)]
+struct Restored {
+    stations: usize,
+    unreadable: usize,
+    /// Records of other groups (they share the state topic) or of the earlier key format.
+    foreign: usize,
+}
+
+impl Core {
+    /// Restores the waiting partitions; on failure, the error names the likely cause (a
+    /// missing or too small state topic) and the fix.
+    pub(super) fn restore_or_say_why(
+        &mut self,
+        consumer: &BaseConsumer<EosContext>,
+        restorer: &BaseConsumer<RestoreContext>,
+    ) -> Result<(), MonitorError> {
+        self.restore(consumer, restorer).map_err(|e| {
+            match check_state_topic(consumer, &self.config, &self.eos) {
+                Err(missing) => missing,
+                Ok(()) => MonitorError::Transaction(format!(
+                    "could not restore the state of the assigned partitions from the state \
+                     topic {} ({e}); check that the cluster is reachable and that the monitor \
+                     may read that topic",
+                    self.eos.state_topic
+                )),
+            }
+        })
+    }
+
+    /// Restores the state of the partitions waiting for it, from the changelog.
+    fn restore<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        restorer: &BaseConsumer<RestoreContext>,
+    ) -> Result<(), KafkaError> {
+        let partitions: Vec<i32> = std::mem::take(&mut self.to_restore).into_iter().collect();
+        let started = Instant::now();
+        // First the committed offsets of these partitions: a read_committed consumer's offset
+        // fetch waits until no transaction committing offsets for them is pending, so the
+        // previous owner's last transaction (its state included) is settled before the state
+        // is read.
+        let mut tpl = TopicPartitionList::new();
+        for &p in &partitions {
+            tpl.add_partition(&self.config.topic, p);
+        }
+        consumer.committed_offsets(tpl, CALL_TIMEOUT)?;
+
+        let mut detectors: HashMap<i32, Detector> = partitions
+            .iter()
+            .map(|&p| (p, Detector::new(self.config.field)))
+            .collect();
+        let restored = self.read_changelog(restorer, &partitions, &mut detectors)?;
+        restorer.unassign()?;
+        if restored.unreadable > 0 {
+            tracing::warn!(
+                unreadable = restored.unreadable,
+                state_topic = %self.eos.state_topic,
+                "unreadable state records ignored; those stations start unknown"
+            );
+        }
+        let took = started.elapsed();
+        tracing::info!(partitions = ?partitions, stations = restored.stations,
+            other_groups_records = restored.foreign, ?took, "state restored");
+        self.detectors.extend(detectors);
+        if let Some(progress) = &self.eos.progress {
+            *progress.last_restore.lock().unwrap() = Some((restored.stations, took));
+            progress
+                .partitions
+                .store(self.detectors.len(), Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Reads the changelog partitions of `partitions` to their end (read_committed), into
+    /// `detectors`.
+    fn read_changelog(
+        &self,
+        restorer: &BaseConsumer<RestoreContext>,
+        partitions: &[i32],
+        detectors: &mut HashMap<i32, Detector>,
+    ) -> Result<Restored, KafkaError> {
+        let mut assign = TopicPartitionList::new();
+        for &p in partitions {
+            assign.add_partition_offset(&self.eos.state_topic, p, Offset::Beginning)?;
+        }
+        restorer.assign(&assign)?;
+        let mut open: BTreeSet<i32> = partitions.iter().copied().collect();
+        let mut restored = Restored::default();
+        let mut unknown_since: Option<Instant> = None;
+        let deadline = Instant::now() + CALL_TIMEOUT + self.eos.transaction_timeout;
+        let mut next_check = Instant::now() + STATE_TOPIC_GRACE;
+        while !open.is_empty() {
+            // librdkafka reports a state topic that is gone to the client's error callback,
+            // not to this poll, and keeps waiting for it: look it up now and then, so that a
+            // deleted topic is named within the grace rather than after the whole deadline.
+            if Instant::now() >= next_check {
+                next_check = Instant::now() + STATE_TOPIC_GRACE;
+                if self.state_topic_known(restorer) == Some(false) {
+                    return Err(KafkaError::MessageConsumption(
+                        RDKafkaErrorCode::UnknownTopicOrPartition,
+                    ));
+                }
+            }
+            match restorer.poll(Duration::from_millis(100)) {
+                None => {}
+                Some(Ok(m)) => self.apply(&m, detectors, &mut restored),
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    open.remove(&p);
+                }
+                Some(Err(e)) if is_transport_failure(&e) => {}
+                // A state partition created a moment after its stations partition
+                // (`velib-topics create` growing both): librdkafka finds it at its next
+                // metadata refresh. But a state topic that stays unknown is missing: that is
+                // said soon (the caller names the topic).
+                Some(Err(e))
+                    if matches!(
+                        e.rdkafka_error_code(),
+                        Some(
+                            RDKafkaErrorCode::UnknownPartition
+                                | RDKafkaErrorCode::UnknownTopicOrPartition
+                        )
+                    ) && unknown_since.get_or_insert_with(Instant::now).elapsed()
+                        < STATE_TOPIC_GRACE => {}
+                Some(Err(e)) => return Err(e),
+            }
+            if Instant::now() >= deadline {
+                return Err(KafkaError::MessageConsumption(
+                    RDKafkaErrorCode::OperationTimedOut,
+                ));
+            }
+        }
+        Ok(restored)
+    }
+
+    /// Whether the cluster knows the state topic with partitions; `None` if it did not answer.
+    fn state_topic_known(&self, restorer: &BaseConsumer<RestoreContext>) -> Option<bool> {
+        restorer
+            .fetch_metadata(Some(&self.eos.state_topic), CALL_TIMEOUT)
+            .ok()
+            .and_then(|m| {
+                m.topics()
+                    .first()
+                    .map(|t| t.error().is_none() && !t.partitions().is_empty())
+            })
+    }
+
+    /// One changelog record into its partition's detector, if it is this group's.
+    fn apply<M: Message>(
+        &self,
+        m: &M,
+        detectors: &mut HashMap<i32, Detector>,
+        restored: &mut Restored,
+    ) {
+        let Some(detector) = detectors.get_mut(&m.partition()) else {
+            return;
+        };
+        // Another group's state (groups share the state topic), or a record of the earlier
+        // format keyed by station alone: never this group's.
+        if !self.keys.owns(m.key()) {
+            restored.foreign += 1;
+            return;
+        }
+        match m.payload().map(StoredState::parse) {
+            Some(Some(r)) if r.field == self.config.field => {
+                detector.restore(&r.contract, &r.number, r.state);
+                restored.stations += 1;
+            }
+            // Another field's state (a monitor run with another --field) or a tombstone: the
+            // station starts unknown.
+            Some(Some(_)) | None => {}
+            Some(None) => restored.unreadable += 1,
+        }
+    }
+}
+
+/// The state topic must exist with a partition for every partition of the stations topic.
+pub(super) fn check_state_topic<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    config: &MonitorConfig,
+    eos: &ExactlyOnceConfig,
+) -> Result<(), MonitorError> {
+    let count = |topic: &str| -> Result<usize, MonitorError> {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), CALL_TIMEOUT)
+            .map_err(|source| MonitorError::Kafka {
+                what: "read the topics' metadata",
+                source,
+            })?;
+        Ok(metadata
+            .topics()
+            .first()
+            .filter(|t| t.error().is_none())
+            .map_or(0, |t| t.partitions().len()))
+    };
+    let (stations, state) = (count(&config.topic)?, count(&eos.state_topic)?);
+    if state == 0 && stations > 0 {
+        return Err(MonitorError::Transaction(format!(
+            "the state topic {} does not exist: create it with `velib-topics create` (or `cargo \
+             xtask create-topics`), or name another with --state-topic",
+            eos.state_topic
+        )));
+    }
+    if state < stations {
+        return Err(MonitorError::Transaction(format!(
+            "the state topic {} has {state} partitions, fewer than the {stations} of {}: create \
+             or grow it with `velib-topics create` (or `cargo xtask create-topics`), or name \
+             another with --state-topic",
+            eos.state_topic, config.topic
+        )));
+    }
+    Ok(())
+}
