@@ -57,12 +57,19 @@ impl GroupKeys {
 /// "tracked":5,"bikes":3,"open":true}`; the contract is spelled as the station's records spell
 /// it, which is how the detector knows it. `tracked` is `null` when the record does not give
 /// the tracked count (an e-bike count from a feed without per-type counts).
-pub(crate) fn value(station: &StationView<'_>, field: TrackedField) -> Vec<u8> {
+///
+/// With `--stats`, `"stats"` holds the station's statistics state ([`velib_stats::Tracker::state`]):
+/// its open window, the window in its grace period, its health and activity profile.
+pub(crate) fn value(
+    station: &StationView<'_>,
+    field: TrackedField,
+    stats: Option<serde_json::Value>,
+) -> Vec<u8> {
     let number = match &station.number {
         StationId::Number(n) => serde_json::Value::from(*n),
         StationId::Text(s) => serde_json::Value::from(s.as_str()),
     };
-    let value = serde_json::json!({
+    let mut value = serde_json::json!({
         "contract": station.contract_name,
         "number": number,
         "field": field,
@@ -71,6 +78,9 @@ pub(crate) fn value(station: &StationView<'_>, field: TrackedField) -> Vec<u8> {
         "bikes": station.available_bikes,
         "open": station.status == Status::Open,
     });
+    if let Some(stats) = stats {
+        value["stats"] = stats;
+    }
     serde_json::to_vec(&value).unwrap_or_default()
 }
 
@@ -80,6 +90,8 @@ pub(crate) struct StoredState {
     pub(crate) number: StationId,
     pub(crate) field: TrackedField,
     pub(crate) state: Remembered,
+    /// The statistics state, when the monitor that wrote it kept statistics.
+    pub(crate) stats: Option<serde_json::Value>,
 }
 
 /// The changelog value as written by [`value`], read without building a JSON tree: a restore
@@ -95,6 +107,8 @@ struct Wire<'a> {
     tracked: Option<u32>,
     bikes: u32,
     open: bool,
+    #[serde(default)]
+    stats: Option<serde_json::Value>,
 }
 
 #[derive(serde::Deserialize)]
@@ -121,6 +135,7 @@ impl StoredState {
                 bikes: wire.bikes,
                 open: wire.open,
             },
+            stats: wire.stats,
         })
     }
 }
@@ -155,7 +170,7 @@ mod tests {
             docks_out_of_service: None,
             is_returning: None,
         };
-        let value = value(&station.view(), TrackedField::AvailableBikeStands);
+        let value = value(&station.view(), TrackedField::AvailableBikeStands, None);
         let stored = StoredState::parse(&value).unwrap();
         assert_eq!(stored.contract, "Lyon");
         assert_eq!(stored.number, StationId::Number(1001));
@@ -187,8 +202,12 @@ mod tests {
             }
         );
         // A count the record does not give is stored as unknown, not as 0.
-        let unknown =
-            StoredState::parse(&super::value(&next.view(), TrackedField::AvailableEbikes)).unwrap();
+        let unknown = StoredState::parse(&super::value(
+            &next.view(),
+            TrackedField::AvailableEbikes,
+            None,
+        ))
+        .unwrap();
         assert_eq!(unknown.field, TrackedField::AvailableEbikes);
         assert_eq!(unknown.state.tracked, None);
         assert!(StoredState::parse(b"not json").is_none());
