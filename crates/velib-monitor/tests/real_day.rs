@@ -137,29 +137,8 @@ pub(crate) enum Version {
 }
 
 fn rfc3339_to_seconds(v: &Value) -> Value {
-    let text = v.as_str().unwrap();
-    // A hand-made reading, to stay independent of velib's: YYYY-MM-DDTHH:MM:SS[.fff]Z.
-    let (date, time) = text.trim_end_matches('Z').split_once('T').unwrap();
-    let d: Vec<i64> = date.split('-').map(|x| x.parse().unwrap()).collect();
-    let t: Vec<i64> = time
-        .split('.')
-        .next()
-        .unwrap()
-        .split(':')
-        .map(|x| x.parse().unwrap())
-        .collect();
-    // Days from 1970-01-01 (Howard Hinnant's days_from_civil).
-    let (y, m) = if d[1] <= 2 {
-        (d[0] - 1, d[1] + 9)
-    } else {
-        (d[0], d[1] - 3)
-    };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * m + 2) / 5 + d[2] - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    json!(days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2])
+    // A hand-made reading, to stay independent of velib's (fractions dropped).
+    json!(velib_testkit::real_day::epoch_ms(v.as_str().unwrap()).div_euclid(1000))
 }
 
 /// A feed as `version` writes it: 3.0 verbatim; 2.3 with times in seconds, names as strings,
@@ -322,19 +301,7 @@ async fn play_the_day(version: Version, broker: Broker) {
         let monitor = Monitor::spawn(&bootstrap, &topic, &state, guarantee, count);
         monitors.push((monitor, expected));
     }
-    let cities: Vec<&str> = day.iter().map(|c| c.slug.as_str()).collect();
-    let producer = Process::spawn(
-        Command::new(velib_testkit::sibling_binary(
-            env!("CARGO_BIN_EXE_velib-monitor"),
-            "velib-producer",
-        ))
-        .arg("--source")
-        .arg(format!("gbfs:{}", cities.join(",")))
-        .args(["--cyclocity-base-url", &server.uri()])
-        .args(["--interval", "200ms", "--bootstrap-servers", &bootstrap])
-        .args(["--topic", &topic])
-        .env("RUST_LOG", "warn"),
-    );
+    let producer = producer(&day, &server.uri(), &bootstrap, &topic);
 
     // Every snapshot of every city has been fetched once the server has answered each city
     // one more time than it has snapshots (the first poll reads the first snapshot).
@@ -357,6 +324,23 @@ async fn play_the_day(version: Version, broker: Broker) {
     for (monitor, expected) in monitors {
         monitor.check(&bootstrap, &topic, &expected).await;
     }
+}
+
+/// The producer binary polling every city of the day from `server` into `topic`.
+pub(crate) fn producer(day: &[City], server: &str, bootstrap: &str, topic: &str) -> Process {
+    let cities: Vec<&str> = day.iter().map(|c| c.slug.as_str()).collect();
+    Process::spawn(
+        Command::new(velib_testkit::sibling_binary(
+            env!("CARGO_BIN_EXE_velib-monitor"),
+            "velib-producer",
+        ))
+        .arg("--source")
+        .arg(format!("gbfs:{}", cities.join(",")))
+        .args(["--cyclocity-base-url", server])
+        .args(["--interval", "200ms", "--bootstrap-servers", bootstrap])
+        .args(["--topic", topic])
+        .env("RUST_LOG", "warn"),
+    )
 }
 
 /// A monitor of the day following one count, in a group and with a state topic of its own.

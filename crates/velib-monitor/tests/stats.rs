@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use tokio::process::Command;
 use velib_model::{StationHealthEvent, StationStats};
 use velib_testkit::real_day::{
-    Expected, as_expected, expected_windows, histories, load_day, set_aside,
+    Expected, assert_windows, expected_windows, histories, load_day, set_aside,
 };
 use velib_testkit::{Process, admin_create_topic, kafka_bootstrap, unique_name, wait_for};
 
@@ -81,19 +81,7 @@ async fn stats_of_the_day(crash: bool) {
     }
     let group = unique_name("velib-monitor-stats");
     let mut running = monitor(&bootstrap, &group, &topics);
-    let cities: Vec<&str> = day.iter().map(|c| c.slug.as_str()).collect();
-    let producer = Process::spawn(
-        Command::new(velib_testkit::sibling_binary(
-            env!("CARGO_BIN_EXE_velib-monitor"),
-            "velib-producer",
-        ))
-        .arg("--source")
-        .arg(format!("gbfs:{}", cities.join(",")))
-        .args(["--cyclocity-base-url", &server.uri()])
-        .args(["--interval", "200ms", "--bootstrap-servers", &bootstrap])
-        .args(["--topic", &topics.stations])
-        .env("RUST_LOG", "warn"),
-    );
+    let producer = crate::real_day::producer(&day, &server.uri(), &bootstrap, &topics.stations);
     let snapshots = day[0].statuses.len();
     let read_past = |n: usize| {
         let served = &served;
@@ -147,36 +135,16 @@ async fn stats_of_the_day(crash: bool) {
         std::time::Duration::from_secs(3),
     )
     .await;
-    let mut got = BTreeMap::new();
-    for m in &published {
-        use rdkafka::Message;
-        let stats = StationStats::from_json(m.payload().unwrap()).unwrap();
-        assert_eq!(m.key(), Some(stats.kafka_key().as_slice()));
-        let key = (stats.key.to_string(), stats.window_start);
-        assert!(
-            got.insert(key.clone(), as_expected(&stats)).is_none(),
-            "published twice: {key:?}"
-        );
-    }
-    let missing: Vec<_> = expected
-        .keys()
-        .filter(|k| !got.contains_key(*k))
-        .take(5)
+    let windows: Vec<StationStats> = published
+        .iter()
+        .map(|m| {
+            use rdkafka::Message;
+            let stats = StationStats::from_json(m.payload().unwrap()).unwrap();
+            assert_eq!(m.key(), Some(stats.kafka_key().as_slice()));
+            stats
+        })
         .collect();
-    let extra: Vec<_> = got
-        .keys()
-        .filter(|k| !expected.contains_key(*k))
-        .take(5)
-        .collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "{} published, {} expected; missing {missing:?}, extra {extra:?}",
-        got.len(),
-        expected.len()
-    );
-    for (k, e) in &expected {
-        assert_eq!(&got[k], e, "window {k:?}");
-    }
+    let compared = assert_windows(&expected, &windows);
     // Health changes: each once, whatever the crash.
     let health = velib_testkit::read_until_quiet(
         &bootstrap,
@@ -195,7 +163,7 @@ async fn stats_of_the_day(crash: bool) {
     }
     println!(
         "{} windows and {} health changes published, crash: {crash}",
-        got.len(),
+        compared,
         seen.len()
     );
 }

@@ -27,8 +27,9 @@
 //! profiles the tracker holds, so after a rebalance it is the mean over another set of stations,
 //! and a decision that rested on it can differ from what the previous owner would have decided.
 //!
-//! A station learns nothing while it is locked, so that its own silence does not teach it that
-//! silence is usual.
+//! A locked station stays locked until its counts move or it closes, however the predictions
+//! change meanwhile. A station learns nothing while it is locked, so that its own silence does
+//! not teach it that silence is usual.
 
 use crate::window::{Reading, Window};
 use serde::{Deserialize, Serialize};
@@ -214,7 +215,14 @@ impl HealthState {
             self.still_since = at;
         }
         let still = at - self.still_since;
-        let (locked, why_locked) = self.locked(at, still, contract, config);
+        // Once locked, a station stays locked until it moves (or closes): the prediction that
+        // condemned it can fall below the threshold as the profiles learn, and a station that
+        // has not moved is no less locked for that.
+        let (locked, why_locked) = if self.health == Health::Locked && still > 0 {
+            (true, String::new())
+        } else {
+            self.locked(at, still, contract, config)
+        };
         let out = reading.docks_out.unwrap_or(0);
         let degraded = reading.capacity > 0
             && f64::from(out) >= config.degraded_share * f64::from(reading.capacity);

@@ -4,7 +4,7 @@
 //! same window computed independently from the raw JSON by the definitions
 //! (`velib_testkit::real_day`, which the monitor's end-to-end test compares with too).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 use velib_model::Health;
 use velib_source::readers::{
@@ -12,7 +12,7 @@ use velib_source::readers::{
 };
 use velib_stats::{Applied, Published, StatsConfig, Tracker};
 use velib_testkit::real_day::{
-    City, State, as_expected, expected_windows, histories, load_day, stations,
+    City, State, assert_windows, expected_windows, histories, load_day, stations,
 };
 
 /// Feeds the day to a tracker through velib's readers, the producer's path.
@@ -60,31 +60,11 @@ fn check_the_day(window: Duration, grace: Duration) -> usize {
         size,
         i64::try_from(grace.as_millis()).unwrap(),
     );
-    let mut got = BTreeMap::new();
     for s in &closed {
         assert_eq!(s.window_end, s.window_start + size);
         assert_eq!(s.late_records, 0, "{s:?}");
-        let fresh = got.insert((s.key.to_string(), s.window_start), as_expected(s));
-        assert!(fresh.is_none(), "window published twice: {s:?}");
     }
-    let missing: Vec<_> = expected
-        .keys()
-        .filter(|k| !got.contains_key(*k))
-        .take(5)
-        .collect();
-    let extra: Vec<_> = got
-        .keys()
-        .filter(|k| !expected.contains_key(*k))
-        .take(5)
-        .collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "missing {missing:?}, extra {extra:?}"
-    );
-    for (k, e) in &expected {
-        assert_eq!(&got[k], e, "window {k:?}");
-    }
-    closed.len()
+    assert_windows(&expected, &closed)
 }
 
 #[test]

@@ -349,3 +349,43 @@ pub fn as_expected(s: &StationStats) -> Expected {
         ],
     }
 }
+
+/// Compares published windows with the expected ones: each published once, none missing, none
+/// other, every field equal. Returns how many were compared.
+///
+/// # Panics
+///
+/// On the first difference, naming the window.
+pub fn assert_windows(
+    expected: &BTreeMap<(String, i64), Expected>,
+    published: &[StationStats],
+) -> usize {
+    let mut got = BTreeMap::new();
+    for s in published {
+        let key = (s.key.to_string(), s.window_start);
+        assert!(
+            got.insert(key.clone(), as_expected(s)).is_none(),
+            "published twice: {key:?}"
+        );
+    }
+    let missing: Vec<_> = expected
+        .keys()
+        .filter(|k| !got.contains_key(*k))
+        .take(5)
+        .collect();
+    let extra: Vec<_> = got
+        .keys()
+        .filter(|k| !expected.contains_key(*k))
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{} published, {} expected; missing {missing:?}, extra {extra:?}",
+        got.len(),
+        expected.len()
+    );
+    for (k, e) in expected {
+        assert_eq!(&got[k], e, "window {k:?}");
+    }
+    got.len()
+}
