@@ -268,8 +268,12 @@ pub(crate) fn process(
     };
     let verdict = detector.observe(&station);
     if let Some(eos) = eos {
-        let stats_moved = observe_stats(detector, &station, config, report, &mut eos.published);
-        eos.state = state_to_remember(&verdict, stats_moved, &station, detector, config.field);
+        // The key once for both, and only when statistics need it on every record.
+        let key = config.stats.as_ref().map(|_| station.key());
+        let stats_moved = key.as_ref().is_some_and(|key| {
+            observe_stats(detector, key, &station, config, report, &mut eos.published)
+        });
+        eos.state = state_to_remember(&verdict, stats_moved, &station, key, detector, config);
     }
     match verdict {
         Verdict::First => None,
@@ -346,6 +350,7 @@ fn unreadable(
 /// health changes it closed; whether the statistics state changed.
 fn observe_stats(
     detector: &mut Detector,
+    key: &velib_model::StationKey,
     station: &StationView<'_>,
     config: &MonitorConfig,
     report: &mut MonitorReport,
@@ -355,7 +360,7 @@ fn observe_stats(
         return false;
     };
     let mut out = velib_stats::Published::default();
-    let applied = tracker.observe(station.key().as_str(), station, &mut out);
+    let applied = tracker.observe(key.as_str(), station, &mut out);
     report.windows += out.stats.len() as u64;
     published.extend(out.stats.iter().map(|window| PendingOut {
         topic: settings.topic.clone(),
@@ -382,8 +387,9 @@ fn state_to_remember(
     verdict: &Verdict,
     stats_moved: bool,
     station: &StationView<'_>,
+    key: Option<velib_model::StationKey>,
     detector: &Detector,
-    field: TrackedField,
+    config: &MonitorConfig,
 ) -> Option<StateOut> {
     let remember = stats_moved
         || match verdict {
@@ -396,10 +402,10 @@ fn state_to_remember(
             Verdict::Stale => false,
         };
     remember.then(|| {
-        let key = station.key();
+        let key = key.unwrap_or_else(|| station.key());
         let stats = detector.stats().and_then(|t| t.state(key.as_str()));
         StateOut {
-            value: crate::state::value(station, field, stats),
+            value: crate::state::value(station, config.field, stats),
             key: key.as_str().to_owned(),
         }
     })

@@ -215,6 +215,59 @@ mod tests {
     }
 
     #[test]
+    fn statistics_ride_in_the_same_changelog_value() {
+        use velib_model::{Position, Station};
+        let station = |at: i64, bikes: u32| Station {
+            number: StationId::Number(7),
+            contract_name: "lyon".into(),
+            name: "n".into(),
+            address: "a".into(),
+            position: Position {
+                lat: 45.0,
+                lng: 4.0,
+            },
+            banking: false,
+            bonus: false,
+            bike_stands: 20,
+            available_bike_stands: 20 - bikes,
+            available_bikes: bikes,
+            status: Status::Open,
+            last_update: None,
+            snapshot_at: Some(at),
+            bikes_by_type: None,
+            bikes_out_of_service: None,
+            docks_out_of_service: None,
+            is_returning: None,
+        };
+        let hour = 1_782_979_200_000;
+        let mut tracker = velib_stats::Tracker::default();
+        let mut out = velib_stats::Published::default();
+        let first = station(hour + 600_000, 5);
+        tracker.observe("lyon:7", &first.view(), &mut out);
+        let written = value(
+            &first.view(),
+            TrackedField::AvailableBikeStands,
+            tracker.state("lyon:7"),
+        );
+        // Read back by a monitor that keeps statistics, the window goes on where it was.
+        let stored = StoredState::parse(&written).unwrap();
+        let mut restored = velib_stats::Tracker::default();
+        restored
+            .restore("lyon:7", stored.stats.as_ref().unwrap())
+            .unwrap();
+        let next = station(hour + 3_700_000, 2);
+        let (mut a, mut b) = (velib_stats::Published::default(), out);
+        tracker.observe("lyon:7", &next.view(), &mut a);
+        restored.observe("lyon:7", &next.view(), &mut b);
+        assert_eq!(a.stats, b.stats);
+        assert_eq!(a.stats.len(), 1);
+        // Without statistics the value is as before, and reads back without them.
+        let plain = value(&first.view(), TrackedField::AvailableBikeStands, None);
+        assert!(!String::from_utf8(plain.clone()).unwrap().contains("stats"));
+        assert!(StoredState::parse(&plain).unwrap().stats.is_none());
+    }
+
+    #[test]
     fn each_group_restores_its_own_records_only() {
         let stands = GroupKeys::new("velib-monitor-stations");
         let bikes = GroupKeys::new("velib-monitor-bikes");
