@@ -163,12 +163,14 @@ async fn demo(args: Args) -> Result<()> {
     }
 
     let watch = WatchList::default().with_contract(&args.alert_contract);
-    let alerts = AlertsConfig::new(
+    let mut alerts = AlertsConfig::new(
         kafka_args(&bootstrap),
         watch,
         "velib demo <alerts@velib.invalid>".parse()?,
         vec!["you@velib.invalid".parse()?],
     );
+    // The simulated city has e-bikes: its mails show both alerts.
+    alerts.shortages = [velib_model::Shortage::Bikes, velib_model::Shortage::Ebikes].into();
     let alerts_cancel = cancel.clone();
     tasks.spawn(async move {
         velib_alerts::run(

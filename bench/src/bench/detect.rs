@@ -55,7 +55,7 @@ fn detect_all(payloads: &[Vec<u8>]) -> Result<u64> {
         let station = StationView::from_json(p)?;
         if let Verdict::Updated {
             change: Some((previous, current)),
-            emptiness,
+            crossed,
             ..
         } = detector.observe(&station)
         {
@@ -72,7 +72,7 @@ fn detect_all(payloads: &[Vec<u8>]) -> Result<u64> {
                 }
             )?;
             black_box(&line);
-            black_box(emptiness);
+            black_box(crossed);
         }
     }
     Ok(changes)

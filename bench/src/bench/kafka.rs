@@ -3,10 +3,12 @@
 pub mod exactly_once;
 pub mod latency;
 pub mod monitor;
+mod monitor_thread;
 pub mod producer;
 
 use super::python::Python;
-use super::{Setup, Sizes};
+use super::report::{Report, Row};
+use super::{Setup, Sizes, median};
 use anyhow::{Context, Result, bail};
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
@@ -209,4 +211,63 @@ pub fn bare_produce(
         std::thread::sleep(Duration::from_millis(1));
     }
     Ok(done())
+}
+
+/// The row comparing velib's `velib` rate (records/s) with the tutorial's kafka-python script
+/// doing the same (`what`, e.g. `drain 500000 records`): `measure` runs the script once and
+/// returns its rate, [`Sizes::python_runs`] times; the median is reported against a target of
+/// 20×. Without kafka-python, the comparison is listed as not measured. Returns each run's
+/// rate, for the raw figures.
+pub fn versus_tutorial(
+    ctx: &Ctx<'_>,
+    report: &mut Report,
+    bench: &'static str,
+    what: &str,
+    velib: f64,
+    mut measure: impl FnMut(&Python) -> Result<f64>,
+) -> Result<Vec<f64>> {
+    let broker = ctx.broker.name();
+    let Some(py) = ctx.python else {
+        report.not_measured(
+            &format!("{bench} vs tutorial ({broker})"),
+            "kafka-python unavailable in this run",
+        );
+        return Ok(Vec::new());
+    };
+    let runs = ctx.sizes.python_runs;
+    let tutorial = (0..runs)
+        .map(|_| measure(py))
+        .collect::<Result<Vec<f64>>>()?;
+    let t = median(&tutorial);
+    println!(
+        "    tutorial (kafka-python) {:.1} k/s ({:.1}×)",
+        t / 1e3,
+        velib / t
+    );
+    report.row(Row {
+        bench,
+        case: format!(
+            "{what}, vs the tutorial's loop ({runs} run{})",
+            if runs > 1 { "s" } else { "" }
+        ),
+        broker: broker.to_owned(),
+        value: velib,
+        unit: "records/s",
+        baseline: Some(("tutorial kafka-python".into(), t)),
+        target: Some((">= 20× tutorial", velib / t >= 20.0)),
+        note: String::new(),
+    });
+    Ok(tutorial)
+}
+
+/// Fills `topic` with the benchmark's backlog ([`Sizes::kafka_records`] records of
+/// [`prepare`]) through a bare producer; fails unless every record was delivered.
+pub fn fill_backlog(ctx: &Ctx<'_>, topic: &str) -> Result<()> {
+    let n = ctx.sizes.kafka_records();
+    let records = prepare(ctx.sizes.stations, ctx.sizes.kafka_snapshots);
+    let (ok, _) = bare_produce(&bare_producer(&ctx.broker.bootstrap())?, topic, &records)?;
+    if ok != n {
+        bail!("pre-filling the backlog delivered {ok} of {n} records");
+    }
+    Ok(())
 }

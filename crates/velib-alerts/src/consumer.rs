@@ -1,5 +1,14 @@
 //! The alerts consumer: reads `velib-empty-stations`, mails the watched stations.
 //!
+//! # What is mailed
+//!
+//! An event lists the lines one station record crossed (no bike, no e-bike, no returns: see
+//! [`EmptyStationEvent`]); each transition is judged on its own, as if it were an event of its
+//! own: the lines asked for ([`AlertsConfig::shortages`], bikes alone by default), the end of a
+//! shortage only with [`AlertsConfig::notify_recovery`], the age, then the duplicate filter and
+//! cooldown ([`crate::dedupe`]), per station and line. Each transition that passes gets its own
+//! mail per recipient. Events of the first schema (bikes only) read as before.
+//!
 //! # Delivery guarantee: at least once
 //!
 //! An event's offset is stored (and later committed, by librdkafka's auto-commit of *stored*
@@ -53,13 +62,14 @@ use rdkafka::Message as _;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::BorrowedMessage;
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use velib_kafka::config::redact_config_error;
 use velib_kafka::connection::{ReportingContext, cluster_reachable, is_transport_failure};
 use velib_kafka::{ConnectionError, ConnectionGuard, KafkaArgs};
-use velib_model::{EmptinessKind, EmptyStationEvent};
+use velib_model::{EmptyStationEvent, Shortage};
 
 /// The topic the monitor publishes emptiness events to.
 pub const DEFAULT_TOPIC: &str = velib_model::topics::EMPTY_STATIONS;
@@ -98,13 +108,17 @@ pub struct AlertsConfig {
     pub group: String,
     /// Which stations to mail about.
     pub watch: WatchList,
+    /// Which shortages to mail about: no bike ([`Shortage::Bikes`], the default alone), no
+    /// e-bike, no returns.
+    pub shortages: BTreeSet<Shortage>,
     /// The sender.
     pub from: Mailbox,
     /// The recipients; each gets their own message.
     pub to: Vec<Mailbox>,
-    /// At most one "empty" mail per station per cooldown (15 minutes by default).
+    /// At most one "empty" mail per station and shortage per cooldown (15 minutes by default).
     pub cooldown: Duration,
-    /// Also mail when bikes are back at a station that was reported empty.
+    /// Also mail when a shortage ends (bikes, e-bikes back, returns taken again) at a station
+    /// that was reported short.
     pub notify_recovery: bool,
     /// Events whose time is older than this (by the wall clock) are not mailed: a "no bikes"
     /// mail hours late is noise. `None` mails events of any age. Two hours by default.
@@ -123,6 +137,7 @@ impl AlertsConfig {
             topic: DEFAULT_TOPIC.to_owned(),
             group: DEFAULT_GROUP.to_owned(),
             watch,
+            shortages: BTreeSet::from([Shortage::Bikes]),
             from,
             to,
             cooldown: Duration::from_secs(15 * 60),
@@ -143,9 +158,10 @@ pub struct Stats {
     pub malformed: u64,
     /// Events for a watched station.
     pub matched: u64,
-    /// Watched events left out: recovery not requested, or too old.
+    /// Transitions of watched events left out: a shortage not asked for, recovery not
+    /// requested, or too old.
     pub filtered: u64,
-    /// Watched events dropped by the duplicate filter or the cooldown.
+    /// Transitions of watched events dropped by the duplicate filter or the cooldown.
     pub suppressed: u64,
     /// Mails the server accepted (one per recipient).
     pub mails_sent: u64,
@@ -166,6 +182,9 @@ pub enum AlertsError {
         "no station is watched: give --station, --contract or --near (with --radius-m and/or --nearest)"
     )]
     NothingWatched,
+    /// No shortage asked for.
+    #[error("no alert asked for: give --alert-on bikes, ebikes and/or returns (or ALERT_ON)")]
+    NoShortage,
     /// The brokers cannot be reached in a way retrying cannot fix (refused credentials, an
     /// untrusted certificate, a security protocol mismatch).
     #[error("{0}")]
@@ -202,6 +221,59 @@ pub async fn run<M: Mailer>(
     if config.watch.is_empty() {
         return Err(AlertsError::NothingWatched);
     }
+    if config.shortages.is_empty() {
+        return Err(AlertsError::NoShortage);
+    }
+    let guard = ConnectionGuard::new();
+    let consumer = subscribe(&config, &guard)?;
+    let mut alerts = Alerts {
+        dedupe: Dedupe::new(config.cooldown, config.dedupe_capacity),
+        config,
+        mailer,
+        stats: Stats::default(),
+        holding: false,
+    };
+    let shutdown = shutdown.fuse();
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut errors = ConsumerErrors::default();
+    loop {
+        let received = tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            failure = guard.failed() => return Err(AlertsError::Connection(failure)),
+            received = consumer.recv() => received,
+        };
+        let message = match received {
+            Ok(message) => {
+                errors.records_flow();
+                message
+            }
+            Err(e) => {
+                errors.report(&e);
+                continue;
+            }
+        };
+        match alerts.handle(&message, shutdown.as_mut()).await {
+            Handled::Done => {
+                if let Err(e) = consumer.store_offset_from_message(&message) {
+                    // The partition was revoked meanwhile (e.g. a hold longer than
+                    // max.poll.interval.ms): its next owner starts at this event again.
+                    tracing::debug!(error = %e, partition = message.partition(), offset = message.offset(), "offset not stored");
+                }
+            }
+            Handled::Interrupted => break,
+        }
+    }
+    leave(consumer);
+    Ok(alerts.stats)
+}
+
+/// The consumer of `config.topic`, subscribed, with the at-least-once settings of the
+/// [module docs](self).
+fn subscribe(
+    config: &AlertsConfig,
+    guard: &ConnectionGuard,
+) -> Result<StreamConsumer<ReportingContext>, AlertsError> {
     let mut client = config.kafka.client_config(&[
         // The at-least-once contract: store an offset only after the event is handled, and
         // let auto-commit commit only what was stored.
@@ -220,7 +292,6 @@ pub async fn run<M: Mailer>(
     if client.get("client.id").is_none() {
         client.set("client.id", "velib-alerts");
     }
-    let guard = ConnectionGuard::new();
     let consumer: StreamConsumer<ReportingContext> = client
         .create_with_context(ReportingContext::new(guard.clone()))
         .map_err(|source| AlertsError::Kafka {
@@ -234,65 +305,11 @@ pub async fn run<M: Mailer>(
             source,
         })?;
     tracing::info!(topic = %config.topic, group = %config.group, recipients = config.to.len(), "alerts consumer started");
+    Ok(consumer)
+}
 
-    let mut alerts = Alerts {
-        dedupe: Dedupe::new(config.cooldown, config.dedupe_capacity),
-        config,
-        mailer,
-        stats: Stats::default(),
-        holding: false,
-    };
-    let shutdown = shutdown.fuse();
-    let mut shutdown = std::pin::pin!(shutdown);
-    // The last consumer error logged, and whether errors came since the last record:
-    // librdkafka hands out the same error on every poll while it lasts.
-    let mut consumer_error: Option<String> = None;
-    let mut consumer_trouble = false;
-    loop {
-        let received = tokio::select! {
-            biased;
-            _ = &mut shutdown => break,
-            failure = guard.failed() => return Err(AlertsError::Connection(failure)),
-            received = consumer.recv() => received,
-        };
-        let message = match received {
-            Ok(message) => {
-                if consumer_trouble {
-                    consumer_trouble = false;
-                    consumer_error = None;
-                    cluster_reachable();
-                }
-                message
-            }
-            Err(e) => {
-                // Broker and topic trouble surfaces here; librdkafka retries by itself. An
-                // outage is reported once by the client context (`cluster_down`); other errors
-                // once per kind, until records flow again.
-                counter!("velib_alerts_consumer_errors_total").increment(1);
-                let kind =
-                    (!is_transport_failure(&e)).then(|| format!("{:?}", e.rdkafka_error_code()));
-                if kind.is_some() && kind != consumer_error {
-                    tracing::warn!(error = %e, "Kafka consumer error; retrying");
-                } else {
-                    tracing::debug!(error = %e, "Kafka consumer error; retrying");
-                }
-                consumer_error = kind.or(consumer_error);
-                consumer_trouble = true;
-                continue;
-            }
-        };
-        match alerts.handle(&message, shutdown.as_mut()).await {
-            Handled::Done => {
-                if let Err(e) = consumer.store_offset_from_message(&message) {
-                    // The partition was revoked meanwhile (e.g. a hold longer than
-                    // max.poll.interval.ms): its next owner starts at this event again.
-                    tracing::debug!(error = %e, partition = message.partition(), offset = message.offset(), "offset not stored");
-                }
-            }
-            Handled::Interrupted => break,
-        }
-    }
-
+/// Commits the stored offsets and leaves the group.
+fn leave(consumer: StreamConsumer<ReportingContext>) {
     tracing::info!("shutting down: committing stored offsets and leaving the group");
     match consumer.commit_consumer_state(CommitMode::Sync) {
         Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
@@ -304,7 +321,42 @@ pub async fn run<M: Mailer>(
     // another member at once instead of after the session timeout.
     drop(consumer);
     gauge!("velib_alerts_holding").set(0.0);
-    Ok(alerts.stats)
+}
+
+/// The consumer errors seen since records last flowed: librdkafka hands out the same error on
+/// every poll while it lasts, so each kind is logged once.
+#[derive(Debug, Default)]
+struct ConsumerErrors {
+    /// The last error kind logged.
+    last: Option<String>,
+    /// Whether errors came since the last record.
+    trouble: bool,
+}
+
+impl ConsumerErrors {
+    /// A record arrived: an outage is over.
+    fn records_flow(&mut self) {
+        if self.trouble {
+            self.trouble = false;
+            self.last = None;
+            cluster_reachable();
+        }
+    }
+
+    /// Broker and topic trouble surfaces here; librdkafka retries by itself. An outage is
+    /// reported once by the client context (`cluster_down`); other errors once per kind,
+    /// until records flow again.
+    fn report(&mut self, e: &KafkaError) {
+        counter!("velib_alerts_consumer_errors_total").increment(1);
+        let kind = (!is_transport_failure(e)).then(|| format!("{:?}", e.rdkafka_error_code()));
+        if kind.is_some() && kind != self.last {
+            tracing::warn!(error = %e, "Kafka consumer error; retrying");
+        } else {
+            tracing::debug!(error = %e, "Kafka consumer error; retrying");
+        }
+        self.last = kind.or(self.last.take());
+        self.trouble = true;
+    }
 }
 
 /// What became of a record.
@@ -359,42 +411,65 @@ impl<M: Mailer> Alerts<M> {
         self.stats.matched += 1;
         counter!("velib_alerts_events_matched_total").increment(1);
 
-        if let Some(reason) = self.filter(&event) {
-            self.stats.filtered += 1;
-            counter!("velib_alerts_events_filtered_total", "reason" => reason).increment(1);
-            tracing::debug!(station = %event.key, reason, "event not mailed");
-            return Handled::Done;
-        }
-        let verdict = self.dedupe.check(&event);
-        if verdict != Verdict::Send {
-            self.stats.suppressed += 1;
-            counter!("velib_alerts_events_suppressed_total", "reason" => verdict.as_str())
-                .increment(1);
-            tracing::debug!(station = %event.key, reason = verdict.as_str(), "event not mailed");
-            return Handled::Done;
-        }
-
-        let mut messages = Vec::with_capacity(self.config.to.len());
-        for to in &self.config.to {
-            match mail::compose(&event, &self.config.from, to) {
-                Ok(m) => messages.push(m),
-                Err(e) => {
-                    self.stats.permanent_failures += 1;
-                    counter!("velib_alerts_send_failures_total", "class" => "compose").increment(1);
-                    tracing::error!(station = %event.key, %to, error = %e, "skipping an alert that cannot be composed");
-                }
-            }
+        // Each transition of the record on its own: filtered, deduped, then mailed together,
+        // so the event's offset is stored once all its mails are handled.
+        let due: Vec<EmptyStationEvent> = event
+            .split()
+            .into_iter()
+            .filter(|part| self.is_due(part))
+            .collect();
+        let mut messages = Vec::with_capacity(due.len() * self.config.to.len());
+        for part in &due {
+            self.compose(part, &mut messages);
         }
         let handled = self.deliver(&event, messages, shutdown).await;
         if let Handled::Done = handled {
-            self.dedupe.record(&event);
+            for part in &due {
+                self.dedupe.record(part);
+            }
         }
         handled
     }
 
-    /// Why a watched event is not mailed, if it is not.
+    /// Whether one transition passes the filters and the dedupe; counts and logs it if not.
+    fn is_due(&mut self, part: &EmptyStationEvent) -> bool {
+        if let Some(reason) = self.filter(part) {
+            self.stats.filtered += 1;
+            counter!("velib_alerts_events_filtered_total", "reason" => reason).increment(1);
+            tracing::debug!(station = %part.key, kind = part.kind.as_str(), reason, "event not mailed");
+            return false;
+        }
+        let verdict = self.dedupe.check(part);
+        if verdict != Verdict::Send {
+            self.stats.suppressed += 1;
+            counter!("velib_alerts_events_suppressed_total", "reason" => verdict.as_str())
+                .increment(1);
+            tracing::debug!(station = %part.key, kind = part.kind.as_str(), reason = verdict.as_str(), "event not mailed");
+            return false;
+        }
+        true
+    }
+
+    /// Adds the mail of `part` for each recipient to `messages`.
+    fn compose(&mut self, part: &EmptyStationEvent, messages: &mut Vec<Message>) {
+        for to in &self.config.to {
+            match mail::compose(part, &self.config.from, to) {
+                Ok(m) => messages.push(m),
+                Err(e) => {
+                    self.stats.permanent_failures += 1;
+                    counter!("velib_alerts_send_failures_total", "class" => "compose").increment(1);
+                    tracing::error!(station = %part.key, %to, error = %e, "skipping an alert that cannot be composed");
+                }
+            }
+        }
+    }
+
+    /// Why a watched transition is not mailed, if it is not.
     fn filter(&self, event: &EmptyStationEvent) -> Option<&'static str> {
-        if event.kind == EmptinessKind::NoLongerEmpty && !self.config.notify_recovery {
+        if !self.config.shortages.contains(&event.kind.shortage()) {
+            return Some("shortage_not_requested");
+        }
+        if event.kind.is_recovery() && !self.config.notify_recovery {
             return Some("recovery_not_requested");
         }
         let max_age = self.config.max_age?;
@@ -428,7 +503,8 @@ impl<M: Mailer> Alerts<M> {
                     Ok(()) => {
                         self.stats.mails_sent += 1;
                         counter!("velib_alerts_mails_sent_total").increment(1);
-                        tracing::info!(station = %event.key, kind = ?event.kind, %to, "alert mailed");
+                        let subject = message.headers().get_raw("Subject").unwrap_or_default();
+                        tracing::info!(station = %event.key, subject, %to, "alert mailed");
                     }
                     Err(e) if e.class.is_retryable() => {
                         self.stats.retried_failures += 1;

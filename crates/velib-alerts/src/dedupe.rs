@@ -4,8 +4,11 @@
 //!
 //! # Rules
 //!
-//! For each station, remember the event time of the last "became empty" mail and of the last
-//! "bikes are back" mail. Then:
+//! Each line a station can cross ([`Shortage`]: no bike, no e-bike, no returns) is judged on
+//! its own, by the same rules; "empty" below stands for the start of the shortage
+//! (`became_empty`, `ebikes_gone`, `returns_stopped`) and "back" for its end. For each station
+//! and line, remember the event time of the last "empty" mail and of the last "back" mail.
+//! Then:
 //!
 //! - an event with the same identity (station, event time, kind) as the last mail of its kind
 //!   is a [`Verdict::Duplicate`]: the monitor is at-least-once, so the same event can arrive
@@ -28,7 +31,7 @@
 
 use std::collections::HashMap;
 use std::time::Duration;
-use velib_model::{EmptinessKind, EmptyStationEvent, StationKey};
+use velib_model::{EmptyStationEvent, Shortage, StationKey};
 
 /// What [`Dedupe::check`] decided about an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,9 +42,9 @@ pub enum Verdict {
     Duplicate,
     /// Older than the last mail of its kind for this station.
     Outdated,
-    /// A "became empty" event within the cooldown of the previous "empty" mail.
+    /// An "empty" event within the cooldown of the previous "empty" mail of its line.
     CoolingDown,
-    /// A "bikes are back" event with no unanswered "empty" mail before it.
+    /// A "back" event with no unanswered "empty" mail of its line before it.
     NothingToRecover,
 }
 
@@ -58,19 +61,31 @@ impl Verdict {
     }
 }
 
+/// The mails of one station, per line ([`Shortage::ALL`]'s order).
 #[derive(Debug, Clone, Copy, Default)]
-struct Mailed {
-    /// Event time of the last "became empty" mail.
+struct Mailed([Line; 3]);
+
+/// The mails of one line of one station.
+#[derive(Debug, Clone, Copy, Default)]
+struct Line {
+    /// Event time of the last "empty" mail (the shortage started).
     empty: Option<i64>,
-    /// Event time of the last "bikes are back" mail.
+    /// Event time of the last "back" mail (it ended).
     recovery: Option<i64>,
 }
 
 impl Mailed {
+    fn line(&self, shortage: Shortage) -> Line {
+        self.0[shortage as usize]
+    }
+
     fn last(&self) -> i64 {
-        self.empty
+        self.0
+            .iter()
+            .flat_map(|l| [l.empty, l.recovery])
+            .flatten()
+            .max()
             .unwrap_or(i64::MIN)
-            .max(self.recovery.unwrap_or(i64::MIN))
     }
 }
 
@@ -114,15 +129,16 @@ impl Dedupe {
     pub fn check(&self, event: &EmptyStationEvent) -> Verdict {
         let t = event.event_time();
         let mailed = self.stations.get(&event.key).copied().unwrap_or_default();
-        match event.kind {
-            EmptinessKind::BecameEmpty => match mailed.empty {
+        let mailed = mailed.line(event.kind.shortage());
+        match event.kind.is_recovery() {
+            false => match mailed.empty {
                 None => Verdict::Send,
                 Some(last) if t == last => Verdict::Duplicate,
                 Some(last) if t < last => Verdict::Outdated,
                 Some(last) if t - last < self.cooldown_ms => Verdict::CoolingDown,
                 Some(_) => Verdict::Send,
             },
-            EmptinessKind::NoLongerEmpty => {
+            true => {
                 if mailed.recovery == Some(t) {
                     return Verdict::Duplicate;
                 }
@@ -148,9 +164,11 @@ impl Dedupe {
         let t = event.event_time();
         self.newest = self.newest.max(t);
         let mailed = self.stations.entry(event.key.clone()).or_default();
-        match event.kind {
-            EmptinessKind::BecameEmpty => mailed.empty = Some(t),
-            EmptinessKind::NoLongerEmpty => mailed.recovery = Some(t),
+        let line = &mut mailed.0[event.kind.shortage() as usize];
+        if event.kind.is_recovery() {
+            line.recovery = Some(t);
+        } else {
+            line.empty = Some(t);
         }
         if self.stations.len() > self.capacity {
             self.evict();
@@ -188,7 +206,7 @@ impl Dedupe {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use velib_model::{Position, Station, StationId, Status};
+    use velib_model::{EmptinessKind, Position, Station, StationId, Status};
 
     const MIN: i64 = 60_000;
 
@@ -297,6 +315,41 @@ mod tests {
                 NothingToRecover,
                 Send,
                 Outdated,
+                Send
+            ]
+        );
+    }
+
+    #[test]
+    fn each_line_has_its_own_cooldown_and_recovery() {
+        use Verdict::*;
+        let ebikes_gone = |t| ev("Lyon:1", EmptinessKind::EbikesGone, t);
+        let ebikes_back = |t| ev("Lyon:1", EmptinessKind::EbikesBack, t);
+        let verdicts = run(&[
+            ebikes_back(0),
+            empty("Lyon:1", MIN),
+            // The bikes' mail neither cools down nor answers the e-bikes' line.
+            ebikes_gone(MIN),
+            ebikes_gone(MIN),
+            back("Lyon:1", 2 * MIN),
+            ebikes_back(2 * MIN),
+            ebikes_gone(3 * MIN),
+            ev("Lyon:1", EmptinessKind::ReturnsStopped, 3 * MIN),
+            ev("Lyon:1", EmptinessKind::ReturnsResumed, 4 * MIN),
+            ebikes_gone(17 * MIN),
+        ]);
+        assert_eq!(
+            verdicts,
+            [
+                NothingToRecover,
+                Send,
+                Send,
+                Duplicate,
+                Send,
+                Send,
+                CoolingDown,
+                Send,
+                Send,
                 Send
             ]
         );

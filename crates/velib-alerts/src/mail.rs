@@ -36,8 +36,10 @@ pub struct ComposeError(#[from] lettre::error::Error);
 
 /// Builds the mail for `event`, from `from` to `to`.
 ///
-/// The subject names the station and its contract; the body adds the address, the counts, the
-/// status, the event time (UTC: events carry no time zone, and the contracts' zones are not
+/// The subject names the transition ([`EmptinessKind`]: no bikes, no e-bikes, no returns, or
+/// their end), the station and its contract; the body adds the address, the counts (e-bikes,
+/// bikes and docks out of service and returns only when the station's record gave them: a count
+/// that is not known is not written as 0), the status, the event time (UTC: events carry no time zone, and the contracts' zones are not
 /// known here) and an OpenStreetMap link to the station's position. The `Message-ID` is derived
 /// from the event's identity and the recipient, so a duplicate sent after a crash carries the
 /// same id, which many mail clients use to show it once.
@@ -58,14 +60,31 @@ pub fn compose(
     };
     let contract = clean(&event.contract);
     let address = clean(&event.address);
+    let place = format!("{name} ({contract})");
     let (subject, headline) = match event.kind {
         EmptinessKind::BecameEmpty => (
-            format!("No bikes left at {name} ({contract})"),
-            format!("{name} ({contract}) has no bikes left."),
+            format!("No bikes left at {place}"),
+            format!("{place} has no bikes left."),
         ),
         EmptinessKind::NoLongerEmpty => (
-            format!("Bikes are back at {name} ({contract})"),
-            format!("Bikes are back at {name} ({contract})."),
+            format!("Bikes are back at {place}"),
+            format!("Bikes are back at {place}."),
+        ),
+        EmptinessKind::EbikesGone => (
+            format!("No e-bikes left at {place}"),
+            format!("{place} has no e-bikes left."),
+        ),
+        EmptinessKind::EbikesBack => (
+            format!("E-bikes are back at {place}"),
+            format!("E-bikes are back at {place}."),
+        ),
+        EmptinessKind::ReturnsStopped => (
+            format!("No returns at {place}"),
+            format!("{place} takes no bikes back: return yours at another station."),
+        ),
+        EmptinessKind::ReturnsResumed => (
+            format!("Returns are back at {place}"),
+            format!("{place} takes bikes back again."),
         ),
     };
     let (lat, lng) = (event.position.lat, event.position.lng);
@@ -79,6 +98,7 @@ pub fn compose(
          Contract:  {contract}\n\
          Key:       {key}\n\
          Bikes:     {bikes} available\n\
+         {known}\
          Stands:    {stands} free of {total}\n\
          Status:    {status}\n\
          When:      {when}\n\
@@ -89,6 +109,7 @@ pub fn compose(
          Sent by velib-alerts because you watch this station.\n",
         key = clean(event.key.as_str()),
         bikes = event.available_bikes,
+        known = known_counts(event),
         stands = event.available_bike_stands,
         total = event.bike_stands,
         status = event.status,
@@ -103,6 +124,29 @@ pub fn compose(
         .header(ContentType::TEXT_PLAIN)
         .body(body)?;
     Ok(message)
+}
+
+/// The body lines of what only some feeds say (e-bikes, out of service, returns): one line per
+/// field the event has, none for a field it does not.
+fn known_counts(event: &EmptyStationEvent) -> String {
+    let mut lines = String::new();
+    if let Some(n) = event.available_ebikes {
+        lines += &format!("E-bikes:   {n} available\n");
+    }
+    if let Some(n) = event.bikes_out_of_service {
+        lines += &format!("Broken:    {n} bikes out of service\n");
+    }
+    if let Some(n) = event.docks_out_of_service {
+        lines += &format!("Docks:     {n} out of service\n");
+    }
+    if let Some(returning) = event.is_returning {
+        lines += if returning {
+            "Returns:   taken\n"
+        } else {
+            "Returns:   not taken\n"
+        };
+    }
+    lines
 }
 
 /// Station text made safe for one line: control characters (CR, LF, tab, NUL…) become spaces,
@@ -131,9 +175,12 @@ fn clean(text: &str) -> String {
 fn message_id(event: &EmptyStationEvent, to: &Mailbox) -> String {
     // FNV-1a, not `DefaultHasher`: the id must stay the same across builds and restarts.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    // The bikes' kinds keep the words they had before the other kinds existed, so a mail sent
+    // again after an upgrade keeps its id.
     let kind = match event.kind {
         EmptinessKind::BecameEmpty => "empty",
         EmptinessKind::NoLongerEmpty => "back",
+        other => other.as_str(),
     };
     let parts = [
         event.key.as_str(),
@@ -150,21 +197,67 @@ fn message_id(event: &EmptyStationEvent, to: &Mailbox) -> String {
     format!("<{hash:016x}.{}@velib-alerts.invalid>", event.event_time())
 }
 
-/// Formats epoch milliseconds as `YYYY-MM-DD HH:MM:SS UTC`.
+/// Formats epoch milliseconds as `YYYY-MM-DD HH:MM:SS UTC`, the calendar being the `time`
+/// crate's. A time beyond the years ±9999 (a broken feed) is written as milliseconds.
 ///
 /// ```
 /// assert_eq!(velib_alerts::mail::format_utc(1493734764000), "2017-05-02 14:19:24 UTC");
 /// ```
 pub fn format_utc(epoch_ms: i64) -> String {
-    let secs = epoch_ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (year, month, day) = velib_model::stats::civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    match time::OffsetDateTime::from_unix_timestamp(epoch_ms.div_euclid(1000)) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        Err(_) => format!("{epoch_ms} ms after 1970-01-01 UTC"),
+    }
+}
+
+/// A mail as a mail client shows it: `From`, `To`, `Subject` and `Message-ID` decoded, a blank
+/// line, and the body text, with the transfer encodings (quoted-printable, base64, RFC 2047
+/// encoded words) undone. What goes on the wire is for servers; a dry run is for a person, and
+/// `=C3=89` is not how anyone writes `É`.
+///
+/// The message is read back with `mail-parser`, so what is shown is what a client would decode
+/// from the bytes an SMTP server would get, not a second rendering of the same text.
+pub fn readable(message: &Message) -> String {
+    let raw = message.formatted();
+    let Some(parsed) = mail_parser::MessageParser::default().parse(&raw) else {
+        // Not reachable for a message lettre built; the wire form is better than nothing.
+        return String::from_utf8_lossy(&raw).into_owned();
+    };
+    let mailboxes = |a: Option<&mail_parser::Address<'_>>| {
+        a.map(|a| {
+            a.iter()
+                .map(|m| match (m.name(), m.address()) {
+                    (Some(name), Some(address)) => format!("{name} <{address}>"),
+                    (None, Some(address)) => address.to_owned(),
+                    (name, None) => name.unwrap_or_default().to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+    };
+    let mut out = format!(
+        "From: {}\nTo: {}\nSubject: {}\nMessage-ID: <{}>\n\n",
+        mailboxes(parsed.from()),
+        mailboxes(parsed.to()),
+        parsed.subject().unwrap_or_default(),
+        parsed.message_id().unwrap_or_default(),
+    );
+    out.push_str(
+        &parsed
+            .body_text(0)
+            .unwrap_or_default()
+            .replace("\r\n", "\n"),
+    );
+    out
 }
 
 /// How a failed send should be handled.
@@ -337,8 +430,8 @@ impl Mailer for SmtpMailer {
     }
 }
 
-/// `--dry-run`: writes each mail, as it would go on the wire, to a writer (stdout by default)
-/// and reports it accepted.
+/// `--dry-run`: writes each mail as a person reads it ([`readable`]) to a writer (stdout by
+/// default) and reports it accepted.
 #[derive(Debug)]
 pub struct DryRunMailer<W> {
     out: Mutex<W>,
@@ -375,7 +468,7 @@ impl<W: Write + Send> Mailer for DryRunMailer<W> {
             .map(ToString::to_string)
             .collect();
         let result = writeln!(out, "----- dry run: mail to {} -----", to.join(", "))
-            .and_then(|()| out.write_all(&message.formatted()))
+            .and_then(|()| out.write_all(readable(message).as_bytes()))
             .and_then(|()| writeln!(out))
             .and_then(|()| out.flush());
         result.map_err(|e| SendError {
@@ -437,6 +530,12 @@ mod tests {
         assert_eq!(format_utc(951_782_400_000), "2000-02-29 00:00:00 UTC");
         assert_eq!(format_utc(-1_000), "1969-12-31 23:59:59 UTC");
         assert_eq!(format_utc(1_709_251_199_999), "2024-02-29 23:59:59 UTC");
+        assert_eq!(format_utc(-62_135_596_800_000), "0001-01-01 00:00:00 UTC");
+        assert_eq!(format_utc(253_402_300_799_999), "9999-12-31 23:59:59 UTC");
+        assert_eq!(
+            format_utc(i64::MAX),
+            format!("{} ms after 1970-01-01 UTC", i64::MAX)
+        );
     }
 
     #[test]
@@ -516,5 +615,85 @@ mod tests {
             out.contains("Subject: No bikes left at Gare (Lyon)"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn dry_run_shows_accents_as_written() {
+        // On the wire, this subject is an RFC 2047 encoded word and this body
+        // quoted-printable (`=C3=89`); a person reads the letters.
+        let mut e = event("Gare Saint-Étienne", "Rue de l'Église, Nîmes");
+        e.kind = EmptinessKind::EbikesGone;
+        e.available_ebikes = Some(0);
+        let message = compose(&e, &mbox("Vélo <a@example.com>"), &mbox("b@example.com")).unwrap();
+        let wire = String::from_utf8_lossy(&message.formatted()).into_owned();
+        assert!(!wire.contains("Saint-Étienne"), "{wire}");
+        let mailer = DryRunMailer::new(Vec::new());
+        futures::executor::block_on(mailer.send(&message)).unwrap();
+        let out = String::from_utf8(mailer.into_inner()).unwrap();
+        assert!(
+            out.contains("Subject: No e-bikes left at Gare Saint-Étienne (Lyon)\n"),
+            "{out}"
+        );
+        assert!(out.contains("From: Vélo <a@example.com>\n"), "{out}");
+        assert!(out.contains("Address:   Rue de l'Église, Nîmes\n"), "{out}");
+        assert!(out.contains("E-bikes:   0 available\n"), "{out}");
+        assert!(!out.contains("=C3") && !out.contains("=?utf-8"), "{out}");
+        assert!(!out.contains('\r'), "{out}");
+    }
+
+    #[test]
+    fn each_kind_says_what_happened_and_only_known_counts_are_shown() {
+        let mut e = event("Gare", "Rue");
+        let subjects: Vec<String> = [
+            EmptinessKind::EbikesGone,
+            EmptinessKind::EbikesBack,
+            EmptinessKind::ReturnsStopped,
+            EmptinessKind::ReturnsResumed,
+        ]
+        .into_iter()
+        .map(|kind| {
+            e.kind = kind;
+            let m = compose(&e, &mbox("a@example.com"), &mbox("b@example.com")).unwrap();
+            m.headers().get_raw("Subject").unwrap().to_owned()
+        })
+        .collect();
+        assert_eq!(
+            subjects,
+            [
+                "No e-bikes left at Gare (Lyon)",
+                "E-bikes are back at Gare (Lyon)",
+                "No returns at Gare (Lyon)",
+                "Returns are back at Gare (Lyon)"
+            ]
+        );
+        // The feed gave none of the newer fields: no line for them, and no 0.
+        let body = readable(&compose(&e, &mbox("a@example.com"), &mbox("b@example.com")).unwrap());
+        assert!(
+            !body.contains("E-bikes:") && !body.contains("Returns:"),
+            "{body}"
+        );
+        e.bikes_out_of_service = Some(2);
+        e.docks_out_of_service = Some(0);
+        e.is_returning = Some(false);
+        let body = readable(&compose(&e, &mbox("a@example.com"), &mbox("b@example.com")).unwrap());
+        assert!(
+            body.contains("Broken:    2 bikes out of service\n"),
+            "{body}"
+        );
+        assert!(body.contains("Docks:     0 out of service\n"), "{body}");
+        assert!(body.contains("Returns:   not taken\n"), "{body}");
+        // Each kind has an id of its own; the bikes' ids are what they were.
+        let ids: std::collections::HashSet<String> = [
+            EmptinessKind::BecameEmpty,
+            EmptinessKind::EbikesGone,
+            EmptinessKind::ReturnsStopped,
+        ]
+        .into_iter()
+        .map(|kind| {
+            e.kind = kind;
+            message_id(&e, &mbox("b@example.com"))
+        })
+        .collect();
+        assert_eq!(ids.len(), 3);
     }
 }

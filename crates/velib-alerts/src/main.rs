@@ -18,9 +18,10 @@ use velib_alerts::{AlertsConfig, run};
 use velib_kafka::KafkaArgs;
 use velib_kafka::duration::{parse_duration, parse_positive_duration};
 use velib_kafka::service::ServiceArgs;
-use velib_model::{Position, StationKey};
+use velib_model::{Position, Shortage, StationKey};
 
-/// E-mails you when a bike-share station you watch runs out of bikes.
+/// E-mails you when a bike-share station you watch runs out of bikes or e-bikes, or stops
+/// taking bikes back.
 ///
 /// Reads the monitor's events from Kafka (group `velib-alerts`) and mails each watched station
 /// going empty at most once per --cooldown. Mail is sent at least once: an event is committed
@@ -102,11 +103,25 @@ struct Cli {
     #[arg(long, env = "SMTP_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
     smtp_timeout: Duration,
 
-    /// At most one "empty" mail per station per cooldown: `15m`, `1h`, `0` for none.
+    /// What to mail about (repeatable; the variable is comma-separated): `bikes` (the station
+    /// has no bike left), `ebikes` (no e-bike left; from feeds that count bikes by type) and
+    /// `returns` (the open station takes no bikes back).
+    #[arg(
+        long = "alert-on",
+        env = "ALERT_ON",
+        value_delimiter = ',',
+        default_value = "bikes",
+        value_name = "bikes|ebikes|returns"
+    )]
+    alert_on: Vec<Shortage>,
+
+    /// At most one "empty" mail per station and shortage per cooldown: `15m`, `1h`, `0` for
+    /// none.
     #[arg(long, env = "ALERT_COOLDOWN", default_value = "15m", value_parser = parse_duration)]
     cooldown: Duration,
 
-    /// Also mail when bikes are back at a station reported empty.
+    /// Also mail when a shortage ends: bikes (or e-bikes) back, returns taken again, at a
+    /// station reported short.
     #[arg(long, env = "ALERT_NOTIFY_RECOVERY")]
     notify_recovery: bool,
 
@@ -152,6 +167,7 @@ async fn main() -> anyhow::Result<()> {
     let mut config = AlertsConfig::new(cli.kafka, watch, cli.from, cli.to);
     config.topic = cli.topic;
     config.group = cli.group;
+    config.shortages = cli.alert_on.into_iter().collect();
     config.cooldown = cli.cooldown;
     config.notify_recovery = cli.notify_recovery;
     config.max_age = (!cli.max_age.is_zero()).then_some(cli.max_age);

@@ -344,3 +344,72 @@ fn a_burst_of_duplicates_and_repeats_yields_the_expected_mails_only() {
         1
     );
 }
+
+/// E-bikes and returns travel the events topic beside bikes: one event may carry several
+/// transitions (the monitor publishes one per station record), each mailed once, under its own
+/// cooldown; a shortage not asked for is not mailed; an event of the first schema, as a velib
+/// before e-bikes wrote it, still is.
+#[tokio::test]
+async fn e_bikes_and_returns_are_mailed_once_each_beside_bikes() {
+    use crate::support::event;
+    use velib_model::{EmptinessKind, Shortage};
+
+    let (kafka, topic) = kafka_with_topic();
+    let sink = SmtpSink::start().await;
+    let events = Events::new(kafka.bootstrap_servers(), &topic);
+    let mut config = config(kafka.bootstrap_servers(), &topic);
+    config.shortages = [Shortage::Bikes, Shortage::Ebikes].into();
+    config.notify_recovery = true;
+    let group = config.group.clone();
+    let alerts = Running::start(config, smtp_mailer(&sink));
+
+    let t = now_ms();
+    // The last bike, an e-bike, leaves: one record, two lines crossed.
+    let mut both = empty("Lyon:1", t);
+    both.also = vec![EmptinessKind::EbikesGone];
+    both.available_ebikes = Some(0);
+    events.send(&both).await;
+    events.send(&both).await; // delivered twice (an at-least-once monitor): no second mail
+    // Classic bikes come back, e-bikes do not: only the bikes' line ends.
+    events.send(&back("Lyon:1", t + MIN)).await;
+    // Within the cooldown, the e-bikes come and go again: one "back", no second "gone".
+    events
+        .send(&event("Lyon:1", EmptinessKind::EbikesBack, t + 2 * MIN))
+        .await;
+    events
+        .send(&event("Lyon:1", EmptinessKind::EbikesGone, t + 3 * MIN))
+        .await;
+    // Returns were not asked for.
+    events
+        .send(&event("Lyon:2", EmptinessKind::ReturnsStopped, t))
+        .await;
+    // Written by a velib of schema version 1, before e-bikes: read and mailed as before.
+    let old = format!(
+        r#"{{"version":1,"kind":"became_empty","key":"Lyon:3","contract":"Lyon","number":3,"name":"3 - TERREAUX","address":"Place des Terreaux","position":{{"lat":45.767,"lng":4.833}},"status":"OPEN","bike_stands":20,"available_bikes":0,"available_bike_stands":20,"last_update":{t},"observed_at":{t}}}"#
+    );
+    events.send_raw("Lyon:3", old.as_bytes()).await;
+
+    let inbox = sink.wait_for_mails(5).await;
+    let stats = alerts.stop().await;
+    assert_eq!(
+        subjects(&inbox),
+        [
+            "No bikes left at 1 - PLACE BELLECOUR (Lyon)",
+            "No e-bikes left at 1 - PLACE BELLECOUR (Lyon)",
+            "Bikes are back at 1 - PLACE BELLECOUR (Lyon)",
+            "E-bikes are back at 1 - PLACE BELLECOUR (Lyon)",
+            "No bikes left at 3 - TERREAUX (Lyon)",
+        ]
+    );
+    let body = inbox[1].parsed().body_text(0).unwrap().into_owned();
+    assert!(body.contains("E-bikes:   0 available"), "{body}");
+    assert_eq!(
+        committed(kafka.bootstrap_servers(), &group, &topic),
+        Some(7)
+    );
+    assert_eq!((stats.events, stats.malformed, stats.matched), (7, 0, 7));
+    // Suppressed: the repeated record's two lines and the e-bikes gone in the cooldown;
+    // filtered: the returns.
+    assert_eq!((stats.suppressed, stats.filtered), (3, 1));
+    assert_eq!(stats.mails_sent, 5);
+}

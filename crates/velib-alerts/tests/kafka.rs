@@ -56,8 +56,10 @@ fn sibling_binary(name: &str) -> std::path::PathBuf {
 }
 
 /// The whole chain on Apache Kafka: the producer binary on the simulated city → the monitor
-/// binary → `velib-empty-stations` → alerts → the SMTP server, which holds one mail per "became
-/// empty" event the monitor published, and nothing else.
+/// binary (exactly once, its default) → `velib-empty-stations` → alerts → the SMTP server,
+/// which holds one mail per "became empty" event the monitor published, one per station record
+/// that left an open station without e-bikes — counted from the station records themselves,
+/// with this test's own reading of their JSON — and nothing else.
 #[tokio::test]
 #[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
 async fn producer_monitor_alerts_chain_on_kafka() {
@@ -141,9 +143,19 @@ async fn producer_monitor_alerts_chain_on_kafka() {
         "the simulated city had no station running empty"
     );
 
-    // Alerts for every contract of the simulated city, without cooldown: one mail per event.
+    let ebikes_gone = ebikes_gone_in(
+        &velib_testkit::read_until_quiet(&bootstrap, &stations, Duration::from_secs(2)).await,
+    );
+    assert!(
+        !ebikes_gone.is_empty(),
+        "the simulated city had no station running out of e-bikes"
+    );
+
+    // Alerts for every contract of the simulated city, without cooldown: one mail per
+    // transition, bikes and e-bikes.
     let contracts: HashSet<&str> = published.iter().map(|e| e.contract.as_str()).collect();
     let mut config = config(&bootstrap, &events);
+    config.shortages = [velib_model::Shortage::Bikes, velib_model::Shortage::Ebikes].into();
     config.watch = contracts
         .iter()
         .fold(velib_alerts::select::WatchList::default(), |w, c| {
@@ -156,7 +168,7 @@ async fn producer_monitor_alerts_chain_on_kafka() {
     let mailer = url.mailer(Duration::from_secs(10)).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let alerts = tokio::spawn(velib_alerts::run(config, mailer, stopped));
-    sink.wait_for_mails(empties.len()).await;
+    sink.wait_for_mails(empties.len() + ebikes_gone.len()).await;
     stop.send(()).unwrap();
     let stats = tokio::time::timeout(Duration::from_secs(60), alerts)
         .await
@@ -166,15 +178,61 @@ async fn producer_monitor_alerts_chain_on_kafka() {
     let inbox = sink.inbox();
     assert_eq!(
         inbox.len(),
-        empties.len(),
-        "one mail per became-empty event: {stats:?}"
+        empties.len() + ebikes_gone.len(),
+        "one mail per became-empty event and per e-bike shortage: {stats:?}"
     );
     let mut expected: Vec<String> = empties
         .iter()
         .map(|e| format!("No bikes left at {} ({})", e.name, e.contract))
+        .chain(ebikes_gone)
         .collect();
     let mut got: Vec<String> = inbox.iter().map(|m| m.subject()).collect();
+    println!(
+        "chain: {} mails, {} for stations running empty and {} for stations running out of e-bikes",
+        inbox.len(),
+        empties.len(),
+        expected.len() - empties.len()
+    );
     expected.sort();
     got.sort();
     assert_eq!(got, expected);
+}
+
+/// The subjects of the "no e-bikes" mails `records` call for, read from their JSON without
+/// velib's model: per station, in the order of its partition, each record from a newer
+/// snapshot whose station is open with no e-bike (per-type counts of kind `electric`) after a
+/// record where it was open with some, or closed.
+fn ebikes_gone_in(records: &[rdkafka::message::OwnedMessage]) -> Vec<String> {
+    use rdkafka::Message;
+    use serde_json::Value;
+    use std::collections::HashMap;
+
+    // Station key → (snapshot, whether the open station had no e-bike, if the record said).
+    let mut known: HashMap<Vec<u8>, (i64, Option<bool>)> = HashMap::new();
+    let mut subjects = Vec::new();
+    for record in records {
+        let station: Value = serde_json::from_slice(record.payload().unwrap()).unwrap();
+        let snapshot = station["snapshot_at"].as_i64().unwrap();
+        let open = station["status"] == "OPEN";
+        let none_left = station["bikes_by_type"].as_array().map(|types| {
+            let ebikes: u64 = types
+                .iter()
+                .filter(|t| t["kind"] == "electric")
+                .map(|t| t["count"].as_u64().unwrap())
+                .sum();
+            open && ebikes == 0
+        });
+        let key = record.key().unwrap().to_vec();
+        match known.get(&key) {
+            Some(&(seen, _)) if seen >= snapshot => continue,
+            Some(&(_, Some(false))) if none_left == Some(true) => subjects.push(format!(
+                "No e-bikes left at {} ({})",
+                station["name"].as_str().unwrap(),
+                station["contract_name"].as_str().unwrap()
+            )),
+            _ => {}
+        }
+        known.insert(key, (snapshot, none_left));
+    }
+    subjects
 }

@@ -36,6 +36,6 @@ pub use connection::{ConnectionError, ConnectionGuard, ReportingContext};
 pub use properties::{PropertiesError, PropertiesFile};
 pub use rate_limit::RateLimited;
 pub use sink::{
-    DeliveryCallback, EnqueueError, KafkaSink, Landed, OutRecord, RecordSink, SINK_DEFAULTS,
-    SinkCounts, base_record, flush_async, send_waiting,
+    DeliveryCallback, EnqueueError, KafkaSink, Landed, NO_AUTO_CREATE, OutRecord, RecordSink,
+    SINK_DEFAULTS, SinkCounts, base_record, flush_async, send_waiting,
 };

@@ -133,7 +133,17 @@ pub const SINK_DEFAULTS: &[(&str, &str)] = &[
     // cheaper still for consumers that have the codec.
     ("compression.type", "gzip"),
     ("compression.level", "1"),
+    // librdkafka's producers ask the broker to create the topics they look up, and a broker
+    // left at auto.create.topics.enable=true does, with its defaults: one partition, delete
+    // policy. A broker that lost its data would get velib-stations back with 1 partition
+    // instead of 10, silently, from the producer's next metadata refresh. velib's topics are
+    // created by velib-topics with their plan; a missing one is an error that says so.
+    NO_AUTO_CREATE,
 ];
+
+/// Never let a producer's metadata request create a topic with the broker's defaults (see
+/// [`SINK_DEFAULTS`]).
+pub const NO_AUTO_CREATE: (&str, &str) = ("allow.auto.create.topics", "false");
 
 /// Tracks broker reachability so an outage is reported once when it starts and once when it
 /// ends, not once per record or per reconnection attempt.

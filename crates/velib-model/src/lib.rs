@@ -29,7 +29,7 @@
 mod backoff;
 mod event;
 mod key;
-mod lenient;
+pub mod lenient;
 pub mod rng;
 mod scan;
 mod snapshot;
@@ -40,7 +40,9 @@ pub mod topics;
 mod vehicles;
 
 pub use backoff::Backoff;
-pub use event::{ChangeLine, EmptinessKind, EmptyStationEvent, StationChange, TrackedField};
+pub use event::{
+    ChangeLine, EmptinessKind, EmptyStationEvent, Shortage, StationChange, TrackedField,
+};
 pub use key::{StationKey, StationKeyError};
 pub use snapshot::Snapshot;
 pub use station::{Position, Station, StationError, StationId, StationView, Status};

@@ -209,8 +209,8 @@ pub fn rfc3339_utc(ms: i64) -> String {
 }
 
 /// Year, month and day (proleptic Gregorian) of a count of days since 1970-01-01, by Howard
-/// Hinnant's `civil_from_days`: the one date conversion velib needs (stats keys, mail dates),
-/// written once rather than taking a date crate for it.
+/// Hinnant's `civil_from_days`, for the statistics' keys: velib-model has no dependency to
+/// take it from.
 ///
 /// ```
 /// assert_eq!(velib_model::stats::civil_from_days(20_636), (2026, 7, 2));

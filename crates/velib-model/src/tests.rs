@@ -313,8 +313,10 @@ fn empty_station_events_round_trip_and_have_an_identity() {
     assert!(s.is_empty());
     let event = EmptyStationEvent::new(EmptinessKind::BecameEmpty, &s, 1_493_734_765_000);
     let json: serde_json::Value = serde_json::from_slice(&event.to_json()).unwrap();
-    assert_eq!(json["version"], 1);
+    assert_eq!(json["version"], 2);
     assert_eq!(json["kind"], "became_empty");
+    // A field the record does not give is left out, not written as 0 or null.
+    assert!(json.get("also").is_none() && json.get("available_ebikes").is_none());
     assert_eq!(json["key"], "Marseille:9087");
     assert_eq!(json["position"]["lat"], 43.250903869637334);
     assert_eq!(
@@ -328,6 +330,72 @@ fn empty_station_events_round_trip_and_have_an_identity() {
     assert_ne!(event.identity(), event2.identity());
     let err = EmptyStationEvent::from_json(br#"{"version": 1, "kind": "exploded"}"#).unwrap_err();
     assert!(err.contains("kind"), "{err}");
+}
+
+/// An event as a velib of schema version 1 wrote it (before e-bikes and returns), byte for
+/// byte: it still reads, as a bikes event with nothing else known.
+const EVENT_V1: &str = r#"{"version":1,"kind":"no_longer_empty","key":"lyon:1001","contract":"lyon","number":1001,"name":"1001 - TERREAUX","address":"Place des Terreaux","position":{"lat":45.767,"lng":4.833},"status":"OPEN","bike_stands":20,"available_bikes":3,"available_bike_stands":17,"last_update":null,"snapshot_at":1751414400000,"observed_at":1751414401000}"#;
+
+#[test]
+fn events_of_version_1_still_read() {
+    let event = EmptyStationEvent::from_json(EVENT_V1.as_bytes()).unwrap();
+    assert_eq!(event.version, 1);
+    assert_eq!(
+        event.kinds().collect::<Vec<_>>(),
+        [EmptinessKind::NoLongerEmpty]
+    );
+    assert_eq!(event.available_ebikes, None);
+    assert_eq!(event.is_returning, None);
+    assert_eq!(event.split(), std::slice::from_ref(&event));
+}
+
+#[test]
+fn one_record_crossing_several_lines_is_one_event() {
+    let mut s = Station::from_json(LYON_3_0.as_bytes()).unwrap();
+    s.available_bikes = 0;
+    s.bikes_by_type = Some(vec![]);
+    s.is_returning = Some(false);
+    for shortage in Shortage::ALL {
+        assert_eq!(shortage.of(&s), Some(true), "{shortage}");
+        assert_eq!(shortage.of_view(&s.view()), Some(true), "{shortage}");
+    }
+    let kinds: Vec<EmptinessKind> = Shortage::ALL.iter().map(|s| s.began()).collect();
+    let event = EmptyStationEvent::of_kinds(&kinds, &s, 5).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&event.to_json()).unwrap();
+    assert_eq!(json["kind"], "became_empty");
+    assert_eq!(
+        json["also"],
+        serde_json::json!(["ebikes_gone", "returns_stopped"])
+    );
+    assert_eq!(json["available_ebikes"], 0);
+    assert_eq!(json["is_returning"], false);
+    let parts = EmptyStationEvent::from_json(&event.to_json())
+        .unwrap()
+        .split();
+    assert_eq!(
+        parts
+            .iter()
+            .map(|e| (e.kind, e.also.len()))
+            .collect::<Vec<_>>(),
+        [
+            (EmptinessKind::BecameEmpty, 0),
+            (EmptinessKind::EbikesGone, 0),
+            (EmptinessKind::ReturnsStopped, 0)
+        ]
+    );
+    assert_ne!(parts[0].identity(), parts[1].identity());
+    assert!(EmptyStationEvent::of_kinds(&[], &s, 5).is_none());
+    // A closed station lacks nothing; a record that does not say is not known to.
+    s.status = Status::Closed;
+    assert_eq!(Shortage::Ebikes.of(&s), Some(false));
+    s.bikes_by_type = None;
+    s.is_returning = None;
+    assert_eq!(Shortage::Ebikes.of(&s), None);
+    assert_eq!(Shortage::Returns.of(&s), None);
+    assert!(EmptinessKind::ReturnsResumed.is_recovery());
+    assert!(!EmptinessKind::EbikesGone.is_recovery());
+    assert_eq!("Returns".parse::<Shortage>(), Ok(Shortage::Returns));
+    assert!("docks".parse::<Shortage>().is_err());
 }
 
 #[test]

@@ -9,8 +9,10 @@
 /// monitors and the live map (`--topic`, `VELIB_STATIONS_TOPIC`).
 pub const STATIONS: &str = "velib-stations";
 
-/// The monitor's "became empty" / "no longer empty" events ([`EmptyStationEvent`]): read by
-/// the alerts consumer and the live map (`--events-topic`, `VELIB_EVENTS_TOPIC`).
+/// The monitor's events ([`EmptyStationEvent`]): a station running out of bikes, e-bikes or
+/// returns, and back ("became empty" / "no longer empty" and their e-bike and returns
+/// counterparts); read by the alerts consumer and the live map (`--events-topic`,
+/// `VELIB_EVENTS_TOPIC`).
 ///
 /// [`EmptyStationEvent`]: crate::EmptyStationEvent
 pub const EMPTY_STATIONS: &str = "velib-empty-stations";

@@ -13,8 +13,13 @@
 //! - **Rebalance.** State is per partition and starts empty when a partition is assigned, so
 //!   the new owner's first record of each station only records its state. A change whose
 //!   "before" record was read by the old owner and whose "after" record is the new owner's
-//!   first is therefore *not printed* by anyone. Nothing is printed twice and no false line is
-//!   printed: the old owner commits exactly what it processed before letting go.
+//!   first is therefore *not printed* by anyone. No false line is printed, and nothing twice
+//!   when the old owner's commit at revoke succeeds: it commits exactly what it processed
+//!   before letting go. When that commit fails (the group took the partitions away after a
+//!   missed session — a frozen or starved process — or the broker refused the commit while the
+//!   group re-joined), the next owner reads the records since the last commit again and prints
+//!   their lines **a second time**; each such hand-over is logged and counted
+//!   (`velib_monitor_unsettled_handovers_total`). The exactly-once mode has no such case.
 //! - **Crash.** Records after the last commit are read again after a restart, by a monitor with
 //!   empty state: the same as a rebalance — the lines they already printed are not repeated,
 //!   the change straddling the restart is missed. An event delivered just before the crash may

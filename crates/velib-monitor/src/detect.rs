@@ -8,8 +8,9 @@
 //!   zero-initialised dict, which prints every station at start-up);
 //! - a record from a snapshot that is not newer than the remembered one is stale (the same
 //!   snapshot polled twice, a replay, a second producer, a producer retry) and changes nothing;
-//! - otherwise a different tracked count is a change, and crossing the "open with no bike"
-//!   line is an emptiness transition.
+//! - otherwise a different tracked count is a change, and crossing one of the lines of
+//!   [`Shortage`] — "open with no bike", "open with no e-bike", "open and taking no returns" —
+//!   is a transition, published as an event ([`Crossed`]).
 //!
 //! # Counts a record may not give
 //!
@@ -19,7 +20,9 @@
 //! count is still remembered (its emptiness is still judged), but no change is printed for it:
 //! a count that is not known is not 0, so neither "the feed stopped saying" nor "the feed
 //! started saying" is a change. Changes are printed again from the second record that gives
-//! the count.
+//! the count. The e-bike and returns lines follow the same rule: a record without per-type
+//! counts (or without `is_returning`) neither starts nor ends a shortage of e-bikes (or of
+//! returns); only two records that both say can cross the line.
 //!
 //! # What orders the records of a station
 //!
@@ -49,7 +52,7 @@
 //! go to a second map keyed by the full string, at about three times the cost.
 
 use std::collections::HashMap;
-use velib_model::{EmptinessKind, StationId, StationView, Status, TrackedField};
+use velib_model::{EmptinessKind, Shortage, StationId, StationView, Status, TrackedField};
 
 /// The remembered state of one station.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,11 +64,76 @@ struct State {
     open: bool,
     /// Whether the record gave the tracked count (`tracked` is 0 when it did not).
     has_tracked: bool,
+    /// The e-bike and returns lines ([`Lines`]); they fit in the padding, so a station costs
+    /// the same with them.
+    lines: Lines,
 }
 
 impl State {
-    fn is_empty(&self) -> bool {
-        self.open && self.bikes == 0
+    /// Whether the station is short of `shortage`; `None` when its record did not say.
+    fn short_of(&self, shortage: Shortage) -> Option<bool> {
+        match shortage {
+            Shortage::Bikes => Some(self.open && self.bikes == 0),
+            Shortage::Ebikes => self.lines.get(0),
+            Shortage::Returns => self.lines.get(1),
+        }
+    }
+}
+
+/// Whether an open station lacks e-bikes (line 0) and returns (line 1), each as two bits:
+/// whether the record says, and what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Lines(u8);
+
+impl Lines {
+    const KNOWN: u8 = 0b0101;
+
+    fn new(ebikes: Option<bool>, returns: Option<bool>) -> Lines {
+        let bits = |line: Option<bool>| line.map_or(0, |short| 1 | u8::from(short) << 1);
+        Lines(bits(ebikes) | bits(returns) << 2)
+    }
+
+    fn of(station: &StationView<'_>) -> Lines {
+        Lines::new(
+            Shortage::Ebikes.of_view(station),
+            Shortage::Returns.of_view(station),
+        )
+    }
+
+    fn get(self, line: u8) -> Option<bool> {
+        let bits = self.0 >> (2 * line);
+        (bits & 1 == 1).then_some(bits & 2 == 2)
+    }
+}
+
+/// The lines ([`Shortage`]) a record crossed, each at most once, in [`Shortage::ALL`]'s order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Crossed([Option<EmptinessKind>; 3]);
+
+impl Crossed {
+    /// No line crossed.
+    pub const NONE: Crossed = Crossed([None; 3]);
+
+    /// Only `kind`'s line crossed.
+    pub fn only(kind: EmptinessKind) -> Crossed {
+        let mut crossed = Crossed::NONE;
+        crossed.0[kind.shortage() as usize] = Some(kind);
+        crossed
+    }
+
+    /// The transitions, in [`Shortage::ALL`]'s order.
+    pub fn kinds(&self) -> impl Iterator<Item = EmptinessKind> + '_ {
+        self.0.iter().flatten().copied()
+    }
+
+    /// The transition of `shortage`'s line, if it was crossed.
+    pub fn of(&self, shortage: Shortage) -> Option<EmptinessKind> {
+        self.0[shortage as usize]
+    }
+
+    /// Whether no line was crossed.
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(Option::is_none)
     }
 }
 
@@ -81,6 +149,10 @@ pub struct Remembered {
     pub bikes: u32,
     /// Whether the station was open.
     pub open: bool,
+    /// Available e-bikes, when the record counted bikes by type.
+    pub ebikes: Option<u32>,
+    /// Whether the station took bikes back, when the record said.
+    pub is_returning: Option<bool>,
 }
 
 /// What a record means for its station.
@@ -94,11 +166,11 @@ pub enum Verdict {
     Updated {
         /// `(previous, current)` tracked count, when it changed.
         change: Option<(u32, u32)>,
-        /// The emptiness transition, when the station crossed the line.
-        emptiness: Option<EmptinessKind>,
-        /// Whether the record gives the tracked count where the previous one did not, or the
-        /// reverse: nothing to print, but a state to remember, as the next change depends on
-        /// it.
+        /// The lines the station crossed (no bike, no e-bike, no returns).
+        crossed: Crossed,
+        /// Whether the record gives the tracked count, the e-bike count or `is_returning`
+        /// where the previous one did not, or the reverse: nothing to print, but a state to
+        /// remember, as the next change or crossing depends on it.
         known_changed: bool,
     },
 }
@@ -156,6 +228,7 @@ impl Detector {
             bikes: clamp(station.available_bikes),
             open: station.status == Status::Open,
             has_tracked: tracked.is_some(),
+            lines: Lines::of(station),
         };
         match self.compact_key(station) {
             Some(key) => observe_slot(self.compact.entry(key), new, tracked),
@@ -176,6 +249,10 @@ impl Detector {
             bikes: clamp(state.bikes),
             open: state.open,
             has_tracked: state.tracked.is_some(),
+            lines: Lines::new(
+                state.ebikes.map(|n| state.open && n == 0),
+                state.is_returning.map(|r| state.open && !r),
+            ),
         };
         match self.compact_key_of(contract, number) {
             Some(key) => {
@@ -288,18 +365,27 @@ fn observe_slot<K>(
                 }
                 _ => None,
             };
-            let emptiness = match (old.is_empty(), new.is_empty()) {
-                (false, true) => Some(EmptinessKind::BecameEmpty),
-                (true, false) => Some(EmptinessKind::NoLongerEmpty),
-                _ => None,
-            };
             Verdict::Updated {
                 change,
-                emptiness,
-                known_changed: old.has_tracked != new.has_tracked,
+                crossed: crossings(&old, &new),
+                known_changed: old.has_tracked != new.has_tracked
+                    || old.lines.0 & Lines::KNOWN != new.lines.0 & Lines::KNOWN,
             }
         }
     }
+}
+
+/// The lines crossed between two states of a station: only where both records say.
+fn crossings(old: &State, new: &State) -> Crossed {
+    let mut crossed = Crossed::NONE;
+    for shortage in Shortage::ALL {
+        crossed.0[shortage as usize] = match (old.short_of(shortage), new.short_of(shortage)) {
+            (Some(false), Some(true)) => Some(shortage.began()),
+            (Some(true), Some(false)) => Some(shortage.ended()),
+            _ => None,
+        };
+    }
+    crossed
 }
 
 #[cfg(test)]
@@ -349,7 +435,7 @@ mod tests {
             d.observe(&lyon(6, 4, 2).view()),
             Verdict::Updated {
                 change: Some((5, 6)),
-                emptiness: None,
+                crossed: Crossed::NONE,
                 known_changed: false
             }
         );
@@ -358,7 +444,7 @@ mod tests {
             d.observe(&lyon(6, 4, 3).view()),
             Verdict::Updated {
                 change: None,
-                emptiness: None,
+                crossed: Crossed::NONE,
                 known_changed: false
             }
         );
@@ -379,7 +465,7 @@ mod tests {
             d.observe(&lyon(7, 3, 11).view()),
             Verdict::Updated {
                 change: Some((5, 7)),
-                emptiness: None,
+                crossed: Crossed::NONE,
                 known_changed: false
             }
         );
@@ -393,7 +479,7 @@ mod tests {
             d.observe(&lyon(3, 7, 2).view()),
             Verdict::Updated {
                 change: Some((5, 7)),
-                emptiness: None,
+                crossed: Crossed::NONE,
                 known_changed: false
             }
         );
@@ -407,7 +493,7 @@ mod tests {
             d.observe(&lyon(7, 0, 2).view()),
             Verdict::Updated {
                 change: Some((5, 7)),
-                emptiness: Some(EmptinessKind::BecameEmpty),
+                crossed: Crossed::only(EmptinessKind::BecameEmpty),
                 known_changed: false
             }
         );
@@ -415,16 +501,13 @@ mod tests {
         assert!(matches!(
             d.observe(&lyon(7, 0, 3).view()),
             Verdict::Updated {
-                emptiness: None,
+                crossed: Crossed::NONE,
                 ..
             }
         ));
         assert!(matches!(
             d.observe(&lyon(6, 1, 4).view()),
-            Verdict::Updated {
-                emptiness: Some(EmptinessKind::NoLongerEmpty),
-                ..
-            }
+            Verdict::Updated { crossed, .. } if crossed == Crossed::only(EmptinessKind::NoLongerEmpty)
         ));
         // A closed station with no bike is not "empty": closing an empty station ends it.
         d.observe(&lyon(7, 0, 5).view());
@@ -432,10 +515,7 @@ mod tests {
         closed.status = Status::Closed;
         assert!(matches!(
             d.observe(&closed.view()),
-            Verdict::Updated {
-                emptiness: Some(EmptinessKind::NoLongerEmpty),
-                ..
-            }
+            Verdict::Updated { crossed, .. } if crossed == Crossed::only(EmptinessKind::NoLongerEmpty)
         ));
     }
 
@@ -469,7 +549,7 @@ mod tests {
             d.observe(&with_ebikes(5, None, 3).view()),
             Verdict::Updated {
                 change: None,
-                emptiness: None,
+                crossed: Crossed::NONE,
                 known_changed: true
             }
         );
@@ -477,7 +557,7 @@ mod tests {
             d.observe(&with_ebikes(4, None, 4).view()),
             Verdict::Updated {
                 change: None,
-                emptiness: None,
+                crossed: Crossed::NONE,
                 known_changed: false
             }
         );
@@ -508,6 +588,79 @@ mod tests {
         unstamped.observe(&known.view());
         assert_eq!(unstamped.observe(&known.view()), Verdict::Stale);
         assert_ne!(unstamped.observe(&unknown.view()), Verdict::Stale);
+    }
+
+    #[test]
+    fn e_bike_and_returns_lines_are_crossed_once_each_way_where_records_say() {
+        let mut d = Detector::new(TrackedField::AvailableBikeStands);
+        let crossed = |d: &mut Detector, s: &Station| match d.observe(&s.view()) {
+            Verdict::Updated { crossed, .. } => crossed.kinds().collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        d.observe(&with_ebikes(5, Some(1), 1).view());
+        assert_eq!(
+            crossed(&mut d, &with_ebikes(5, Some(0), 2)),
+            [EmptinessKind::EbikesGone]
+        );
+        assert_eq!(crossed(&mut d, &with_ebikes(5, Some(0), 3)), []);
+        // Not said is not 0: neither the end nor a new start of the shortage.
+        assert_eq!(crossed(&mut d, &with_ebikes(5, None, 4)), []);
+        assert_eq!(crossed(&mut d, &with_ebikes(5, Some(0), 5)), []);
+        assert_eq!(
+            crossed(&mut d, &with_ebikes(5, Some(2), 6)),
+            [EmptinessKind::EbikesBack]
+        );
+        // The last e-bike and the last bike leave together; the station stops taking returns
+        // in the same snapshot: one record, three lines.
+        let mut drained = with_ebikes(10, Some(0), 7);
+        drained.available_bikes = 0;
+        drained.is_returning = Some(false);
+        let mut before = with_ebikes(9, Some(1), 6);
+        before.number = StationId::Number(2);
+        before.is_returning = Some(true);
+        drained.number = StationId::Number(2);
+        d.observe(&before.view());
+        assert_eq!(
+            crossed(&mut d, &drained),
+            [
+                EmptinessKind::BecameEmpty,
+                EmptinessKind::EbikesGone,
+                EmptinessKind::ReturnsStopped
+            ]
+        );
+        // Closing ends every shortage.
+        let mut closed = drained.clone();
+        closed.status = Status::Closed;
+        closed.snapshot_at = Some(8);
+        assert_eq!(
+            crossed(&mut d, &closed),
+            [
+                EmptinessKind::NoLongerEmpty,
+                EmptinessKind::EbikesBack,
+                EmptinessKind::ReturnsResumed
+            ]
+        );
+        // A station restored from the changelog crosses from its restored lines.
+        let mut restored = Detector::new(TrackedField::AvailableBikeStands);
+        let remembered = Remembered {
+            snapshot_at: Some(7),
+            tracked: Some(10),
+            bikes: 0,
+            open: true,
+            ebikes: Some(0),
+            is_returning: Some(false),
+        };
+        restored.restore("Lyon", &StationId::Number(2), remembered);
+        let mut reopened = before.clone();
+        reopened.snapshot_at = Some(9);
+        assert_eq!(
+            crossed(&mut restored, &reopened),
+            [
+                EmptinessKind::NoLongerEmpty,
+                EmptinessKind::EbikesBack,
+                EmptinessKind::ReturnsResumed
+            ]
+        );
     }
 
     #[test]

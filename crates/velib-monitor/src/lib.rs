@@ -28,7 +28,7 @@ pub mod slot;
 mod state;
 pub mod stream;
 
-pub use detect::{Detector, Remembered, Verdict};
+pub use detect::{Crossed, Detector, Remembered, Verdict};
 pub use engine::{Guarantee, run};
 pub use exactly_once::{DEFAULT_STATE_TOPIC, ExactlyOnceConfig, Progress, run_exactly_once};
 pub use ledger::Ledger;

@@ -13,7 +13,7 @@ use std::io::Write;
 use std::time::Duration;
 use velib_kafka::RateLimited;
 use velib_model::{
-    ChangeLine, EmptyStationEvent, StationChange, StationView, TrackedField, topics,
+    ChangeLine, EmptinessKind, EmptyStationEvent, StationChange, StationView, TrackedField, topics,
 };
 
 /// How change lines are printed.
@@ -111,7 +111,7 @@ pub struct MonitorReport {
     /// Unreadable records skipped without their dead-letter copy, which Kafka refused for good
     /// ([`DlqFailure::Skip`]).
     pub dead_letters_lost: u64,
-    /// Empty/no-longer-empty events queued.
+    /// Events queued (one per record that crossed a line: no bike, no e-bike, no returns).
     pub events: u64,
     /// Closed statistics windows queued (`--stats`).
     pub windows: u64,
@@ -248,8 +248,9 @@ pub(crate) fn new_detector(config: &MonitorConfig) -> Detector {
 
 /// Handles one record; returns what must be published (and delivered) before it is done.
 /// With `eos`, also the station's new state when it changed in a way detection or statistics
-/// depend on (its first record, a change of the tracked count, an emptiness transition, any
-/// newer snapshot when statistics are kept), and the windows and health changes it closed.
+/// depend on (its first record, a change of the tracked count, a line crossed, a count or
+/// `is_returning` starting or ceasing to be given, any newer snapshot when statistics are
+/// kept), and the windows and health changes it closed.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn process(
     record: &InRecord<'_>,
@@ -282,20 +283,23 @@ pub(crate) fn process(
             None
         }
         Verdict::Updated {
-            change, emptiness, ..
+            change, crossed, ..
         } => {
             if let Some((previous, current)) = change {
                 report.changes += 1;
                 let _ = write_change(out, config, &station, previous, current);
                 *unflushed = true;
             }
-            let (kind, topic) = (emptiness?, config.events_topic.as_ref()?);
-            report.events += 1;
-            let event = EmptyStationEvent::new(
-                kind,
+            // One event per record, whatever lines it crossed: the engines deliver one output
+            // per input record.
+            let topic = config.events_topic.as_ref()?;
+            let kinds: Vec<EmptinessKind> = crossed.kinds().collect();
+            let event = EmptyStationEvent::of_kinds(
+                &kinds,
                 &station.to_station(),
                 record.timestamp().unwrap_or_default(),
-            );
+            )?;
+            report.events += 1;
             Some(PendingOut {
                 topic: topic.clone(),
                 key: event.key.as_str().as_bytes().to_vec(),
@@ -396,9 +400,9 @@ fn state_to_remember(
             Verdict::First => true,
             Verdict::Updated {
                 change,
-                emptiness,
+                crossed,
                 known_changed,
-            } => change.is_some() || emptiness.is_some() || *known_changed,
+            } => change.is_some() || !crossed.is_empty() || *known_changed,
             Verdict::Stale => false,
         };
     remember.then(|| {

@@ -56,7 +56,9 @@ impl GroupKeys {
 /// `{"contract":"Lyon","number":1001,"field":"available_bike_stands","snapshot_at":…,
 /// "tracked":5,"bikes":3,"open":true}`; the contract is spelled as the station's records spell
 /// it, which is how the detector knows it. `tracked` is `null` when the record does not give
-/// the tracked count (an e-bike count from a feed without per-type counts).
+/// the tracked count (an e-bike count from a feed without per-type counts); `ebikes` and
+/// `is_returning` (for the e-bike and returns lines) are `null` when the record does not say,
+/// and read as `null` from records written before they were added.
 ///
 /// With `--stats`, `"stats"` holds the station's statistics state ([`velib_stats::Tracker::state`]):
 /// its open window, the window in its grace period, its health and activity profile.
@@ -77,6 +79,8 @@ pub(crate) fn value(
         "tracked": field.of_view(station),
         "bikes": station.available_bikes,
         "open": station.status == Status::Open,
+        "ebikes": station.ebikes(),
+        "is_returning": station.is_returning,
     });
     if let Some(stats) = stats {
         value["stats"] = stats;
@@ -108,6 +112,10 @@ struct Wire<'a> {
     bikes: u32,
     open: bool,
     #[serde(default)]
+    ebikes: Option<u32>,
+    #[serde(default)]
+    is_returning: Option<bool>,
+    #[serde(default)]
     stats: Option<serde_json::Value>,
 }
 
@@ -134,6 +142,8 @@ impl StoredState {
                 tracked: wire.tracked,
                 bikes: wire.bikes,
                 open: wire.open,
+                ebikes: wire.ebikes,
+                is_returning: wire.is_returning,
             },
             stats: wire.stats,
         })
@@ -181,7 +191,9 @@ mod tests {
                 snapshot_at: Some(1_751_414_400_000),
                 tracked: Some(12),
                 bikes: 0,
-                open: true
+                open: true,
+                ebikes: None,
+                is_returning: None,
             }
         );
         // Restored, the station is known: its next record is judged against that state.
@@ -197,7 +209,7 @@ mod tests {
             detector.observe(&next.view()),
             crate::Verdict::Updated {
                 change: Some((12, 11)),
-                emptiness: Some(velib_model::EmptinessKind::NoLongerEmpty),
+                crossed: crate::detect::Crossed::only(velib_model::EmptinessKind::NoLongerEmpty),
                 known_changed: false
             }
         );

@@ -173,6 +173,8 @@ pub struct MonitorContext {
     ledger: Arc<Ledger>,
     notes: Mutex<Vec<RebalanceNote>>,
     assigned: Mutex<Vec<i32>>,
+    /// Revokes whose commit failed (see [`AssignmentView::unsettled_handovers`]).
+    unsettled: std::sync::atomic::AtomicU64,
     reporting: ReportingContext,
 }
 
@@ -185,6 +187,14 @@ impl AssignmentView {
     /// The partitions assigned after the last completed rebalance, sorted.
     pub fn partitions(&self) -> Vec<i32> {
         self.0.assigned.lock().unwrap().clone()
+    }
+
+    /// How many times partitions were given up without their final offsets committed (the
+    /// assignment was lost, or the broker refused the commit at revoke): each time, their next
+    /// owner reads the records since the last commit again and prints their lines a second
+    /// time. Also counted in `velib_monitor_unsettled_handovers_total`.
+    pub fn unsettled_handovers(&self) -> u64 {
+        self.0.unsettled.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -215,6 +225,14 @@ impl ClientContext for MonitorContext {
     }
 }
 
+impl MonitorContext {
+    fn unsettled_handover(&self) {
+        self.unsettled
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        metrics::counter!("velib_monitor_unsettled_handovers_total").increment(1);
+    }
+}
+
 impl ConsumerContext for MonitorContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
@@ -233,12 +251,18 @@ impl ConsumerContext for MonitorContext {
                 // outage for instance): nothing can be committed for them any more, and that is
                 // the expected outcome, not a fault.
                 Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::AssignmentLost)) => {
+                    self.unsettled_handover();
                     tracing::info!(
                         "assignment lost (session expired): the next owner reads the records \
                          since the last commit again"
                     );
                 }
-                Err(e) => tracing::warn!(error = %e, "commit at revoke failed"),
+                Err(e) => {
+                    self.unsettled_handover();
+                    tracing::warn!(error = %e, "commit at revoke failed: the next owner \
+                        reads the records since the last commit again, and prints their lines \
+                        a second time");
+                }
             }
             tracing::info!(?partitions, "partitions revoked");
             self.assigned
@@ -351,6 +375,7 @@ impl KafkaStream {
             ledger,
             notes: Mutex::new(Vec::new()),
             assigned: Mutex::new(Vec::new()),
+            unsettled: std::sync::atomic::AtomicU64::new(0),
             reporting: ReportingContext::new(ConnectionGuard::new()),
         };
         let consumer: StreamConsumer<MonitorContext> = config

@@ -8,7 +8,9 @@
 //! producer retry), which must print nothing. A publisher paces the rounds over tens of
 //! seconds while monitors join, leave, are killed, frozen past their session timeout or lose
 //! their broker. Then comes one exact check: the union of every monitor's stdout equals the
-//! lines the script implies — no line twice, none missing, no other line.
+//! lines the script implies — no line twice, none missing, no other line. (The soak runs two
+//! consumer groups on the same topics and state topic, each under faults of its own, and
+//! checks each group's union.)
 //!
 //! The expected lines are computed from the script's values alone (`{delta:+} ADDRESS
 //! (Contract)` for every two consecutive rounds of a station with different values; nothing for
@@ -1294,54 +1296,106 @@ async fn exactly_once_through_a_soak_of_random_faults() {
     say(&format!("exactly-once soak: {secs} s, {SEED_ENV}={seed}"));
     let mut dice = Dice(seed);
     let script = Script::lasting(secs);
-    let mut run = Run::new("soak", &bootstrap, 1).await;
-    run.start("m0");
-    run.start("m1");
-    run.settled(&["m0", "m1"]).await;
-    let mut named = 2;
-    let mut killed: Vec<String> = Vec::new();
-    let publisher = Publisher::start(&bootstrap, &run.topic, script);
+    // Two consumer groups on the same topics and state topic (one per watched field, say),
+    // each under faults of its own: each must print exactly its own lines.
+    let first = Run::new("soak", &bootstrap, 1).await;
+    let second = first.sibling("second");
+    let mut groups = [
+        SoakGroup::new(first, "m", 4),
+        SoakGroup::new(second, "s", 2),
+    ];
+    for g in &mut groups {
+        g.join();
+        g.join();
+    }
+    for g in &groups {
+        let names: Vec<&str> = g.run.running.iter().map(|m| m.name.as_str()).collect();
+        g.run.settled(&names).await;
+    }
+    let publisher = Publisher::start(&bootstrap, &groups[0].run.topic, script);
     let mut actions = Vec::new();
     while !publisher.done() {
         // Pacing the fault schedule; what the monitors do meanwhile is what is under test.
         tokio::time::sleep(dice.pause(500, 5000)).await;
-        let names: Vec<String> = run.running.iter().map(|m| m.name.clone()).collect();
-        let pick = names[dice.below(names.len() as u64) as usize].clone();
-        match dice.below(5) {
-            0 if names.len() < 4 => {
-                let name = format!("m{named}");
-                named += 1;
-                run.start(&name);
-                actions.push(format!("{name} joins"));
-            }
-            1 if names.len() > 1 => {
-                run.leave(&pick).await;
-                actions.push(format!("{pick} leaves"));
-            }
-            2 if names.len() > 1 => {
-                run.kill(&pick).await;
-                killed.push(pick.clone());
-                actions.push(format!("{pick} killed"));
-            }
-            3 if names.len() > 1 => {
-                run.freeze(&pick).await;
-                // Sometimes shorter than the session (6 s), sometimes past it.
-                let frozen = dice.pause(1000, 12_000);
-                tokio::time::sleep(frozen).await;
-                run.thaw(&pick).await;
-                actions.push(format!("{pick} frozen {frozen:?}"));
-            }
-            4 if !killed.is_empty() => {
-                let name = killed.remove(dice.below(killed.len() as u64) as usize);
-                run.start(&name);
-                actions.push(format!("{name} restarted"));
-            }
-            _ => {}
+        let g = dice.below(groups.len() as u64) as usize;
+        if let Some(action) = groups[g].fault(&mut dice).await {
+            actions.push(action);
         }
     }
     say(&format!("exactly-once soak: {}", actions.join(", ")));
-    let outcome = run.finish(publisher, script).await;
-    assert_all_exact(&[(format!("soak, {SEED_ENV}={seed}"), outcome)]);
+    publisher.finish().await;
+    let mut outcomes = Vec::new();
+    for g in groups {
+        let what = format!("soak {}, {SEED_ENV}={seed}", g.run.scenario);
+        outcomes.push((what, g.run.judge(script).await));
+    }
+    assert_all_exact(&outcomes);
+}
+
+/// One consumer group of the soak, and what the faults did to it.
+struct SoakGroup {
+    run: Run,
+    /// Its monitors are named `{prefix}0`, `{prefix}1`…
+    prefix: &'static str,
+    /// The most monitors it runs at once.
+    most: usize,
+    named: usize,
+    killed: Vec<String>,
+}
+
+impl SoakGroup {
+    fn new(run: Run, prefix: &'static str, most: usize) -> SoakGroup {
+        SoakGroup {
+            run,
+            prefix,
+            most,
+            named: 0,
+            killed: Vec::new(),
+        }
+    }
+
+    /// Starts a new monitor; returns its name.
+    fn join(&mut self) -> String {
+        let name = format!("{}{}", self.prefix, self.named);
+        self.named += 1;
+        self.run.start(&name);
+        name
+    }
+
+    /// One random fault (or nothing): a monitor joins, leaves, is killed, frozen (sometimes
+    /// shorter than the session of 6 s, sometimes past it), or a killed one restarts.
+    async fn fault(&mut self, dice: &mut Dice) -> Option<String> {
+        let names: Vec<String> = self.run.running.iter().map(|m| m.name.clone()).collect();
+        let pick = names[dice.below(names.len() as u64) as usize].clone();
+        let action = match dice.below(5) {
+            0 if names.len() < self.most => format!("{} joins", self.join()),
+            1 if names.len() > 1 => {
+                self.run.leave(&pick).await;
+                format!("{pick} leaves")
+            }
+            2 if names.len() > 1 => {
+                self.run.kill(&pick).await;
+                self.killed.push(pick.clone());
+                format!("{pick} killed")
+            }
+            3 if names.len() > 1 => {
+                self.run.freeze(&pick).await;
+                let frozen = dice.pause(1000, 12_000);
+                tokio::time::sleep(frozen).await;
+                self.run.thaw(&pick).await;
+                format!("{pick} frozen {frozen:?}")
+            }
+            4 if !self.killed.is_empty() => {
+                let name = self
+                    .killed
+                    .remove(dice.below(self.killed.len() as u64) as usize);
+                self.run.start(&name);
+                format!("{name} restarted")
+            }
+            _ => return None,
+        };
+        Some(action)
+    }
 }
 
 /// The duplicate seen with the at-least-once monitor, made deterministic on the mock cluster:

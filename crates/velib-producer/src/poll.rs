@@ -144,63 +144,35 @@ where
         Some(path) => Some(Recorder::open(path.clone())?),
         None => None,
     };
-    let mut filter = config.changed_only.then(ChangeFilter::new);
+    let mut publisher = Publisher::new(sink, config);
     let mut report = ProduceReport::default();
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     let mut ticker = tokio::time::interval(config.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    let mut payload = Vec::with_capacity(512);
-    let mut key = String::with_capacity(64);
     tracing::info!(source = %source.describe(), topic = %config.topic, "producer started");
 
     // A permanent source failure, returned once the queue is flushed.
     let mut failure = None;
     tokio::pin!(shutdown);
-    'polls: loop {
+    loop {
         tokio::select! {
             biased;
             () = &mut shutdown => break,
             _ = ticker.tick() => {}
         }
-        if let Some(fatal) = sink.fatal_error() {
-            return Err(ProducerError::Sink(fatal));
-        }
+        check_fatal(sink)?;
         let started = Instant::now();
-        let fetched = tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            r = source.fetch() => r,
-        };
-        let snapshot = match fetched {
-            Ok(s) => s,
-            Err(e) if e.class() == "exhausted" => {
-                tracing::info!("the source has no more snapshots");
-                break;
-            }
-            Err(e) if e.is_permanent() => {
-                report.poll_errors += 1;
-                metrics::counter!("velib_producer_poll_errors_total", "class" => e.class())
-                    .increment(1);
-                tracing::error!(error = %e, "the source failed in a way retrying cannot fix");
-                failure = Some(e);
-                break;
-            }
-            Err(e) => {
-                report.poll_errors += 1;
-                metrics::counter!("velib_producer_poll_errors_total", "class" => e.class())
-                    .increment(1);
-                let delay = backoff.next_delay(&e);
-                tracing::warn!(error = %e, retry_in = ?delay, "poll failed");
-                tokio::select! {
-                    biased;
-                    () = &mut shutdown => break,
-                    () = tokio::time::sleep(delay) => {}
-                }
+        let snapshot = match fetch(&mut source, &mut backoff, &mut report, &mut shutdown).await {
+            Fetched::Snapshot(snapshot) => snapshot,
+            Fetched::Retry => {
                 ticker.reset();
                 continue;
             }
+            Fetched::Stop(permanent) => {
+                failure = permanent;
+                break;
+            }
         };
-        backoff.reset();
         // Sources stamp their stations already; a source of another crate may not, and the
         // monitor orders records by `snapshot_at`.
         let snapshot = snapshot.stamped();
@@ -209,34 +181,131 @@ where
         metrics::counter!("velib_producer_polls_total").increment(1);
         metrics::counter!("velib_producer_stations_fetched_total")
             .increment(snapshot.stations.len() as u64);
-
         if let Some(r) = recorder.as_mut() {
             r.append(&snapshot);
         }
+        let published = publisher.publish(&snapshot, &mut report).await?;
+        finish_poll(out, config, &mut report, published, started.elapsed());
+        if config.max_polls.is_some_and(|max| report.polls >= max) {
+            break;
+        }
+    }
+    flush(sink, config, report, failure).await
+}
 
-        // Records that cannot be queued before the next tick are dropped: the next snapshot
-        // supersedes them, and waiting longer would only make polls pile up.
-        let deadline = tokio::time::Instant::now() + config.interval;
+/// A fatal producer error, as the loop's error.
+fn check_fatal<K: RecordSink + ?Sized>(sink: &K) -> Result<(), ProducerError> {
+    match sink.fatal_error() {
+        Some(fatal) => Err(ProducerError::Sink(fatal)),
+        None => Ok(()),
+    }
+}
+
+/// What one attempt at a snapshot came to.
+enum Fetched {
+    Snapshot(Snapshot),
+    /// A transient failure, waited out with backoff: poll again, on a fresh tick.
+    Retry,
+    /// Stop polling: shutdown, an exhausted source, or (`Some`) a permanent failure.
+    Stop(Option<SourceError>),
+}
+
+/// Fetches one snapshot, unless `shutdown` comes first; counts a failure, and after a
+/// transient one waits the backoff's delay (or until shutdown).
+async fn fetch<S: StationSource>(
+    source: &mut S,
+    backoff: &mut Backoff,
+    report: &mut ProduceReport,
+    shutdown: &mut (impl Future<Output = ()> + Unpin),
+) -> Fetched {
+    let fetched = tokio::select! {
+        biased;
+        () = &mut *shutdown => return Fetched::Stop(None),
+        r = source.fetch() => r,
+    };
+    let e = match fetched {
+        Ok(snapshot) => {
+            backoff.reset();
+            return Fetched::Snapshot(snapshot);
+        }
+        Err(e) if e.class() == "exhausted" => {
+            tracing::info!("the source has no more snapshots");
+            return Fetched::Stop(None);
+        }
+        Err(e) => e,
+    };
+    report.poll_errors += 1;
+    metrics::counter!("velib_producer_poll_errors_total", "class" => e.class()).increment(1);
+    if e.is_permanent() {
+        tracing::error!(error = %e, "the source failed in a way retrying cannot fix");
+        return Fetched::Stop(Some(e));
+    }
+    let delay = backoff.next_delay(&e);
+    tracing::warn!(error = %e, retry_in = ?delay, "poll failed");
+    tokio::select! {
+        biased;
+        () = &mut *shutdown => Fetched::Stop(None),
+        () = tokio::time::sleep(delay) => Fetched::Retry,
+    }
+}
+
+/// What one poll published.
+#[derive(Debug, Clone, Copy)]
+struct Published {
+    records: u64,
+    /// Stations left out as unchanged, with `--changed-only`.
+    unchanged: Option<u64>,
+}
+
+/// Queues a snapshot's stations on the sink, reusing its buffers from poll to poll.
+struct Publisher<'a, K: ?Sized> {
+    sink: &'a K,
+    config: &'a ProducerConfig,
+    filter: Option<ChangeFilter>,
+    payload: Vec<u8>,
+    key: String,
+}
+
+impl<'a, K: RecordSink + ?Sized> Publisher<'a, K> {
+    fn new(sink: &'a K, config: &'a ProducerConfig) -> Self {
+        Publisher {
+            sink,
+            config,
+            filter: config.changed_only.then(ChangeFilter::new),
+            payload: Vec::with_capacity(512),
+            key: String::with_capacity(64),
+        }
+    }
+
+    /// Queues every station of `snapshot` (only the changed ones with `--changed-only`).
+    /// Records that cannot be queued before the next tick are dropped: the next snapshot
+    /// supersedes them, and waiting longer would only make polls pile up.
+    async fn publish(
+        &mut self,
+        snapshot: &Snapshot,
+        report: &mut ProduceReport,
+    ) -> Result<Published, ProducerError> {
+        let deadline = tokio::time::Instant::now() + self.config.interval;
         let mut published = 0u64;
         let mut unchanged = 0u64;
         for (i, station) in snapshot.stations.iter().enumerate() {
-            if let Some(f) = filter.as_mut()
+            if let Some(f) = self.filter.as_mut()
                 && !f.changed(station)
             {
                 unchanged += 1;
                 continue;
             }
-            payload.clear();
-            serde_json::to_writer(&mut payload, station).expect("a Station always serialises");
-            station.write_key(&mut key);
+            self.payload.clear();
+            serde_json::to_writer(&mut self.payload, station).expect("a Station always serialises");
+            station.write_key(&mut self.key);
             let record = OutRecord {
-                topic: &config.topic,
-                key: key.as_bytes(),
-                payload: &payload,
+                topic: &self.config.topic,
+                key: self.key.as_bytes(),
+                payload: &self.payload,
                 timestamp_ms: Some(snapshot.taken_at),
                 headers: &[],
             };
-            match enqueue_with_backpressure(sink, &record, 0, deadline).await {
+            match enqueue_with_backpressure(self.sink, &record, 0, deadline).await {
                 Ok(()) => published += 1,
                 Err(EnqueueError::QueueFull) => {
                     let left = (snapshot.stations.len() - i) as u64;
@@ -252,60 +321,75 @@ where
                 }
                 Err(e @ EnqueueError::Refused(_)) => {
                     report.records_dropped += 1;
-                    tracing::error!(station = %key, error = %e, "record refused by the producer");
+                    tracing::error!(station = %self.key, error = %e, "record refused by the producer");
                 }
             }
             // A fatal error stops the loop within a few hundred records (the check takes a
             // lock, so not after every one).
-            if i % 256 == 255
-                && let Some(fatal) = sink.fatal_error()
-            {
-                return Err(ProducerError::Sink(fatal));
+            if i % 256 == 255 {
+                check_fatal(self.sink)?;
             }
         }
-        if let Some(fatal) = sink.fatal_error() {
-            return Err(ProducerError::Sink(fatal));
-        }
+        check_fatal(self.sink)?;
         report.records_enqueued += published;
         metrics::counter!("velib_producer_records_enqueued_total").increment(published);
-
-        let took = started.elapsed();
-        metrics::histogram!("velib_producer_poll_duration_seconds").record(took.as_secs_f64());
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64();
-        let _ = if filter.is_some() {
-            writeln!(
-                out,
-                "{now:.3} Produced {published} station records ({unchanged} unchanged) in {} ms",
-                took.as_millis()
-            )
-        } else {
-            writeln!(
-                out,
-                "{now:.3} Produced {published} station records in {} ms",
-                took.as_millis()
-            )
-        };
-        let _ = out.flush();
-
-        if took > config.interval {
-            let skipped = (took.as_nanos() / config.interval.as_nanos().max(1)) as u64;
-            report.skipped_ticks += skipped;
-            metrics::counter!("velib_producer_skipped_ticks_total").increment(skipped);
-            tracing::warn!(
-                took = ?took,
-                interval = ?config.interval,
-                skipped,
-                "the poll took longer than the interval; skipping the missed ticks"
-            );
-        }
-        if config.max_polls.is_some_and(|max| report.polls >= max) {
-            break 'polls;
-        }
+        Ok(Published {
+            records: published,
+            unchanged: self.filter.is_some().then_some(unchanged),
+        })
     }
+}
 
+/// Ends a poll that took `took`: the tutorial's line on `out`, the duration metric, and the
+/// ticks skipped when the poll outlasted the interval.
+fn finish_poll(
+    out: &mut (dyn Write + Send),
+    config: &ProducerConfig,
+    report: &mut ProduceReport,
+    published: Published,
+    took: Duration,
+) {
+    metrics::histogram!("velib_producer_poll_duration_seconds").record(took.as_secs_f64());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let records = published.records;
+    let _ = match published.unchanged {
+        Some(unchanged) => writeln!(
+            out,
+            "{now:.3} Produced {records} station records ({unchanged} unchanged) in {} ms",
+            took.as_millis()
+        ),
+        None => writeln!(
+            out,
+            "{now:.3} Produced {records} station records in {} ms",
+            took.as_millis()
+        ),
+    };
+    let _ = out.flush();
+
+    if took > config.interval {
+        let skipped = (took.as_nanos() / config.interval.as_nanos().max(1)) as u64;
+        report.skipped_ticks += skipped;
+        metrics::counter!("velib_producer_skipped_ticks_total").increment(skipped);
+        tracing::warn!(
+            took = ?took,
+            interval = ?config.interval,
+            skipped,
+            "the poll took longer than the interval; skipping the missed ticks"
+        );
+    }
+}
+
+/// Flushes the queue within `config.flush_timeout`, completes the report with the delivery
+/// outcome, and returns it, or the permanent source failure that stopped the loop.
+async fn flush<K: RecordSink + ?Sized>(
+    sink: &K,
+    config: &ProducerConfig,
+    mut report: ProduceReport,
+    failure: Option<SourceError>,
+) -> Result<ProduceReport, ProducerError> {
     tracing::info!(timeout = ?config.flush_timeout, "stopping: flushing queued records");
     report.undelivered_at_exit = flush_async(sink, config.flush_timeout).await;
     let counts = sink.counts();

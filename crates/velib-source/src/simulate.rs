@@ -1,7 +1,8 @@
 //! A seeded synthetic city: the embedded default source and the benchmark load generator.
 
+use crate::time::now_ms;
 use crate::{SourceError, StationSource};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use velib_model::rng::SplitMix64;
 use velib_model::{Position, Snapshot, Station, StationId, Status, VehicleCount, VehicleKind};
 
@@ -170,7 +171,7 @@ impl SimulateSource {
     /// Builds the initial city. This allocates every station once (about 250 bytes each).
     pub fn new(cfg: SimulateConfig) -> Self {
         let mut rng = SplitMix64::new(cfg.seed);
-        let start_ms = cfg.start_ms.unwrap_or_else(wall_clock_ms);
+        let start_ms = cfg.start_ms.unwrap_or_else(now_ms);
         let step_ms = i64::try_from(cfg.step.as_millis())
             .unwrap_or(i64::MAX)
             .max(1);
@@ -432,13 +433,6 @@ fn give_back(station: &mut Station, pool: &mut u64, amount: u32) -> bool {
 /// not every 17-digit one, and a recording replayed must compare equal to what was recorded.
 fn micro_degrees(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
-}
-
-fn wall_clock_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 impl StationSource for SimulateSource {

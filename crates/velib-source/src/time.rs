@@ -14,12 +14,6 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn digits(s: &str) -> Option<u32> {
-    (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| s.parse().ok())
-        .flatten()
-}
-
 /// Parses an RFC 3339 date-time (`2024-05-01T12:30:05Z`, `2024-05-01T14:30:05.250+02:00`) into
 /// epoch milliseconds, through the `time` crate. Lower-case `t`/`z` and a space separator are
 /// accepted, as RFC 3339 allows; digits finer than milliseconds are dropped (rounded down).
@@ -46,8 +40,11 @@ pub(crate) fn parse_rfc3339_ms(text: &str) -> Option<i64> {
 /// `httpdate` crate) turned into a delay from `now` (zero if it is past).
 pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
-    if let Some(secs) = digits(value) {
-        return Some(Duration::from_secs(u64::from(secs)));
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return value
+            .parse::<u32>()
+            .ok()
+            .map(|s| Duration::from_secs(s.into()));
     }
     let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))

@@ -3,6 +3,7 @@
 //! not produce) on 127.0.0.1 over real TCP.
 
 mod continuity;
+mod faults;
 mod gbfs;
 mod jcdecaux;
 mod replay;

@@ -108,6 +108,15 @@ impl Child {
         assert!(status.success(), "kill -{signal} {}: {status}", self.pid);
     }
 
+    /// The exit status, if the process has exited.
+    ///
+    /// # Panics
+    ///
+    /// When its status cannot be read.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("read the process's status")
+    }
+
     /// Waits for the process to exit, and for the rest of its output.
     ///
     /// # Panics

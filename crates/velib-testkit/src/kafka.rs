@@ -346,6 +346,30 @@ impl KafkaCluster {
         self.restart_node(i)
     }
 
+    /// [`start`](KafkaCluster::start) on a blocking thread, for async tests.
+    ///
+    /// # Panics
+    ///
+    /// When the cluster does not start, with the reason.
+    pub async fn start_async(libs: PathBuf, options: KafkaOptions) -> KafkaCluster {
+        tokio::task::spawn_blocking(move || KafkaCluster::start(&libs, &options))
+            .await
+            .expect("the start's thread")
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`wipe_node`](KafkaCluster::wipe_node) on a blocking thread, for async tests.
+    ///
+    /// # Panics
+    ///
+    /// When the node does not come back, with the reason.
+    pub async fn wipe_node_async(mut self, i: usize, options: KafkaOptions) -> KafkaCluster {
+        tokio::task::spawn_blocking(move || self.wipe_node(i, &options).map(|()| self))
+            .await
+            .expect("the wipe's thread")
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// Stops every node: SIGTERM to all, SIGKILL to those still running after `grace`.
     /// Returns whether all stopped by themselves.
     pub fn stop(mut self, grace: Duration) -> bool {

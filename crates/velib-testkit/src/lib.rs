@@ -407,6 +407,26 @@ pub fn group_caught_up(bootstrap: &str, group: &str, topic: &str) -> bool {
     })
 }
 
+/// Whether the cluster at `bootstrap` has no topic `topic` (asked without creating it).
+///
+/// # Panics
+///
+/// When the cluster does not answer.
+pub fn kafka_topic_absent(bootstrap: &str, topic: &str) -> bool {
+    let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("allow.auto.create.topics", "false")
+        .create()
+        .expect("create a metadata client");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(30))
+        .expect("the cluster's metadata");
+    metadata
+        .topics()
+        .first()
+        .is_none_or(|t| t.error().is_some() || t.partitions().is_empty())
+}
+
 /// A consumer in a fresh group reading `topic` from the beginning.
 ///
 /// # Errors

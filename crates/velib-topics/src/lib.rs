@@ -592,6 +592,25 @@ impl Admin {
         out
     }
 
+    /// The configs of those of `requests`' topics that `shapes` lists (asked in one request;
+    /// none when there is none).
+    async fn configs_of(
+        &self,
+        requests: &[TopicRequest],
+        shapes: &BTreeMap<String, (i32, i32)>,
+    ) -> BTreeMap<String, Configs> {
+        let present: Vec<&str> = requests
+            .iter()
+            .map(|r| r.name.as_str())
+            .filter(|name| shapes.contains_key(*name))
+            .collect();
+        if present.is_empty() {
+            BTreeMap::new()
+        } else {
+            self.configs(&present).await
+        }
+    }
+
     /// Creates `requests`' topics; each topic's result on its own.
     async fn create(&self, requests: &[&TopicRequest]) -> BTreeMap<String, Result<(), String>> {
         let new_topics: Vec<NewTopic<'_>> = requests
@@ -677,19 +696,18 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// Brings `requests`' topics to what was asked and reads back what they are now.
 async fn apply(admin: &Admin, bootstrap: &str, requests: &[TopicRequest]) -> Result<Vec<Row>> {
+    let plans = plans(admin, bootstrap, requests).await?;
+    let outcomes = carry_out(admin, requests, &plans).await;
+    rows(admin, bootstrap, requests, outcomes).await
+}
+
+/// What to do to each topic, given what the cluster holds.
+async fn plans(admin: &Admin, bootstrap: &str, requests: &[TopicRequest]) -> Result<Vec<Plan>> {
     let shapes = admin.shapes(bootstrap)?;
-    let existing: Vec<&str> = requests
-        .iter()
-        .map(|r| r.name.as_str())
-        .filter(|name| shapes.contains_key(*name))
-        .collect();
-    let mut configs = if existing.is_empty() {
-        BTreeMap::new()
-    } else {
-        admin.configs(&existing).await
-    };
-    let plans: Vec<Plan> = requests
+    let mut configs = admin.configs_of(requests, &shapes).await;
+    Ok(requests
         .iter()
         .map(|r| {
             let observed = shapes
@@ -703,12 +721,15 @@ async fn apply(admin: &Admin, bootstrap: &str, requests: &[TopicRequest]) -> Res
                 });
             plan(r, observed.as_ref())
         })
-        .collect();
+        .collect())
+}
 
+/// Carries out each topic's plan and says how it went, in the order of `requests`.
+async fn carry_out(admin: &Admin, requests: &[TopicRequest], plans: &[Plan]) -> Vec<Outcome> {
     // Creations go in one request; the broker answers for each topic separately.
     let to_create: Vec<&TopicRequest> = requests
         .iter()
-        .zip(&plans)
+        .zip(plans)
         .filter(|(_, p)| **p == Plan::Create)
         .map(|(r, _)| r)
         .collect();
@@ -719,7 +740,7 @@ async fn apply(admin: &Admin, bootstrap: &str, requests: &[TopicRequest]) -> Res
     };
 
     let mut outcomes = Vec::with_capacity(requests.len());
-    for (request, plan) in requests.iter().zip(&plans) {
+    for (request, plan) in requests.iter().zip(plans) {
         let outcome = match plan {
             Plan::Nothing => Outcome::Ok("unchanged".to_owned()),
             Plan::Refuse(why) => Outcome::Failed(format!("refused: {why}")),
@@ -733,37 +754,55 @@ async fn apply(admin: &Admin, bootstrap: &str, requests: &[TopicRequest]) -> Res
             Plan::Update {
                 add_partitions,
                 set_configs,
-            } => {
-                let mut done = Vec::new();
-                let mut failed = Vec::new();
-                if let Some((from, to)) = add_partitions {
-                    match admin.add_partitions(&request.name, *to).await {
-                        Ok(()) => done.push(format!("partitions {from}->{to}")),
-                        Err(why) => failed.push(why),
-                    }
-                }
-                if !set_configs.is_empty() {
-                    match admin.set_configs(&request.name, set_configs) {
-                        Ok(()) => done.push(format!(
-                            "set {}",
-                            set_configs.keys().cloned().collect::<Vec<_>>().join(",")
-                        )),
-                        Err(why) => failed.push(why),
-                    }
-                }
-                if failed.is_empty() {
-                    Outcome::Ok(done.join("; "))
-                } else {
-                    if !done.is_empty() {
-                        failed.push(format!("(done: {})", done.join("; ")));
-                    }
-                    Outcome::Failed(failed.join("; "))
-                }
-            }
+            } => update(admin, &request.name, *add_partitions, set_configs).await,
         };
         outcomes.push(outcome);
     }
+    outcomes
+}
 
+/// Adds partitions to `topic` and sets its configs, as planned; what was done is named in a
+/// failure too.
+async fn update(
+    admin: &Admin,
+    topic: &str,
+    add_partitions: Option<(i32, i32)>,
+    set_configs: &BTreeMap<String, String>,
+) -> Outcome {
+    let mut done = Vec::new();
+    let mut failed = Vec::new();
+    if let Some((from, to)) = add_partitions {
+        match admin.add_partitions(topic, to).await {
+            Ok(()) => done.push(format!("partitions {from}->{to}")),
+            Err(why) => failed.push(why),
+        }
+    }
+    if !set_configs.is_empty() {
+        match admin.set_configs(topic, set_configs) {
+            Ok(()) => done.push(format!(
+                "set {}",
+                set_configs.keys().cloned().collect::<Vec<_>>().join(",")
+            )),
+            Err(why) => failed.push(why),
+        }
+    }
+    if failed.is_empty() {
+        Outcome::Ok(done.join("; "))
+    } else {
+        if !done.is_empty() {
+            failed.push(format!("(done: {})", done.join("; ")));
+        }
+        Outcome::Failed(failed.join("; "))
+    }
+}
+
+/// The table's rows: each topic as the cluster shows it now, with its outcome.
+async fn rows(
+    admin: &Admin,
+    bootstrap: &str,
+    requests: &[TopicRequest],
+    outcomes: Vec<Outcome>,
+) -> Result<Vec<Row>> {
     // The table shows the cluster as it is now. A new topic or new partitions can take a
     // moment to appear in every broker's metadata, so wait (with a deadline) until they do.
     let deadline = Instant::now() + admin.timeout;
@@ -780,17 +819,7 @@ async fn apply(admin: &Admin, bootstrap: &str, requests: &[TopicRequest]) -> Res
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let present: Vec<&str> = requests
-        .iter()
-        .map(|r| r.name.as_str())
-        .filter(|name| shapes.contains_key(*name))
-        .collect();
-    let mut configs = if present.is_empty() {
-        BTreeMap::new()
-    } else {
-        admin.configs(&present).await
-    };
-
+    let mut configs = admin.configs_of(requests, &shapes).await;
     Ok(requests
         .iter()
         .zip(outcomes)

@@ -113,9 +113,9 @@ pub struct FeedLine {
     pub key: String,
     /// The station's contract, for the page's contract filter.
     pub contract: String,
-    /// The line: the tutorial's `+1 ADDRESS (Contract)` for a change of free stands, or
-    /// `no bikes: ADDRESS (Contract)` / `bikes back: ADDRESS (Contract)` for the monitor's
-    /// empty-station events.
+    /// The line: the tutorial's `+1 ADDRESS (Contract)` for a change of free stands, or, for
+    /// each transition of the monitor's events, `no bikes: ADDRESS (Contract)` / `bikes back:
+    /// …`, `no e-bikes: …` / `e-bikes back: …`, `no returns: …` / `returns back: …`.
     pub text: String,
 }
 
@@ -292,24 +292,31 @@ impl MapState {
         Ok(())
     }
 
-    /// Applies an empty-station event.
+    /// Applies a monitor event: a feed line per transition it reports (no bikes, no e-bikes,
+    /// no returns, or their end); the bikes' transition also marks the station as reported
+    /// empty (or not) until the next one.
     pub fn apply_event(&mut self, event: &EmptyStationEvent) {
         let key = event.key.to_string();
-        let empty = event.kind == EmptinessKind::BecameEmpty;
-        let label = if empty { "no bikes" } else { "bikes back" };
-        let line = FeedLine {
-            at: event.event_time(),
-            key: key.clone(),
-            contract: event.contract.clone(),
-            text: format!("{label}: {} ({})", event.address, event.contract),
-        };
-        self.fresh_feed.push(line.clone());
-        push_capped(&mut self.feed, line, self.limits.feed);
-        if let Some(entry) = self.stations.get_mut(&key)
-            && entry.reported_empty != empty
-        {
-            entry.reported_empty = empty;
-            self.dirty.insert(key);
+        for kind in event.kinds() {
+            let line = FeedLine {
+                at: event.event_time(),
+                key: key.clone(),
+                contract: event.contract.clone(),
+                text: format!("{}: {} ({})", label(kind), event.address, event.contract),
+            };
+            self.fresh_feed.push(line.clone());
+            push_capped(&mut self.feed, line, self.limits.feed);
+            let empty = match kind {
+                EmptinessKind::BecameEmpty => true,
+                EmptinessKind::NoLongerEmpty => false,
+                _ => continue,
+            };
+            if let Some(entry) = self.stations.get_mut(&key)
+                && entry.reported_empty != empty
+            {
+                entry.reported_empty = empty;
+                self.dirty.insert(key.clone());
+            }
         }
     }
 
@@ -448,6 +455,11 @@ impl MapState {
                         "bike_stands": s.bike_stands,
                         "available_bikes": s.available_bikes,
                         "available_bike_stands": s.available_bike_stands,
+                        "available_ebikes": s.ebikes(),
+                        "available_classic_bikes": s.classic_bikes(),
+                        "bikes_out_of_service": s.bikes_out_of_service,
+                        "docks_out_of_service": s.docks_out_of_service,
+                        "is_returning": s.is_returning,
                         "last_update": s.last_update,
                         "changed_at": e.changed_at,
                         "reported_empty": e.reported_empty,
@@ -459,7 +471,21 @@ impl MapState {
     }
 }
 
-/// One station as the page reads it.
+/// The feed's words for a transition.
+fn label(kind: EmptinessKind) -> &'static str {
+    match kind {
+        EmptinessKind::BecameEmpty => "no bikes",
+        EmptinessKind::NoLongerEmpty => "bikes back",
+        EmptinessKind::EbikesGone => "no e-bikes",
+        EmptinessKind::EbikesBack => "e-bikes back",
+        EmptinessKind::ReturnsStopped => "no returns",
+        EmptinessKind::ReturnsResumed => "returns back",
+    }
+}
+
+/// One station as the page reads it. The counts only some feeds give (e-bikes, classic bikes,
+/// out of service, returns) are `null` when the record does not give them, so the page can
+/// tell "not known" from 0.
 fn station_json(key: &str, e: &Entry) -> Value {
     let s = &e.station;
     let history: Vec<[i64; 2]> = e.history.iter().map(|&(t, b)| [t, i64::from(b)]).collect();
@@ -474,6 +500,11 @@ fn station_json(key: &str, e: &Entry) -> Value {
         "stands": s.available_bike_stands,
         "capacity": s.bike_stands,
         "open": s.status == Status::Open,
+        "ebikes": s.ebikes(),
+        "classic": s.classic_bikes(),
+        "bikes_out_of_service": s.bikes_out_of_service,
+        "docks_out_of_service": s.docks_out_of_service,
+        "returning": s.is_returning,
         "changed_at": e.changed_at,
         "reported_empty": e.reported_empty,
         "history": history,
@@ -508,6 +539,16 @@ mod tests {
 
     fn parse(s: &str) -> Value {
         serde_json::from_str(s).unwrap()
+    }
+
+    /// The texts of a message's feed lines.
+    fn feed_texts(message: &Value) -> Vec<&Value> {
+        message["feed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| &l["text"])
+            .collect()
     }
 
     #[test]
@@ -596,12 +637,7 @@ mod tests {
         state.take_batch(0);
         state.apply_station(station(1, 2, 8, Some(3000)), true, 0);
         let snap = parse(&state.snapshot_json(0));
-        let lines: Vec<&Value> = snap["feed"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| &l["text"])
-            .collect();
+        let lines: Vec<&Value> = feed_texts(&snap);
         assert_eq!(
             lines,
             ["+1 1 RUE X (Lyon)"],
@@ -681,5 +717,56 @@ mod tests {
         assert_eq!(batch["feed"][0]["text"], "no bikes: 3 RUE X (Lyon)");
         assert_eq!(batch["stations"][0]["reported_empty"], true);
         assert!(state.apply_event_record(b"{}", 0).is_err());
+    }
+
+    #[test]
+    fn e_bike_and_returns_transitions_reach_the_feed_without_marking_the_station_empty() {
+        let mut state = MapState::new(Limits::default());
+        let record = json!({
+            "number": 4, "contract_name": "Lyon", "name": "4 - NAME", "address": "4 RUE X",
+            "position": {"lat": 45.75, "lng": 4.85}, "status": "OPEN", "bike_stands": 10,
+            "available_bike_stands": 7, "available_bikes": 3, "snapshot_at": 5000,
+            "bikes_by_type": [{"vehicle_type_id": "mechanical", "kind": "classic", "count": 3}],
+            "bikes_out_of_service": 1, "is_returning": false,
+        });
+        let s = Station::from_value(&record).unwrap();
+        state.apply_station(s.clone(), true, 0);
+        let snap = parse(&state.snapshot_json(0));
+        let page = &snap["stations"][0];
+        assert_eq!(
+            (
+                &page["ebikes"],
+                &page["classic"],
+                &page["bikes_out_of_service"]
+            ),
+            (&json!(0), &json!(3), &json!(1))
+        );
+        // Not given by the record: null, not 0.
+        assert_eq!(page["docks_out_of_service"], Value::Null);
+        assert_eq!(page["returning"], false);
+        state.take_batch(0);
+        let event = EmptyStationEvent::of_kinds(
+            &[EmptinessKind::EbikesGone, EmptinessKind::ReturnsStopped],
+            &s,
+            6000,
+        )
+        .unwrap();
+        state.apply_event_record(&event.to_json(), 6000).unwrap();
+        let batch = parse(&state.take_batch(6000));
+        let lines: Vec<&Value> = feed_texts(&batch);
+        assert_eq!(
+            lines,
+            ["no e-bikes: 4 RUE X (Lyon)", "no returns: 4 RUE X (Lyon)"]
+        );
+        assert_eq!(batch["stations"], json!([]), "not reported empty of bikes");
+        // A station record without the newer fields has them null.
+        let plain = parse(&{
+            let mut state = MapState::new(Limits::default());
+            state.apply_station(station(1, 5, 5, Some(1000)), true, 0);
+            state.snapshot_json(0)
+        });
+        for field in ["ebikes", "classic", "bikes_out_of_service", "returning"] {
+            assert_eq!(plain["stations"][0][field], Value::Null, "{field}");
+        }
     }
 }

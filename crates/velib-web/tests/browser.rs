@@ -14,7 +14,9 @@
 //! what is checked is the issue's own: a record produced to Kafka shows on the map and in the
 //! feed within 2 s.
 
-use crate::{Broker, Served, TIMEOUT, busy_station, city, two_bikes_taken, unlocated_records};
+use crate::{
+    Broker, Served, TIMEOUT, busy_station, city, now_ms, two_bikes_taken, unlocated_records,
+};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -132,6 +134,17 @@ impl Browser {
     }
 }
 
+/// The errors the driver's `report` lists, but for the blocked requests' own.
+fn page_errors(report: &Value) -> Vec<&str> {
+    report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .filter(|e| !e.contains("ERR_BLOCKED_BY_CLIENT") && !e.contains("ERR_FAILED"))
+        .collect()
+}
+
 /// Where the screenshot goes: the target directory, for a person to look at.
 fn screenshot_path() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("velib-web-map.png")
@@ -229,12 +242,17 @@ async fn browser_map_updates_live_filters_and_escapes() {
     assert_eq!(popup["injected"], 0, "no element made from station text");
     assert_eq!(popup["xss"], Value::Null, "no script ran");
     assert_eq!(popup["sparkline"], true, "two counts make a sparkline");
+    // The simulated city counts bikes by type, out of service and returns.
     assert_eq!(
         popup["terms"],
         json!([
             "contract",
             "bikes",
+            "e-bikes",
+            "classic bikes",
+            "bikes out of service",
             "free stands",
+            "docks out of service",
             "capacity",
             "status",
             "last change"
@@ -309,13 +327,7 @@ async fn browser_map_updates_live_filters_and_escapes() {
             .all(|u| u.as_str().unwrap().starts_with("http://tiles.invalid/")),
         "only tiles are fetched from outside: {blocked:?}"
     );
-    let errors: Vec<&str> = report["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e.as_str().unwrap())
-        .filter(|e| !e.contains("ERR_BLOCKED_BY_CLIENT") && !e.contains("ERR_FAILED"))
-        .collect();
+    let errors = page_errors(&report);
     assert!(errors.is_empty(), "page errors: {errors:?}");
 
     // The server goes away: the page says so, reconnects to the next one on the same
@@ -344,6 +356,208 @@ async fn browser_map_updates_live_filters_and_escapes() {
         .await;
     assert_eq!(live["ok"], true, "{live}");
 
+    browser.close().await;
+    served.stop().await;
+}
+
+/// The e-bike view: the popup's counts (e-bikes, classic bikes, bikes and docks out of service,
+/// "takes no returns"), only those the feed gives; the switch colouring circles by e-bikes,
+/// with a station whose feed does not count them drawn as not known rather than empty; the
+/// totals' e-bikes per contract ("–" where no feed counts them); the monitor's e-bike event in
+/// the feed, with hostile station text shown as text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and npm packages: run with `cargo xtask test`"]
+async fn browser_shows_e_bikes_out_of_service_and_returns() {
+    use velib_model::{EmptinessKind, EmptyStationEvent, Status, VehicleCount, VehicleKind};
+    let broker = Broker::start();
+    let mut stations = city(60);
+    // Port-Aubry's feed gives v1's counts only, as JCDecaux's v1 API does.
+    for s in stations
+        .iter_mut()
+        .filter(|s| s.contract_name == "Port-Aubry")
+    {
+        s.bikes_by_type = None;
+        s.bikes_out_of_service = None;
+        s.docks_out_of_service = None;
+        s.is_returning = None;
+    }
+    let valmont: Vec<usize> = (0..stations.len())
+        .filter(|&i| stations[i].contract_name == "Valmont")
+        .collect();
+    let port_aubry = stations
+        .iter()
+        .position(|s| s.contract_name == "Port-Aubry")
+        .unwrap();
+    // Three classic bikes, no e-bike, broken bikes and docks, taking no returns; and a name
+    // that would run script if the page took it for HTML.
+    let drained = &mut stations[valmont[0]];
+    drained.status = Status::Open;
+    drained.name = r#"<img src=x onerror="window.__xss=3">"#.to_owned();
+    drained.address = r#"<script>window.__xss=4</script> RUE"#.to_owned();
+    drained.available_bikes = 3;
+    drained.available_bike_stands = drained.bike_stands.saturating_sub(6);
+    drained.bikes_by_type = Some(vec![
+        VehicleCount {
+            vehicle_type_id: "mechanical".into(),
+            kind: VehicleKind::Classic,
+            count: 3,
+        },
+        VehicleCount {
+            vehicle_type_id: "electrical".into(),
+            kind: VehicleKind::Electric,
+            count: 0,
+        },
+    ]);
+    drained.bikes_out_of_service = Some(2);
+    drained.docks_out_of_service = Some(1);
+    drained.is_returning = Some(false);
+    let drained = drained.clone();
+    let charged = &mut stations[valmont[1]];
+    charged.status = Status::Open;
+    charged.available_bikes = 4;
+    charged.available_bike_stands = charged.bike_stands.saturating_sub(4);
+    charged.bikes_by_type = Some(vec![VehicleCount {
+        vehicle_type_id: "electrical".into(),
+        kind: VehicleKind::Electric,
+        count: 4,
+    }]);
+    let charged = charged.clone();
+    let plain = &mut stations[port_aubry];
+    plain.status = Status::Open;
+    plain.available_bikes = 5;
+    let plain = plain.clone();
+    broker.produce_stations(&stations).await;
+    let served = Served::start(&broker, Tiles::from_flag(BLOCKED_TILES, "").unwrap()).await;
+    served.wait_for_stations(stations.len() as u64).await;
+
+    let mut browser = Browser::launch().await;
+    let opened = browser
+        .ask(json!({"cmd": "open", "url": served.url("/"), "expect": stations.len(), "timeout": 60_000}))
+        .await;
+    assert_eq!(opened["ok"], true, "{opened}");
+
+    let popup = browser
+        .ask(json!({"cmd": "popup", "key": drained.key().to_string(), "timeout": 10_000}))
+        .await;
+    assert_eq!(popup["ok"], true, "{popup}");
+    assert_eq!(popup["name"], drained.name.as_str());
+    let rows: Vec<(String, String)> = popup["terms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(popup["values"].as_array().unwrap())
+        .map(|(t, v)| (t.as_str().unwrap().into(), v.as_str().unwrap().into()))
+        .filter(|(t, _)| t != "last change")
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("contract", "Valmont".to_owned()),
+        ("bikes", "3".to_owned()),
+        ("e-bikes", "0".to_owned()),
+        ("classic bikes", "3".to_owned()),
+        ("bikes out of service", "2".to_owned()),
+        ("free stands", drained.available_bike_stands.to_string()),
+        ("docks out of service", "1".to_owned()),
+        ("capacity", drained.bike_stands.to_string()),
+        ("status", "open, takes no returns".to_owned()),
+    ]
+    .into_iter()
+    .map(|(t, v)| (t.to_owned(), v))
+    .collect();
+    assert_eq!(rows, expected);
+    // A feed that does not give them: no row, rather than a 0.
+    let popup = browser
+        .ask(json!({"cmd": "popup", "key": plain.key().to_string(), "timeout": 10_000}))
+        .await;
+    assert_eq!(
+        popup["terms"],
+        json!([
+            "contract",
+            "bikes",
+            "free stands",
+            "capacity",
+            "status",
+            "last change"
+        ])
+    );
+    assert_eq!(popup["values"][4], "open");
+
+    // Coloured by bikes, the drained station has some; by e-bikes, none, and the station
+    // whose feed does not count them is drawn as not known.
+    let circle = |key: String| json!({"cmd": "circle", "key": key});
+    let before = browser.ask(circle(drained.key().to_string())).await;
+    assert_eq!(before["state"], "ok", "{before}");
+    let switched = browser
+        .ask(json!({"cmd": "colour", "ebikes": true, "timeout": 10_000}))
+        .await;
+    assert_eq!(switched["ok"], true, "{switched}");
+    let mut seen = Vec::new();
+    for s in [&drained, &charged, &plain] {
+        let c = browser.ask(circle(s.key().to_string())).await;
+        seen.push((c["state"].clone(), c["ebikes"].clone()));
+    }
+    assert_eq!(
+        seen,
+        [
+            (json!("empty"), json!("0")),
+            (json!("ok"), json!("4")),
+            (json!("unknown"), Value::Null)
+        ]
+    );
+
+    // Totals: e-bikes per contract, summed here from the records' per-type counts.
+    let ebikes_of = |contract: &str| -> u32 {
+        stations
+            .iter()
+            .filter(|s| s.contract_name == contract)
+            .flat_map(|s| s.bikes_by_type.iter().flatten())
+            .filter(|c| c.kind == VehicleKind::Electric)
+            .map(|c| c.count)
+            .sum()
+    };
+    let totals = browser.ask(json!({"cmd": "totals"})).await;
+    assert_eq!(totals["head"][3], "e-bikes", "{totals}");
+    let cell = |contract: &str| -> Value {
+        totals["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r[0] == contract)
+            .map(|r| r[3].clone())
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(cell("Valmont"), ebikes_of("Valmont").to_string());
+    assert_eq!(
+        cell("Port-Aubry"),
+        "–",
+        "not 0: no feed of the contract counts them"
+    );
+    assert_eq!(cell("all"), ebikes_of("Valmont").to_string());
+
+    // The monitor's event for the last e-bike leaving, with the station's hostile text.
+    let event = EmptyStationEvent::new(EmptinessKind::EbikesGone, &drained, now_ms());
+    broker
+        .produce(&broker.events, event.key.as_str(), &event.to_json())
+        .await;
+    let line = format!("no e-bikes: {} (Valmont)", drained.address);
+    let fed = browser
+        .ask(json!({"cmd": "feed", "text": line, "timeout": 10_000}))
+        .await;
+    assert_eq!(fed["ok"], true, "{fed}");
+    let popup = browser
+        .ask(json!({"cmd": "popup", "key": drained.key().to_string(), "timeout": 10_000}))
+        .await;
+    assert_eq!(popup["injected"], 0, "no element made from station text");
+    assert_eq!(popup["xss"], Value::Null, "no script ran");
+
+    // Back to all bikes.
+    browser
+        .ask(json!({"cmd": "colour", "ebikes": false, "timeout": 10_000}))
+        .await;
+    let after = browser.ask(circle(drained.key().to_string())).await;
+    assert_eq!(after["state"], "ok", "{after}");
+    let report = browser.ask(json!({"cmd": "report"})).await;
+    let errors = page_errors(&report);
+    assert!(errors.is_empty(), "page errors: {errors:?}");
     browser.close().await;
     served.stop().await;
 }

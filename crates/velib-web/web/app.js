@@ -13,6 +13,8 @@
   const stations = new Map();
   const contracts = new Set();
   let chosen = '';
+  // Whether the circles are coloured by e-bikes rather than by all bikes (the switch).
+  let byEbikes = false;
   let fitted = false;
   let age = null; // { ms: data age when received, at: Date.now() then }
   let offMap = 0;
@@ -44,9 +46,17 @@
 
   // --- Colours ------------------------------------------------------------------------------
 
-  function state(s) {
+  // The count a circle is coloured by: all bikes, or e-bikes with the switch on. `null` when
+  // the station's feed does not count bikes by type: not known, which is not 0.
+  function count(s, ebikes) {
+    return ebikes ? s.ebikes : s.bikes;
+  }
+
+  function state(s, ebikes = byEbikes) {
     if (!s.open) return 'closed';
-    if (s.bikes === 0) return 'empty';
+    const n = count(s, ebikes);
+    if (n === null || n === undefined) return 'unknown';
+    if (n === 0) return 'empty';
     if (s.stands === 0) return 'full';
     return 'ok';
   }
@@ -61,7 +71,12 @@
     return `rgb(${c[0]},${c[1]},${c[2]})`;
   }
 
+  // Every style names dashArray, so a circle leaving the 'unknown' state loses its dashes.
   function style(s) {
+    return Object.assign({ dashArray: null }, shape(s));
+  }
+
+  function shape(s) {
     const radius = Math.min(16, 3 + Math.sqrt(Math.max(0, s.capacity)) * 1.3);
     switch (state(s)) {
       case 'closed':
@@ -70,12 +85,14 @@
         return { radius, color: '#7f0000', weight: 2.5, fillColor: '#d7191c', fillOpacity: 0.9 };
       case 'full':
         return { radius, color: '#08306b', weight: 2.5, fillColor: '#2b83ba', fillOpacity: 0.9 };
+      case 'unknown':
+        return { radius, color: '#616161', weight: 1.5, dashArray: '3 3', fillColor: '#ffffff', fillOpacity: 0.7 };
       default:
         return {
           radius,
           color: '#333',
           weight: 1,
-          fillColor: ramp(s.bikes / Math.max(1, s.capacity)),
+          fillColor: ramp(count(s, byEbikes) / Math.max(1, s.capacity)),
           fillOpacity: 0.85,
         };
     }
@@ -123,15 +140,24 @@
     root.appendChild(el('h3', s.name || s.key, 'name'));
     root.appendChild(el('div', s.address, 'address'));
     const dl = el('dl');
-    const status = (s.open ? 'open' : 'closed') + (s.reported_empty ? ' (reported empty)' : '');
+    const status =
+      (s.open ? 'open' : 'closed') +
+      (s.returning === false ? ', takes no returns' : '') +
+      (s.reported_empty ? ' (reported empty)' : '');
+    // A count the feed does not give has no row: it is not known, which is not 0.
     for (const [term, value] of [
       ['contract', s.contract],
       ['bikes', s.bikes],
+      ['e-bikes', s.ebikes],
+      ['classic bikes', s.classic],
+      ['bikes out of service', s.bikes_out_of_service],
       ['free stands', s.stands],
+      ['docks out of service', s.docks_out_of_service],
       ['capacity', s.capacity],
       ['status', status],
       ['last change', ago(s.changed_at)],
     ]) {
+      if (value === null || value === undefined) continue;
       dl.appendChild(el('dt', term));
       dl.appendChild(el('dd', String(value)));
     }
@@ -153,8 +179,19 @@
     node.dataset.key = entry.data.key;
     node.dataset.contract = entry.data.contract;
     node.dataset.bikes = entry.data.bikes;
+    if (entry.data.ebikes === null || entry.data.ebikes === undefined) delete node.dataset.ebikes;
+    else node.dataset.ebikes = entry.data.ebikes;
     node.dataset.stands = entry.data.stands;
     node.dataset.state = state(entry.data);
+  }
+
+  // Colours every circle again, after the switch between bikes and e-bikes.
+  function restyle() {
+    for (const entry of stations.values()) {
+      if (!entry.marker) continue;
+      entry.marker.setStyle(style(entry.data));
+      tag(entry);
+    }
   }
 
   function show(entry) {
@@ -224,17 +261,21 @@
 
   // --- Totals and feed ----------------------------------------------------------------------
 
+  // Totals count bikes whatever the switch says; e-bikes are summed over the stations whose
+  // feed counts them, and shown as '–' for a contract where none does.
   function renderTotals() {
     const rows = new Map();
-    const all = { stations: 0, bikes: 0, stands: 0, empty: 0, full: 0 };
+    const zero = () => ({ stations: 0, bikes: 0, ebikes: null, stands: 0, empty: 0, full: 0 });
+    const all = zero();
     for (const { data: s } of stations.values()) {
       let t = rows.get(s.contract);
-      if (!t) rows.set(s.contract, (t = { stations: 0, bikes: 0, stands: 0, empty: 0, full: 0 }));
+      if (!t) rows.set(s.contract, (t = zero()));
       for (const target of [t, all]) {
         target.stations += 1;
         target.bikes += s.bikes;
+        if (s.ebikes !== null && s.ebikes !== undefined) target.ebikes = (target.ebikes || 0) + s.ebikes;
         target.stands += s.stands;
-        const st = state(s);
+        const st = state(s, false);
         if (st === 'empty') target.empty += 1;
         if (st === 'full') target.full += 1;
       }
@@ -246,7 +287,8 @@
       const tr = el('tr', undefined, className);
       tr.dataset.contract = name;
       tr.appendChild(el('td', name));
-      for (const v of [t.stations, t.bikes, t.stands, t.empty, t.full]) tr.appendChild(el('td', String(v)));
+      const ebikes = t.ebikes === null ? '–' : t.ebikes;
+      for (const v of [t.stations, t.bikes, ebikes, t.stands, t.empty, t.full]) tr.appendChild(el('td', String(v)));
       fresh.appendChild(tr);
     };
     for (const name of names) line(name, rows.get(name), name === chosen ? 'chosen' : '');
@@ -343,6 +385,12 @@
       }
     });
   }
+
+  $('by-ebikes').addEventListener('change', (e) => {
+    byEbikes = e.target.checked;
+    document.body.dataset.colour = byEbikes ? 'ebikes' : 'bikes';
+    restyle();
+  });
 
   $('contract').addEventListener('change', (e) => {
     chosen = e.target.value;

@@ -2,111 +2,14 @@
 //! transactional offsets): draining a backlog exactly once against at least once, latency at a
 //! steady rate, and restoring the state of a million stations.
 
-use super::{Ctx, bare_produce, bare_producer, prepare};
+use super::monitor_thread::Running;
+use super::{Ctx, bare_produce, bare_producer, fill_backlog, prepare};
 use crate::bench::report::{Report, Row};
 use crate::bench::{median, rate};
 use anyhow::{Context, Result, bail};
-use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use velib_kafka::KafkaArgs;
-use velib_monitor::{ExactlyOnceConfig, MonitorConfig, Progress};
-
-/// A writer shared with the monitor's thread, keeping each line with the moment it was
-/// written (after its transaction committed).
-#[derive(Clone, Default)]
-pub struct SharedLines(pub Arc<Mutex<super::latency::Lines>>);
-
-impl Write for SharedLines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().write(buf)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// An exactly-once monitor on its own thread, until [`Running::stop`].
-pub struct Running {
-    pub progress: Arc<Progress>,
-    stop: Arc<AtomicBool>,
-    thread:
-        std::thread::JoinHandle<Result<velib_monitor::MonitorReport, velib_monitor::MonitorError>>,
-}
-
-impl Running {
-    pub fn start(
-        bootstrap: &str,
-        config: MonitorConfig,
-        state_topic: &str,
-        out: Box<dyn Write + Send>,
-    ) -> Running {
-        let progress = Arc::new(Progress::default());
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut eos = ExactlyOnceConfig::new(velib_testkit::unique_name("bench"));
-        eos.state_topic = state_topic.to_owned();
-        eos.progress = Some(Arc::clone(&progress));
-        let kafka = KafkaArgs::new(bootstrap).with("auto.offset.reset", "earliest");
-        let group = velib_testkit::unique_name("bench-eos");
-        let thread = {
-            let stop = Arc::clone(&stop);
-            // The binary's entry point, on a runtime of this thread's own; its shutdown is
-            // the bench's stop flag, looked at every few milliseconds (the engine itself runs
-            // on a blocking thread, so this costs the measurement nothing).
-            std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| velib_monitor::MonitorError::Sink(e.to_string()))?;
-                let shutdown = async {
-                    while !stop.load(Ordering::Relaxed) {
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                };
-                runtime.block_on(velib_monitor::run(
-                    &kafka,
-                    &group,
-                    &config,
-                    velib_monitor::Guarantee::ExactlyOnce(eos),
-                    out,
-                    shutdown,
-                ))
-            })
-        };
-        Running {
-            progress,
-            stop,
-            thread,
-        }
-    }
-
-    /// Waits (polling every millisecond, up to `limit`) until `done` holds; the moment it did.
-    pub fn wait(&self, limit: Duration, done: impl Fn(&Progress) -> bool) -> Result<Instant> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if done(&self.progress) {
-                return Ok(Instant::now());
-            }
-            if self.thread.is_finished() {
-                bail!("the exactly-once monitor stopped early");
-            }
-            if Instant::now() > deadline {
-                bail!("the exactly-once monitor did not get there within {limit:?}");
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-
-    pub fn stop(self) -> Result<velib_monitor::MonitorReport> {
-        self.stop.store(true, Ordering::Relaxed);
-        let report = self
-            .thread
-            .join()
-            .map_err(|_| anyhow::anyhow!("the monitor thread panicked"))??;
-        Ok(report)
-    }
-}
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use velib_monitor::MonitorConfig;
 
 /// (records/s from the first judged to the last committed, changes)
 fn exactly_once_drain(ctx: &Ctx<'_>, topic: &str, events: &str, n: u64) -> Result<(f64, u64)> {
@@ -192,12 +95,7 @@ pub fn run(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
     let n = sizes.kafka_records();
     let topic = ctx.topic("eos-backlog")?;
     let events = ctx.topic("eos-events")?;
-    let records = prepare(sizes.stations, sizes.kafka_snapshots);
-    let (ok, _) = bare_produce(&bare_producer(&ctx.broker.bootstrap())?, &topic, &records)?;
-    if ok != n {
-        bail!("pre-filling the backlog delivered {ok} of {n} records");
-    }
-    drop(records);
+    fill_backlog(ctx, &topic)?;
 
     // Warm-up: one drain each, not counted.
     super::monitor::velib_once(ctx, &topic, &events, n)?;
@@ -233,38 +131,7 @@ pub fn run(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
         ),
     });
 
-    let mut raw = serde_json::Map::new();
-    for per_second in [5_000usize, 50_000] {
-        let m = super::latency::once_exactly_once(ctx, per_second)?;
-        println!(
-            "    exactly once, {per_second}/s: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} lines)",
-            m.p50, m.p99, m.max, m.samples
-        );
-        for (stat, value) in [("p50", m.p50), ("p99", m.p99)] {
-            report.row(Row {
-                bench: "5. exactly once",
-                case: format!(
-                    "latency {stat}, {} k records/s for {} s",
-                    per_second / 1000,
-                    sizes.latency_secs
-                ),
-                broker: broker.clone(),
-                value,
-                unit: "ms",
-                baseline: None,
-                target: (stat == "p99").then_some(("p99 <= 150 ms", value <= 150.0)),
-                note: if stat == "p50" {
-                    format!("{} change lines, max {:.0} ms", m.samples, m.max)
-                } else {
-                    String::new()
-                },
-            });
-        }
-        raw.insert(
-            per_second.to_string(),
-            serde_json::json!({"p50_ms": m.p50, "p99_ms": m.p99, "max_ms": m.max, "lines": m.samples}),
-        );
-    }
+    let mut raw = latency_rows(ctx, report, &broker)?;
 
     let stations = if sizes.quick { 200_000 } else { 1_000_000 };
     let (restored, took) = restore(ctx, stations)?;
@@ -296,4 +163,48 @@ pub fn run(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
         serde_json::Value::Object(raw),
     );
     Ok(())
+}
+
+/// The exactly-once monitor's latency at 5 k and 50 k records/s: a p50 and a p99 row each;
+/// returns the raw figures by rate.
+fn latency_rows(
+    ctx: &Ctx<'_>,
+    report: &mut Report,
+    broker: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let sizes = ctx.sizes;
+    let mut raw = serde_json::Map::new();
+    for per_second in [5_000usize, 50_000] {
+        let m = super::latency::once_exactly_once(ctx, per_second)?;
+        println!(
+            "    exactly once, {per_second}/s: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} lines)",
+            m.p50, m.p99, m.max, m.samples
+        );
+        for (stat, value) in [("p50", m.p50), ("p99", m.p99)] {
+            report.row(Row {
+                bench: "5. exactly once",
+                case: format!(
+                    "latency {stat}, {} k records/s for {} s",
+                    per_second / 1000,
+                    sizes.latency_secs
+                ),
+                broker: broker.to_owned(),
+                value,
+                unit: "ms",
+                baseline: None,
+                target: (stat == "p99").then_some(("p99 <= 150 ms", value <= 150.0)),
+                note: if stat == "p50" {
+                    format!("{} change lines, max {:.0} ms", m.samples, m.max)
+                } else {
+                    String::new()
+                },
+            });
+        }
+        raw.insert(
+            per_second.to_string(),
+            serde_json::json!({"p50_ms": m.p50, "p99_ms": m.p99, "max_ms": m.max, "lines": m.samples}),
+        );
+    }
+
+    Ok(raw)
 }

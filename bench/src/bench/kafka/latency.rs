@@ -2,10 +2,10 @@
 //! printing its change line.
 
 use super::Ctx;
+use super::monitor_thread::{Lines, Running, SharedLines};
 use crate::bench::report::{Report, Row};
 use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
-use std::io::Write;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use velib_kafka::{
@@ -40,30 +40,6 @@ impl RecordSink for Stamping<'_> {
     }
     fn fatal_error(&self) -> Option<String> {
         self.inner.fatal_error()
-    }
-}
-
-/// Keeps each printed line with the moment its newline was written.
-#[derive(Default)]
-pub struct Lines {
-    partial: Vec<u8>,
-    done: Vec<(Instant, Vec<u8>)>,
-}
-
-impl Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        for &b in buf {
-            if b == b'\n' {
-                self.done
-                    .push((Instant::now(), std::mem::take(&mut self.partial)));
-            } else {
-                self.partial.push(b);
-            }
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
@@ -125,13 +101,8 @@ fn once(ctx: &Ctx<'_>, per_second: usize, exactly_once: bool) -> Result<Measured
     };
     let (lines, producer) = if exactly_once {
         let state = ctx.topic("latency-state")?;
-        let shared = super::exactly_once::SharedLines::default();
-        let monitor = super::exactly_once::Running::start(
-            &bootstrap,
-            config,
-            &state,
-            Box::new(shared.clone()),
-        );
+        let shared = SharedLines::default();
+        let monitor = Running::start(&bootstrap, config, &state, Box::new(shared.clone()));
         // Start producing once the monitor owns the partitions, so nothing waits for the
         // group to form.
         monitor.wait(Duration::from_secs(60), |p| {
@@ -188,6 +159,18 @@ fn once(ctx: &Ctx<'_>, per_second: usize, exactly_once: bool) -> Result<Measured
     let produced = producer.records_delivered;
     let start = produce_started.context("never started")?;
     let handed = stamping.handed.into_inner().unwrap();
+    measured(&lines, &handed, start, produced as f64 / secs as f64)
+}
+
+/// The latency of each printed line whose record was handed over after the first second
+/// (the warm-up): from the moment its record was handed to the sink to the moment its line was
+/// written.
+fn measured(
+    lines: &Lines,
+    handed: &HashMap<(Vec<u8>, i64), Instant>,
+    start: Instant,
+    achieved: f64,
+) -> Result<Measured> {
     let mut lat = Vec::new();
     for (at, line) in &lines.done {
         let v: serde_json::Value = serde_json::from_slice(line)?;
@@ -209,7 +192,7 @@ fn once(ctx: &Ctx<'_>, per_second: usize, exactly_once: bool) -> Result<Measured
         p99: pick(0.99),
         max: *lat.last().unwrap_or(&0.0),
         samples: lat.len(),
-        achieved: produced as f64 / secs as f64,
+        achieved,
     })
 }
 

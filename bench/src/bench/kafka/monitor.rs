@@ -1,7 +1,7 @@
 //! Benchmark 2, draining a backlog: velib's monitor, a bare rdkafka consumer that only counts, and the
 //! tutorial's kafka-python loop, on the same pre-filled topic.
 
-use super::{Ctx, bare_produce, bare_producer, prepare};
+use super::{Ctx, fill_backlog, versus_tutorial};
 use crate::bench::report::{Report, Row};
 use crate::bench::{median, rate};
 use anyhow::{Context, Result, bail};
@@ -177,12 +177,7 @@ pub fn run(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
     let produced = sizes.kafka_records();
     let topic = ctx.topic("backlog")?;
     let events = ctx.topic("events")?;
-    let records = prepare(sizes.stations, sizes.kafka_snapshots);
-    let (ok, _) = bare_produce(&bare_producer(&ctx.broker.bootstrap())?, &topic, &records)?;
-    if ok != produced {
-        bail!("pre-filling the backlog delivered {ok} of {produced} records");
-    }
-    drop(records);
+    fill_backlog(ctx, &topic)?;
     // librdkafka's mock cluster keeps at most 5 MB (or 100,000 batches) per partition and drops
     // the oldest beyond that, so a full-size backlog on it is shorter than what was produced:
     // every variant drains what is there, and the table says how much that is.
@@ -229,50 +224,28 @@ pub fn run(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
         note: format!("time to first record: velib {join_v:.2} s, bare {join_b:.2} s"),
     });
 
-    let mut tutorial = Vec::new();
-    match ctx.python {
-        None => report.not_measured(
-            &format!("2. monitor vs tutorial ({broker})"),
-            "kafka-python unavailable in this run",
-        ),
-        Some(py) => {
-            for _ in 0..sizes.python_runs {
-                let numbers = py.run(
-                    "monitor.py",
-                    &[
-                        ctx.broker.bootstrap(),
-                        topic.clone(),
-                        velib_testkit::unique_name("bench-tutorial"),
-                        n.to_string(),
-                    ],
-                    &ctx.scratch.join("tutorial-monitor.out"),
-                )?;
-                let (seen, join, drain) = (numbers[0], numbers[1], numbers[2]);
-                tutorial.push((seen - 1.0) / drain);
-                println!("    tutorial: {seen} records, first after {join:.2} s");
-            }
-            let t = median(&tutorial);
-            println!(
-                "    tutorial (kafka-python) {:.1} k/s ({:.1}×)",
-                t / 1e3,
-                v / t
-            );
-            report.row(Row {
-                bench: "2. monitor",
-                case: format!(
-                    "drain {n} records, vs the tutorial's loop ({} run{})",
-                    sizes.python_runs,
-                    if sizes.python_runs > 1 { "s" } else { "" }
-                ),
-                broker: broker.clone(),
-                value: v,
-                unit: "records/s",
-                baseline: Some(("tutorial kafka-python".into(), t)),
-                target: Some((">= 20× tutorial", v / t >= 20.0)),
-                note: String::new(),
-            });
-        }
-    }
+    let tutorial = versus_tutorial(
+        ctx,
+        report,
+        "2. monitor",
+        &format!("drain {n} records"),
+        v,
+        |py| {
+            let numbers = py.run(
+                "monitor.py",
+                &[
+                    ctx.broker.bootstrap(),
+                    topic.clone(),
+                    velib_testkit::unique_name("bench-tutorial"),
+                    n.to_string(),
+                ],
+                &ctx.scratch.join("tutorial-monitor.out"),
+            )?;
+            let (seen, join, drain) = (numbers[0], numbers[1], numbers[2]);
+            println!("    tutorial: {seen} records, first after {join:.2} s");
+            Ok((seen - 1.0) / drain)
+        },
+    )?;
     report.raw(
         &format!("monitor_{broker}"),
         serde_json::json!({

@@ -1,7 +1,7 @@
 //! Benchmark 3, publishing the simulated city: velib's producer loop, a bare rdkafka producer, and the
 //! tutorial's kafka-python loop.
 
-use super::{Ctx, bare_produce, bare_producer, bare_start, prepare};
+use super::{Ctx, bare_produce, bare_producer, bare_start, prepare, versus_tutorial};
 use crate::bench::http::{Routes, Server};
 use crate::bench::report::{Report, Row};
 use crate::bench::{median, rate};
@@ -160,73 +160,60 @@ pub fn run(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
         note: "the cost of a default every Kafka client reads".into(),
     });
 
-    let mut tutorial = Vec::new();
-    match ctx.python {
-        None => report.not_measured(
-            &format!("3. producer vs tutorial ({broker})"),
-            "kafka-python unavailable in this run",
-        ),
-        Some(py) => {
-            // The tutorial fetches the API once per poll: serve it the same snapshots, in order.
-            let snapshots: Vec<Arc<Vec<u8>>> = records
-                .chunks(sizes.stations)
-                .map(|chunk| {
-                    let stations: Vec<Station> = chunk
-                        .iter()
-                        .map(|(_, p, _)| Station::from_json(p))
-                        .collect::<Result<_, _>>()
-                        .expect("the bench's own records parse");
-                    Arc::new(serde_json::to_vec(&stations).expect("serialise"))
-                })
-                .collect();
-            for _ in 0..sizes.python_runs {
-                let next = Arc::new(AtomicUsize::new(0));
-                let (snaps, counter) = (snapshots.clone(), Arc::clone(&next));
-                let routes: Routes = Arc::new(move |_path: &str| {
-                    let i = counter.fetch_add(1, Ordering::Relaxed);
-                    Some(Arc::clone(&snaps[i % snaps.len()]))
-                });
-                let server = ctx.rt.block_on(Server::start(routes))?;
-                let topic = ctx.topic("produce-tutorial")?;
-                let numbers = py.run(
-                    "producer.py",
-                    &[
-                        server.url("/vls/v1/stations"),
-                        ctx.broker.bootstrap(),
-                        topic,
-                        sizes.kafka_snapshots.to_string(),
-                    ],
-                    &ctx.scratch.join("tutorial-producer.out"),
-                )?;
-                drop(server);
-                let (sent, secs) = (numbers[0], numbers[1]);
-                tutorial.push(sent / secs);
-            }
-            let t = median(&tutorial);
-            println!(
-                "    tutorial (kafka-python) {:.1} k/s ({:.1}×)",
-                t / 1e3,
-                v / t
-            );
-            report.row(Row {
-                bench: "3. producer",
-                case: format!(
-                    "publish {n} records, vs the tutorial's loop ({} run{})",
-                    sizes.python_runs,
-                    if sizes.python_runs > 1 { "s" } else { "" }
-                ),
-                broker: broker.clone(),
-                value: v,
-                unit: "records/s",
-                baseline: Some(("tutorial kafka-python".into(), t)),
-                target: Some((">= 20× tutorial", v / t >= 20.0)),
-                note: String::new(),
+    // The tutorial fetches the API once per poll: serve it the same snapshots, in order (made
+    // on the first run, when kafka-python is there to run).
+    let mut snapshots = None;
+    let tutorial = versus_tutorial(
+        ctx,
+        report,
+        "3. producer",
+        &format!("publish {n} records"),
+        v,
+        |py| {
+            let next = Arc::new(AtomicUsize::new(0));
+            let snaps = snapshots
+                .get_or_insert_with(|| tutorial_snapshots(&records, sizes.stations))
+                .clone();
+            let counter = Arc::clone(&next);
+            let routes: Routes = Arc::new(move |_path: &str| {
+                let i = counter.fetch_add(1, Ordering::Relaxed);
+                Some(Arc::clone(&snaps[i % snaps.len()]))
             });
-        }
-    }
+            let server = ctx.rt.block_on(Server::start(routes))?;
+            let topic = ctx.topic("produce-tutorial")?;
+            let numbers = py.run(
+                "producer.py",
+                &[
+                    server.url("/vls/v1/stations"),
+                    ctx.broker.bootstrap(),
+                    topic,
+                    sizes.kafka_snapshots.to_string(),
+                ],
+                &ctx.scratch.join("tutorial-producer.out"),
+            )?;
+            drop(server);
+            let (sent, secs) = (numbers[0], numbers[1]);
+            Ok(sent / secs)
+        },
+    )?;
     report.raw(
         &format!("producer_{broker}"),
         serde_json::json!({"records": n, "velib_runs": velib, "bare_runs": bare, "lz4_runs": lz4, "tutorial_runs": tutorial}),
     );
     Ok(())
+}
+
+/// The prepared records as the v1 API would serve them, one JSON array per snapshot.
+fn tutorial_snapshots(records: &super::Records, stations: usize) -> Vec<Arc<Vec<u8>>> {
+    records
+        .chunks(stations)
+        .map(|chunk| {
+            let stations: Vec<Station> = chunk
+                .iter()
+                .map(|(_, p, _)| Station::from_json(p))
+                .collect::<Result<_, _>>()
+                .expect("the bench's own records parse");
+            Arc::new(serde_json::to_vec(&stations).expect("serialise"))
+        })
+        .collect()
 }

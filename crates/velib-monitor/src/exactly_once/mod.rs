@@ -58,6 +58,7 @@ use contexts::{EosContext, OutputContext, Refusal, RestoreContext};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
 use rdkafka::producer::{Producer, ThreadedProducer};
 use restore::check_state_topic;
 use std::io::Write;
@@ -152,6 +153,9 @@ pub const EOS_PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("compression.type", "gzip"),
     ("compression.level", "1"),
     ("queue.buffering.max.messages", "1000000"),
+    // A state topic looked up after the broker lost its data must not come back created with
+    // the broker's defaults (one partition, not compacted): missing, it is named.
+    velib_kafka::NO_AUTO_CREATE,
 ];
 
 /// How long the input may stay quiet before the open transaction is committed without waiting
@@ -340,6 +344,7 @@ fn poll_until_stopped(
             core.reset_needed = true;
             continue;
         }
+        core.sought.clear();
         if !core.to_restore.is_empty() {
             core.restore_or_say_why(consumer, restorer)?;
         }
@@ -353,8 +358,8 @@ fn poll_until_stopped(
                 }
                 consumer_error = kind.or(consumer_error);
             }
-            // A record fetched before a rewind comes again after it.
-            Some(Ok(_)) if rewound => {}
+            // A record fetched before a rewind or a seek comes again after it.
+            Some(Ok(m)) if rewound || core.sought.contains(&m.partition()) => {}
             Some(Ok(message)) => {
                 consumer_error = None;
                 let record = InRecord::from(message);

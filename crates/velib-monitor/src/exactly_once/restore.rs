@@ -62,7 +62,16 @@ impl Core {
         for &p in &partitions {
             tpl.add_partition(&self.config.topic, p);
         }
-        consumer.committed_offsets(tpl, CALL_TIMEOUT)?;
+        let committed = consumer.committed_offsets(tpl, CALL_TIMEOUT)?;
+        let lost: Vec<i32> = committed
+            .elements()
+            .iter()
+            .filter(|e| {
+                !matches!(e.offset(), Offset::Offset(_))
+                    && self.committed_once.contains(&e.partition())
+            })
+            .map(|e| e.partition())
+            .collect();
 
         let mut detectors: HashMap<i32, Detector> = partitions
             .iter()
@@ -81,12 +90,42 @@ impl Core {
         tracing::info!(partitions = ?partitions, stations = restored.stations,
             other_groups_records = restored.foreign, ?took, "state restored");
         self.detectors.extend(detectors);
+        if !lost.is_empty() {
+            self.read_from_beginning(consumer, lost)?;
+        }
         if let Some(progress) = &self.eos.progress {
             *progress.last_restore.lock().unwrap() = Some((restored.stations, took));
             progress
                 .partitions
                 .store(self.detectors.len(), Ordering::Relaxed);
         }
+        Ok(())
+    }
+
+    /// Partitions whose committed offsets are gone although this monitor committed some: the
+    /// broker lost its data, or the topic was deleted and created again. Every record now in
+    /// them came after what was committed, so they are read from their beginning; left to
+    /// `auto.offset.reset` (`latest`), the records written before the group found its way
+    /// back would be skipped.
+    fn read_from_beginning<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        lost: Vec<i32>,
+    ) -> Result<(), KafkaError> {
+        tracing::warn!(partitions = ?lost, topic = %self.config.topic,
+            "the group's committed offsets of these partitions are gone (the broker lost its \
+             data, or the topic was created again): reading them from their beginning");
+        let mut seek = TopicPartitionList::new();
+        for &p in &lost {
+            seek.add_partition_offset(&self.config.topic, p, Offset::Beginning)?;
+            self.first_seen.remove(&p);
+        }
+        for e in consumer.seek_partitions(seek, CALL_TIMEOUT)?.elements() {
+            if let Err(err) = e.error() {
+                tracing::warn!(partition = e.partition(), error = %err, "seek failed");
+            }
+        }
+        self.sought = lost;
         Ok(())
     }
 
@@ -114,7 +153,7 @@ impl Core {
             // deleted topic is named within the grace rather than after the whole deadline.
             if Instant::now() >= next_check {
                 next_check = Instant::now() + STATE_TOPIC_GRACE;
-                if self.state_topic_known(restorer) == Some(false) {
+                if self.state_partitions_known(restorer, partitions) == Some(false) {
                     return Err(KafkaError::MessageConsumption(
                         RDKafkaErrorCode::UnknownTopicOrPartition,
                     ));
@@ -151,15 +190,23 @@ impl Core {
         Ok(restored)
     }
 
-    /// Whether the cluster knows the state topic with partitions; `None` if it did not answer.
-    fn state_topic_known(&self, restorer: &BaseConsumer<RestoreContext>) -> Option<bool> {
+    /// Whether the cluster knows the state topic with a partition for each of `partitions`;
+    /// `None` if it did not answer. (A partition that does not exist never reaches its end,
+    /// and librdkafka reports nothing to the poll: without this look, the restore would wait
+    /// out its whole deadline.)
+    fn state_partitions_known(
+        &self,
+        restorer: &BaseConsumer<RestoreContext>,
+        partitions: &[i32],
+    ) -> Option<bool> {
+        let needed = partitions.iter().max().map_or(0, |&p| p as usize + 1);
         restorer
             .fetch_metadata(Some(&self.eos.state_topic), CALL_TIMEOUT)
             .ok()
             .and_then(|m| {
                 m.topics()
                     .first()
-                    .map(|t| t.error().is_none() && !t.partitions().is_empty())
+                    .map(|t| t.error().is_none() && t.partitions().len() >= needed)
             })
     }
 

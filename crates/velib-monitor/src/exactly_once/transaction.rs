@@ -50,6 +50,12 @@ pub(super) struct Core {
     /// The first offset read of each partition since it was assigned: where a partition
     /// without a committed offset is rewound to.
     pub(super) first_seen: HashMap<i32, i64>,
+    /// The partitions this monitor has committed offsets for: one of them found without a
+    /// committed offset on its next assignment lost it (see `restore.rs`).
+    pub(super) committed_once: HashSet<i32>,
+    /// Partitions sought to their beginning by the last restore: a record polled before the
+    /// seek is not judged (it comes again).
+    pub(super) sought: Vec<i32>,
     /// A transaction was aborted: rewind and restore before judging another record.
     pub(super) reset_needed: bool,
     pub(super) txn: Option<Txn>,
@@ -90,6 +96,8 @@ impl Core {
             detectors: HashMap::new(),
             to_restore: BTreeSet::new(),
             first_seen: HashMap::new(),
+            committed_once: HashSet::new(),
+            sought: Vec::new(),
             reset_needed: false,
             txn: None,
             out,
@@ -287,6 +295,7 @@ impl Core {
         match result {
             Ok(()) => {
                 let txn = self.txn.take().expect("a transaction is open");
+                self.committed_once.extend(txn.offsets.keys());
                 // The transaction is committed: now, and only now, its lines are printed.
                 if let Err(e) = self
                     .out

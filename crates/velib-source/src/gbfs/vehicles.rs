@@ -17,10 +17,12 @@
 //! and `electrical` (its feeds publish no `vehicle_types.json`) and Vélib' Métropole's
 //! `mechanical` and `ebike`. Any other id is [`VehicleKind::Other`].
 
-use super::count;
+use super::read::read;
+use serde::Deserialize;
 use serde_json::Value;
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use velib_model::lenient::{self, Id, OrNone};
 use velib_model::{VehicleCount, VehicleKind};
 
 /// What kind of bike each vehicle type of a system is, as its `vehicle_types.json` says.
@@ -56,6 +58,26 @@ impl VehicleTypes {
     }
 }
 
+/// `vehicle_types.json`, of which velib reads each type's id and kind.
+#[derive(Debug, Deserialize)]
+struct VehicleTypesFeed {
+    data: VehicleTypesData,
+}
+
+#[derive(Debug, Deserialize)]
+struct VehicleTypesData {
+    vehicle_types: Vec<OrNone<VehicleType>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct VehicleType {
+    vehicle_type_id: Id,
+    #[serde(default, deserialize_with = "lenient::or_none")]
+    form_factor: Option<String>,
+    #[serde(default, deserialize_with = "lenient::or_none")]
+    propulsion_type: Option<String>,
+}
+
 /// Reads a `vehicle_types.json` feed (`data.vehicle_types`). A type without an id is skipped:
 /// no count can name it.
 ///
@@ -63,16 +85,19 @@ impl VehicleTypes {
 ///
 /// When the feed has no `data.vehicle_types` array.
 pub fn parse_vehicle_types(feed: &Value) -> Result<VehicleTypes, String> {
-    let types = feed
-        .pointer("/data/vehicle_types")
-        .and_then(Value::as_array)
-        .ok_or("vehicle_types: no data.vehicle_types array")?;
-    let kinds = types
-        .iter()
+    let feed: VehicleTypesFeed =
+        read(feed).map_err(|err| format!("vehicle_types: no data.vehicle_types array ({err})"))?;
+    let kinds = feed
+        .data
+        .vehicle_types
+        .into_iter()
         .filter_map(|t| {
-            let id = t.get("vehicle_type_id").and_then(super::id_text)?;
-            let word = |field: &str| t.get(field).and_then(Value::as_str).unwrap_or_default();
-            Some((id, kind_of(word("form_factor"), word("propulsion_type"))))
+            let t = t.0?;
+            let kind = kind_of(
+                t.form_factor.as_deref().unwrap_or_default(),
+                t.propulsion_type.as_deref().unwrap_or_default(),
+            );
+            Some((t.vehicle_type_id.0, kind))
         })
         .collect();
     Ok(VehicleTypes { kinds })
@@ -91,63 +116,45 @@ fn kind_of(form_factor: &str, propulsion: &str) -> VehicleKind {
     }
 }
 
-/// The per-type counts of a `station_status` record as (type id, count); `None` when it has
-/// none.
-///
-/// # Errors
-///
-/// When the list is there but not a list of counts, naming the field.
-pub(super) fn type_counts(record: &Value) -> Result<Option<Vec<(String, u32)>>, String> {
-    if let Some(list) = present(record, "vehicle_types_available") {
-        let items = array(list, "vehicle_types_available")?;
-        return items
-            .iter()
-            .map(|item| {
-                let id = item
-                    .get("vehicle_type_id")
-                    .and_then(super::id_text)
-                    .ok_or("field `vehicle_types_available`: an item has no vehicle_type_id")?;
-                let n = type_count(item, "count")?
-                    .ok_or("field `vehicle_types_available`: an item has no count")?;
-                Ok((id, n))
-            })
-            .collect::<Result<Vec<_>, String>>()
-            .map(Some);
-    }
-    if let Some(list) = present(record, "num_bikes_available_types") {
-        let items = array(list, "num_bikes_available_types")?;
-        let mut counts = Vec::new();
-        for item in items {
-            let object = item.as_object().ok_or(
-                "field `num_bikes_available_types`: an item is not an object like {\"ebike\": 1}",
-            )?;
-            for id in object.keys() {
-                let n = type_count(item, id)?.unwrap_or(0);
-                counts.push((id.clone(), n));
-            }
-        }
-        return Ok(Some(counts));
-    }
-    Ok(None)
+/// One item of 2.1–3.0's `vehicle_types_available`.
+#[derive(Debug, Deserialize)]
+pub(super) struct TypeCount {
+    vehicle_type_id: Id,
+    #[serde(deserialize_with = "lenient::clamped_count")]
+    count: u32,
 }
 
-/// A per-type count: what [`count`] reads, and 0 for a negative integer (see the module
-/// header).
-fn type_count(item: &Value, field: &str) -> Result<Option<u32>, String> {
-    match item.get(field).and_then(Value::as_i64) {
-        Some(n) if n < 0 => Ok(Some(0)),
-        _ => count(item, field),
+/// Vélib' Métropole's `num_bikes_available_types`: `[{"mechanical": 3}, {"ebike": 1}]`, a
+/// `null` count read as 0.
+pub(super) type ParisTypeCounts = Vec<BTreeMap<String, Option<ClampedCount>>>;
+
+/// A per-type count, 0 when written below 0 (see the module header).
+#[derive(Debug, Deserialize)]
+pub(super) struct ClampedCount(#[serde(deserialize_with = "lenient::clamped_count")] u32);
+
+/// The per-type counts of a `station_status` record as (type id, count): 2.1–3.0's list when
+/// the record has one (`None` when it cannot be read), else Vélib' Métropole's, else `None`.
+/// The outer `Option` of each says whether the field is there (and not `null`).
+pub(super) fn type_counts(
+    v2: Option<OrNone<Vec<TypeCount>>>,
+    paris: Option<OrNone<ParisTypeCounts>>,
+) -> Option<Vec<(String, u32)>> {
+    if let Some(list) = v2 {
+        let list = list.0?;
+        return Some(
+            list.into_iter()
+                .map(|c| (c.vehicle_type_id.0, c.count))
+                .collect(),
+        );
     }
-}
-
-fn present<'a>(record: &'a Value, field: &str) -> Option<&'a Value> {
-    record.get(field).filter(|v| !v.is_null())
-}
-
-fn array<'a>(value: &'a Value, field: &str) -> Result<&'a Vec<Value>, String> {
-    value
-        .as_array()
-        .ok_or_else(|| format!("field `{field}`: {value} is not a list"))
+    let items = paris?.0?;
+    Some(
+        items
+            .into_iter()
+            .flatten()
+            .map(|(id, n)| (id, n.map_or(0, |n| n.0)))
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -155,65 +162,68 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// The two lists as a `station_status` record holds them.
+    #[derive(Deserialize)]
+    struct Lists {
+        #[serde(default)]
+        vehicle_types_available: Option<OrNone<Vec<TypeCount>>>,
+        #[serde(default)]
+        num_bikes_available_types: Option<OrNone<ParisTypeCounts>>,
+    }
+
+    fn counts(record: Value) -> Option<Vec<(String, u32)>> {
+        let lists: Lists = serde_json::from_value(record).unwrap();
+        type_counts(
+            lists.vehicle_types_available,
+            lists.num_bikes_available_types,
+        )
+    }
+
     #[test]
     fn the_three_spellings_of_the_counts() {
         let v2 = json!({"vehicle_types_available": [
             {"vehicle_type_id": "mechanical", "count": 0},
             {"vehicle_type_id": "electrical", "count": "9"}]});
         assert_eq!(
-            type_counts(&v2).unwrap(),
+            counts(v2),
             Some(vec![("mechanical".into(), 0), ("electrical".into(), 9)])
         );
         let paris = json!({"num_bikes_available_types": [{"mechanical": 3}, {"ebike": 1}]});
         assert_eq!(
-            type_counts(&paris).unwrap(),
+            counts(paris),
             Some(vec![("mechanical".into(), 3), ("ebike".into(), 1)])
         );
-        assert_eq!(
-            type_counts(&json!({"num_bikes_available": 3})).unwrap(),
-            None
-        );
-        assert_eq!(
-            type_counts(&json!({"vehicle_types_available": null})).unwrap(),
-            None
-        );
+        assert_eq!(counts(json!({"num_bikes_available": 3})), None);
+        assert_eq!(counts(json!({"vehicle_types_available": null})), None);
         // Real JCDecaux (besancon, 18:45): the e-bikes overshoot and `mechanical` goes below 0.
         let overshoot = json!({"vehicle_types_available": [
             {"vehicle_type_id": "mechanical", "count": -2},
             {"vehicle_type_id": "electrical", "count": 12}]});
         assert_eq!(
-            type_counts(&overshoot).unwrap(),
+            counts(overshoot),
             Some(vec![("mechanical".into(), 0), ("electrical".into(), 12)])
         );
     }
 
+    /// A list that cannot be read is left out (the station is still published); a readable
+    /// Vélib' Métropole list does not stand in for an unreadable 2.1–3.0 one.
     #[test]
-    fn malformed_counts_name_the_field() {
-        for (record, field) in [
-            (
-                json!({"vehicle_types_available": 3}),
-                "vehicle_types_available",
-            ),
-            (
-                json!({"vehicle_types_available": [{"count": 3}]}),
-                "vehicle_types_available",
-            ),
-            (
-                json!({"vehicle_types_available": [{"vehicle_type_id": "e", "count": 1.5}]}),
-                "count",
-            ),
-            (
-                json!({"num_bikes_available_types": [5]}),
-                "num_bikes_available_types",
-            ),
-            (
-                json!({"num_bikes_available_types": [{"ebike": "x"}]}),
-                "ebike",
-            ),
+    fn malformed_counts_are_left_out() {
+        for record in [
+            json!({"vehicle_types_available": 3}),
+            json!({"vehicle_types_available": [{"count": 3}]}),
+            json!({"vehicle_types_available": [{"vehicle_type_id": "e", "count": 1.5}]}),
+            json!({"vehicle_types_available": [{"vehicle_type_id": "e", "count": 1}, 5],
+                   "num_bikes_available_types": [{"ebike": 1}]}),
+            json!({"num_bikes_available_types": [5]}),
+            json!({"num_bikes_available_types": [{"ebike": "x"}]}),
         ] {
-            let err = type_counts(&record).unwrap_err();
-            assert!(err.contains(field), "{record}: {err}");
+            assert_eq!(counts(record.clone()), None, "{record}");
         }
+        assert_eq!(
+            counts(json!({"num_bikes_available_types": [{"ebike": null, "mechanical": -1}]})),
+            Some(vec![("ebike".into(), 0), ("mechanical".into(), 0)])
+        );
     }
 
     #[test]

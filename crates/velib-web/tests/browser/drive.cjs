@@ -127,6 +127,30 @@ const commands = {
     }, key);
   },
 
+  // Turns the "colour by e-bikes" switch on or off, and waits for the page to take it.
+  async colour({ ebikes, timeout }) {
+    await page.setChecked('#by-ebikes', ebikes);
+    return waitIn((want) => document.body.dataset.colour === want, ebikes ? 'ebikes' : 'bikes', timeout);
+  },
+
+  // The totals table: its header and one row of cells per contract.
+  async totals() {
+    const head = await page.$$eval('#totals th', (ths) => ths.map((t) => t.textContent));
+    const rows = await page.$$eval('#totals tbody tr', (trs) =>
+      trs.map((tr) => Array.from(tr.querySelectorAll('td')).map((td) => td.textContent)),
+    );
+    return { ok: true, head, rows };
+  },
+
+  // Waits for a feed line reading `text`.
+  async feed({ text, timeout }) {
+    return waitIn(
+      (text) => Array.from(document.querySelectorAll('#feed li .text')).some((s) => s.textContent === text),
+      text,
+      timeout,
+    );
+  },
+
   // Chooses a contract ('' for all); answers with the circles then on the map, by contract.
   async filter({ contract, timeout }) {
     await page.selectOption('#contract', contract);
