@@ -1,5 +1,6 @@
 //! The data velib moves through Kafka: the station schema, the key that identifies a station
-//! across bike-share systems, and the events the monitor sends to the alerts consumer.
+//! across bike-share systems, the events the monitor sends to the alerts consumer, and the
+//! statistics and health changes it publishes with `--stats` ([`stats`]).
 //!
 //! This crate is pure: no I/O, no clock, no Kafka. Every other velib crate speaks its types.
 //!
@@ -33,6 +34,7 @@ pub mod rng;
 mod scan;
 mod snapshot;
 mod station;
+pub mod stats;
 pub mod text;
 pub mod topics;
 mod vehicles;
@@ -44,6 +46,7 @@ pub use event::{
 pub use key::{StationKey, StationKeyError};
 pub use snapshot::Snapshot;
 pub use station::{Position, Station, StationError, StationId, StationView, Status};
+pub use stats::{Health, Level, StationHealthEvent, StationStats, TypeActivity};
 pub use vehicles::{VehicleCount, VehicleKind};
 
 #[cfg(test)]

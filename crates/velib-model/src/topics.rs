@@ -24,3 +24,17 @@ pub const DEAD_LETTERS: &str = "velib-stations-dlq";
 /// The exactly-once monitor's state changelog: compacted, partition for partition with the
 /// stations topic (`--state-topic`, `VELIB_STATE_TOPIC`).
 pub const MONITOR_STATE: &str = "velib-monitor-state";
+
+/// Hourly statistics per station ([`StationStats`]), keyed by station and window start:
+/// compacted, written by the exactly-once monitor with `--stats` (`--stats-topic`,
+/// `VELIB_STATS_TOPIC`).
+///
+/// [`StationStats`]: crate::StationStats
+pub const STATION_STATS: &str = "velib-station-stats";
+
+/// Changes of a station's health, locked or degraded ([`StationHealthEvent`]), keyed by
+/// station: written by the exactly-once monitor with `--stats` (`--health-topic`,
+/// `VELIB_HEALTH_TOPIC`).
+///
+/// [`StationHealthEvent`]: crate::StationHealthEvent
+pub const STATION_HEALTH: &str = "velib-station-health";

@@ -186,6 +186,9 @@ pub struct Detector {
     contract_names: Vec<Box<str>>,
     compact: HashMap<u64, State>,
     wide: HashMap<Box<str>, State>,
+    /// Statistics and health of the same stations (`--stats`): kept beside detection, so that
+    /// they are created, restored and dropped with the partition's detector.
+    stats: Option<Box<velib_stats::Tracker>>,
 }
 
 const ID_BITS: u32 = 48;
@@ -197,6 +200,22 @@ impl Detector {
             field,
             ..Detector::default()
         }
+    }
+
+    /// The same detector, also keeping `tracker`'s statistics of its stations.
+    pub fn with_stats(mut self, tracker: velib_stats::Tracker) -> Detector {
+        self.stats = Some(Box::new(tracker));
+        self
+    }
+
+    /// The statistics kept beside detection, if any.
+    pub fn stats(&self) -> Option<&velib_stats::Tracker> {
+        self.stats.as_deref()
+    }
+
+    /// The statistics kept beside detection, if any, to update.
+    pub fn stats_mut(&mut self) -> Option<&mut velib_stats::Tracker> {
+        self.stats.as_deref_mut()
     }
 
     /// Judges `station` against what is known of it and records its new state. (An owned

@@ -52,6 +52,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<MonitorReport, MonitorError> {
     match guarantee {
+        Guarantee::AtLeastOnce { .. } if config.stats.is_some() => {
+            Err(MonitorError::Settings(STATS_NEED_TRANSACTIONS.to_owned()))
+        }
         Guarantee::AtLeastOnce { lag_metrics } => {
             let parts = crate::connect(kafka, group, config, lag_metrics).map_err(|source| {
                 MonitorError::Kafka {
@@ -81,6 +84,13 @@ pub async fn run(
         Guarantee::ExactlyOnce(eos) => exactly_once(kafka, group, config, eos, out, shutdown).await,
     }
 }
+
+/// Why `--stats` is refused at least once: a window lives in the state changelog, which only
+/// transactions keep in step with the offsets. At least once, a restarted monitor would open
+/// its windows afresh in the middle of an hour and publish a second, partial record of it (or,
+/// keyed the same, replace the whole one with it on a compacted topic): wrong figures, not
+/// mere duplicates.
+pub(crate) const STATS_NEED_TRANSACTIONS: &str = "--stats needs --guarantee exactly-once: the     open windows are kept in the state changelog, in the transactions that commit the offsets;     at least once, a restart would publish partial windows over whole ones";
 
 /// The exactly-once engine on a thread of its own, until `shutdown`.
 async fn exactly_once(

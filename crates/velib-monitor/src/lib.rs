@@ -32,7 +32,9 @@ pub use detect::{Crossed, Detector, Remembered, Verdict};
 pub use engine::{Guarantee, run};
 pub use exactly_once::{DEFAULT_STATE_TOPIC, ExactlyOnceConfig, Progress, run_exactly_once};
 pub use ledger::Ledger;
-pub use process::{DlqFailure, MonitorConfig, MonitorError, MonitorReport, OutputFormat};
+pub use process::{
+    DlqFailure, MonitorConfig, MonitorError, MonitorReport, OutputFormat, StatsSettings,
+};
 pub use slot::InstanceSlot;
 pub use stream::{KafkaStream, STREAM_DEFAULTS, StationStream};
 

@@ -15,7 +15,7 @@ use velib_kafka::service::ServiceArgs;
 use velib_model::{TrackedField, topics};
 use velib_monitor::{
     DEFAULT_GROUP, DlqFailure, ExactlyOnceConfig, InstanceSlot, MonitorConfig, MonitorError,
-    OutputFormat,
+    OutputFormat, StatsSettings,
 };
 
 /// Consumes station records and prints `+1 ADDRESS (Contract)` for every change, once across
@@ -100,6 +100,46 @@ struct Cli {
           value_parser = velib_kafka::duration::parse_positive_duration)]
     transaction_timeout: Duration,
 
+    /// Keep statistics per station and hour (rentals, returns, bikes and docks over time,
+    /// minutes empty or full) and judge its health (locked, degraded); publish each closed
+    /// window to --stats-topic and each change of health to --health-topic, in the
+    /// transactions (exactly-once only).
+    #[arg(long, env = "VELIB_STATS")]
+    stats: bool,
+
+    /// Where closed statistics windows go, keyed by station and window start.
+    #[arg(long, env = "VELIB_STATS_TOPIC", default_value = topics::STATION_STATS)]
+    stats_topic: String,
+
+    /// Where changes of a station's health (locked, degraded, ok) go.
+    #[arg(long, env = "VELIB_HEALTH_TOPIC", default_value = topics::STATION_HEALTH)]
+    health_topic: String,
+
+    /// Publish no health changes (statistics only).
+    #[arg(long, env = "VELIB_NO_HEALTH")]
+    no_health: bool,
+
+    /// The statistics window: tumbling, by snapshot time, aligned on the epoch (1h: on the
+    /// hour, UTC). Between 1s and 24h.
+    #[arg(long, env = "VELIB_WINDOW", default_value = "1h",
+          value_parser = velib_kafka::duration::parse_positive_duration)]
+    window: Duration,
+
+    /// How long past its end (in the station's snapshot time) a window waits before it
+    /// closes; shorter than --window. Records reach a station's partition in snapshot order, so
+    /// 0 loses nothing; a later record is counted as late.
+    #[arg(long, env = "VELIB_GRACE", default_value = "0s", value_parser = parse_duration)]
+    grace: Duration,
+
+    /// The least time without movement before an open station can be called locked.
+    #[arg(long, env = "VELIB_LOCKED_AFTER", default_value = "2h",
+          value_parser = velib_kafka::duration::parse_positive_duration)]
+    locked_after: Duration,
+
+    /// The share of its capacity out of service that makes a station degraded.
+    #[arg(long, env = "VELIB_DEGRADED_SHARE", default_value_t = 0.5)]
+    degraded_share: f64,
+
     #[command(flatten)]
     service: ServiceArgs,
 }
@@ -143,11 +183,35 @@ enum Format {
     Json,
 }
 
+/// The `--stats` settings, or none without `--stats`.
+fn stats_settings(cli: &Cli) -> anyhow::Result<Option<StatsSettings>> {
+    if !cli.stats {
+        return Ok(None);
+    }
+    let windows = velib_stats::StatsConfig::new(cli.window, cli.grace)?;
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&cli.degraded_share) && cli.degraded_share > 0.0,
+        "--degraded-share must be a share of the capacity, above 0 and at most 1, not {}",
+        cli.degraded_share
+    );
+    Ok(Some(StatsSettings {
+        topic: cli.stats_topic.clone(),
+        health_topic: (!cli.no_health).then(|| cli.health_topic.clone()),
+        windows,
+        health: velib_stats::HealthConfig {
+            locked_after: cli.locked_after,
+            degraded_share: cli.degraded_share,
+            ..velib_stats::HealthConfig::default()
+        },
+    }))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // First: a signal during start-up must already stop the program gracefully.
     let shutdown = cli.service.start().map_err(anyhow::Error::msg)?;
+    let stats = stats_settings(&cli)?;
     let config = MonitorConfig {
         topic: cli.topic,
         field: match cli.field {
@@ -168,6 +232,7 @@ async fn main() -> anyhow::Result<()> {
             OnDlqFailure::Skip => DlqFailure::Skip,
         },
         flush_timeout: cli.flush_timeout,
+        stats,
     };
     tracing::info!(group = %cli.group_id, topic = %config.topic, kafka = ?cli.kafka, "starting");
     // Held for the process's life: the slot's lock is what keeps the default id this process's.

@@ -37,6 +37,30 @@ pub enum DlqFailure {
     Skip,
 }
 
+/// Statistics and health of each station (`--stats`), published by the exactly-once monitor.
+#[derive(Debug, Clone)]
+pub struct StatsSettings {
+    /// Where closed windows go ([`velib_model::StationStats`], keyed by station and window).
+    pub topic: String,
+    /// Where health changes go ([`velib_model::StationHealthEvent`]); `None` publishes none.
+    pub health_topic: Option<String>,
+    /// The windows: their size and grace period.
+    pub windows: velib_stats::StatsConfig,
+    /// When a station is locked or degraded.
+    pub health: velib_stats::HealthConfig,
+}
+
+impl Default for StatsSettings {
+    fn default() -> Self {
+        StatsSettings {
+            topic: topics::STATION_STATS.into(),
+            health_topic: Some(topics::STATION_HEALTH.into()),
+            windows: velib_stats::StatsConfig::default(),
+            health: velib_stats::HealthConfig::default(),
+        }
+    }
+}
+
 /// What the monitor does, apart from where it reads and writes.
 #[derive(Debug, Clone)]
 pub struct MonitorConfig {
@@ -54,6 +78,8 @@ pub struct MonitorConfig {
     pub on_dlq_failure: DlqFailure,
     /// How long shutdown waits for undelivered events before committing what is done.
     pub flush_timeout: Duration,
+    /// Statistics and health per station (exactly-once only); `None` keeps none.
+    pub stats: Option<StatsSettings>,
 }
 
 impl Default for MonitorConfig {
@@ -66,6 +92,7 @@ impl Default for MonitorConfig {
             dlq_topic: Some(topics::DEAD_LETTERS.into()),
             on_dlq_failure: DlqFailure::Stop,
             flush_timeout: Duration::from_secs(30),
+            stats: None,
         }
     }
 }
@@ -86,6 +113,10 @@ pub struct MonitorReport {
     pub dead_letters_lost: u64,
     /// Events queued (one per record that crossed a line: no bike, no e-bike, no returns).
     pub events: u64,
+    /// Closed statistics windows queued (`--stats`).
+    pub windows: u64,
+    /// Health changes queued (`--stats`).
+    pub health_events: u64,
     /// Whether outputs were still undelivered at exit (their records are not committed).
     pub undelivered_at_exit: bool,
 }
@@ -108,6 +139,9 @@ pub enum MonitorError {
     /// to change.
     #[error("{0}")]
     Transaction(String),
+    /// Settings that cannot work together; the message names them.
+    #[error("{0}")]
+    Settings(String),
     /// The events producer cannot go on.
     #[error("the events producer failed: {0}")]
     Sink(String),
@@ -191,10 +225,32 @@ pub(crate) struct StateOut {
     pub(crate) value: Vec<u8>,
 }
 
+/// What the exactly-once mode also makes of a record: its station's new state, and the
+/// statistics windows and health changes it closed (`--stats`), all for the record's
+/// transaction.
+#[derive(Default)]
+pub(crate) struct EosOut {
+    pub(crate) state: Option<StateOut>,
+    pub(crate) published: Vec<PendingOut>,
+}
+
+/// A detector for one partition, keeping statistics when `config` asks for them.
+pub(crate) fn new_detector(config: &MonitorConfig) -> Detector {
+    let detector = Detector::new(config.field);
+    match &config.stats {
+        Some(stats) => detector.with_stats(velib_stats::Tracker::with_health(
+            stats.windows,
+            stats.health,
+        )),
+        None => detector,
+    }
+}
+
 /// Handles one record; returns what must be published (and delivered) before it is done.
-/// With `state_out`, also the station's new state when it changed in a way detection depends
-/// on (its first record, a change of the tracked count, a line crossed, a count or
-/// `is_returning` starting or ceasing to be given).
+/// With `eos`, also the station's new state when it changed in a way detection or statistics
+/// depend on (its first record, a change of the tracked count, a line crossed, a count or
+/// `is_returning` starting or ceasing to be given, any newer snapshot when statistics are
+/// kept), and the windows and health changes it closed.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn process(
     record: &InRecord<'_>,
@@ -204,7 +260,7 @@ pub(crate) fn process(
     report: &mut MonitorReport,
     poison_log: &mut RateLimited,
     unflushed: &mut bool,
-    state_out: Option<&mut Option<StateOut>>,
+    eos: Option<&mut EosOut>,
 ) -> Option<PendingOut> {
     let payload = record.payload().unwrap_or_default();
     let station = match StationView::from_json(payload) {
@@ -212,8 +268,13 @@ pub(crate) fn process(
         Err(e) => return unreadable(record, &e, config, report, poison_log),
     };
     let verdict = detector.observe(&station);
-    if let Some(slot) = state_out {
-        *slot = state_to_remember(&verdict, &station, config.field);
+    if let Some(eos) = eos {
+        // The key once for both, and only when statistics need it on every record.
+        let key = config.stats.as_ref().map(|_| station.key());
+        let stats_moved = key.as_ref().is_some_and(|key| {
+            observe_stats(detector, key, &station, config, report, &mut eos.published)
+        });
+        eos.state = state_to_remember(&verdict, stats_moved, &station, key, detector, config);
     }
     match verdict {
         Verdict::First => None,
@@ -289,24 +350,68 @@ fn unreadable(
     })
 }
 
-/// The station's state for the changelog, when what detection depends on changed.
+/// Applies the record to its partition's statistics, if kept, queueing the windows and
+/// health changes it closed; whether the statistics state changed.
+fn observe_stats(
+    detector: &mut Detector,
+    key: &velib_model::StationKey,
+    station: &StationView<'_>,
+    config: &MonitorConfig,
+    report: &mut MonitorReport,
+    published: &mut Vec<PendingOut>,
+) -> bool {
+    let (Some(tracker), Some(settings)) = (detector.stats_mut(), config.stats.as_ref()) else {
+        return false;
+    };
+    let mut out = velib_stats::Published::default();
+    let applied = tracker.observe(key.as_str(), station, &mut out);
+    report.windows += out.stats.len() as u64;
+    published.extend(out.stats.iter().map(|window| PendingOut {
+        topic: settings.topic.clone(),
+        key: window.kafka_key(),
+        payload: window.to_json(),
+        headers: Vec::new(),
+    }));
+    if let Some(topic) = &settings.health_topic {
+        report.health_events += out.health.len() as u64;
+        published.extend(out.health.iter().map(|event| PendingOut {
+            topic: topic.clone(),
+            key: event.key.as_str().as_bytes().to_vec(),
+            payload: event.to_json(),
+            headers: Vec::new(),
+        }));
+    }
+    use velib_stats::Applied;
+    matches!(applied, Applied::First | Applied::Applied | Applied::Late)
+}
+
+/// The station's state for the changelog, when what detection or statistics depend on
+/// changed.
 fn state_to_remember(
     verdict: &Verdict,
+    stats_moved: bool,
     station: &StationView<'_>,
-    field: TrackedField,
+    key: Option<velib_model::StationKey>,
+    detector: &Detector,
+    config: &MonitorConfig,
 ) -> Option<StateOut> {
-    let remember = match verdict {
-        Verdict::First => true,
-        Verdict::Updated {
-            change,
-            crossed,
-            known_changed,
-        } => change.is_some() || !crossed.is_empty() || *known_changed,
-        Verdict::Stale => false,
-    };
-    remember.then(|| StateOut {
-        key: station.key().as_str().to_owned(),
-        value: crate::state::value(station, field),
+    let remember = stats_moved
+        || match verdict {
+            Verdict::First => true,
+            Verdict::Updated {
+                change,
+                crossed,
+                known_changed,
+            } => change.is_some() || !crossed.is_empty() || *known_changed,
+            Verdict::Stale => false,
+        };
+    remember.then(|| {
+        let key = key.unwrap_or_else(|| station.key());
+        let stats = detector.stats().and_then(|t| t.state(key.as_str()));
+        StateOut {
+            value: crate::state::value(station, config.field, stats),
+            key: key.as_str().to_owned(),
+        }
     })
 }
 

@@ -59,12 +59,19 @@ impl GroupKeys {
 /// the tracked count (an e-bike count from a feed without per-type counts); `ebikes` and
 /// `is_returning` (for the e-bike and returns lines) are `null` when the record does not say,
 /// and read as `null` from records written before they were added.
-pub(crate) fn value(station: &StationView<'_>, field: TrackedField) -> Vec<u8> {
+///
+/// With `--stats`, `"stats"` holds the station's statistics state ([`velib_stats::Tracker::state`]):
+/// its open window, the window in its grace period, its health and activity profile.
+pub(crate) fn value(
+    station: &StationView<'_>,
+    field: TrackedField,
+    stats: Option<serde_json::Value>,
+) -> Vec<u8> {
     let number = match &station.number {
         StationId::Number(n) => serde_json::Value::from(*n),
         StationId::Text(s) => serde_json::Value::from(s.as_str()),
     };
-    let value = serde_json::json!({
+    let mut value = serde_json::json!({
         "contract": station.contract_name,
         "number": number,
         "field": field,
@@ -75,6 +82,9 @@ pub(crate) fn value(station: &StationView<'_>, field: TrackedField) -> Vec<u8> {
         "ebikes": station.ebikes(),
         "is_returning": station.is_returning,
     });
+    if let Some(stats) = stats {
+        value["stats"] = stats;
+    }
     serde_json::to_vec(&value).unwrap_or_default()
 }
 
@@ -84,6 +94,8 @@ pub(crate) struct StoredState {
     pub(crate) number: StationId,
     pub(crate) field: TrackedField,
     pub(crate) state: Remembered,
+    /// The statistics state, when the monitor that wrote it kept statistics.
+    pub(crate) stats: Option<serde_json::Value>,
 }
 
 /// The changelog value as written by [`value`], read without building a JSON tree: a restore
@@ -103,6 +115,8 @@ struct Wire<'a> {
     ebikes: Option<u32>,
     #[serde(default)]
     is_returning: Option<bool>,
+    #[serde(default)]
+    stats: Option<serde_json::Value>,
 }
 
 #[derive(serde::Deserialize)]
@@ -131,6 +145,7 @@ impl StoredState {
                 ebikes: wire.ebikes,
                 is_returning: wire.is_returning,
             },
+            stats: wire.stats,
         })
     }
 }
@@ -165,7 +180,7 @@ mod tests {
             docks_out_of_service: None,
             is_returning: None,
         };
-        let value = value(&station.view(), TrackedField::AvailableBikeStands);
+        let value = value(&station.view(), TrackedField::AvailableBikeStands, None);
         let stored = StoredState::parse(&value).unwrap();
         assert_eq!(stored.contract, "Lyon");
         assert_eq!(stored.number, StationId::Number(1001));
@@ -199,12 +214,69 @@ mod tests {
             }
         );
         // A count the record does not give is stored as unknown, not as 0.
-        let unknown =
-            StoredState::parse(&super::value(&next.view(), TrackedField::AvailableEbikes)).unwrap();
+        let unknown = StoredState::parse(&super::value(
+            &next.view(),
+            TrackedField::AvailableEbikes,
+            None,
+        ))
+        .unwrap();
         assert_eq!(unknown.field, TrackedField::AvailableEbikes);
         assert_eq!(unknown.state.tracked, None);
         assert!(StoredState::parse(b"not json").is_none());
         assert!(StoredState::parse(br#"{"contract":"Lyon"}"#).is_none());
+    }
+
+    #[test]
+    fn statistics_ride_in_the_same_changelog_value() {
+        use velib_model::{Position, Station};
+        let station = |at: i64, bikes: u32| Station {
+            number: StationId::Number(7),
+            contract_name: "lyon".into(),
+            name: "n".into(),
+            address: "a".into(),
+            position: Position {
+                lat: 45.0,
+                lng: 4.0,
+            },
+            banking: false,
+            bonus: false,
+            bike_stands: 20,
+            available_bike_stands: 20 - bikes,
+            available_bikes: bikes,
+            status: Status::Open,
+            last_update: None,
+            snapshot_at: Some(at),
+            bikes_by_type: None,
+            bikes_out_of_service: None,
+            docks_out_of_service: None,
+            is_returning: None,
+        };
+        let hour = 1_782_979_200_000;
+        let mut tracker = velib_stats::Tracker::default();
+        let mut out = velib_stats::Published::default();
+        let first = station(hour + 600_000, 5);
+        tracker.observe("lyon:7", &first.view(), &mut out);
+        let written = value(
+            &first.view(),
+            TrackedField::AvailableBikeStands,
+            tracker.state("lyon:7"),
+        );
+        // Read back by a monitor that keeps statistics, the window goes on where it was.
+        let stored = StoredState::parse(&written).unwrap();
+        let mut restored = velib_stats::Tracker::default();
+        restored
+            .restore("lyon:7", stored.stats.as_ref().unwrap())
+            .unwrap();
+        let next = station(hour + 3_700_000, 2);
+        let (mut a, mut b) = (velib_stats::Published::default(), out);
+        tracker.observe("lyon:7", &next.view(), &mut a);
+        restored.observe("lyon:7", &next.view(), &mut b);
+        assert_eq!(a.stats, b.stats);
+        assert_eq!(a.stats.len(), 1);
+        // Without statistics the value is as before, and reads back without them.
+        let plain = value(&first.view(), TrackedField::AvailableBikeStands, None);
+        assert!(!String::from_utf8(plain.clone()).unwrap().contains("stats"));
+        assert!(StoredState::parse(&plain).unwrap().stats.is_none());
     }
 
     #[test]

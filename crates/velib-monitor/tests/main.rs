@@ -8,6 +8,7 @@ mod outage;
 mod real_day;
 mod recreated;
 mod scenarios;
+mod stats;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -17,126 +17,16 @@
 
 use crate::TIMEOUT;
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::process::Command;
+use velib_testkit::real_day::{City, load_day, set_aside, stations, text};
 use velib_testkit::{
     MockKafka, Process, admin_create_topic, kafka_bootstrap, unique_name, wait_for,
 };
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
-
-const DAY: &str = "cyclocity-2026-07-02";
-
-/// The recorded day: `shared/data/…` in the checkout's folder or one of its parents.
-fn day_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("VELIB_REAL_DAY_DIR") {
-        return PathBuf::from(dir);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let found = root
-        .ancestors()
-        .map(|a| a.join("shared/data").join(DAY))
-        .chain([PathBuf::from("/work/shared/data").join(DAY)])
-        .find(|d| d.join("README.md").is_file());
-    found.unwrap_or_else(|| {
-        panic!(
-            "the real day {DAY} is not in shared/data beside the checkout; set \
-             VELIB_REAL_DAY_DIR to its folder"
-        )
-    })
-}
-
-/// One city of the day: its `station_information` and its `station_status` snapshots in time
-/// order, as parsed JSON.
-struct City {
-    slug: String,
-    information: Value,
-    statuses: Vec<Value>,
-}
-
-fn load_day() -> Vec<City> {
-    let dir = day_dir();
-    let mut files: BTreeMap<String, (Option<PathBuf>, Vec<PathBuf>)> = BTreeMap::new();
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let Some((slug, rest)) = name.split_once('_') else {
-            continue;
-        };
-        let city = files.entry(slug.to_owned()).or_default();
-        if rest.starts_with("information_") {
-            city.0 = Some(path);
-        } else if rest.starts_with("status_") {
-            city.1.push(path);
-        }
-    }
-    let read = |p: &Path| -> Value { serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap() };
-    files
-        .into_iter()
-        .filter_map(|(slug, (info, mut statuses))| {
-            // File names end in HH-MM-SS of the same day: name order is time order.
-            statuses.sort();
-            Some(City {
-                slug,
-                information: read(&info?),
-                statuses: statuses.iter().map(|p| read(p)).collect(),
-            })
-        })
-        .collect()
-}
-
-fn stations(feed: &Value) -> &Vec<Value> {
-    feed["data"]["stations"].as_array().unwrap()
-}
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
-        Value::Array(items) => items
-            .iter()
-            .filter_map(|i| i["text"].as_str())
-            .find(|t| !t.trim().is_empty())
-            .map(str::to_owned),
-        _ => None,
-    }
-}
-
-fn distance_m(a: (f64, f64), b: (f64, f64)) -> f64 {
-    let (la1, la2) = (a.0.to_radians(), b.0.to_radians());
-    let h = ((la2 - la1) / 2.0).sin().powi(2)
-        + la1.cos() * la2.cos() * ((b.1 - a.1).to_radians() / 2.0).sin().powi(2);
-    2.0 * 6_371_008.8 * h.sqrt().asin()
-}
-
-/// The station ids the README says velib sets aside, found the slow, obvious way: at 0,0, or
-/// more than 10 km from every other station in a city of at least 10 where that is rare.
-fn set_aside(info: &Value) -> Vec<String> {
-    let all: Vec<(String, (f64, f64))> = stations(info)
-        .iter()
-        .map(|s| {
-            let id = s["station_id"].as_str().unwrap().to_owned();
-            (id, (s["lat"].as_f64().unwrap(), s["lon"].as_f64().unwrap()))
-        })
-        .collect();
-    let (zero, placed): (Vec<_>, Vec<_>) = all.into_iter().partition(|(_, p)| *p == (0.0, 0.0));
-    let isolated: Vec<String> = placed
-        .iter()
-        .filter(|(id, p)| {
-            placed
-                .iter()
-                .all(|(other, q)| other == id || distance_m(*p, *q) > 10_000.0)
-        })
-        .map(|(id, _)| id.clone())
-        .collect();
-    let mut out: Vec<String> = zero.into_iter().map(|(id, _)| id).collect();
-    if placed.len() >= 10 && isolated.len() * 20 <= placed.len() {
-        out.extend(isolated);
-    }
-    out
-}
 
 /// What a monitor follows, read from a `station_status` record the obvious way.
 #[derive(Debug, Clone, Copy)]
@@ -241,7 +131,7 @@ fn expected_lines(day: &[City], count: Count) -> Vec<String> {
 
 /// GBFS 3.0 as JCDecaux serves it, or the same day rewritten as 2.3.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Version {
+pub(crate) enum Version {
     V3,
     V2,
 }
@@ -298,7 +188,10 @@ impl Respond for Snapshots {
 
 /// A local api.cyclocity.fr for the day: per city, the manifest, `system_information`,
 /// `station_information` and the snapshots. Returns how many status requests each city got.
-async fn serve_day(day: &[City], version: Version) -> (MockServer, Vec<Arc<AtomicUsize>>) {
+pub(crate) async fn serve_day(
+    day: &[City],
+    version: Version,
+) -> (MockServer, Vec<Arc<AtomicUsize>>) {
     let server = MockServer::start().await;
     let mut served = Vec::new();
     for city in day {
@@ -420,19 +313,7 @@ async fn play_the_day(version: Version, broker: Broker) {
         let monitor = Monitor::spawn(&bootstrap, &topic, [&state, &events], guarantee, count);
         monitors.push((monitor, expected));
     }
-    let cities: Vec<&str> = day.iter().map(|c| c.slug.as_str()).collect();
-    let producer = Process::spawn(
-        Command::new(velib_testkit::sibling_binary(
-            env!("CARGO_BIN_EXE_velib-monitor"),
-            "velib-producer",
-        ))
-        .arg("--source")
-        .arg(format!("gbfs:{}", cities.join(",")))
-        .args(["--cyclocity-base-url", &server.uri()])
-        .args(["--interval", "200ms", "--bootstrap-servers", &bootstrap])
-        .args(["--topic", &topic])
-        .env("RUST_LOG", "warn"),
-    );
+    let producer = producer(&day, &server.uri(), &bootstrap, &topic);
 
     // Every snapshot of every city has been fetched once the server has answered each city
     // one more time than it has snapshots (the first poll reads the first snapshot).
@@ -457,6 +338,23 @@ async fn play_the_day(version: Version, broker: Broker) {
     }
 }
 
+/// The producer binary polling every city of the day from `server` into `topic`.
+pub(crate) fn producer(day: &[City], server: &str, bootstrap: &str, topic: &str) -> Process {
+    let cities: Vec<&str> = day.iter().map(|c| c.slug.as_str()).collect();
+    Process::spawn(
+        Command::new(velib_testkit::sibling_binary(
+            env!("CARGO_BIN_EXE_velib-monitor"),
+            "velib-producer",
+        ))
+        .arg("--source")
+        .arg(format!("gbfs:{}", cities.join(",")))
+        .args(["--cyclocity-base-url", server])
+        .args(["--interval", "200ms", "--bootstrap-servers", bootstrap])
+        .args(["--topic", topic])
+        .env("RUST_LOG", "warn"),
+    )
+}
+
 /// A monitor of the day following one count, in a group and with a state topic of its own.
 struct Monitor {
     count: Count,
@@ -478,7 +376,16 @@ impl Monitor {
         let process = Process::spawn(
             Command::new(env!("CARGO_BIN_EXE_velib-monitor"))
                 .args(["--bootstrap-servers", bootstrap, "--group-id", &group])
-                .args(["--topic", topic, "--no-dlq", "--format", "text"])
+                // Lines only: the events have tests of their own, and producers no longer
+                // create a missing events topic.
+                .args([
+                    "--topic",
+                    topic,
+                    "--no-dlq",
+                    "--no-events",
+                    "--format",
+                    "text",
+                ])
                 .args(["--field", count.flag()])
                 .args(["--state-topic", state, "--events-topic", events])
                 .args(["--guarantee", guarantee])

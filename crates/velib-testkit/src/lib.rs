@@ -18,6 +18,7 @@
 pub mod child;
 pub mod group;
 pub mod kafka;
+pub mod real_day;
 pub mod secure;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -603,6 +604,15 @@ impl Process {
     /// The lines printed so far.
     pub fn lines(&self) -> Vec<String> {
         self.lines.lock().unwrap().clone()
+    }
+
+    /// Kills the process with SIGKILL, as a crash would, and waits for it.
+    ///
+    /// # Panics
+    ///
+    /// When it cannot be killed.
+    pub async fn kill(mut self) {
+        self.child.kill().await.expect("kill the process");
     }
 
     /// Sends SIGTERM and waits (up to a minute) for the exit status.

@@ -2,9 +2,10 @@
 //! this library) does. The tutorial's `kafka-topics.sh --create`/`--alter` and
 //! `kafka-configs.sh --alter` as one command that can be run again at any time.
 //!
-//! It brings three topics to what was asked: the stations topic (`velib-stations`), the
-//! monitor's empty-station events (`velib-empty-stations`) and its dead-letter topic
-//! (`velib-stations-dlq`). A topic that does not exist is created (CreateTopics); one with fewer
+//! It brings velib's topics to what was asked: the stations topic (`velib-stations`), the
+//! monitor's empty-station events (`velib-empty-stations`), its dead-letter topic
+//! (`velib-stations-dlq`) and its state changelog (`velib-monitor-state`), and with `--stats`
+//! the statistics (`velib-station-stats`) and health (`velib-station-health`) topics. A topic that does not exist is created (CreateTopics); one with fewer
 //! partitions than asked gets more (CreatePartitions); configs that differ from the request are
 //! set. Configs that were not asked for are left as they are. Nothing is ever taken away: a
 //! request for fewer partitions is refused (Kafka cannot remove partitions), and so is a
@@ -89,6 +90,25 @@ pub struct Args {
     /// Leave the state topic out (for monitors run with `--guarantee at-least-once`).
     #[arg(long, env = "VELIB_NO_STATE")]
     no_state: bool,
+
+    /// Also the topics of monitors run with `--stats`: the hourly statistics (compacted, keyed
+    /// by station and window) and the health changes (locked, degraded).
+    #[arg(long, env = "VELIB_STATS")]
+    stats: bool,
+
+    /// The statistics topic (the monitor's `--stats-topic`).
+    #[arg(long, env = "VELIB_STATS_TOPIC", default_value = topics::STATION_STATS)]
+    stats_topic: String,
+
+    /// The health topic (the monitor's `--health-topic`).
+    #[arg(long, env = "VELIB_HEALTH_TOPIC", default_value = topics::STATION_HEALTH)]
+    health_topic: String,
+
+    /// Partitions of the statistics and health topics: one record per station and hour, and
+    /// a few health changes; three leave room for a few readers.
+    #[arg(long, env = "VELIB_STATS_PARTITIONS", default_value_t = 3,
+          value_parser = clap::value_parser!(i32).range(1..))]
+    stats_partitions: i32,
 
     /// Partitions of the stations topic: at most this many monitors of one group share the work.
     #[arg(long, env = "VELIB_STATIONS_PARTITIONS", default_value_t = 10,
@@ -195,7 +215,8 @@ pub struct TopicRequest {
 }
 
 impl Args {
-    /// The requests for the four topics (fewer with `--no-dlq`, `--no-state`), from the flags.
+    /// The requests for the four topics (fewer with `--no-dlq`, `--no-state`; two more with
+    /// `--stats`), from the flags.
     pub fn requests(&self) -> Vec<TopicRequest> {
         let mut stations = BTreeMap::new();
         if self.short_retention {
@@ -249,6 +270,15 @@ impl Args {
                 .into(),
                 ..request(&self.state_topic, self.partitions, &[])
             });
+        }
+        if self.stats {
+            // Compacted: a window is one key, so whatever is published twice (nothing, from
+            // the exactly-once monitor) is one record; every window is kept, whatever its age.
+            requests.push(TopicRequest {
+                configs: [("cleanup.policy".to_owned(), "compact".to_owned())].into(),
+                ..request(&self.stats_topic, self.stats_partitions, &[])
+            });
+            requests.push(request(&self.health_topic, self.stats_partitions, &[]));
         }
         requests
     }
@@ -912,6 +942,15 @@ mod tests {
         );
         assert_eq!(args(&["--no-dlq"]).requests().len(), 3);
         assert_eq!(args(&["--no-dlq", "--no-state"]).requests().len(), 2);
+    }
+
+    #[test]
+    fn stats_adds_the_statistics_and_health_topics() {
+        let requests = args(&["--stats", "--stats-partitions", "2"]).requests();
+        assert_eq!(requests.len(), 6);
+        assert_eq!((requests[4].partitions, requests[5].partitions), (2, 2));
+        assert_eq!(requests[4].configs, map(&[("cleanup.policy", "compact")]));
+        assert!(requests[5].configs.is_empty());
     }
 
     #[test]

@@ -75,7 +75,7 @@ impl Core {
 
         let mut detectors: HashMap<i32, Detector> = partitions
             .iter()
-            .map(|&p| (p, Detector::new(self.config.field)))
+            .map(|&p| (p, crate::process::new_detector(&self.config)))
             .collect();
         let restored = self.read_changelog(restorer, &partitions, &mut detectors)?;
         restorer.unassign()?;
@@ -230,6 +230,14 @@ impl Core {
             Some(Some(r)) if r.field == self.config.field => {
                 detector.restore(&r.contract, &r.number, r.state);
                 restored.stations += 1;
+                if let (Some(stats), Some(tracker)) = (&r.stats, detector.stats_mut()) {
+                    let key = velib_model::StationKey::new(&r.contract, &r.number.to_string());
+                    // An unreadable statistics state: the station's statistics start afresh
+                    // (its detection state is restored all the same).
+                    if tracker.restore(key.as_str(), stats).is_err() {
+                        restored.unreadable += 1;
+                    }
+                }
             }
             // Another field's state (a monitor run with another --field) or a tombstone: the
             // station starts unknown.

@@ -6,7 +6,9 @@ use super::failures::is_fatal;
 use super::{CALL_TIMEOUT, ExactlyOnceConfig};
 use crate::detect::Detector;
 use crate::ledger::{PendingOut, tag};
-use crate::process::{MonitorConfig, MonitorError, MonitorReport, StateOut, meter, process};
+use crate::process::{
+    EosOut, MonitorConfig, MonitorError, MonitorReport, StateOut, meter, process,
+};
 use crate::state::GroupKeys;
 use crate::stream::InRecord;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
@@ -125,7 +127,7 @@ impl Core {
         let txn = self.txn.as_mut().expect("a transaction is open");
         let detector = self.detectors.get_mut(&partition).expect("checked above");
         let mut unflushed = false;
-        let mut state = None;
+        let mut eos = EosOut::default();
         let output = process(
             record,
             detector,
@@ -134,19 +136,21 @@ impl Core {
             &mut self.report,
             &mut self.poison_log,
             &mut unflushed,
-            Some(&mut state),
+            Some(&mut eos),
         );
         txn.offsets.insert(partition, offset + 1);
         txn.records += 1;
         if let Some(progress) = &self.eos.progress {
             progress.records.fetch_add(1, Ordering::Relaxed);
         }
-        if let Some(out) = output
-            && !self.send_output(&out, record)
-        {
-            return;
+        // The record's event or dead-letter copy, then the windows and health changes it
+        // closed: any refused aborts the transaction, and the record is read again.
+        for out in output.iter().chain(&eos.published) {
+            if !self.send_output(out, record) {
+                return;
+            }
         }
-        if let Some(state) = state {
+        if let Some(state) = eos.state {
             self.send_state(state, partition);
         }
     }

@@ -1,0 +1,207 @@
+//! `--stats` end to end, on Apache Kafka: the real day served as api.cyclocity.fr serves it, the
+//! producer binary polling it, and a monitor binary with `--stats` publishing closed hourly
+//! windows to a statistics topic. What a read_committed reader finds there must be exactly the
+//! windows of the independent count over the files (`velib_testkit::real_day`), each once:
+//! undisturbed, and with the monitor SIGKILLed in the middle of the day and restarted (its open
+//! windows then come back from the state changelog, and nothing published is published again).
+
+use crate::TIMEOUT;
+use crate::real_day::{Version, serve_day};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use tokio::process::Command;
+use velib_model::{StationHealthEvent, StationStats};
+use velib_testkit::real_day::{
+    Expected, assert_windows, expected_windows, histories, load_day, set_aside,
+};
+use velib_testkit::{Process, admin_create_topic, kafka_bootstrap, unique_name, wait_for};
+
+/// The topics of one run.
+struct Topics {
+    stations: String,
+    state: String,
+    stats: String,
+    health: String,
+}
+
+/// A monitor of the day with `--stats`, always the same instance of the same group, so that a
+/// restarted one fences its predecessor and restores its state.
+fn monitor(bootstrap: &str, group: &str, topics: &Topics) -> Process {
+    Process::spawn(
+        Command::new(env!("CARGO_BIN_EXE_velib-monitor"))
+            .args(["--bootstrap-servers", bootstrap, "--group-id", group])
+            .args(["--topic", &topics.stations, "--state-topic", &topics.state])
+            .args(["--no-dlq", "--no-events", "--instance-id", "stats-1"])
+            .args(["--stats", "--stats-topic", &topics.stats])
+            .args(["--health-topic", &topics.health])
+            .args(["-X", "auto.offset.reset=earliest"])
+            .env("RUST_LOG", "warn"),
+    )
+}
+
+/// The windows the monitor must publish: the independent count, for the stations the producer
+/// publishes (it sets test and workshop stations aside).
+fn expected() -> BTreeMap<(String, i64), Expected> {
+    let day = load_day();
+    let aside: Vec<String> = day
+        .iter()
+        .flat_map(|c| {
+            set_aside(&c.information)
+                .into_iter()
+                .map(move |id| format!("{}:{id}", c.slug))
+        })
+        .collect();
+    let mut histories = histories(&day);
+    histories.retain(|key, _| !aside.contains(key));
+    expected_windows(&histories, 3_600_000, 0)
+}
+
+async fn stats_of_the_day(crash: bool) {
+    let _alone = crate::alone().await;
+    let day = load_day();
+    let expected = expected();
+    assert!(expected.len() > 10_000, "{} windows", expected.len());
+    let (server, served) = serve_day(&day, Version::V3).await;
+    let bootstrap = kafka_bootstrap();
+    let topics = Topics {
+        stations: unique_name("velib-stations"),
+        state: unique_name("velib-monitor-state"),
+        stats: unique_name("velib-station-stats"),
+        health: unique_name("velib-station-health"),
+    };
+    for (topic, partitions) in [
+        (&topics.stations, 10),
+        (&topics.state, 10),
+        (&topics.stats, 3),
+        (&topics.health, 3),
+    ] {
+        admin_create_topic(&bootstrap, topic, partitions)
+            .await
+            .unwrap();
+    }
+    let group = unique_name("velib-monitor-stats");
+    let mut running = monitor(&bootstrap, &group, &topics);
+    let producer = crate::real_day::producer(&day, &server.uri(), &bootstrap, &topics.stations);
+    let snapshots = day[0].statuses.len();
+    let read_past = |n: usize| {
+        let served = &served;
+        move || async move {
+            served
+                .iter()
+                .all(|s| s.load(Ordering::SeqCst) > n)
+                .then_some(())
+        }
+    };
+    if crash {
+        // Half the day in: the monitor has windows open (and closed ones published), and dies
+        // without a word; its successor restores the open ones from the changelog.
+        wait_for("half the day", TIMEOUT * 3, read_past(snapshots / 2)).await;
+        wait_for("the monitor to publish windows", TIMEOUT, || async {
+            let published = velib_testkit::read_until_quiet(
+                &bootstrap,
+                &topics.stats,
+                std::time::Duration::from_millis(500),
+            )
+            .await;
+            (!published.is_empty()).then_some(())
+        })
+        .await;
+        running.kill().await;
+        running = monitor(&bootstrap, &group, &topics);
+    }
+    wait_for(
+        "the producer to read every snapshot",
+        TIMEOUT * 3,
+        read_past(snapshots),
+    )
+    .await;
+    assert!(
+        producer.terminate().await.success(),
+        "the producer delivers everything"
+    );
+    wait_for(
+        "the group to commit the whole topic",
+        TIMEOUT * 2,
+        || async {
+            velib_testkit::group_caught_up(&bootstrap, &group, &topics.stations).then_some(())
+        },
+    )
+    .await;
+    assert!(running.terminate().await.success());
+
+    let published = velib_testkit::read_until_quiet(
+        &bootstrap,
+        &topics.stats,
+        std::time::Duration::from_secs(3),
+    )
+    .await;
+    let windows: Vec<StationStats> = published
+        .iter()
+        .map(|m| {
+            use rdkafka::Message;
+            let stats = StationStats::from_json(m.payload().unwrap()).unwrap();
+            assert_eq!(m.key(), Some(stats.kafka_key().as_slice()));
+            stats
+        })
+        .collect();
+    let compared = assert_windows(&expected, &windows);
+    // Health changes: each once, whatever the crash.
+    let health = velib_testkit::read_until_quiet(
+        &bootstrap,
+        &topics.health,
+        std::time::Duration::from_secs(1),
+    )
+    .await;
+    let mut seen = std::collections::HashSet::new();
+    for m in &health {
+        use rdkafka::Message;
+        let e = StationHealthEvent::from_json(m.payload().unwrap()).unwrap();
+        assert!(
+            seen.insert((e.key.to_string(), e.decided_at)),
+            "health change twice: {e:?}"
+        );
+    }
+    println!(
+        "{} windows and {} health changes published, crash: {crash}",
+        compared,
+        seen.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
+async fn the_real_day_s_hourly_statistics_are_published_exactly_once() {
+    stats_of_the_day(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
+async fn a_monitor_killed_mid_day_publishes_the_same_windows_once() {
+    stats_of_the_day(true).await;
+}
+
+#[tokio::test]
+async fn stats_at_least_once_are_refused_with_the_flag_to_use() {
+    let output = Command::new(env!("CARGO_BIN_EXE_velib-monitor"))
+        .args(["--stats", "--guarantee", "at-least-once"])
+        .args(["--bootstrap-servers", &velib_testkit::unreachable_address()])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--stats needs --guarantee exactly-once"),
+        "{stderr}"
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_velib-monitor"))
+        .args(["--stats", "--window", "1h", "--grace", "2h"])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("--grace"),
+        "{stderr}"
+    );
+}

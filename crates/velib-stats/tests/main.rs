@@ -1,0 +1,4 @@
+//! velib-stats against real inputs.
+
+mod health;
+mod real_day;
