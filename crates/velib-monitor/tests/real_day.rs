@@ -376,16 +376,7 @@ impl Monitor {
         let process = Process::spawn(
             Command::new(env!("CARGO_BIN_EXE_velib-monitor"))
                 .args(["--bootstrap-servers", bootstrap, "--group-id", &group])
-                // Lines only: the events have tests of their own, and producers no longer
-                // create a missing events topic.
-                .args([
-                    "--topic",
-                    topic,
-                    "--no-dlq",
-                    "--no-events",
-                    "--format",
-                    "text",
-                ])
+                .args(["--topic", topic, "--no-dlq", "--format", "text"])
                 .args(["--field", count.flag()])
                 .args(["--state-topic", state, "--events-topic", events])
                 .args(["--guarantee", guarantee])
