@@ -192,41 +192,24 @@ impl StationHealthEvent {
 /// assert_eq!(rfc3339_utc(-1), "1969-12-31T23:59:59.999Z");
 /// ```
 pub fn rfc3339_utc(ms: i64) -> String {
-    let days = ms.div_euclid(86_400_000);
-    let in_day = ms.rem_euclid(86_400_000);
-    let (year, month, day) = civil_from_days(days);
-    let (h, m, s, frac) = (
-        in_day / 3_600_000,
-        in_day / 60_000 % 60,
-        in_day / 1000 % 60,
-        in_day % 1000,
+    // The calendar is the `time` crate's; beyond the years ±9999 (a broken feed) the time is
+    // written as milliseconds.
+    let Ok(t) = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)) else {
+        return format!("{ms} ms after 1970-01-01T00:00:00Z");
+    };
+    let date = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
     );
-    if frac == 0 {
-        format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}Z")
-    } else {
-        format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{frac:03}Z")
+    match ms.rem_euclid(1000) {
+        0 => format!("{date}Z"),
+        frac => format!("{date}.{frac:03}Z"),
     }
-}
-
-/// Year, month and day (proleptic Gregorian) of a count of days since 1970-01-01, by Howard
-/// Hinnant's `civil_from_days`, for the statistics' keys: velib-model has no dependency to
-/// take it from.
-///
-/// ```
-/// assert_eq!(velib_model::stats::civil_from_days(20_636), (2026, 7, 2));
-/// assert_eq!(velib_model::stats::civil_from_days(-1), (1969, 12, 31));
-/// ```
-pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]
