@@ -204,17 +204,9 @@ fn message_id(event: &EmptyStationEvent, to: &Mailbox) -> String {
 /// assert_eq!(velib_alerts::mail::format_utc(1493734764000), "2017-05-02 14:19:24 UTC");
 /// ```
 pub fn format_utc(epoch_ms: i64) -> String {
-    match time::OffsetDateTime::from_unix_timestamp(epoch_ms.div_euclid(1000)) {
-        Ok(t) => format!(
-            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        ),
-        Err(_) => format!("{epoch_ms} ms after 1970-01-01 UTC"),
+    match velib_model::stats::utc_date_time(epoch_ms, ' ') {
+        Some(date) => format!("{date} UTC"),
+        None => format!("{epoch_ms} ms after 1970-01-01 UTC"),
     }
 }
 

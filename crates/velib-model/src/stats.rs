@@ -192,24 +192,35 @@ impl StationHealthEvent {
 /// assert_eq!(rfc3339_utc(-1), "1969-12-31T23:59:59.999Z");
 /// ```
 pub fn rfc3339_utc(ms: i64) -> String {
-    // The calendar is the `time` crate's; beyond the years ±9999 (a broken feed) the time is
-    // written as milliseconds.
-    let Ok(t) = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)) else {
+    let Some(date) = utc_date_time(ms, 'T') else {
         return format!("{ms} ms after 1970-01-01T00:00:00Z");
     };
-    let date = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+    match ms.rem_euclid(1000) {
+        0 => format!("{date}Z"),
+        frac => format!("{date}.{frac:03}Z"),
+    }
+}
+
+/// `YYYY-MM-DD{sep}HH:MM:SS` of epoch milliseconds, in UTC, to the second, the calendar being
+/// the `time` crate's; `None` beyond the years ±9999 (a broken feed's time).
+///
+/// ```
+/// assert_eq!(
+///     velib_model::stats::utc_date_time(1_493_734_764_000, ' ').as_deref(),
+///     Some("2017-05-02 14:19:24")
+/// );
+/// ```
+pub fn utc_date_time(ms: i64, sep: char) -> Option<String> {
+    let t = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).ok()?;
+    Some(format!(
+        "{:04}-{:02}-{:02}{sep}{:02}:{:02}:{:02}",
         t.year(),
         u8::from(t.month()),
         t.day(),
         t.hour(),
         t.minute(),
         t.second()
-    );
-    match ms.rem_euclid(1000) {
-        0 => format!("{date}Z"),
-        frac => format!("{date}.{frac:03}Z"),
-    }
+    ))
 }
 
 #[cfg(test)]
