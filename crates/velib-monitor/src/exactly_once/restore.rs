@@ -248,8 +248,26 @@ impl Core {
 }
 
 /// The state topic must exist with a partition for every partition of the stations topic, and
-/// the events and dead-letter topics must exist.
+/// the events and dead-letter topics must exist. A topic created a moment ago may not be in
+/// the broker's metadata yet: what is missing is looked up again for [`STATE_TOPIC_GRACE`]
+/// before it is reported.
 pub(super) fn check_state_topic<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    config: &MonitorConfig,
+    eos: &ExactlyOnceConfig,
+) -> Result<(), MonitorError> {
+    let deadline = Instant::now() + STATE_TOPIC_GRACE;
+    loop {
+        match check_topics_once(consumer, config, eos) {
+            Err(MonitorError::Transaction(_)) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn check_topics_once<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     config: &MonitorConfig,
     eos: &ExactlyOnceConfig,
