@@ -84,11 +84,40 @@ fn output_within(command: &mut Command, limit: Duration) -> Output {
     }
 }
 
+/// `cargo xtask create-topics` for a stations topic and a state topic of the test's own (and
+/// events and dead-letter topics named after the stations topic).
+fn create_topics(topic: &str, state: &str) {
+    create_topics_named(
+        topic,
+        state,
+        &format!("{topic}-events"),
+        &format!("{topic}-dlq"),
+    );
+}
+
+fn create_topics_named(topic: &str, state: &str, events: &str, dlq: &str) {
+    let created = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["create-topics", "--bootstrap-servers", &kafka_bootstrap()])
+        .args(["--state-topic", state])
+        .args(["--stations-topic", topic, "--events-topic", events])
+        .args(["--dlq-topic", dlq, "--timeout", "20s"])
+        .output()
+        .unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        report("create-topics", &created)
+    );
+}
+
 /// velib's producer with its defaults → the tutorial's consumer reads every record.
 #[test]
 #[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
 fn the_tutorial_consumer_reads_what_velibs_producer_writes() {
     let topic = unique_name("tutorial-in");
+    // The tutorial creates its topic first (`kafka-topics.sh --create`); velib's producer
+    // creates none.
+    create_topics(&topic, &unique_name("tutorial-in-state"));
     let produced = Command::new(binary("velib-producer"))
         .args(["--bootstrap-servers", &kafka_bootstrap(), "--topic", &topic])
         .args(["--source", "simulate", "--simulate-stations", "100"])
@@ -144,18 +173,7 @@ fn velibs_monitor_reads_what_the_tutorial_producer_writes() {
         unique_name("tutorial-dlq"),
         unique_name("tutorial-state"),
     );
-    let created = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["create-topics", "--bootstrap-servers", &kafka_bootstrap()])
-        .args(["--state-topic", &state])
-        .args(["--stations-topic", &topic, "--events-topic", &events])
-        .args(["--dlq-topic", &dlq, "--timeout", "20s"])
-        .output()
-        .unwrap();
-    assert!(
-        created.status.success(),
-        "{}",
-        report("create-topics", &created)
-    );
+    create_topics_named(&topic, &state, &events, &dlq);
 
     // The API: one simulated snapshot per request, in order.
     let mut city = SimulateSource::new(SimulateConfig {

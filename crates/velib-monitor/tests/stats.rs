@@ -16,12 +16,30 @@ use velib_testkit::real_day::{
 };
 use velib_testkit::{Process, admin_create_topic, kafka_bootstrap, unique_name, wait_for};
 
-/// The topics of one run.
+/// One group's topics (the stations topic is shared).
 struct Topics {
     stations: String,
     state: String,
     stats: String,
     health: String,
+}
+
+impl Topics {
+    /// Fresh state, statistics and health topics beside `stations`.
+    async fn create(bootstrap: &str, stations: &str) -> Topics {
+        let topics = Topics {
+            stations: stations.to_owned(),
+            state: unique_name("velib-monitor-state"),
+            stats: unique_name("velib-station-stats"),
+            health: unique_name("velib-station-health"),
+        };
+        for (topic, partitions) in [(&topics.state, 10), (&topics.stats, 3), (&topics.health, 3)] {
+            admin_create_topic(bootstrap, topic, partitions)
+                .await
+                .unwrap();
+        }
+        topics
+    }
 }
 
 /// A monitor of the day with `--stats`, always the same instance of the same group, so that a
@@ -56,32 +74,31 @@ fn expected() -> BTreeMap<(String, i64), Expected> {
     expected_windows(&histories, 3_600_000, 0)
 }
 
-async fn stats_of_the_day(crash: bool) {
+/// The day played once, read by two groups side by side: one undisturbed, one whose monitor
+/// is SIGKILLed half-way and restarted. Both must publish exactly the independent count's
+/// windows, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
+async fn the_real_day_s_hourly_statistics_are_published_exactly_once_killed_or_not() {
     let _alone = crate::alone().await;
     let day = load_day();
     let expected = expected();
     assert!(expected.len() > 10_000, "{} windows", expected.len());
     let (server, served) = serve_day(&day, Version::V3).await;
     let bootstrap = kafka_bootstrap();
-    let topics = Topics {
-        stations: unique_name("velib-stations"),
-        state: unique_name("velib-monitor-state"),
-        stats: unique_name("velib-station-stats"),
-        health: unique_name("velib-station-health"),
-    };
-    for (topic, partitions) in [
-        (&topics.stations, 10),
-        (&topics.state, 10),
-        (&topics.stats, 3),
-        (&topics.health, 3),
-    ] {
-        admin_create_topic(&bootstrap, topic, partitions)
-            .await
-            .unwrap();
-    }
-    let group = unique_name("velib-monitor-stats");
-    let mut running = monitor(&bootstrap, &group, &topics);
-    let producer = crate::real_day::producer(&day, &server.uri(), &bootstrap, &topics.stations);
+    let stations = unique_name("velib-stations");
+    admin_create_topic(&bootstrap, &stations, 10).await.unwrap();
+    let (calm, killed) = (
+        Topics::create(&bootstrap, &stations).await,
+        Topics::create(&bootstrap, &stations).await,
+    );
+    let (calm_group, killed_group) = (
+        unique_name("velib-monitor-stats"),
+        unique_name("velib-monitor-stats-killed"),
+    );
+    let calm_monitor = monitor(&bootstrap, &calm_group, &calm);
+    let mut killed_monitor = monitor(&bootstrap, &killed_group, &killed);
+    let producer = crate::real_day::producer(&day, &server.uri(), &bootstrap, &stations);
     let snapshots = day[0].statuses.len();
     let read_past = |n: usize| {
         let served = &served;
@@ -92,23 +109,21 @@ async fn stats_of_the_day(crash: bool) {
                 .then_some(())
         }
     };
-    if crash {
-        // Half the day in: the monitor has windows open (and closed ones published), and dies
-        // without a word; its successor restores the open ones from the changelog.
-        wait_for("half the day", TIMEOUT * 3, read_past(snapshots / 2)).await;
-        wait_for("the monitor to publish windows", TIMEOUT, || async {
-            let published = velib_testkit::read_until_quiet(
-                &bootstrap,
-                &topics.stats,
-                std::time::Duration::from_millis(500),
-            )
-            .await;
-            (!published.is_empty()).then_some(())
-        })
+    // Half the day in: the monitor has windows open (and closed ones published), and dies
+    // without a word; its successor restores the open ones from the changelog.
+    wait_for("half the day", TIMEOUT * 3, read_past(snapshots / 2)).await;
+    wait_for("the monitor to publish windows", TIMEOUT, || async {
+        let published = velib_testkit::read_until_quiet(
+            &bootstrap,
+            &killed.stats,
+            std::time::Duration::from_millis(500),
+        )
         .await;
-        running.kill().await;
-        running = monitor(&bootstrap, &group, &topics);
-    }
+        (!published.is_empty()).then_some(())
+    })
+    .await;
+    killed_monitor.kill().await;
+    killed_monitor = monitor(&bootstrap, &killed_group, &killed);
     wait_for(
         "the producer to read every snapshot",
         TIMEOUT * 3,
@@ -119,18 +134,36 @@ async fn stats_of_the_day(crash: bool) {
         producer.terminate().await.success(),
         "the producer delivers everything"
     );
-    wait_for(
-        "the group to commit the whole topic",
-        TIMEOUT * 2,
-        || async {
-            velib_testkit::group_caught_up(&bootstrap, &group, &topics.stations).then_some(())
-        },
-    )
-    .await;
-    assert!(running.terminate().await.success());
+    for (what, group, topics, running) in [
+        ("undisturbed", &calm_group, &calm, calm_monitor),
+        (
+            "killed and restarted",
+            &killed_group,
+            &killed,
+            killed_monitor,
+        ),
+    ] {
+        wait_for(
+            "the group to commit the whole topic",
+            TIMEOUT * 2,
+            || async { velib_testkit::group_caught_up(&bootstrap, group, &stations).then_some(()) },
+        )
+        .await;
+        assert!(running.terminate().await.success(), "{what}");
+        judge(&bootstrap, topics, &expected, what).await;
+    }
+}
 
+/// What a read_committed reader finds on `topics`' statistics and health topics: exactly the
+/// expected windows, and no health change twice.
+async fn judge(
+    bootstrap: &str,
+    topics: &Topics,
+    expected: &BTreeMap<(String, i64), Expected>,
+    what: &str,
+) {
     let published = velib_testkit::read_until_quiet(
-        &bootstrap,
+        bootstrap,
         &topics.stats,
         std::time::Duration::from_secs(3),
     )
@@ -144,10 +177,10 @@ async fn stats_of_the_day(crash: bool) {
             stats
         })
         .collect();
-    let compared = assert_windows(&expected, &windows);
+    let compared = assert_windows(expected, &windows);
     // Health changes: each once, whatever the crash.
     let health = velib_testkit::read_until_quiet(
-        &bootstrap,
+        bootstrap,
         &topics.health,
         std::time::Duration::from_secs(1),
     )
@@ -158,26 +191,13 @@ async fn stats_of_the_day(crash: bool) {
         let e = StationHealthEvent::from_json(m.payload().unwrap()).unwrap();
         assert!(
             seen.insert((e.key.to_string(), e.decided_at)),
-            "health change twice: {e:?}"
+            "{what}: health change twice: {e:?}"
         );
     }
     println!(
-        "{} windows and {} health changes published, crash: {crash}",
-        compared,
+        "{what}: {compared} windows and {} health changes published",
         seen.len()
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
-async fn the_real_day_s_hourly_statistics_are_published_exactly_once() {
-    stats_of_the_day(false).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
-async fn a_monitor_killed_mid_day_publishes_the_same_windows_once() {
-    stats_of_the_day(true).await;
 }
 
 #[tokio::test]

@@ -63,8 +63,10 @@ async fn a_killed_broker_loses_and_duplicates_nothing_and_rejoins() {
     .unwrap_or_else(|e| panic!("{e}"));
     let bootstrap = cluster.bootstrap();
     let topic = unique_name("velib-cluster");
-    // The monitor's state topic (exactly once), replicated like the stations.
+    // The monitor's state and events topics (exactly once: it creates none), replicated like
+    // the stations.
     let state = unique_name("velib-cluster-state");
+    let events = unique_name("velib-cluster-events");
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
         .create()
@@ -77,6 +79,8 @@ async fn a_killed_broker_loses_and_duplicates_nothing_and_rejoins() {
                 NewTopic::new(&state, PARTITIONS, TopicReplication::Fixed(3))
                     .set("min.insync.replicas", "2")
                     .set("cleanup.policy", "compact"),
+                NewTopic::new(&events, 3, TopicReplication::Fixed(3))
+                    .set("min.insync.replicas", "2"),
             ],
             &AdminOptions::new().operation_timeout(Some(Duration::from_secs(60))),
         )
@@ -108,7 +112,7 @@ async fn a_killed_broker_loses_and_duplicates_nothing_and_rejoins() {
             "velib-monitor",
         ))
         .args(["--bootstrap-servers", &bootstrap, "--topic", &topic])
-        .args(["--events-topic", &unique_name("velib-cluster-events")])
+        .args(["--events-topic", &events])
         .args(["--no-dlq", "--group-id", &unique_name("g")])
         .args(["--state-topic", &state])
         .args(["--format", "json", "-X", "auto.offset.reset=earliest"])
