@@ -10,7 +10,8 @@
 //! What runs (sizes in `--quick` are smaller, and say so in the table):
 //!
 //! 1. `detect`: v1 JSON bytes → change events through `Station::from_json` and
-//!    `Detector::observe`, one thread, no broker; and the detector's memory per station.
+//!    `Detector::observe`, one thread, no broker, with statistics (`--stats`) off and on; and
+//!    the detector's memory per station, alone and with statistics.
 //! 2. `kafka::monitor`: drain a pre-filled 10-partition topic with `velib_monitor::at_least_once::run`,
 //!    a bare rdkafka consumer that only counts, and the tutorial's kafka-python loop.
 //! 3. `kafka::producer`: publish the simulated city with `velib_producer::run`, a bare
@@ -180,6 +181,7 @@ pub fn run(args: Args, setup: &Setup<'_>) -> Result<()> {
         println!("==> 1. detection core");
         detect::throughput(&sizes, &mut report)?;
         detect::memory(&sizes, &mut report)?;
+        detect::stats_memory(&sizes, &mut report)?;
     }
 
     if args.runs("poll") {
