@@ -92,8 +92,23 @@ async fn stations(State(shared): State<Arc<Shared>>) -> Response {
     json(body, "application/geo+json")
 }
 
-fn bad_request(message: String) -> Response {
-    (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response()
+/// Why a history request is refused.
+enum Refusal {
+    /// 400, with a message naming the parameter.
+    BadRequest(String),
+    /// 404: neither the map nor the statistics know the station.
+    UnknownStation,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::BadRequest(message) => {
+                (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response()
+            }
+            Refusal::UnknownStation => (StatusCode::NOT_FOUND, "no such station\n").into_response(),
+        }
+    }
 }
 
 /// A station's hourly statistics: JSON (with its last activity and health), or CSV when asked
@@ -105,9 +120,7 @@ async fn station_history(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    match history_response(&shared, &key, uri.query(), &headers) {
-        Ok(response) | Err(response) => response,
-    }
+    history_response(&shared, &key, uri.query(), &headers).unwrap_or_else(|r| r.into_response())
 }
 
 fn history_response(
@@ -115,13 +128,13 @@ fn history_response(
     key: &str,
     query: Option<&str>,
     headers: &HeaderMap,
-) -> Result<Response, Response> {
+) -> Result<Response, Refusal> {
     if key.parse::<velib_model::StationKey>().is_err() {
-        return Err(bad_request(format!(
+        return Err(Refusal::BadRequest(format!(
             "key {key:?}: expected a station key contract:id, such as lyon:1001"
         )));
     }
-    let param = |name| history::query_param(query, name).map_err(bad_request);
+    let param = |name| history::query_param(query, name).map_err(Refusal::BadRequest);
     let csv = match param("format")?.as_deref() {
         None => headers
             .get(header::ACCEPT)
@@ -130,14 +143,14 @@ fn history_response(
         Some("csv") => true,
         Some("json") => false,
         Some(other) => {
-            return Err(bad_request(format!(
+            return Err(Refusal::BadRequest(format!(
                 "format={other:?}: expected json or csv"
             )));
         }
     };
     let (from, to) =
         history::parse_range(param("from")?.as_deref(), param("to")?.as_deref(), now_ms())
-            .map_err(bad_request)?;
+            .map_err(Refusal::BadRequest)?;
     // The state's lock and the history's are never held together.
     let (on_map, health) = {
         let state = shared.state.lock().unwrap();
@@ -145,7 +158,7 @@ fn history_response(
     };
     let index = shared.history.lock().unwrap();
     if !on_map && !index.knows(key) {
-        return Err((StatusCode::NOT_FOUND, "no such station\n").into_response());
+        return Err(Refusal::UnknownStation);
     }
     let rows = index.rows(key, from, to);
     if csv {
