@@ -38,7 +38,7 @@ fn window(key: &StationKey, hours_ago: i64, rentals: u32, returns: u32) -> Stati
 
 /// The monitor's topics beside the broker's: statistics and health, with a day of windows
 /// for `station` (two hours of them quiet) and a "locked" change.
-async fn with_statistics(
+pub(crate) async fn with_statistics(
     broker: &Broker,
     station: &Station,
 ) -> (String, String, Vec<StationStats>, i64) {
@@ -79,7 +79,7 @@ async fn with_statistics(
     (stats, health, windows, locked.since)
 }
 
-async fn start(broker: &Broker, stats: &str, health: &str) -> Served {
+pub(crate) async fn start(broker: &Broker, stats: &str, health: &str) -> Served {
     let (stats, health) = (stats.to_owned(), health.to_owned());
     Served::start_with(broker, "127.0.0.1:0".parse().unwrap(), move |config| {
         config.stats_topic = Some(stats);
