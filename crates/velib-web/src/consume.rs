@@ -65,9 +65,13 @@ pub(crate) fn connect(
     let mut client = config.kafka.client_config(CONSUMER_DEFAULTS);
     if client.get("group.id").is_none() {
         // A group of its own: every partition comes to this consumer, whatever others do.
+        // Numbered too: the map's consumer and the side topics' ones are made in the same
+        // millisecond, and in one group they would share the partitions out between them.
+        static CONSUMERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = CONSUMERS.fetch_add(1, Ordering::Relaxed);
         client.set(
             "group.id",
-            format!("velib-web-{}-{}", std::process::id(), now_ms()),
+            format!("velib-web-{}-{}-{n}", std::process::id(), now_ms()),
         );
     }
     let consumer: StreamConsumer<ReportingContext> = client

@@ -15,7 +15,7 @@
 //!
 //! # What it reads, and its limit
 //!
-//! Its consumer has a group of its own (`velib-web-<pid>-<time>`), so it gets every partition
+//! Its consumer has a group of its own (`velib-web-<pid>-<time>-<n>`), so it gets every partition
 //! whatever other consumers do, starts at the earliest offset the topics still hold, and never
 //! commits: a page opened cold shows every station the topic holds as soon as it is read.
 //! On a topic with a long `delete` retention that means reading all of it at start; a

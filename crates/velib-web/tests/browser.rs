@@ -650,6 +650,7 @@ async fn browser_popup_shows_the_last_day_from_kafka_after_a_restart() {
     served.stop().await;
     let served = crate::history::start(&broker, &stats, &health).await;
     served.wait_for_stations(stations.len() as u64).await;
+    crate::history::wait_for_history(&served, &key, 24, 24).await;
 
     let mut browser = Browser::launch().await;
     let opened = browser

@@ -90,7 +90,7 @@ pub(crate) async fn start(broker: &Broker, stats: &str, health: &str) -> Served 
 }
 
 /// Waits until the station's history holds `rows` windows over the last `hours`.
-async fn wait_for_history(served: &Served, key: &str, hours: i64, rows: usize) -> Value {
+pub(crate) async fn wait_for_history(served: &Served, key: &str, hours: i64, rows: usize) -> Value {
     let from = velib_model::stats::rfc3339_utc(now_ms() / HOUR * HOUR - hours * HOUR);
     let url = served.url(&format!("/api/stations/{key}/history?from={from}"));
     velib_testkit::wait_for("the history to be read", TIMEOUT, || async {
