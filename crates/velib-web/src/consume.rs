@@ -27,20 +27,56 @@ pub(crate) const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("isolation.level", "read_committed"),
 ];
 
-pub(crate) fn connect(config: &WebConfig) -> Result<StreamConsumer<ReportingContext>, WebError> {
+/// The topics of the map's own consumer: stations, and the empty-station events if read.
+pub(crate) fn map_topics(config: &WebConfig) -> Vec<&str> {
+    let mut topics = vec![config.topic.as_str()];
+    topics.extend(config.events_topic.as_deref());
+    topics
+}
+
+/// What a side consumer's records are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// Hourly statistics, into the history index.
+    Stats,
+    /// Health changes, into the map's state.
+    Health,
+}
+
+/// One consumer per optional topic of the monitor's (statistics, health), so a missing one is
+/// known by name and never holds up the map.
+pub(crate) fn side_consumers(
+    config: &WebConfig,
+) -> Result<Vec<(StreamConsumer<ReportingContext>, String, Side)>, WebError> {
+    [
+        (config.stats_topic.as_ref(), Side::Stats),
+        (config.health_topic.as_ref(), Side::Health),
+    ]
+    .into_iter()
+    .filter_map(|(topic, side)| topic.map(|t| (t.clone(), side)))
+    .map(|(topic, side)| Ok((connect(config, vec![topic.as_str()])?, topic, side)))
+    .collect()
+}
+
+pub(crate) fn connect(
+    config: &WebConfig,
+    topics: Vec<&str>,
+) -> Result<StreamConsumer<ReportingContext>, WebError> {
     let mut client = config.kafka.client_config(CONSUMER_DEFAULTS);
     if client.get("group.id").is_none() {
         // A group of its own: every partition comes to this consumer, whatever others do.
+        // Numbered too: the map's consumer and the side topics' ones are made in the same
+        // millisecond, and in one group they would share the partitions out between them.
+        static CONSUMERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = CONSUMERS.fetch_add(1, Ordering::Relaxed);
         client.set(
             "group.id",
-            format!("velib-web-{}-{}", std::process::id(), now_ms()),
+            format!("velib-web-{}-{}-{n}", std::process::id(), now_ms()),
         );
     }
     let consumer: StreamConsumer<ReportingContext> = client
         .create_with_context(ReportingContext::new(ConnectionGuard::new()))
         .map_err(|e| WebError::Config(redact_config_error(e)))?;
-    let mut topics = vec![config.topic.as_str()];
-    topics.extend(config.events_topic.as_deref());
     consumer.subscribe(&topics).map_err(WebError::Config)?;
     Ok(consumer)
 }
@@ -100,6 +136,88 @@ pub(crate) async fn consume(
             );
         }
     }
+}
+
+/// Reads a side topic into the history index or the state until the stop token is
+/// cancelled. A missing topic is said once, naming it; the map goes on without it, and its
+/// records are read if it is created later (at the consumer's next metadata refresh).
+pub(crate) async fn follow(
+    consumer: StreamConsumer<ReportingContext>,
+    topic: String,
+    side: Side,
+    shared: Arc<Shared>,
+) {
+    let guard = consumer.context().guard().clone();
+    let mut said_missing = false;
+    let mut last_error: Option<String> = None;
+    loop {
+        let message = tokio::select! {
+            () = shared.stop.cancelled() => return,
+            failure = guard.failed() => {
+                tracing::warn!(%topic, error = %failure, "no longer reading the topic");
+                return;
+            }
+            m = consumer.recv() => m,
+        };
+        let message = match message {
+            Ok(m) => m,
+            Err(e) if is_missing_topic(&e) => {
+                if !said_missing {
+                    tracing::warn!(
+                        %topic,
+                        "the topic does not exist (velib-monitor --stats publishes it): \
+                         the map goes on without it"
+                    );
+                    said_missing = true;
+                }
+                continue;
+            }
+            Err(e) => {
+                let text = e.to_string();
+                if last_error.as_deref() != Some(&text) {
+                    tracing::warn!(error = %text, %topic, "Kafka consumer error");
+                    last_error = Some(text);
+                }
+                continue;
+            }
+        };
+        last_error = None;
+        let payload = message.payload().unwrap_or_default();
+        let result = match side {
+            Side::Stats => shared
+                .history
+                .lock()
+                .unwrap()
+                .apply_record(payload)
+                .map_err(|e| format!("not station statistics: {e}")),
+            Side::Health => {
+                let observed = message.timestamp().to_millis().unwrap_or_else(now_ms);
+                let mut state = shared.state.lock().unwrap();
+                let result = state.apply_health_record(payload, observed);
+                *shared.summary.lock().unwrap() = state.summary();
+                result
+            }
+        };
+        counter!("velib_web_records_total", "topic" => topic.clone()).increment(1);
+        if let Err(error) = result {
+            counter!("velib_web_unreadable_records_total").increment(1);
+            tracing::warn!(
+                %topic,
+                partition = message.partition(),
+                offset = message.offset(),
+                %error,
+                "unreadable record skipped"
+            );
+        }
+    }
+}
+
+fn is_missing_topic(error: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode::{UnknownTopic, UnknownTopicOrPartition};
+    matches!(
+        error.rdkafka_error_code(),
+        Some(UnknownTopic | UnknownTopicOrPartition)
+    )
 }
 
 /// Every `interval`, sends what changed to the pages; at least once a second, so the pages'

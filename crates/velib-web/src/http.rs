@@ -1,11 +1,11 @@
 //! The HTTP side: the page, its assets, the event stream, the GeoJSON and the health check.
 
 use crate::viewers::{Frame, Peer, Registered, frame};
-use crate::{Shared, assets, now_ms};
+use crate::{Shared, assets, history, now_ms};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use std::convert::Infallible;
@@ -26,6 +26,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/assets/{file}", get(asset))
         .route("/api/config", get(config))
         .route("/api/stations", get(stations))
+        .route("/api/stations/{key}/history", get(station_history))
         .route("/api/events", get(events))
         .route("/health", get(health))
         .layer(axum::middleware::map_response(security_headers))
@@ -89,6 +90,85 @@ async fn config(State(shared): State<Arc<Shared>>) -> Response {
 async fn stations(State(shared): State<Arc<Shared>>) -> Response {
     let body = shared.state.lock().unwrap().geojson();
     json(body, "application/geo+json")
+}
+
+/// Why a history request is refused.
+enum Refusal {
+    /// 400, with a message naming the parameter.
+    BadRequest(String),
+    /// 404: neither the map nor the statistics know the station.
+    UnknownStation,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::BadRequest(message) => {
+                (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response()
+            }
+            Refusal::UnknownStation => (StatusCode::NOT_FOUND, "no such station\n").into_response(),
+        }
+    }
+}
+
+/// A station's hourly statistics: JSON (with its last activity and health), or CSV when asked
+/// by `?format=csv` or `Accept: text/csv`. 400 names the parameter at fault; 404 is a station
+/// neither the map nor the statistics know.
+async fn station_history(
+    State(shared): State<Arc<Shared>>,
+    Path(key): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    history_response(&shared, &key, uri.query(), &headers).unwrap_or_else(|r| r.into_response())
+}
+
+fn history_response(
+    shared: &Shared,
+    key: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Response, Refusal> {
+    if key.parse::<velib_model::StationKey>().is_err() {
+        return Err(Refusal::BadRequest(format!(
+            "key {key:?}: expected a station key contract:id, such as lyon:1001"
+        )));
+    }
+    let param = |name| history::query_param(query, name).map_err(Refusal::BadRequest);
+    let csv = match param("format")?.as_deref() {
+        None => headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/csv")),
+        Some("csv") => true,
+        Some("json") => false,
+        Some(other) => {
+            return Err(Refusal::BadRequest(format!(
+                "format={other:?}: expected json or csv"
+            )));
+        }
+    };
+    let (from, to) =
+        history::parse_range(param("from")?.as_deref(), param("to")?.as_deref(), now_ms())
+            .map_err(Refusal::BadRequest)?;
+    // The state's lock and the history's are never held together.
+    let (on_map, health) = {
+        let state = shared.state.lock().unwrap();
+        (state.knows(key), state.health(key).cloned())
+    };
+    let index = shared.history.lock().unwrap();
+    if !on_map && !index.knows(key) {
+        return Err(Refusal::UnknownStation);
+    }
+    let rows = index.rows(key, from, to);
+    if csv {
+        let body = history::rows_csv(&rows);
+        return Ok(json(body, "text/csv; charset=utf-8"));
+    }
+    let mut body = history::rows_json(key, from, to, &rows);
+    body["last_activity"] = serde_json::json!(index.last_activity(key));
+    body["health"] = serde_json::json!(health);
+    Ok(json(body.to_string(), "application/json"))
 }
 
 /// Never takes the state's lock: it answers while snapshots are built and records applied.

@@ -8,18 +8,25 @@
 //! | `/` | the page: a Leaflet map with one circle per station, per-contract totals, the live feed, a contract filter |
 //! | `/api/events` | Server-Sent Events: a `snapshot` when a page connects, then an `update` with what changed every 200 ms (at least every second, for the data age) |
 //! | `/api/stations` | the current state as a GeoJSON FeatureCollection |
+//! | `/api/stations/{key}/history` | a station's hourly statistics from `from` to `to` (RFC 3339; the last 24 hours by default), JSON, or CSV with `?format=csv` or `Accept: text/csv` ([`history`]) |
 //! | `/api/config` | the tile layer the page uses |
 //! | `/health` | `200` with counts while the consumer runs, and the viewers open and hung up |
 //! | `/assets/…` | the page's script and styles, and Leaflet, embedded at build time |
 //!
 //! # What it reads, and its limit
 //!
-//! Its consumer has a group of its own (`velib-web-<pid>-<time>`), so it gets every partition
+//! Its consumer has a group of its own (`velib-web-<pid>-<time>-<n>`), so it gets every partition
 //! whatever other consumers do, starts at the earliest offset the topics still hold, and never
 //! commits: a page opened cold shows every station the topic holds as soon as it is read.
 //! On a topic with a long `delete` retention that means reading all of it at start; a
 //! compacted topic (`cargo xtask create-topics --cleanup-policy compact,delete`) keeps that
 //! to about one record per station. Nothing is written back to Kafka.
+//!
+//! The monitor's statistics and health topics (`velib-monitor --stats`) are read the same way,
+//! each by a consumer of its own: a restarted velib-web has the history again as soon as it
+//! has read them, and a cluster without them (no monitor runs `--stats`) is said once in the
+//! log while the live map goes on. Each station keeps its latest
+//! [`WebConfig::history_windows`] windows (7 days of hourly windows by default).
 //!
 //! # Many viewers
 //!
@@ -38,6 +45,7 @@
 
 pub mod assets;
 mod consume;
+pub mod history;
 mod http;
 pub mod state;
 pub mod viewers;
@@ -122,6 +130,14 @@ pub struct WebConfig {
     pub tiles: Option<Tiles>,
     /// How much history to keep.
     pub limits: Limits,
+    /// The monitor's hourly statistics (`velib-monitor --stats`), read from the beginning for
+    /// the history endpoint and the popup's chart, or `None` to read none.
+    pub stats_topic: Option<String>,
+    /// The monitor's health changes (locked, degraded), or `None` to read none.
+    pub health_topic: Option<String>,
+    /// Statistics windows kept per station, the oldest dropped first
+    /// ([`history::DEFAULT_WINDOWS_PER_STATION`]: 7 days of hourly windows).
+    pub history_windows: usize,
     /// How often changes are pushed to the pages.
     pub push_interval: Duration,
     /// How many updates a page may fall behind (not reading them, or reading them too
@@ -131,8 +147,9 @@ pub struct WebConfig {
 }
 
 impl WebConfig {
-    /// The defaults: `velib-stations`, `velib-empty-stations`, OpenStreetMap tiles, pushes
-    /// every 200 ms, pages hung up [`DEFAULT_BACKLOG`] updates behind.
+    /// The defaults: `velib-stations`, `velib-empty-stations`, `velib-station-stats` (7 days
+    /// kept per station), `velib-station-health`, OpenStreetMap tiles, pushes every 200 ms,
+    /// pages hung up [`DEFAULT_BACKLOG`] updates behind.
     pub fn new(kafka: KafkaArgs) -> WebConfig {
         WebConfig {
             kafka,
@@ -140,6 +157,9 @@ impl WebConfig {
             events_topic: Some(topics::EMPTY_STATIONS.to_owned()),
             tiles: Some(Tiles::default()),
             limits: Limits::default(),
+            stats_topic: Some(topics::STATION_STATS.to_owned()),
+            health_topic: Some(topics::STATION_HEALTH.to_owned()),
+            history_windows: history::DEFAULT_WINDOWS_PER_STATION,
             push_interval: Duration::from_millis(200),
             viewer_backlog: usize::from(DEFAULT_BACKLOG),
         }
@@ -177,6 +197,8 @@ pub struct WebReport {
 #[derive(Debug)]
 struct Shared {
     state: Mutex<MapState>,
+    /// Each station's hourly statistics; taken alone, never with `state`.
+    history: Mutex<history::HistoryIndex>,
     /// The state's counts, copied after each record, for `/health`.
     summary: Mutex<Summary>,
     /// Each message is one `update` frame, built once for every page, with its sequence
@@ -220,7 +242,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<WebReport, WebError> {
-    let consumer = consume::connect(&config)?;
+    let consumer = consume::connect(&config, consume::map_topics(&config))?;
+    let side = consume::side_consumers(&config)?;
     viewers::deepen_backlog(&listener);
     // One more slot than the backlog: a page exactly `backlog` updates behind still has them.
     let ring = config.viewer_backlog.clamp(1, usize::from(u16::MAX));
@@ -234,6 +257,7 @@ pub async fn run(
     .to_string();
     let shared = Arc::new(Shared {
         state: Mutex::new(MapState::new(config.limits)),
+        history: Mutex::new(history::HistoryIndex::new(config.history_windows)),
         summary: Mutex::new(Summary::default()),
         updates,
         sent: AtomicU64::new(0),
@@ -249,6 +273,12 @@ pub async fn run(
         config.clone(),
         Arc::clone(&shared),
     ));
+    let side_tasks: Vec<_> = side
+        .into_iter()
+        .map(|(consumer, topic, kind)| {
+            tokio::spawn(consume::follow(consumer, topic, kind, Arc::clone(&shared)))
+        })
+        .collect();
     let pusher = tokio::spawn(consume::push(Arc::clone(&shared), config.push_interval));
     let server = axum::serve(
         viewers::HangupListener(listener),
@@ -281,6 +311,10 @@ pub async fn run(
     }
     .map_err(|e| WebError::Http(std::io::Error::other(format!("server task failed: {e}"))))?;
     pusher.abort();
+    for task in side_tasks {
+        // Cancelled above; a side topic's failure never stops the map.
+        let _ = task.await;
+    }
     if !consumer_task.is_finished() {
         // Cancelled above: it stops at its next wake-up.
         let _ = consumer_task.await;

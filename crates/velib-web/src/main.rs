@@ -36,6 +36,25 @@ struct Cli {
     #[arg(long, env = "VELIB_NO_EVENTS")]
     no_events: bool,
 
+    /// The monitor's hourly statistics (`velib-monitor --stats`), read from the beginning for
+    /// the history endpoint and the popup's chart.
+    #[arg(long, env = "VELIB_STATS_TOPIC", default_value = topics::STATION_STATS)]
+    stats_topic: String,
+
+    /// The monitor's health changes (locked, degraded), for the locked badge and filter.
+    #[arg(long, env = "VELIB_HEALTH_TOPIC", default_value = topics::STATION_HEALTH)]
+    health_topic: String,
+
+    /// Read neither statistics nor health changes.
+    #[arg(long, env = "VELIB_NO_STATS")]
+    no_stats: bool,
+
+    /// Hourly statistics windows kept per station in memory, the oldest dropped first
+    /// (168: the last 7 days).
+    #[arg(long, env = "VELIB_HISTORY_WINDOWS",
+          default_value_t = velib_web::history::DEFAULT_WINDOWS_PER_STATION)]
+    history_windows: usize,
+
     /// The base map's tile URL template (`{z}`, `{x}`, `{y}`, optionally `{s}`), or `none` for
     /// no base map. Tiles are the only thing the page loads from elsewhere.
     #[arg(long, env = "VELIB_TILES", default_value = OSM_TILES)]
@@ -67,6 +86,9 @@ async fn main() -> anyhow::Result<()> {
     let config = WebConfig {
         topic: cli.topic,
         events_topic: (!cli.no_events).then_some(cli.events_topic),
+        stats_topic: (!cli.no_stats).then_some(cli.stats_topic),
+        health_topic: (!cli.no_stats).then_some(cli.health_topic),
+        history_windows: cli.history_windows,
         tiles,
         limits: Limits {
             history: cli.history,

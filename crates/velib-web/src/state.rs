@@ -23,6 +23,7 @@
 
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet, VecDeque};
+use velib_model::stats::{Health, StationHealthEvent};
 use velib_model::{
     ChangeLine, EmptinessKind, EmptyStationEvent, Position, Station, StationError, Status,
 };
@@ -175,6 +176,9 @@ pub struct MapState {
     stale: u64,
     /// The newest record timestamp seen (epoch ms): "data age" is measured from it.
     newest: Option<i64>,
+    /// Each station's latest health change (by `decided_at`), kept for stations not seen yet
+    /// too: the health topic may be read before the stations topic.
+    health: HashMap<String, StationHealthEvent>,
 }
 
 impl MapState {
@@ -392,7 +396,7 @@ impl MapState {
         stations.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let stations: Vec<Value> = stations
             .into_iter()
-            .map(|(k, e)| station_json(k, e))
+            .map(|(k, e)| self.station_json(k, e))
             .collect();
         // The pending lines are the newest of the feed (both got each line at once), unless
         // more are pending than the feed keeps.
@@ -409,10 +413,58 @@ impl MapState {
         keys.sort_unstable();
         let stations: Vec<Value> = keys
             .iter()
-            .filter_map(|k| self.stations.get(k).map(|e| station_json(k, e)))
+            .filter_map(|k| self.stations.get(k).map(|e| self.station_json(k, e)))
             .collect();
         let feed: Vec<Value> = self.fresh_feed.drain(..).map(|l| l.to_json()).collect();
         self.message(stations, feed, now).to_string()
+    }
+
+    /// Applies one record of the monitor's health topic (a [`StationHealthEvent`]): the
+    /// station is then shown as its latest change says (locked, since when). An event decided
+    /// before the kept one (a replay) changes nothing.
+    ///
+    /// # Errors
+    ///
+    /// An unreadable record (counted in [`MapState::unreadable`]).
+    pub fn apply_health_record(&mut self, bytes: &[u8], observed: i64) -> Result<(), String> {
+        self.records += 1;
+        self.see_time(observed);
+        let event = StationHealthEvent::from_json(bytes).map_err(|e| {
+            self.unreadable += 1;
+            format!("not a station health event: {e}")
+        })?;
+        let key = event.key.as_str().to_owned();
+        if self
+            .health
+            .get(&key)
+            .is_some_and(|kept| kept.decided_at > event.decided_at)
+        {
+            return Ok(());
+        }
+        if self.stations.contains_key(&key) {
+            self.dirty.insert(key.clone());
+        }
+        self.health.insert(key, event);
+        Ok(())
+    }
+
+    /// Whether a record of the station was read.
+    pub fn knows(&self, key: &str) -> bool {
+        self.stations.contains_key(key)
+    }
+
+    /// The station's latest health change, if any was read.
+    pub fn health(&self, key: &str) -> Option<&StationHealthEvent> {
+        self.health.get(key)
+    }
+
+    /// One station as the page reads it, with its health.
+    fn station_json(&self, key: &str, e: &Entry) -> Value {
+        let mut value = station_json(key, e);
+        let health = self.health.get(key);
+        value["health"] = json!(health.map_or(Health::Ok, |h| h.health));
+        value["health_since"] = json!(health.filter(|h| h.health != Health::Ok).map(|h| h.since));
+        value
     }
 
     fn message(&self, stations: Vec<Value>, feed: Vec<Value>, now: i64) -> Value {

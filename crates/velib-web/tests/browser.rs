@@ -632,3 +632,77 @@ async fn browser_ten_thousand_stations() {
     browser.close().await;
     served.stop().await;
 }
+
+/// A station's last 24 hours, from the statistics topic, in its popup after velib-web
+/// restarts; its locked badge; the filter showing locked stations only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs chromium and npm packages: run with `cargo xtask test`"]
+async fn browser_popup_shows_the_last_day_from_kafka_after_a_restart() {
+    let broker = Broker::start();
+    let stations = city(20);
+    broker.produce_stations(&stations).await;
+    let station = &stations[0];
+    let key = station.key().to_string();
+    let (stats, health, _, _) = crate::history::with_statistics(&broker, station).await;
+    let served = crate::history::start(&broker, &stats, &health).await;
+    served.wait_for_stations(stations.len() as u64).await;
+    // velib-web restarts: what it serves now it has read from Kafka again.
+    served.stop().await;
+    let served = crate::history::start(&broker, &stats, &health).await;
+    served.wait_for_stations(stations.len() as u64).await;
+    crate::history::wait_for_history(&served, &key, 24, 24).await;
+
+    let mut browser = Browser::launch().await;
+    let opened = browser
+        .ask(json!({"cmd": "open", "url": served.url("/"), "expect": stations.len(), "timeout": 60_000}))
+        .await;
+    assert_eq!(opened["ok"], true, "{opened}");
+    let popup = browser
+        .ask(json!({"cmd": "popup", "key": key, "timeout": 10_000}))
+        .await;
+    assert_eq!(popup["ok"], true, "{popup}");
+    let history = browser
+        .ask(json!({"cmd": "history", "key": key, "timeout": 30_000}))
+        .await;
+    assert_eq!(history["ok"], true, "{history}");
+    // The default range, the 24 hours before now, holds the 24 latest windows, or 23 when
+    // the oldest of them started just before it.
+    let windows = history["windows"].as_u64().unwrap();
+    assert!((23..=24).contains(&windows), "{history}");
+    assert_eq!(history["series"], json!(["bikes", "rentals", "returns"]));
+    // The latest window with activity ended two hours before the current hour.
+    let activity = history["activity"].as_str().unwrap();
+    assert!(
+        activity.starts_with("last activity ") && activity.ends_with(" min ago"),
+        "{history}"
+    );
+    let minutes: i64 = activity
+        .trim_start_matches("last activity ")
+        .trim_end_matches(" min ago")
+        .parse()
+        .unwrap();
+    assert!((120..=180).contains(&minutes), "{history}");
+    assert!(
+        history["badge"]
+            .as_str()
+            .unwrap()
+            .starts_with("locked since "),
+        "{history}"
+    );
+
+    let locked = browser
+        .ask(json!({"cmd": "lockedOnly", "checked": true, "expect": 1, "timeout": 10_000}))
+        .await;
+    assert_eq!(locked["ok"], true, "{locked}");
+    assert_eq!(locked["keys"], json!([key]));
+    let all = browser
+        .ask(json!({"cmd": "lockedOnly", "checked": false, "expect": stations.len(), "timeout": 10_000}))
+        .await;
+    assert_eq!(all["ok"], true, "{all}");
+
+    let report = browser.ask(json!({"cmd": "report"})).await;
+    let errors = page_errors(&report);
+    assert!(errors.is_empty(), "page errors: {errors:?}");
+    browser.close().await;
+    served.stop().await;
+}

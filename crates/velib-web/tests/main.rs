@@ -4,6 +4,7 @@
 
 mod api;
 mod browser;
+mod history;
 mod viewers;
 
 use rdkafka::ClientConfig;

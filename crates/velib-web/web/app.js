@@ -13,6 +13,8 @@
   const stations = new Map();
   const contracts = new Set();
   let chosen = '';
+  // Whether only the stations the monitor judges locked are shown (the filter).
+  let lockedOnly = false;
   // Whether the circles are coloured by e-bikes rather than by all bikes (the switch).
   let byEbikes = false;
   let fitted = false;
@@ -134,11 +136,71 @@
     return svg;
   }
 
+  // The last 24 hours from the monitor's hourly statistics: mean bikes, rentals and returns
+  // per window, one polyline each, scaled to the largest value.
+  function dayChart(windows) {
+    const ns = 'http://www.w3.org/2000/svg';
+    const svg = document.createElementNS(ns, 'svg');
+    svg.setAttribute('width', SPARK_W);
+    svg.setAttribute('height', SPARK_H * 2);
+    svg.setAttribute('class', 'daychart');
+    const series = [
+      ['bikes', '#1f3a5f', windows.map((w) => w.bikes.mean)],
+      ['rentals', '#c0392b', windows.map((w) => w.rentals)],
+      ['returns', '#27ae60', windows.map((w) => w.returns)],
+    ];
+    const top = Math.max(1, ...series.flatMap((x) => x[2]));
+    const h = SPARK_H * 2;
+    for (const [name, colour, values] of series) {
+      const coords = values.map((v, i) => {
+        const x = (i / Math.max(1, values.length - 1)) * (SPARK_W - 2) + 1;
+        const y = h - 1 - (v / top) * (h - 2);
+        return `${x.toFixed(1)},${y.toFixed(1)}`;
+      });
+      const line = document.createElementNS(ns, 'polyline');
+      line.setAttribute('points', coords.join(' '));
+      line.setAttribute('fill', 'none');
+      line.setAttribute('stroke', colour);
+      line.setAttribute('stroke-width', '1.5');
+      line.dataset.series = name;
+      svg.appendChild(line);
+    }
+    const title = document.createElementNS(ns, 'title');
+    title.textContent = `last 24 h, ${windows.length} hourly windows: bikes (blue), rentals (red), returns (green)`;
+    svg.appendChild(title);
+    return svg;
+  }
+
+  // Fills the popup's history part from the history endpoint, once the popup is built.
+  function loadHistory(key, box) {
+    fetch(`/api/stations/${encodeURIComponent(key)}/history`)
+      .then((r) => (r.ok ? r.json() : null))
+      .then((h) => {
+        box.textContent = '';
+        if (!h || h.windows.length === 0) {
+          box.appendChild(el('div', 'no hourly statistics', 'nohistory'));
+          return;
+        }
+        box.dataset.windows = h.windows.length;
+        box.appendChild(el('div', 'last 24 hours: bikes, rentals, returns', 'charttitle'));
+        box.appendChild(dayChart(h.windows));
+        if (h.last_activity !== null) {
+          box.appendChild(el('div', `last activity ${Math.max(0, Math.round((Date.now() - h.last_activity) / 60000))} min ago`, 'activity'));
+        }
+      })
+      .catch(() => {
+        box.textContent = '';
+      });
+  }
+
   function popup(s) {
     const root = el('div', undefined, 'popup');
     root.dataset.key = s.key;
     root.appendChild(el('h3', s.name || s.key, 'name'));
     root.appendChild(el('div', s.address, 'address'));
+    if (s.health === 'locked') {
+      root.appendChild(el('div', `locked since ${new Date(s.health_since).toLocaleString()}`, 'badge locked'));
+    }
     const dl = el('dl');
     const status =
       (s.open ? 'open' : 'closed') +
@@ -163,13 +225,16 @@
     }
     root.appendChild(dl);
     root.appendChild(sparkline(s));
+    const box = el('div', undefined, 'history');
+    root.appendChild(box);
+    loadHistory(s.key, box);
     return root;
   }
 
   // --- Stations -----------------------------------------------------------------------------
 
   function visible(s) {
-    return s.lat !== null && s.lng !== null && (!chosen || s.contract === chosen);
+    return s.lat !== null && s.lng !== null && (!chosen || s.contract === chosen) && (!lockedOnly || s.health === 'locked');
   }
 
   // Attributes on the circle's SVG element, for people inspecting the page and for the tests.
@@ -182,6 +247,7 @@
     if (entry.data.ebikes === null || entry.data.ebikes === undefined) delete node.dataset.ebikes;
     else node.dataset.ebikes = entry.data.ebikes;
     node.dataset.stands = entry.data.stands;
+    node.dataset.health = entry.data.health || 'ok';
     node.dataset.state = state(entry.data);
   }
 
@@ -390,6 +456,11 @@
     byEbikes = e.target.checked;
     document.body.dataset.colour = byEbikes ? 'ebikes' : 'bikes';
     restyle();
+  });
+
+  $('locked-only').addEventListener('change', (e) => {
+    lockedOnly = e.target.checked;
+    for (const entry of stations.values()) show(entry);
   });
 
   $('contract').addEventListener('change', (e) => {

@@ -206,6 +206,38 @@ const commands = {
     }, key);
   },
 
+  // Waits for the open popup of `key` to draw its hourly history; answers with what it shows.
+  async history({ key, timeout }) {
+    const waited = await waitIn(
+      (key) => {
+        const p = Array.from(document.querySelectorAll('.leaflet-popup .popup')).find((p) => p.dataset.key === key);
+        return p && p.querySelector('.history').childElementCount > 0;
+      },
+      key,
+      timeout,
+    );
+    if (!waited.ok) return waited;
+    return page.evaluate((key) => {
+      const p = Array.from(document.querySelectorAll('.leaflet-popup .popup')).find((p) => p.dataset.key === key);
+      const text = (selector) => (p.querySelector(selector) || {}).textContent || null;
+      return {
+        ok: true,
+        windows: Number(p.querySelector('.history').dataset.windows || 0),
+        series: Array.from(p.querySelectorAll('.daychart polyline')).map((l) => l.dataset.series),
+        activity: text('.activity'),
+        badge: text('.badge.locked'),
+      };
+    }, key);
+  },
+
+  // Sets the "locked stations only" filter; answers with the keys of the circles shown.
+  async lockedOnly({ checked, expect, timeout }) {
+    await page.setChecked('#locked-only', checked);
+    const waited = await waitIn((n) => document.querySelectorAll('path.station').length === n, expect, timeout);
+    const keys = await page.$$eval('path.station', (cs) => cs.map((c) => c.dataset.key));
+    return { ...waited, keys };
+  },
+
   async screenshot({ file }) {
     // Transitions finished (the popup fades in), so the picture shows the settled page.
     await page.screenshot({ path: file, animations: 'disabled' });
