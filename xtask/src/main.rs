@@ -2,8 +2,9 @@
 //!
 //! - `test`: everything CI checks — formatting, clippy with warnings as errors, the library docs,
 //!   and every test, including the `#[ignore]`d ones that need Apache Kafka, against a node it
-//!   starts and stops (the cluster tests start three nodes of their own). The exactly-once
-//!   soak runs a minute there; long runs have their own tasks (`soak`, `fuzz`).
+//!   starts and stops (the cluster tests start three nodes of their own). The test binaries
+//!   run two at a time, longest first ([`lanes`]). The exactly-once soak runs a minute there;
+//!   long runs have their own tasks (`soak`, `fuzz`).
 //! - `soak`: the exactly-once soak of random faults alone, ten minutes by default.
 //! - `demo`: the producer, two monitors and alerts (dry run) on an embedded broker
 //!   (`velib_bench::demo`).
@@ -29,9 +30,11 @@
 mod browser;
 mod fuzz;
 mod kafka;
+mod lanes;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -166,21 +169,25 @@ fn test(test_args: &[String]) -> Result<()> {
             .env("RUSTDOCFLAGS", "-D warnings"),
     )?;
     // Built before the broker starts, so its JVM does not compete with the compiler.
-    run(
-        "cargo test --no-run",
+    println!("==> cargo test --no-run");
+    let (mut jobs, times) = lanes::test_binaries(
         cargo().args(["test", "--workspace", "--locked", "--no-run"]),
+        test_args,
     )?;
-
-    let mut test = cargo();
-    // Every test binary runs even after one failed, so that one run shows every failure.
-    test.args(["test", "--workspace", "--locked", "--no-fail-fast"])
-        .args(["--", "--include-ignored"])
-        .args(test_args)
-        .env("VELIB_TUTORIAL_PYTHON", &tutorial_python);
+    let mut doc_tests = cargo();
+    doc_tests
+        .args(["test", "--workspace", "--locked", "--doc", "--"])
+        .arg("--include-ignored")
+        .args(test_args);
+    jobs.push(lanes::Job::new("doc-tests", doc_tests));
     with_apache_kafka(
         &libs,
-        "cargo test, including the tests that need Apache Kafka",
-        test,
+        "the tests, including those that need Apache Kafka",
+        |env| {
+            let mut env = env.to_vec();
+            env.push(("VELIB_TUTORIAL_PYTHON".into(), tutorial_python.into()));
+            lanes::run(jobs, &env, &times)
+        },
     )
     // Long runs have commands of their own, so that this one stays within minutes: the
     // ten-minute soak (`cargo xtask soak`) and fuzzing (`cargo xtask fuzz`).
@@ -223,13 +230,20 @@ fn soak(secs: u64, seed: Option<u64>) -> Result<()> {
     if let Some(seed) = seed {
         test.env("VELIB_EOS_SEED", seed.to_string());
     }
-    with_apache_kafka(&libs, &format!("the exactly-once soak ({secs} s)"), test)
+    let what = format!("the exactly-once soak ({secs} s)");
+    with_apache_kafka(&libs, &what, |env| {
+        run(&what, test.envs(env.iter().map(|(k, v)| (k, v))))
+    })
 }
 
-/// Runs `tests` (a `cargo test` command) against one Apache Kafka node started for it, with a
-/// SCRAM user created at format time and a TLS listener whose certificate a CA made for this
-/// run signed; the environment tells the tests where each listener is.
-fn with_apache_kafka(libs: &std::path::Path, what: &str, mut tests: Command) -> Result<()> {
+/// Runs `tests` against one Apache Kafka node started for it, with a SCRAM user created at
+/// format time and a TLS listener whose certificate a CA made for this run signed; `tests` is
+/// given the environment that tells the tests where each listener is.
+fn with_apache_kafka(
+    libs: &std::path::Path,
+    what: &str,
+    tests: impl FnOnce(&[(String, OsString)]) -> Result<()>,
+) -> Result<()> {
     let ca = velib_testkit::secure::TestCa::generate("xtask-test");
     let password = velib_testkit::unique_name("scram");
     let cluster = kafka::start_with(
@@ -247,20 +261,23 @@ fn with_apache_kafka(libs: &std::path::Path, what: &str, mut tests: Command) -> 
             .expect("the listener was asked for")
     };
     println!("==> {what}");
-    let status = tests
-        .env(velib_testkit::KAFKA_ENV, cluster.bootstrap())
-        .env(velib_testkit::kafka::LIBS_ENV, libs)
-        .env(secure::SASL_BOOTSTRAP_ENV, listener(Listener::Sasl))
-        .env(secure::SCRAM_PASSWORD_ENV, &password)
-        .env(secure::TLS_BOOTSTRAP_ENV, listener(Listener::Tls))
-        .env(secure::TLS_CA_ENV, ca.ca_file())
-        .status()
-        .with_context(|| format!("could not start {what}"))?;
+    let env: Vec<(String, OsString)> = vec![
+        (velib_testkit::KAFKA_ENV.into(), cluster.bootstrap().into()),
+        (velib_testkit::kafka::LIBS_ENV.into(), libs.into()),
+        (
+            secure::SASL_BOOTSTRAP_ENV.into(),
+            listener(Listener::Sasl).into(),
+        ),
+        (secure::SCRAM_PASSWORD_ENV.into(), password.into()),
+        (
+            secure::TLS_BOOTSTRAP_ENV.into(),
+            listener(Listener::Tls).into(),
+        ),
+        (secure::TLS_CA_ENV.into(), ca.ca_file().into()),
+    ];
+    let outcome = tests(&env);
     cluster.stop(STOP_GRACE);
-    if !status.success() {
-        bail!("{what} failed ({status})");
-    }
-    Ok(())
+    outcome
 }
 
 /// How long nodes get to stop cleanly after SIGTERM before they are killed.

@@ -27,8 +27,11 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 /// mock broker down and back up (it re-listens on its old port, which nothing may take
 /// meanwhile), so that those run with nothing else of this binary beside them. (The
 /// exactly-once fault scenarios on the shared broker are the exception: they share the gate,
-/// two at a time, since their guarantee must hold on a busy machine: see `exactly_once.rs`.) (tokio's lock: held across awaits,
-/// shared by the tests' separate runtimes, not poisoned by a failing test.)
+/// two at a time, since their guarantee must hold on a busy machine: see `exactly_once.rs`.)
+/// (tokio's lock: held across awaits, shared by the tests' separate runtimes, not poisoned by a
+/// failing test.) The gate holds within one process: `cargo xtask test` runs this binary as two,
+/// the `exactly_once` module's tests in one and the others in the other, side by side; a test
+/// alone here is still alone in its half.
 static GATE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// The gate, alone: see [`GATE`].

@@ -413,6 +413,16 @@ pub fn group_caught_up(bootstrap: &str, group: &str, topic: &str) -> bool {
 ///
 /// When the cluster does not answer.
 pub fn kafka_topic_absent(bootstrap: &str, topic: &str) -> bool {
+    partition_count(bootstrap, topic) == 0
+}
+
+/// How many partitions `topic` has at `bootstrap` (0 when there is no such topic), asked
+/// without creating it.
+///
+/// # Panics
+///
+/// When the cluster does not answer.
+fn partition_count(bootstrap: &str, topic: &str) -> usize {
     let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("allow.auto.create.topics", "false")
@@ -424,7 +434,8 @@ pub fn kafka_topic_absent(bootstrap: &str, topic: &str) -> bool {
     metadata
         .topics()
         .first()
-        .is_none_or(|t| t.error().is_some() || t.partitions().is_empty())
+        .filter(|t| t.error().is_none())
+        .map_or(0, |t| t.partitions().len())
 }
 
 /// A consumer in a fresh group reading `topic` from the beginning.
@@ -433,13 +444,26 @@ pub fn kafka_topic_absent(bootstrap: &str, topic: &str) -> bool {
 ///
 /// A client error.
 pub fn reader(bootstrap: &str, topic: &str) -> Result<StreamConsumer, KafkaError> {
-    let consumer: StreamConsumer = ClientConfig::new()
+    reader_with(bootstrap, topic, &[])
+}
+
+/// [`reader`] with some settings changed.
+fn reader_with(
+    bootstrap: &str,
+    topic: &str,
+    settings: &[(&str, &str)],
+) -> Result<StreamConsumer, KafkaError> {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", bootstrap)
         .set("group.id", unique_name("velib-test-reader"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create()?;
+        .set("enable.partition.eof", "false");
+    for (k, v) in settings {
+        config.set(*k, *v);
+    }
+    let consumer: StreamConsumer = config.create()?;
     consumer.subscribe(&[topic])?;
     Ok(consumer)
 }
@@ -474,24 +498,54 @@ pub async fn read_records(
     out
 }
 
-/// Reads whatever `topic` holds, stopping after `quiet` without a new record. For checking that
-/// nothing *more* than expected arrived.
+/// Reads whatever `topic` holds: every partition to its end as the broker reports it (the end
+/// of its committed records), however long the reader takes to join and fetch on a busy
+/// machine; then on until `quiet` passes without a new record. For checking that nothing *more*
+/// than expected arrived.
 ///
 /// # Panics
 ///
-/// On a consumer error that is not transient (a broker gone, a leader moving).
+/// On a consumer error that is not transient (a broker gone, a leader moving), or when the
+/// partitions' ends are not reached within a minute.
 pub async fn read_until_quiet(bootstrap: &str, topic: &str, quiet: Duration) -> Vec<OwnedMessage> {
-    let consumer = reader(bootstrap, topic).expect("create a reader");
+    let consumer = reader_with(bootstrap, topic, &[("enable.partition.eof", "true")])
+        .expect("create a reader");
+    let (b, t) = (bootstrap.to_owned(), topic.to_owned());
+    let partitions = tokio::task::spawn_blocking(move || partition_count(&b, &t))
+        .await
+        .expect("the metadata request");
+    let mut at_end = std::collections::HashSet::new();
+    let deadline = tokio::time::Instant::now() + END_TIMEOUT;
     let mut out = Vec::new();
     loop {
-        match tokio::time::timeout(quiet, consumer.recv()).await {
+        // Until every partition has reported its end, the wait is the reader's join and first
+        // fetch, not quiet.
+        let reading_to_end = at_end.len() < partitions;
+        let wait = if reading_to_end {
+            tokio::time::timeout_at(deadline, consumer.recv()).await
+        } else {
+            tokio::time::timeout(quiet, consumer.recv()).await
+        };
+        match wait {
             Ok(Ok(m)) => out.push(m.detach()),
+            Ok(Err(KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
             Ok(Err(e)) if transient(&e) => {}
             Ok(Err(e)) => panic!("reading {topic}: {e}"),
+            Err(_) if reading_to_end => panic!(
+                "reading {topic}: {} of its {partitions} partitions read to their end within \
+                 {END_TIMEOUT:?} ({} records)",
+                at_end.len(),
+                out.len()
+            ),
             Err(_) => return out,
         }
     }
 }
+
+/// How long [`read_until_quiet`] waits for every partition's end.
+const END_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Whether a reader's error is one librdkafka reports and then recovers from by itself: a
 /// broker of the cluster gone (killed by a test) or its partitions moving to another leader.
