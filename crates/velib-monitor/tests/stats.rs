@@ -4,6 +4,8 @@
 //! windows of the independent count over the files (`velib_testkit::real_day`), each once:
 //! undisturbed, and with the monitor SIGKILLed in the middle of the day and restarted (its open
 //! windows then come back from the state changelog, and nothing published is published again).
+//! Then the velib-web binary, started on those topics, serves each station's history: the
+//! same windows again, read back from Kafka.
 
 use crate::TIMEOUT;
 use crate::real_day::{Version, serve_day};
@@ -152,6 +154,122 @@ async fn the_real_day_s_hourly_statistics_are_published_exactly_once_killed_or_n
         assert!(running.terminate().await.success(), "{what}");
         judge(&bootstrap, topics, &expected, what).await;
     }
+    served_history(&bootstrap, &killed, &expected).await;
+}
+
+/// velib-web on `topics`: once it has read the statistics topic, every station's history (JSON,
+/// and CSV for one) holds exactly the expected windows, in order.
+async fn served_history(
+    bootstrap: &str,
+    topics: &Topics,
+    expected: &BTreeMap<(String, i64), Expected>,
+) {
+    let mut web = tokio::process::Command::new(velib_testkit::sibling_binary(
+        env!("CARGO_BIN_EXE_velib-monitor"),
+        "velib-web",
+    ));
+    web.args([
+        "--bootstrap-servers",
+        bootstrap,
+        "--http-addr",
+        "127.0.0.1:0",
+    ])
+    .args(["--topic", &topics.stations, "--no-events"])
+    .args([
+        "--stats-topic",
+        &topics.stats,
+        "--health-topic",
+        &topics.health,
+    ])
+    .env("RUST_LOG", "warn")
+    .stdout(std::process::Stdio::piped())
+    .kill_on_drop(true);
+    let mut web = web.spawn().expect("start velib-web");
+    let mut first = String::new();
+    // Kept open to the end: velib-web's standard output is not closed under it.
+    let mut stdout = tokio::io::BufReader::new(web.stdout.take().unwrap());
+    tokio::io::AsyncBufReadExt::read_line(&mut stdout, &mut first)
+        .await
+        .unwrap();
+    // "velib-web: http://127.0.0.1:PORT/"
+    let base = first
+        .trim()
+        .strip_prefix("velib-web: ")
+        .unwrap_or_else(|| panic!("velib-web said {first:?}"))
+        .trim_end_matches('/')
+        .to_owned();
+    let http = reqwest::Client::new();
+    let get = |path: String| {
+        let (http, url) = (http.clone(), format!("{base}{path}"));
+        async move {
+            let response = http.get(&url).send().await.ok()?;
+            (response.status() == 200).then_some(())?;
+            response.text().await.ok()
+        }
+    };
+    wait_for("velib-web to read every window", TIMEOUT, || async {
+        let health: serde_json::Value = serde_json::from_str(&get("/health".into()).await?).ok()?;
+        (health["history_windows"].as_u64()? == expected.len() as u64).then_some(())
+    })
+    .await;
+    let mut by_station: BTreeMap<&str, Vec<(i64, &Expected)>> = BTreeMap::new();
+    for ((key, start), e) in expected {
+        by_station.entry(key).or_default().push((*start, e));
+    }
+    let rfc3339 = velib_model::stats::rfc3339_utc;
+    for (key, windows) in &by_station {
+        let (from, to) = (windows[0].0, windows[windows.len() - 1].0 + 3_600_000);
+        let path = format!(
+            "/api/stations/{key}/history?from={}&to={}",
+            rfc3339(from),
+            rfc3339(to)
+        );
+        let body = get(path.clone())
+            .await
+            .unwrap_or_else(|| panic!("{path} answered"));
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let served: Vec<(i64, u64, u64, u64)> = body["windows"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{path}: {body}"))
+            .iter()
+            .map(|w| {
+                let n = |f: &str| {
+                    w[f].as_u64()
+                        .unwrap_or_else(|| panic!("{path}: {f} in {w}"))
+                };
+                (
+                    w["window_start"].as_i64().unwrap(),
+                    n("records"),
+                    n("rentals"),
+                    n("returns"),
+                )
+            })
+            .collect();
+        let wanted: Vec<(i64, u64, u64, u64)> = windows
+            .iter()
+            .map(|(start, e)| {
+                let n = |v: u32| u64::from(v);
+                (*start, n(e.records), n(e.rentals), n(e.returns))
+            })
+            .collect();
+        assert_eq!(served, wanted, "{path}");
+    }
+    // The same rows as CSV, for the first station: a header and one line per window.
+    let (key, windows) = by_station.iter().next().unwrap();
+    let csv = get(format!(
+        "/api/stations/{key}/history?from={}&to={}&format=csv",
+        rfc3339(windows[0].0),
+        rfc3339(windows[windows.len() - 1].0 + 3_600_000)
+    ))
+    .await
+    .expect("the CSV history");
+    assert_eq!(csv.lines().count(), windows.len() + 1, "{csv}");
+    println!(
+        "velib-web served the history of {} stations, {} windows, as published",
+        by_station.len(),
+        expected.len()
+    );
+    drop(stdout);
 }
 
 /// What a read_committed reader finds on `topics`' statistics and health topics: exactly the

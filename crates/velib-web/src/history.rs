@@ -50,6 +50,11 @@ impl HistoryIndex {
         self.stations.len()
     }
 
+    /// Windows held, all stations together.
+    pub fn windows(&self) -> usize {
+        self.stations.values().map(BTreeMap::len).sum()
+    }
+
     /// Whether no window is held.
     pub fn is_empty(&self) -> bool {
         self.stations.is_empty()

@@ -174,6 +174,11 @@ fn history_response(
 /// Never takes the state's lock: it answers while snapshots are built and records applied.
 async fn health(State(shared): State<Arc<Shared>>) -> Response {
     let summary = *shared.summary.lock().unwrap();
+    // The state's lock and the history's are never held together.
+    let (history_stations, history_windows) = {
+        let index = shared.history.lock().unwrap();
+        (index.len(), index.windows())
+    };
     let body = serde_json::json!({
         "status": "ok",
         "stations": summary.stations,
@@ -184,6 +189,8 @@ async fn health(State(shared): State<Arc<Shared>>) -> Response {
         "viewers": shared.viewers.count(),
         "viewers_dropped": shared.viewers.dropped(),
         "viewer_lag_max": shared.viewers.lag_max(),
+        "history_stations": history_stations,
+        "history_windows": history_windows,
     });
     json(body.to_string(), "application/json")
 }
