@@ -2,7 +2,7 @@
 //! a producer fenced or timed out, a state topic gone.
 
 use super::STATE_TOPIC_GRACE;
-use super::contexts::Refusal;
+use super::producer::Refusal;
 use super::transaction::Core;
 use crate::process::{DLQ_ADVICE, DlqFailure, EVENTS_ADVICE, MonitorError};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -120,12 +120,5 @@ impl Core {
              xtask create-topics`), or name another with --state-topic",
             self.eos.state_topic, self.config.topic
         ))
-    }
-}
-
-pub(super) fn is_fatal(error: &KafkaError) -> bool {
-    match error {
-        KafkaError::Transaction(e) => e.is_fatal(),
-        e => e.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal),
     }
 }

@@ -49,12 +49,14 @@
 
 mod contexts;
 mod failures;
+mod producer;
 mod restore;
 mod transaction;
 
 use crate::process::{MonitorConfig, MonitorError, MonitorReport};
 use crate::stream::{InRecord, StreamError};
-use contexts::{EosContext, OutputContext, Refusal, RestoreContext};
+use contexts::{EosContext, RestoreContext};
+use producer::{OutputContext, Refusal};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};

@@ -1,8 +1,7 @@
 //! The open transaction: judging records into it, committing it (and only then printing its
 //! lines), aborting it and rewinding to the committed offsets.
 
-use super::contexts::{OutputContext, Refusal, STATE_TAG};
-use super::failures::is_fatal;
+use super::producer::{OutputContext, Refusal, STATE_TAG, is_fatal};
 use super::{CALL_TIMEOUT, ExactlyOnceConfig};
 use crate::detect::Detector;
 use crate::ledger::{PendingOut, tag};
