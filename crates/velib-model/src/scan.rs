@@ -6,12 +6,38 @@
 //! been checked to be JSON that [`StationView`]'s serde reading would accept, giving the same
 //! values; anything else (an unknown or repeated field, an escape in a string, a number written
 //! as a string or with a fraction where a count is expected, …) returns `None`, and the caller
-//! reads the record with serde, which decides. So the result is always the serde result; the
-//! differential test in `tests.rs` checks it on mutated records.
+//! reads the record with serde, which decides (the caller is [`StationView::from_json`], here
+//! too). So the result is always the serde result; the differential test in `tests.rs` checks it
+//! on mutated records.
 
-use crate::station::{Position, StationId, StationView, Status};
+use crate::station::{Position, Station, StationError, StationId, StationView, Status};
 use crate::vehicles::{VehicleCount, VehicleKind};
 use std::borrow::Cow;
+
+impl<'a> StationView<'a> {
+    /// Reads one v1 station record from JSON bytes, borrowing its text from them.
+    ///
+    /// # Errors
+    ///
+    /// The same [`StationError`] as [`Station::from_json`] gives for these bytes.
+    pub fn from_json(bytes: &'a [u8]) -> Result<StationView<'a>, StationError> {
+        // Fast path: the usual record, read by hand (below); anything unusual is left to
+        // serde, which decides.
+        if let Some(view) = station(bytes) {
+            return Ok(view);
+        }
+        match serde_json::from_slice::<StationView<'a>>(bytes) {
+            Ok(view) => Ok(view),
+            // The slow path explains the failure; both read the same fields the same way, so
+            // it fails too. Should it not, the fast path's own error is still an error.
+            Err(fast) => Err(Station::from_json(bytes).err().unwrap_or(StationError {
+                station: None,
+                field: None,
+                reason: fast.to_string(),
+            })),
+        }
+    }
+}
 
 /// The record, if it has the usual shape and is valid; `None` when serde must decide.
 pub(crate) fn station(bytes: &[u8]) -> Option<StationView<'_>> {

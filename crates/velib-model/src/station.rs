@@ -179,29 +179,6 @@ pub struct StationView<'a> {
 }
 
 impl<'a> StationView<'a> {
-    /// Reads one v1 station record from JSON bytes, borrowing its text from them.
-    ///
-    /// # Errors
-    ///
-    /// The same [`StationError`] as [`Station::from_json`] gives for these bytes.
-    pub fn from_json(bytes: &'a [u8]) -> Result<StationView<'a>, StationError> {
-        // Fast path: the usual record, read by hand (see `scan`); anything unusual is left to
-        // serde, which decides.
-        if let Some(view) = crate::scan::station(bytes) {
-            return Ok(view);
-        }
-        match serde_json::from_slice::<StationView<'a>>(bytes) {
-            Ok(view) => Ok(view),
-            // The slow path explains the failure; both read the same fields the same way, so
-            // it fails too. Should it not, the fast path's own error is still an error.
-            Err(fast) => Err(Station::from_json(bytes).err().unwrap_or(StationError {
-                station: None,
-                field: None,
-                reason: fast.to_string(),
-            })),
-        }
-    }
-
     /// The station's identity across systems: contract plus id.
     pub fn key(&self) -> StationKey {
         StationKey::new(&self.contract_name, &self.number.to_string())
