@@ -9,6 +9,10 @@
 //! cooldown ([`crate::dedupe`]), per station and line. Each transition that passes gets its own
 //! mail per recipient. Events of the first schema (bikes only) read as before.
 //!
+//! With `locked` or `degraded` asked for ([`AlertsConfig::health`]), the consumer also reads
+//! the health topic of an exactly-once monitor with `--stats` ([`AlertsConfig::health_topic`])
+//! and mails its changes by the rules of [`crate::health`], under the same guarantee.
+//!
 //! # Delivery guarantee: at least once
 //!
 //! An event's offset is stored (and later committed, by librdkafka's auto-commit of *stored*
@@ -52,6 +56,7 @@
 //! [`AlertsConfig::max_age`]: older events are handled as filtered, not mailed.
 
 use crate::dedupe::{Dedupe, Verdict};
+use crate::health::{HealthAlerts, HealthVerdict, Places};
 use crate::mail::{self, FailureClass, Mailer};
 use crate::select::WatchList;
 use futures::FutureExt;
@@ -69,7 +74,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use velib_kafka::config::redact_config_error;
 use velib_kafka::connection::{ReportingContext, cluster_reachable, is_transport_failure};
 use velib_kafka::{ConnectionError, ConnectionGuard, KafkaArgs};
-use velib_model::{EmptyStationEvent, Shortage};
+use velib_model::{EmptyStationEvent, Health, Shortage, StationHealthEvent, StationKey};
 
 /// The topic the monitor publishes emptiness events to.
 pub const DEFAULT_TOPIC: &str = velib_model::topics::EMPTY_STATIONS;
@@ -109,8 +114,14 @@ pub struct AlertsConfig {
     /// Which stations to mail about.
     pub watch: WatchList,
     /// Which shortages to mail about: no bike ([`Shortage::Bikes`], the default alone), no
-    /// e-bike, no returns.
+    /// e-bike, no returns. Empty: the events topic is read only for the names and places of
+    /// health mails.
     pub shortages: BTreeSet<Shortage>,
+    /// Which changes of health to mail about ([`Health::Locked`], [`Health::Degraded`]; none by
+    /// default). Empty: the health topic is not read.
+    pub health: Vec<Health>,
+    /// The topic of health changes, [`velib_model::topics::STATION_HEALTH`] by default.
+    pub health_topic: String,
     /// The sender.
     pub from: Mailbox,
     /// The recipients; each gets their own message.
@@ -138,6 +149,8 @@ impl AlertsConfig {
             group: DEFAULT_GROUP.to_owned(),
             watch,
             shortages: BTreeSet::from([Shortage::Bikes]),
+            health: Vec::new(),
+            health_topic: velib_model::topics::STATION_HEALTH.to_owned(),
             from,
             to,
             cooldown: Duration::from_secs(15 * 60),
@@ -183,7 +196,10 @@ pub enum AlertsError {
     )]
     NothingWatched,
     /// No shortage asked for.
-    #[error("no alert asked for: give --alert-on bikes, ebikes and/or returns (or ALERT_ON)")]
+    #[error(
+        "no alert asked for: give --alert-on bikes, ebikes, returns, locked and/or degraded \
+         (or ALERT_ON)"
+    )]
     NoShortage,
     /// The brokers cannot be reached in a way retrying cannot fix (refused credentials, an
     /// untrusted certificate, a security protocol mismatch).
@@ -221,13 +237,19 @@ pub async fn run<M: Mailer>(
     if config.watch.is_empty() {
         return Err(AlertsError::NothingWatched);
     }
-    if config.shortages.is_empty() {
+    if config.shortages.is_empty() && config.health.is_empty() {
         return Err(AlertsError::NoShortage);
     }
     let guard = ConnectionGuard::new();
     let consumer = subscribe(&config, &guard)?;
     let mut alerts = Alerts {
         dedupe: Dedupe::new(config.cooldown, config.dedupe_capacity),
+        health: HealthAlerts::new(
+            config.health.iter().copied(),
+            config.notify_recovery,
+            config.dedupe_capacity,
+        ),
+        places: Places::new(config.dedupe_capacity),
         config,
         mailer,
         stats: Stats::default(),
@@ -298,13 +320,19 @@ fn subscribe(
             what: "create the Kafka consumer",
             source: redact_config_error(source),
         })?;
+    // The events topic also names the stations of health mails: it is read whenever the
+    // health topic is.
+    let mut topics = vec![config.topic.as_str()];
+    if !config.health.is_empty() {
+        topics.push(config.health_topic.as_str());
+    }
     consumer
-        .subscribe(&[&config.topic])
+        .subscribe(&topics)
         .map_err(|source| AlertsError::Kafka {
-            what: "subscribe to the topic",
+            what: "subscribe to the topics",
             source,
         })?;
-    tracing::info!(topic = %config.topic, group = %config.group, recipients = config.to.len(), "alerts consumer started");
+    tracing::info!(topics = ?topics, group = %config.group, recipients = config.to.len(), "alerts consumer started");
     Ok(consumer)
 }
 
@@ -371,6 +399,8 @@ struct Alerts<M> {
     config: AlertsConfig,
     mailer: M,
     dedupe: Dedupe,
+    health: HealthAlerts,
+    places: Places,
     stats: Stats,
     /// Whether a transient failure is holding the consumer (for logging the change once).
     holding: bool,
@@ -384,26 +414,17 @@ impl<M: Mailer> Alerts<M> {
     ) -> Handled {
         self.stats.events += 1;
         counter!("velib_alerts_events_total").increment(1);
+        if !self.config.health.is_empty() && message.topic() == self.config.health_topic {
+            return self.handle_health(message, shutdown).await;
+        }
         let parsed = match message.payload() {
             Some(payload) => EmptyStationEvent::from_json(payload),
             None => Err("empty record (no payload)".to_owned()),
         };
-        let event = match parsed {
-            Ok(event) => event,
-            Err(error) => {
-                self.stats.malformed += 1;
-                counter!("velib_alerts_events_malformed_total").increment(1);
-                let key = message.key().map(String::from_utf8_lossy);
-                tracing::warn!(
-                    partition = message.partition(),
-                    offset = message.offset(),
-                    key = key.as_deref().unwrap_or(""),
-                    %error,
-                    "skipping a malformed event"
-                );
-                return Handled::Done;
-            }
+        let Some(event) = self.readable(message, parsed) else {
+            return Handled::Done;
         };
+        self.places.learn(&event);
 
         if !self.config.watch.matches(&event) {
             return Handled::Done;
@@ -422,13 +443,102 @@ impl<M: Mailer> Alerts<M> {
         for part in &due {
             self.compose(part, &mut messages);
         }
-        let handled = self.deliver(&event, messages, shutdown).await;
+        let handled = self.deliver(&event.key, messages, shutdown).await;
         if let Handled::Done = handled {
             for part in &due {
                 self.dedupe.record(part);
             }
         }
         handled
+    }
+
+    /// The record's event, or `None` (counted and logged) when it is not one.
+    fn readable<T>(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        parsed: Result<T, String>,
+    ) -> Option<T> {
+        match parsed {
+            Ok(event) => Some(event),
+            Err(error) => {
+                self.stats.malformed += 1;
+                counter!("velib_alerts_events_malformed_total").increment(1);
+                let key = message.key().map(String::from_utf8_lossy);
+                tracing::warn!(
+                    topic = message.topic(),
+                    partition = message.partition(),
+                    offset = message.offset(),
+                    key = key.as_deref().unwrap_or(""),
+                    %error,
+                    "skipping a malformed event"
+                );
+                None
+            }
+        }
+    }
+
+    /// One record of the health topic: see [`crate::health`].
+    async fn handle_health<S: Future>(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        shutdown: Pin<&mut S>,
+    ) -> Handled {
+        let parsed = match message.payload() {
+            Some(payload) => StationHealthEvent::from_json(payload).map_err(|e| e.to_string()),
+            None => Err("empty record (no payload)".to_owned()),
+        };
+        let Some(change) = self.readable(message, parsed) else {
+            return Handled::Done;
+        };
+        let place = self.places.get(&change.key);
+        if !self.config.watch.matches_known(
+            &change.key,
+            place.map(|p| p.contract.as_str()),
+            place.and_then(|p| p.position),
+        ) {
+            return Handled::Done;
+        }
+        self.stats.matched += 1;
+        counter!("velib_alerts_events_matched_total").increment(1);
+        let verdict = match self.health.check(&change) {
+            HealthVerdict::Send if self.too_old(change.decided_at) => Some("stale"),
+            HealthVerdict::Send => None,
+            other => Some(other.as_str()),
+        };
+        if let Some(reason) = verdict {
+            self.stats.filtered += 1;
+            counter!("velib_alerts_events_filtered_total", "reason" => reason).increment(1);
+            tracing::debug!(station = %change.key, health = crate::health::health_name(change.health), reason, "health change not mailed");
+            return Handled::Done;
+        }
+        let mut messages = Vec::with_capacity(self.config.to.len());
+        for to in &self.config.to {
+            match mail::compose_health(&change, self.places.get(&change.key), &self.config.from, to)
+            {
+                Ok(m) => messages.push(m),
+                Err(e) => {
+                    self.stats.permanent_failures += 1;
+                    counter!("velib_alerts_send_failures_total", "class" => "compose").increment(1);
+                    tracing::error!(station = %change.key, %to, error = %e, "skipping an alert that cannot be composed");
+                }
+            }
+        }
+        let handled = self.deliver(&change.key, messages, shutdown).await;
+        if let Handled::Done = handled {
+            self.health.record(&change);
+        }
+        handled
+    }
+
+    /// Whether an event of `time` (epoch ms) is older than `--max-age` by the wall clock.
+    fn too_old(&self, time: i64) -> bool {
+        let Some(max_age) = self.config.max_age else {
+            return false;
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        now.saturating_sub(time) > i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX)
     }
 
     /// Whether one transition passes the filters and the dedupe; counts and logs it if not.
@@ -472,18 +582,13 @@ impl<M: Mailer> Alerts<M> {
         if event.kind.is_recovery() && !self.config.notify_recovery {
             return Some("recovery_not_requested");
         }
-        let max_age = self.config.max_age?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        let age = now.saturating_sub(event.event_time());
-        (age > i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX)).then_some("stale")
+        self.too_old(event.event_time()).then_some("stale")
     }
 
     /// Sends every message, retrying the transient failures until they succeed or shutdown.
     async fn deliver<S: Future>(
         &mut self,
-        event: &EmptyStationEvent,
+        station: &StationKey,
         mut pending: Vec<Message>,
         mut shutdown: Pin<&mut S>,
     ) -> Handled {
@@ -504,13 +609,13 @@ impl<M: Mailer> Alerts<M> {
                         self.stats.mails_sent += 1;
                         counter!("velib_alerts_mails_sent_total").increment(1);
                         let subject = message.headers().get_raw("Subject").unwrap_or_default();
-                        tracing::info!(station = %event.key, subject, %to, "alert mailed");
+                        tracing::info!(station = %station, subject, %to, "alert mailed");
                     }
                     Err(e) if e.class.is_retryable() => {
                         self.stats.retried_failures += 1;
                         counter!("velib_alerts_send_failures_total", "class" => e.class.as_str())
                             .increment(1);
-                        tracing::debug!(station = %event.key, %to, error = %e, "send failed; will retry");
+                        tracing::debug!(station = %station, %to, error = %e, "send failed; will retry");
                         failed.push(message);
                         last_error = Some(e);
                     }
@@ -518,7 +623,7 @@ impl<M: Mailer> Alerts<M> {
                         self.stats.permanent_failures += 1;
                         counter!("velib_alerts_send_failures_total", "class" => e.class.as_str())
                             .increment(1);
-                        tracing::error!(station = %event.key, %to, error = %e, "the mail server refused this alert for good; skipping it");
+                        tracing::error!(station = %station, %to, error = %e, "the mail server refused this alert for good; skipping it");
                     }
                 }
             }
@@ -541,7 +646,7 @@ impl<M: Mailer> Alerts<M> {
                         "retrying with backoff; no further event is consumed until it accepts this one"
                     }
                 };
-                tracing::warn!(station = %event.key, error = %error, hint, "mail server unavailable, holding alerts");
+                tracing::warn!(station = %station, error = %error, hint, "mail server unavailable, holding alerts");
             }
             tokio::select! {
                 biased;

@@ -6,6 +6,8 @@
 //!
 //! - [`select`]: which stations a user watches (keys, contracts, near home, nearest N);
 //! - [`dedupe`]: duplicate events and the per-station cooldown;
+//! - [`health`]: mails about a station's health (locked, degraded), from the monitor's
+//!   `--stats`;
 //! - [`mail`]: the message, and the [`Mailer`](mail::Mailer)s that send it (SMTP, dry run);
 //! - [`smtp_url`]: `SMTP_URL`, with the password kept secret;
 //! - [`consumer`]: the Kafka loop and its delivery guarantee, behind [`run`].
@@ -14,6 +16,7 @@
 
 pub mod consumer;
 pub mod dedupe;
+pub mod health;
 pub mod mail;
 pub mod select;
 pub mod smtp_url;

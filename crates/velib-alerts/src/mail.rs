@@ -17,6 +17,7 @@
 //! refuses for good (`550 no such user`) then costs only that recipient's mail, and a retry
 //! after a temporary failure resends only to the recipients that did not get it yet.
 
+use crate::health::Place;
 use lettre::message::{Mailbox, Message, header::ContentType};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use std::fmt;
@@ -24,7 +25,7 @@ use std::future::Future;
 use std::io::Write;
 use std::sync::Mutex;
 use std::time::Duration;
-use velib_model::{EmptinessKind, EmptyStationEvent};
+use velib_model::{EmptinessKind, EmptyStationEvent, Health, Position, StationHealthEvent};
 
 /// The longest station text (name, address, contract) put in a mail, in characters.
 const MAX_TEXT: usize = 200;
@@ -126,6 +127,101 @@ pub fn compose(
     Ok(message)
 }
 
+/// The mail of one change of a station's health (see [`crate::health`]) to `to`. The subject
+/// says what the station is now; the body says why (the monitor's reason, with its figures),
+/// since when, and, when the events topic has named the station ([`Place`]), its name, address
+/// and a map link. Text from the feed or the reason is made safe as for [`compose`]; the
+/// `Message-ID` is stable per change and recipient.
+///
+/// # Errors
+///
+/// When lettre refuses the message (it does not for valid mailboxes).
+pub fn compose_health(
+    change: &StationHealthEvent,
+    place: Option<&Place>,
+    from: &Mailbox,
+    to: &Mailbox,
+) -> Result<Message, ComposeError> {
+    let key = clean(change.key.as_str());
+    let (name, contract) = match place {
+        Some(p) if !clean(&p.name).is_empty() => (clean(&p.name), clean(&p.contract)),
+        _ => (
+            format!("station {}", clean(change.key.id())),
+            clean(change.key.contract()),
+        ),
+    };
+    let place_name = format!("{name} ({contract})");
+    let since = format_utc(change.since);
+    let (subject, headline) = match change.health {
+        Health::Locked => (
+            format!("{place_name} looks locked"),
+            format!(
+                "{place_name} is open, but no bike has been taken or returned there since \
+                 {since}, though it is usually used at these hours: its docks may be locked."
+            ),
+        ),
+        Health::Degraded => (
+            format!("Many docks out of service at {place_name}"),
+            format!("Many of the docks of {place_name} are out of service, since {since}."),
+        ),
+        Health::Ok => (
+            format!("{place_name} works again"),
+            format!(
+                "{place_name} is no longer {}: it works normally again.",
+                crate::health::health_name(change.previous)
+            ),
+        ),
+    };
+    let mut details = String::new();
+    if let Some(p) = place {
+        details += &format!("Address:   {}\n", clean(&p.address));
+    }
+    let map = match place.and_then(|p| p.position) {
+        Some(Position { lat, lng }) => {
+            format!("Map:\nhttps://www.openstreetmap.org/?mlat={lat:.5}&mlon={lng:.5}&zoom=18\n")
+        }
+        None => String::new(),
+    };
+    let body = format!(
+        "{headline}\n\
+         \n\
+         Station:   {name}\n\
+         {details}\
+         Contract:  {contract}\n\
+         Key:       {key}\n\
+         Health:    {health} (was {previous})\n\
+         Since:     {since}\n\
+         Decided:   {decided}\n\
+         Why:       {reason}\n\
+         {map}\
+         \n\
+         -- \n\
+         Sent by velib-alerts because you watch this station.\n",
+        health = crate::health::health_name(change.health),
+        previous = crate::health::health_name(change.previous),
+        decided = format_utc(change.decided_at),
+        reason = clean(&change.reason),
+    );
+    let id = stable_id(
+        &[
+            change.key.as_str(),
+            crate::health::health_name(change.health),
+            &change.decided_at.to_string(),
+            to.email.as_ref(),
+        ],
+        change.decided_at,
+    );
+    let message = Message::builder()
+        .from(from.clone())
+        .to(to.clone())
+        .subject(subject)
+        .message_id(Some(id))
+        .user_agent(concat!("velib-alerts/", env!("CARGO_PKG_VERSION")).to_owned())
+        .header(ContentType::TEXT_PLAIN)
+        .body(body)?;
+    Ok(message)
+}
+
 /// The body lines of what only some feeds say (e-bikes, out of service, returns): one line per
 /// field the event has, none for a field it does not.
 fn known_counts(event: &EmptyStationEvent) -> String {
@@ -173,8 +269,6 @@ fn clean(text: &str) -> String {
 
 /// `<hash.time@velib-alerts.invalid>`: stable for the same event and recipient.
 fn message_id(event: &EmptyStationEvent, to: &Mailbox) -> String {
-    // FNV-1a, not `DefaultHasher`: the id must stay the same across builds and restarts.
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     // The bikes' kinds keep the words they had before the other kinds existed, so a mail sent
     // again after an upgrade keeps its id.
     let kind = match event.kind {
@@ -188,13 +282,20 @@ fn message_id(event: &EmptyStationEvent, to: &Mailbox) -> String {
         &event.event_time().to_string(),
         to.email.as_ref(),
     ];
+    stable_id(&parts, event.event_time())
+}
+
+/// `<hash.time@velib-alerts.invalid>`, the hash of `parts`.
+fn stable_id(parts: &[&str], time: i64) -> String {
+    // FNV-1a, not `DefaultHasher`: the id must stay the same across builds and restarts.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for part in parts {
         for b in part.bytes().chain([0]) {
             hash ^= u64::from(b);
             hash = hash.wrapping_mul(0x0100_0000_01b3);
         }
     }
-    format!("<{hash:016x}.{}@velib-alerts.invalid>", event.event_time())
+    format!("<{hash:016x}.{time}@velib-alerts.invalid>")
 }
 
 /// Formats epoch milliseconds as `YYYY-MM-DD HH:MM:SS UTC`, the calendar being the `time`

@@ -9,8 +9,10 @@ use anyhow::Context;
 use clap::Parser;
 use lettre::message::Mailbox;
 use secrecy::{ExposeSecret, SecretString};
+use std::collections::BTreeSet;
 use std::time::Duration;
 use velib_alerts::consumer::{DEFAULT_GROUP, DEFAULT_TOPIC};
+use velib_alerts::health::AlertOn;
 use velib_alerts::mail::DryRunMailer;
 use velib_alerts::select::{Near, WatchList};
 use velib_alerts::smtp_url::SmtpUrl;
@@ -18,7 +20,7 @@ use velib_alerts::{AlertsConfig, run};
 use velib_kafka::KafkaArgs;
 use velib_kafka::duration::{parse_duration, parse_positive_duration};
 use velib_kafka::service::ServiceArgs;
-use velib_model::{Position, Shortage, StationKey};
+use velib_model::{Position, StationKey};
 
 /// E-mails you when a bike-share station you watch runs out of bikes or e-bikes, or stops
 /// taking bikes back.
@@ -104,16 +106,23 @@ struct Cli {
     smtp_timeout: Duration,
 
     /// What to mail about (repeatable; the variable is comma-separated): `bikes` (the station
-    /// has no bike left), `ebikes` (no e-bike left; from feeds that count bikes by type) and
-    /// `returns` (the open station takes no bikes back).
+    /// has no bike left), `ebikes` (no e-bike left; from feeds that count bikes by type),
+    /// `returns` (the open station takes no bikes back), `locked` (open, but unused for longer
+    /// than its usual activity makes likely) and `degraded` (many docks out of service); the
+    /// last two are read from --health-topic, written by `velib-monitor --stats`.
     #[arg(
         long = "alert-on",
         env = "ALERT_ON",
         value_delimiter = ',',
         default_value = "bikes",
-        value_name = "bikes|ebikes|returns"
+        value_name = "bikes|ebikes|returns|locked|degraded"
     )]
-    alert_on: Vec<Shortage>,
+    alert_on: Vec<AlertOn>,
+
+    /// The health changes of `velib-monitor --stats` (read when --alert-on names `locked` or
+    /// `degraded`).
+    #[arg(long, env = "VELIB_HEALTH_TOPIC", default_value = velib_model::topics::STATION_HEALTH)]
+    health_topic: String,
 
     /// At most one "empty" mail per station and shortage per cooldown: `15m`, `1h`, `0` for
     /// none.
@@ -167,7 +176,17 @@ async fn main() -> anyhow::Result<()> {
     let mut config = AlertsConfig::new(cli.kafka, watch, cli.from, cli.to);
     config.topic = cli.topic;
     config.group = cli.group;
-    config.shortages = cli.alert_on.into_iter().collect();
+    config.shortages = BTreeSet::new();
+    for on in cli.alert_on {
+        match on {
+            AlertOn::Shortage(s) => {
+                config.shortages.insert(s);
+            }
+            AlertOn::Health(h) if !config.health.contains(&h) => config.health.push(h),
+            AlertOn::Health(_) => {}
+        }
+    }
+    config.health_topic = cli.health_topic;
     config.cooldown = cli.cooldown;
     config.notify_recovery = cli.notify_recovery;
     config.max_age = (!cli.max_age.is_zero()).then_some(cli.max_age);

@@ -130,6 +130,34 @@ impl WatchList {
     }
 }
 
+impl WatchList {
+    /// Whether a station known only by `key` (and, if the events topic named it, its
+    /// `contract` spelling and `position`) is watched: for a health change, which carries no
+    /// more. Records nothing: "nearest N" picks among the stations the events placed, and a
+    /// station never placed is near nothing.
+    pub fn matches_known(
+        &self,
+        key: &StationKey,
+        contract: Option<&str>,
+        position: Option<Position>,
+    ) -> bool {
+        let near = self
+            .near
+            .as_ref()
+            .is_some_and(|t| match (t.near.nearest, position) {
+                (Some(_), _) => t.closest.iter().any(|(_, k)| k == key),
+                (None, Some(p)) => t
+                    .near
+                    .radius_m
+                    .is_none_or(|r| distance_m(t.near.home, p) <= r),
+                (None, None) => false,
+            });
+        near || self.stations.contains(&folded(key))
+            || self.contracts.contains(&key.contract().to_lowercase())
+            || contract.is_some_and(|c| self.contracts.contains(&c.to_lowercase()))
+    }
+}
+
 /// The key with its contract lower-cased: `--station Lyon:1001` watches `lyon:1001`, the key
 /// JCDecaux stations have had since the API spells contracts in lower case.
 fn folded(key: &StationKey) -> StationKey {

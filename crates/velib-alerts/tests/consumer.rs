@@ -9,6 +9,7 @@ use tokio::task::JoinHandle;
 use velib_alerts::mail::{Mailer, SmtpMailer};
 use velib_alerts::smtp_url::SmtpUrl;
 use velib_alerts::{AlertsConfig, Stats};
+use velib_model::{Health, StationHealthEvent};
 use velib_testkit::{MockKafka, unique_name};
 
 const MIN: i64 = 60_000;
@@ -412,4 +413,117 @@ async fn e_bikes_and_returns_are_mailed_once_each_beside_bikes() {
     // filtered: the returns.
     assert_eq!((stats.suppressed, stats.filtered), (3, 1));
     assert_eq!(stats.mails_sent, 5);
+}
+
+/// A change of health of `key` decided at `at` (epoch ms).
+fn health_change(key: &str, health: Health, previous: Health, at: i64, reason: &str) -> Vec<u8> {
+    StationHealthEvent {
+        version: StationHealthEvent::VERSION,
+        key: key.parse().unwrap(),
+        health,
+        previous,
+        since: at - 5 * 60 * MIN,
+        decided_at: at,
+        reason: reason.to_owned(),
+    }
+    .to_json()
+}
+
+/// `--alert-on bikes,locked --notify-recovery` on both topics: locked stations of the watched
+/// contract are mailed, named as the events topic named them (or by key), with their reason
+/// made safe; degraded (not asked for), another contract, a malformed record, the same change
+/// again and a recovery nobody was told of are not. One partition per topic, and the last
+/// record's mail proves every earlier one of its topic was handled.
+#[tokio::test]
+async fn health_changes_are_mailed_as_asked() {
+    let (kafka, topic) = kafka_with_topic();
+    let bootstrap = kafka.bootstrap_servers();
+    let health_topic = unique_name("velib-station-health");
+    kafka.create_topic(&health_topic, 1).unwrap();
+    let sink = SmtpSink::start().await;
+    let events = Events::new(bootstrap, &topic);
+    let health = Events::new(bootstrap, &health_topic);
+    let mut config = config(bootstrap, &topic);
+    config.health = vec![Health::Locked];
+    config.health_topic = health_topic.clone();
+    config.notify_recovery = true;
+    let group = config.group.clone();
+    let alerts = Running::start(config, smtp_mailer(&sink));
+
+    let t = now_ms();
+    // The events topic names Lyon:12 (and its mail says it was read).
+    events.send(&empty("Lyon:12", t)).await;
+    sink.wait_for_mails(1).await;
+    let (locked, ok, degraded) = (Health::Locked, Health::Ok, Health::Degraded);
+    let sneaky = "no movement for 5 h\r\nBcc: everyone@example.org";
+    for (key, payload) in [
+        ("Lyon:12", b"{not json".to_vec()),
+        (
+            "Lyon:12",
+            health_change("Lyon:12", degraded, ok, t, "6 of 20 docks"),
+        ),
+        ("Paris:1", health_change("Paris:1", locked, ok, t, "still")),
+        ("Lyon:7", health_change("Lyon:7", locked, ok, t, "still")),
+        (
+            "Lyon:12",
+            health_change("Lyon:12", locked, degraded, t + MIN, sneaky),
+        ),
+        (
+            "Lyon:12",
+            health_change("Lyon:12", locked, degraded, t + MIN, sneaky),
+        ),
+        (
+            "Lyon:12",
+            health_change("Lyon:12", ok, locked, t + 2 * MIN, "moved"),
+        ),
+        (
+            "Lyon:8",
+            health_change("Lyon:8", ok, locked, t + 2 * MIN, "moved"),
+        ),
+        (
+            "Lyon:13",
+            health_change("Lyon:13", locked, ok, t + 3 * MIN, "still"),
+        ),
+    ] {
+        health.send_raw(key, &payload).await;
+    }
+    let inbox = sink.wait_for_mails(5).await;
+    assert_eq!(
+        subjects(&inbox),
+        [
+            "No bikes left at 12 - PLACE BELLECOUR (Lyon)",
+            "station 7 (Lyon) looks locked",
+            "12 - PLACE BELLECOUR (Lyon) looks locked",
+            "12 - PLACE BELLECOUR (Lyon) works again",
+            "station 13 (Lyon) looks locked",
+        ]
+    );
+    let body = inbox[2].parsed().body_text(0).unwrap().into_owned();
+    assert!(
+        body.contains("Address:   Place Bellecour, 69002 Lyon"),
+        "{body}"
+    );
+    assert!(
+        body.lines()
+            .any(|l| l == "Why:       no movement for 5 h Bcc: everyone@example.org"),
+        "{body}"
+    );
+    assert!(
+        body.contains("https://www.openstreetmap.org/?mlat=45.75780"),
+        "{body}"
+    );
+    assert!(
+        !inbox[1]
+            .parsed()
+            .body_text(0)
+            .unwrap()
+            .contains("openstreetmap")
+    );
+    let stats = alerts.stop().await;
+    assert_eq!(stats.events, 10);
+    assert_eq!(stats.malformed, 1);
+    assert_eq!(stats.mails_sent, 5);
+    // Both topics' records were handled, and committed.
+    assert_eq!(committed(bootstrap, &group, &topic), Some(1));
+    assert_eq!(committed(bootstrap, &group, &health_topic), Some(9));
 }

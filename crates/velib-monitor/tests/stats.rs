@@ -5,7 +5,8 @@
 //! undisturbed, and with the monitor SIGKILLed in the middle of the day and restarted (its open
 //! windows then come back from the state changelog, and nothing published is published again).
 //! Then the velib-web binary, started on those topics, serves each station's history: the
-//! same windows again, read back from Kafka.
+//! same windows again, read back from Kafka; and velib-alerts mails each locked or degraded
+//! station once.
 
 use crate::TIMEOUT;
 use crate::real_day::{Version, serve_day};
@@ -13,6 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use tokio::process::Command;
 use velib_model::{StationHealthEvent, StationStats};
+use velib_testkit::child::Child;
 use velib_testkit::real_day::{
     Expected, assert_windows, expected_windows, histories, load_day, set_aside,
 };
@@ -136,6 +138,8 @@ async fn the_real_day_s_hourly_statistics_are_published_exactly_once_killed_or_n
         producer.terminate().await.success(),
         "the producer delivers everything"
     );
+    // The health changes of the last group judged: the killed one.
+    let mut changes = Vec::new();
     for (what, group, topics, running) in [
         ("undisturbed", &calm_group, &calm, calm_monitor),
         (
@@ -152,9 +156,10 @@ async fn the_real_day_s_hourly_statistics_are_published_exactly_once_killed_or_n
         )
         .await;
         assert!(running.terminate().await.success(), "{what}");
-        judge(&bootstrap, topics, &expected, what).await;
+        changes = judge(&bootstrap, topics, &expected, what).await;
     }
     served_history(&bootstrap, &killed, &expected).await;
+    mailed_health(&bootstrap, &killed, &changes).await;
 }
 
 /// velib-web on `topics`: once it has read the statistics topic, every station's history (JSON,
@@ -164,40 +169,30 @@ async fn served_history(
     topics: &Topics,
     expected: &BTreeMap<(String, i64), Expected>,
 ) {
-    let mut web = tokio::process::Command::new(velib_testkit::sibling_binary(
-        env!("CARGO_BIN_EXE_velib-monitor"),
-        "velib-web",
-    ));
-    web.args([
-        "--bootstrap-servers",
-        bootstrap,
-        "--http-addr",
-        "127.0.0.1:0",
-    ])
-    .args(["--topic", &topics.stations, "--no-events"])
-    .args([
-        "--stats-topic",
-        &topics.stats,
-        "--health-topic",
-        &topics.health,
-    ])
-    .env("RUST_LOG", "warn")
-    .stdout(std::process::Stdio::piped())
-    .kill_on_drop(true);
-    let mut web = web.spawn().expect("start velib-web");
-    let mut first = String::new();
-    // Kept open to the end: velib-web's standard output is not closed under it.
-    let mut stdout = tokio::io::BufReader::new(web.stdout.take().unwrap());
-    tokio::io::AsyncBufReadExt::read_line(&mut stdout, &mut first)
-        .await
-        .unwrap();
+    let web = Child::spawn(
+        tokio::process::Command::new(sibling("velib-web"))
+            .args([
+                "--bootstrap-servers",
+                bootstrap,
+                "--http-addr",
+                "127.0.0.1:0",
+            ])
+            .args(["--topic", &topics.stations, "--no-events"])
+            .args([
+                "--stats-topic",
+                &topics.stats,
+                "--health-topic",
+                &topics.health,
+            ])
+            .env("RUST_LOG", "warn"),
+    );
     // "velib-web: http://127.0.0.1:PORT/"
-    let base = first
-        .trim()
-        .strip_prefix("velib-web: ")
-        .unwrap_or_else(|| panic!("velib-web said {first:?}"))
-        .trim_end_matches('/')
-        .to_owned();
+    let base = wait_for("velib-web to listen", TIMEOUT, || async {
+        let out = web.stdout();
+        let first = out.first()?.strip_prefix("velib-web: ")?;
+        Some(first.trim_end_matches('/').to_owned())
+    })
+    .await;
     let http = reqwest::Client::new();
     let get = |path: String| {
         let (http, url) = (http.clone(), format!("{base}{path}"));
@@ -269,7 +264,80 @@ async fn served_history(
         by_station.len(),
         expected.len()
     );
-    drop(stdout);
+}
+
+/// A binary built beside the monitor's.
+fn sibling(name: &str) -> std::path::PathBuf {
+    velib_testkit::sibling_binary(env!("CARGO_BIN_EXE_velib-monitor"), name)
+}
+
+/// velib-alerts in dry run on `topics`' health changes, watching every contract of the day,
+/// locked and degraded asked for: it mails each change to one of those once, and nothing
+/// else (no recovery: not asked for).
+async fn mailed_health(bootstrap: &str, topics: &Topics, changes: &[StationHealthEvent]) {
+    let mut wanted: Vec<(String, String)> = changes
+        .iter()
+        .filter_map(|c| {
+            let health = match c.health {
+                velib_model::Health::Locked => "locked",
+                velib_model::Health::Degraded => "degraded",
+                velib_model::Health::Ok => return None,
+            };
+            Some((c.key.to_string(), health.to_owned()))
+        })
+        .collect();
+    wanted.sort();
+    assert!(
+        !wanted.is_empty(),
+        "the day has locked or degraded stations"
+    );
+    let events = unique_name("velib-empty-stations");
+    admin_create_topic(bootstrap, &events, 1).await.unwrap();
+    let mut alerts = tokio::process::Command::new(sibling("velib-alerts"));
+    alerts
+        .args([
+            "--bootstrap-servers",
+            bootstrap,
+            "--dry-run",
+            "--max-age",
+            "0",
+        ])
+        .args(["--topic", &events, "--health-topic", &topics.health])
+        .args([
+            "--group",
+            &unique_name("velib-alerts"),
+            "--alert-on",
+            "locked,degraded",
+        ])
+        .args(["--to", "ops@velib.invalid", "--from", "velib@velib.invalid"])
+        .env("RUST_LOG", "warn");
+    for city in load_day() {
+        alerts.args(["--contract", &city.slug]);
+    }
+    let alerts = Child::spawn(&mut alerts);
+    // Each mail's "Key:" and "Health:" lines.
+    let mailed = |out: &[String]| -> Vec<(String, String)> {
+        let field = |l: &str, name: &str| l.strip_prefix(name).map(|v| v.trim().to_owned());
+        let keys = out.iter().filter_map(|l| field(l, "Key:"));
+        let healths = out.iter().filter_map(|l| {
+            field(l, "Health:").map(|h| h.split(' ').next().unwrap_or("").to_owned())
+        });
+        let mut pairs: Vec<(String, String)> = keys.zip(healths).collect();
+        pairs.sort();
+        pairs
+    };
+    wait_for("a mail per health change", TIMEOUT, || async {
+        (mailed(&alerts.stdout()).len() >= wanted.len()).then_some(())
+    })
+    .await;
+    let mut alerts = alerts;
+    alerts.signal("TERM").await;
+    assert!(alerts.wait(TIMEOUT).await.success());
+    assert_eq!(mailed(&alerts.stdout()), wanted);
+    println!(
+        "velib-alerts mailed the {} locked and degraded changes, each once",
+        wanted.len()
+    );
 }
 
 /// What a read_committed reader finds on `topics`' statistics and health topics: exactly the
@@ -279,7 +347,7 @@ async fn judge(
     topics: &Topics,
     expected: &BTreeMap<(String, i64), Expected>,
     what: &str,
-) {
+) -> Vec<StationHealthEvent> {
     let published = velib_testkit::read_until_quiet(
         bootstrap,
         &topics.stats,
@@ -304,6 +372,7 @@ async fn judge(
     )
     .await;
     let mut seen = std::collections::HashSet::new();
+    let mut changes = Vec::new();
     for m in &health {
         use rdkafka::Message;
         let e = StationHealthEvent::from_json(m.payload().unwrap()).unwrap();
@@ -311,11 +380,13 @@ async fn judge(
             seen.insert((e.key.to_string(), e.decided_at)),
             "{what}: health change twice: {e:?}"
         );
+        changes.push(e);
     }
     println!(
         "{what}: {compared} windows and {} health changes published",
         seen.len()
     );
+    changes
 }
 
 #[tokio::test]
