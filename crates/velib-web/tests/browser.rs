@@ -644,6 +644,20 @@ async fn browser_popup_shows_the_last_day_from_kafka_after_a_restart() {
     let station = &stations[0];
     let key = station.key().to_string();
     let (stats, health, _, _) = crate::history::with_statistics(&broker, station).await;
+    // A second station is degraded: its popup says so, and the locked filter leaves it out.
+    let degraded = &stations[1];
+    let change = velib_model::stats::StationHealthEvent {
+        version: velib_model::stats::StationHealthEvent::VERSION,
+        key: degraded.key(),
+        health: velib_model::stats::Health::Degraded,
+        previous: velib_model::stats::Health::Ok,
+        since: crate::now_ms() - 3_600_000,
+        decided_at: crate::now_ms(),
+        reason: "12 of 20 docks out of service".to_owned(),
+    };
+    broker
+        .produce(&health, degraded.key().as_str(), &change.to_json())
+        .await;
     let served = crate::history::start(&broker, &stats, &health).await;
     served.wait_for_stations(stations.len() as u64).await;
     // velib-web restarts: what it serves now it has read from Kafka again.
@@ -688,6 +702,17 @@ async fn browser_popup_shows_the_last_day_from_kafka_after_a_restart() {
             .unwrap()
             .starts_with("locked since "),
         "{history}"
+    );
+
+    let popup = browser
+        .ask(json!({"cmd": "popup", "key": degraded.key().to_string(), "timeout": 10_000}))
+        .await;
+    assert_eq!(popup["ok"], true, "{popup}");
+    assert!(
+        popup["badge"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("many docks out of service since ")),
+        "{popup}"
     );
 
     let locked = browser

@@ -200,6 +200,9 @@
     root.appendChild(el('div', s.address, 'address'));
     if (s.health === 'locked') {
       root.appendChild(el('div', `locked since ${new Date(s.health_since).toLocaleString()}`, 'badge locked'));
+    } else if (s.health === 'degraded') {
+      const since = new Date(s.health_since).toLocaleString();
+      root.appendChild(el('div', `many docks out of service since ${since}`, 'badge degraded'));
     }
     const dl = el('dl');
     const status =

@@ -197,6 +197,7 @@ const commands = {
         terms: Array.from(p.querySelectorAll('dt')).map((d) => d.textContent),
         values: Array.from(p.querySelectorAll('dd')).map((d) => d.textContent),
         sparkline: Boolean(p.querySelector('svg polyline')),
+        badge: (p.querySelector('.badge') || {}).textContent || null,
         // Elements that only exist if station text was parsed as HTML.
         injected: document.querySelectorAll('.leaflet-popup img, .leaflet-popup script, #feed img, #feed script, #totals img, #contract img').length,
         xss: window.__xss || null,
