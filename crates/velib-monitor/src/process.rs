@@ -223,6 +223,8 @@ pub(crate) fn meter(report: &MonitorReport, metered: &mut MonitorReport) {
 pub(crate) struct StateOut {
     pub(crate) key: String,
     pub(crate) value: Vec<u8>,
+    /// The statistics state (`--stats`), for the record's [`crate::state::STATS_HEADER`].
+    pub(crate) stats: Option<Vec<u8>>,
 }
 
 /// What the exactly-once mode also makes of a record: its station's new state, and the
@@ -407,10 +409,14 @@ fn state_to_remember(
         };
     remember.then(|| {
         let key = key.unwrap_or_else(|| station.key());
-        let stats = detector.stats().and_then(|t| t.state(key.as_str()));
+        let stats = detector.stats().and_then(|t| {
+            let mut bytes = Vec::with_capacity(160);
+            t.encode_state(key.as_str(), &mut bytes).then_some(bytes)
+        });
         StateOut {
-            value: crate::state::value(station, config.field, stats),
+            value: crate::state::value(station, config.field),
             key: key.as_str().to_owned(),
+            stats,
         }
     })
 }

@@ -52,6 +52,12 @@ impl GroupKeys {
     }
 }
 
+/// The record header that carries a station's statistics state (`--stats`), in the compact
+/// binary form of [`velib_stats::Tracker::encode_state`]: beside the JSON value, so that the
+/// value stays readable with any Kafka tool, and compacted with it (a header belongs to its
+/// record).
+pub(crate) const STATS_HEADER: &str = "velib-stats";
+
 /// The changelog value of a station's state: JSON, readable with any Kafka tool.
 /// `{"contract":"Lyon","number":1001,"field":"available_bike_stands","snapshot_at":…,
 /// "tracked":5,"bikes":3,"open":true}`; the contract is spelled as the station's records spell
@@ -60,32 +66,68 @@ impl GroupKeys {
 /// `is_returning` (for the e-bike and returns lines) are `null` when the record does not say,
 /// and read as `null` from records written before they were added.
 ///
-/// With `--stats`, `"stats"` holds the station's statistics state ([`velib_stats::Tracker::state`]):
-/// its open window, the window in its grace period, its health and activity profile.
-pub(crate) fn value(
-    station: &StationView<'_>,
-    field: TrackedField,
-    stats: Option<serde_json::Value>,
-) -> Vec<u8> {
-    let number = match &station.number {
-        StationId::Number(n) => serde_json::Value::from(*n),
-        StationId::Text(s) => serde_json::Value::from(s.as_str()),
-    };
-    let mut value = serde_json::json!({
-        "contract": station.contract_name,
-        "number": number,
-        "field": field,
-        "snapshot_at": station.snapshot_at,
-        "tracked": field.of_view(station),
-        "bikes": station.available_bikes,
-        "open": station.status == Status::Open,
-        "ebikes": station.ebikes(),
-        "is_returning": station.is_returning,
-    });
-    if let Some(stats) = stats {
-        value["stats"] = stats;
+/// With `--stats`, the station's statistics state rides in the record's [`STATS_HEADER`];
+/// velib before that kept it as JSON under `"stats"` in the value, which is still read.
+pub(crate) fn value(station: &StationView<'_>, field: TrackedField) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    #[serde(untagged)]
+    enum Id<'a> {
+        Number(u64),
+        Text(&'a str),
     }
-    serde_json::to_vec(&value).unwrap_or_default()
+    #[derive(serde::Serialize)]
+    struct Out<'a> {
+        contract: &'a str,
+        number: Id<'a>,
+        field: TrackedField,
+        snapshot_at: Option<i64>,
+        tracked: Option<u32>,
+        bikes: u32,
+        open: bool,
+        ebikes: Option<u32>,
+        is_returning: Option<bool>,
+    }
+    let out = Out {
+        contract: &station.contract_name,
+        number: match &station.number {
+            StationId::Number(n) => Id::Number(*n),
+            StationId::Text(s) => Id::Text(s),
+        },
+        field,
+        snapshot_at: station.snapshot_at,
+        tracked: field.of_view(station),
+        bikes: station.available_bikes,
+        open: station.status == Status::Open,
+        ebikes: station.ebikes(),
+        is_returning: station.is_returning,
+    };
+    let mut value = Vec::with_capacity(192);
+    // Plain strings, numbers and booleans: serialising cannot fail.
+    let _ = serde_json::to_writer(&mut value, &out);
+    value
+}
+
+/// A station's statistics state as the changelog kept it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum StoredStats {
+    /// The binary form, from the record's [`STATS_HEADER`].
+    Binary(Vec<u8>),
+    /// The JSON form velib wrote before, under `"stats"` in the value.
+    Json(serde_json::Value),
+}
+
+impl StoredStats {
+    /// Restores station `key` of `tracker` from this state.
+    pub(crate) fn restore_into(
+        &self,
+        tracker: &mut velib_stats::Tracker,
+        key: &str,
+    ) -> Result<(), velib_stats::RestoreError> {
+        match self {
+            StoredStats::Binary(bytes) => tracker.restore_encoded(key, bytes),
+            StoredStats::Json(value) => tracker.restore_json(key, value),
+        }
+    }
 }
 
 /// A station's state read back from the changelog.
@@ -95,7 +137,7 @@ pub(crate) struct StoredState {
     pub(crate) field: TrackedField,
     pub(crate) state: Remembered,
     /// The statistics state, when the monitor that wrote it kept statistics.
-    pub(crate) stats: Option<serde_json::Value>,
+    pub(crate) stats: Option<StoredStats>,
 }
 
 /// The changelog value as written by [`value`], read without building a JSON tree: a restore
@@ -127,9 +169,14 @@ enum WireId<'a> {
 }
 
 impl StoredState {
-    /// Parses a changelog value; `None` when it is not one.
-    pub(crate) fn parse(value: &[u8]) -> Option<StoredState> {
+    /// Parses a changelog value and its [`STATS_HEADER`], if any; `None` when it is not one.
+    pub(crate) fn parse(value: &[u8], stats_header: Option<&[u8]>) -> Option<StoredState> {
         let wire: Wire<'_> = serde_json::from_slice(value).ok()?;
+        let stats = match (stats_header, wire.stats) {
+            (Some(bytes), _) => Some(StoredStats::Binary(bytes.to_vec())),
+            (None, Some(json)) => Some(StoredStats::Json(json)),
+            (None, None) => None,
+        };
         Some(StoredState {
             contract: wire.contract.into_owned(),
             number: match wire.number {
@@ -145,7 +192,7 @@ impl StoredState {
                 ebikes: wire.ebikes,
                 is_returning: wire.is_returning,
             },
-            stats: wire.stats,
+            stats,
         })
     }
 }
@@ -180,8 +227,8 @@ mod tests {
             docks_out_of_service: None,
             is_returning: None,
         };
-        let value = value(&station.view(), TrackedField::AvailableBikeStands, None);
-        let stored = StoredState::parse(&value).unwrap();
+        let value = value(&station.view(), TrackedField::AvailableBikeStands);
+        let stored = StoredState::parse(&value, None).unwrap();
         assert_eq!(stored.contract, "Lyon");
         assert_eq!(stored.number, StationId::Number(1001));
         assert_eq!(stored.field, TrackedField::AvailableBikeStands);
@@ -214,20 +261,19 @@ mod tests {
             }
         );
         // A count the record does not give is stored as unknown, not as 0.
-        let unknown = StoredState::parse(&super::value(
-            &next.view(),
-            TrackedField::AvailableEbikes,
+        let unknown = StoredState::parse(
+            &super::value(&next.view(), TrackedField::AvailableEbikes),
             None,
-        ))
+        )
         .unwrap();
         assert_eq!(unknown.field, TrackedField::AvailableEbikes);
         assert_eq!(unknown.state.tracked, None);
-        assert!(StoredState::parse(b"not json").is_none());
-        assert!(StoredState::parse(br#"{"contract":"Lyon"}"#).is_none());
+        assert!(StoredState::parse(b"not json", None).is_none());
+        assert!(StoredState::parse(br#"{"contract":"Lyon"}"#, None).is_none());
     }
 
     #[test]
-    fn statistics_ride_in_the_same_changelog_value() {
+    fn statistics_ride_beside_the_changelog_value() {
         use velib_model::{Position, Station};
         let station = |at: i64, bikes: u32| Station {
             number: StationId::Number(7),
@@ -256,16 +302,17 @@ mod tests {
         let mut out = velib_stats::Published::default();
         let first = station(hour + 600_000, 5);
         tracker.observe("lyon:7", &first.view(), &mut out);
-        let written = value(
-            &first.view(),
-            TrackedField::AvailableBikeStands,
-            tracker.state("lyon:7"),
-        );
+        let written = value(&first.view(), TrackedField::AvailableBikeStands);
+        let mut header = Vec::new();
+        assert!(tracker.encode_state("lyon:7", &mut header));
         // Read back by a monitor that keeps statistics, the window goes on where it was.
-        let stored = StoredState::parse(&written).unwrap();
+        let stored = StoredState::parse(&written, Some(&header)).unwrap();
         let mut restored = velib_stats::Tracker::default();
-        restored
-            .restore("lyon:7", stored.stats.as_ref().unwrap())
+        stored
+            .stats
+            .as_ref()
+            .unwrap()
+            .restore_into(&mut restored, "lyon:7")
             .unwrap();
         let next = station(hour + 3_700_000, 2);
         let (mut a, mut b) = (velib_stats::Published::default(), out);
@@ -273,10 +320,21 @@ mod tests {
         restored.observe("lyon:7", &next.view(), &mut b);
         assert_eq!(a.stats, b.stats);
         assert_eq!(a.stats.len(), 1);
-        // Without statistics the value is as before, and reads back without them.
-        let plain = value(&first.view(), TrackedField::AvailableBikeStands, None);
-        assert!(!String::from_utf8(plain.clone()).unwrap().contains("stats"));
-        assert!(StoredState::parse(&plain).unwrap().stats.is_none());
+        // The value itself is the detection state alone, whether statistics are kept or not.
+        assert!(
+            !String::from_utf8(written.clone())
+                .unwrap()
+                .contains("stats")
+        );
+        assert!(StoredState::parse(&written, None).unwrap().stats.is_none());
+        // A value an earlier velib wrote, its statistics as JSON inside: still read as such.
+        let mut old: serde_json::Value = serde_json::from_slice(&written).unwrap();
+        old["stats"] = serde_json::json!({"last": 1});
+        let old = StoredState::parse(&serde_json::to_vec(&old).unwrap(), None).unwrap();
+        assert_eq!(
+            old.stats,
+            Some(StoredStats::Json(serde_json::json!({"last": 1})))
+        );
     }
 
     #[test]

@@ -32,7 +32,6 @@
 //! not teach it that silence is usual.
 
 use crate::window::{Reading, Window};
-use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use velib_model::{Health, StationHealthEvent, StationKey};
 
@@ -69,12 +68,12 @@ impl Default for HealthConfig {
 }
 
 /// Movements per hour for each hour of the day (UTC), and how many windows taught it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Profile {
     /// Quarters of a movement per hour (so up to 63.75 an hour), per hour of day.
-    quarters: [u8; 24],
+    pub(crate) quarters: [u8; 24],
     /// Windows learnt from, per hour of day, two hours a byte (0 to 15 each).
-    seen: [u8; 12],
+    pub(crate) seen: [u8; 12],
 }
 
 impl Profile {
@@ -161,12 +160,12 @@ impl ContractProfile {
 }
 
 /// A station's health and what judging it needs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct HealthState {
     pub(crate) profile: Profile,
     /// When its counts last moved (or it last was closed): snapshot time, epoch ms.
-    still_since: i64,
-    health: Health,
+    pub(crate) still_since: i64,
+    pub(crate) health: Health,
 }
 
 /// The hour of day (UTC) of epoch ms `at`.
@@ -186,7 +185,7 @@ impl HealthState {
 
     /// Learns from a closed window of `size` ms, unless the station is locked (its silence is
     /// not its usual activity) or was open less than half the window.
-    pub(crate) fn learn<T: Copy + Eq>(&mut self, window: &Window<T>, size: i64) {
+    pub(crate) fn learn(&mut self, window: &Window, size: i64) {
         let open_ms = i64::from(window.known.saturating_sub(window.closed));
         if self.health == Health::Locked || open_ms * 2 < size {
             return;
@@ -202,16 +201,16 @@ impl HealthState {
 
     /// Judges the station on its newest record, `moved` telling whether its counts differ from
     /// the record before; returns the change, if its health changed.
-    pub(crate) fn judge<T>(
+    pub(crate) fn judge(
         &mut self,
         key: impl FnOnce() -> StationKey,
-        reading: &Reading<T>,
+        reading: &Reading,
         moved: bool,
         contract: Option<&ContractProfile>,
         config: &HealthConfig,
     ) -> Option<StationHealthEvent> {
         let at = reading.at;
-        if moved || !reading.open {
+        if moved || !reading.open() {
             self.still_since = at;
         }
         let still = at - self.still_since;
@@ -223,7 +222,7 @@ impl HealthState {
         } else {
             self.locked(at, still, contract, config)
         };
-        let out = reading.docks_out.unwrap_or(0);
+        let out = reading.docks_out().unwrap_or(0);
         let degraded = reading.capacity > 0
             && f64::from(out) >= config.degraded_share * f64::from(reading.capacity);
         let health = if locked {
@@ -246,7 +245,7 @@ impl HealthState {
             Health::Degraded => {
                 format!("{out} of its {} docks are out of service", reading.capacity)
             }
-            Health::Ok if !reading.open => "closed".to_owned(),
+            Health::Ok if !reading.open() => "closed".to_owned(),
             Health::Ok => "moving, with its docks in service".to_owned(),
         };
         let event = StationHealthEvent {

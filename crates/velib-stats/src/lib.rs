@@ -42,73 +42,164 @@
 //!
 //! # Exactly once
 //!
-//! The tracker's state of a station ([`Tracker::state`], JSON) is what a monitor keeps in its
-//! state changelog in the same Kafka transaction as the consumed offsets and the windows it
-//! publishes, and restores ([`Tracker::restore`]) after a crash or a rebalance. Kafka Streams'
-//! emit-on-change (KIP-557) was withdrawn (apache/kafka#10397) because its state could run
-//! ahead of what had been emitted: after a crash it saw the replayed record as "no change" and
-//! never emitted it. Here the open windows and the published ones commit or abort together, so
-//! a replayed record always meets the state from before it.
+//! The tracker's state of a station ([`Tracker::encode_state`], a compact binary form, about
+//! 150 bytes) is what a monitor keeps in its state changelog in the same Kafka transaction as
+//! the consumed offsets and the windows it publishes, and restores
+//! ([`Tracker::restore_encoded`]) after a crash or a rebalance; the JSON form earlier versions
+//! wrote is still read ([`Tracker::restore_json`]). Kafka Streams' emit-on-change (KIP-557)
+//! was withdrawn (apache/kafka#10397) because its state could run ahead of what had been
+//! emitted: after a crash it saw the replayed record as "no change" and never emitted it.
+//! Here the open windows and the published ones commit or abort together, so a replayed
+//! record always meets the state from before it.
 //!
 //! # Memory
 //!
-//! A station with an open window costs 254 bytes with two vehicle types, as real feeds have,
-//! health and activity profile included (the unit test `memory_per_station_is_bounded` adds up
-//! its parts at 10,000 stations: 184 bytes of boxed state, 36 of them the profile, its per-type
-//! counts, the key's text, and its share of the map's slots, which is up to 16 bytes more just
-//! after the table doubles). Counts are kept as `u16` (clamped at 65,535), durations in `u32`
-//! milliseconds (hence windows of at most a day).
+//! A station's state lies in place, with no allocation of its own: 168 bytes (its last record
+//! 32, its open window 88, its health and activity profile 48), per-type counts in small
+//! fixed arrays (three types; real feeds have one or two), counts as `u16` (clamped at
+//! 65,535), durations in `u32` milliseconds (hence windows of at most a day). The states sit
+//! side by side in one vector, found through a table of 4-byte entry numbers keyed by
+//! contract and station number: with the station's 8-byte compact key, 176 bytes a station
+//! and its share of the index and of the vector's spare room (which grows by an eighth), 201
+//! bytes at 10,000 stations (the unit test `memory_per_station_is_bounded` adds up the parts;
+//! the index's share grows by up to 5 bytes just after it doubles).
 //!
 //! [`snapshot_at`]: velib_model::Station::snapshot_at
 
 #![forbid(unsafe_code)]
 
 pub mod activity;
+mod codec;
 pub mod health;
+mod legacy;
 mod station;
 mod types;
 mod window;
 
 pub use activity::{Activity, activity};
+pub use codec::DecodeError;
 pub use health::HealthConfig;
+pub use legacy::LegacyError;
 pub use station::{Applied, ConfigError, StatsConfig};
 pub use velib_model::{Health, StationHealthEvent, StationStats};
 
+use hashbrown::HashTable;
 use health::ContractProfile;
-use serde::{Deserialize, Serialize};
 use station::StationState;
 use std::collections::HashMap;
 use types::TypeTable;
-use velib_model::{StationView, VehicleKind};
-use window::{Reading, Tally, Window};
-
-/// A vehicle type as the state changelog names it: id and kind, `["electrical","electric"]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct NamedType(String, VehicleKind);
+use velib_model::StationView;
+use window::{Reading, Window};
 
 /// Statistics and health of many stations, each by its key: its last record, its open window,
 /// the window that waits for its grace period, its health and activity profile.
+///
+/// The states lie side by side in one vector, found through a table of 4-byte indices keyed
+/// by contract and station number (stations whose number is not a plain integer below 2^48
+/// are found by their whole key instead): no allocation per station.
 #[derive(Debug, Clone, Default)]
 pub struct Tracker {
     config: StatsConfig,
     health: HealthConfig,
     types: TypeTable,
-    /// Per contract (the key's part before `:`), the sum of its stations' profiles.
-    contracts: HashMap<Box<str>, ContractProfile>,
-    /// Boxed: the map's slots, of which hashbrown keeps up to twice as many as stations, stay
-    /// small.
-    stations: HashMap<Box<str>, Box<StationState<u8>>>,
+    contracts: Contracts,
+    /// Indices into `entries` of the stations with a compact key, hashed by it.
+    index: HashTable<u32>,
+    /// Indices into `entries` of the other stations, by key.
+    wide: HashMap<Box<str>, u32>,
+    entries: Vec<Entry>,
+    /// Entries of forgotten stations, reused by the next new ones.
+    free: Vec<u32>,
+    /// Per entry, the window that ended but waits for its grace period.
+    sealed: HashMap<u32, Window>,
+}
+
+/// One station's slot: its compact key ([`WIDE`] or [`FREE`] otherwise) and its state.
+#[derive(Debug, Clone)]
+struct Entry {
+    key: u64,
+    state: StationState,
+}
+
+/// [`Entry::key`] of a station found through [`Tracker::wide`].
+const WIDE: u64 = u64::MAX;
+/// [`Entry::key`] of a slot no station holds.
+const FREE: u64 = u64::MAX - 1;
+/// Station numbers below 2^48 with a contract index below 0xFFFF make a compact key, never
+/// [`WIDE`] or [`FREE`].
+const NUMBER_BITS: u32 = 48;
+
+/// The contracts met, each by index, with the sum of its stations' profiles.
+#[derive(Debug, Clone, Default)]
+struct Contracts {
+    ids: HashMap<Box<str>, u32>,
+    names: Vec<Box<str>>,
+    profiles: Vec<Option<ContractProfile>>,
+    /// The contract of the previous key: feeds list stations contract by contract, so this
+    /// saves hashing the name for most records.
+    last: Option<u32>,
+}
+
+impl Contracts {
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(c) = self.last
+            && *self.names[c as usize] == *name
+        {
+            return c;
+        }
+        let c = match self.ids.get(name) {
+            Some(&c) => c,
+            None => {
+                let c = self.names.len() as u32;
+                self.ids.insert(name.into(), c);
+                self.names.push(name.into());
+                self.profiles.push(None);
+                c
+            }
+        };
+        self.last = Some(c);
+        c
+    }
+
+    fn profile(&self, c: u32) -> Option<&ContractProfile> {
+        self.profiles[c as usize].as_ref()
+    }
+
+    /// Adds (`add`) or removes a station's profile from its contract's.
+    fn count(&mut self, c: u32, profile: &health::Profile, add: bool) {
+        self.profiles[c as usize]
+            .get_or_insert_with(ContractProfile::default)
+            .count(profile, add);
+    }
+
+    /// Drops contract `c`'s profile once no station contributes to it (its last station
+    /// forgotten).
+    fn drop_if_empty(&mut self, c: u32) {
+        let slot = &mut self.profiles[c as usize];
+        if slot.as_ref().is_some_and(ContractProfile::is_empty) {
+            *slot = None;
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        let names: usize = self.names.iter().map(|n| n.len()).sum();
+        2 * names
+            + self.names.capacity() * 16
+            + self.ids.capacity() * 24
+            + self.profiles.capacity() * 8
+            + self.profiles.iter().flatten().count() * std::mem::size_of::<[[u32; 256]; 24]>()
+    }
 }
 
 /// A state changelog value that is not a station's statistics state.
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
-    /// Not the JSON [`Tracker::state`] writes.
-    #[error("not a station's statistics state: {0}")]
-    Format(#[from] serde_json::Error),
-    /// More vehicle types than a tracker can name.
-    #[error("more than 256 vehicle types")]
-    TooManyTypes,
+    /// Not the binary form [`Tracker::encode_state`] writes.
+    #[error(transparent)]
+    Binary(#[from] DecodeError),
+    /// Not the JSON form earlier versions wrote.
+    #[error(transparent)]
+    Json(#[from] LegacyError),
 }
 
 /// What records made a tracker publish.
@@ -133,9 +224,35 @@ impl Published {
     }
 }
 
-/// The contract part of a station key, `lyon` of `lyon:1001`.
-fn contract_of(key: &str) -> &str {
-    key.split_once(':').map_or(key, |(c, _)| c)
+/// The contract part of a station key, `lyon` of `lyon:1001`, and its number when it is a
+/// plain integer below 2^48 (written as `u64`'s `Display` writes it, so that the key can be
+/// written back).
+fn split_key(key: &str) -> (&str, Option<u64>) {
+    let Some((contract, number)) = key.split_once(':') else {
+        return (key, None);
+    };
+    let canonical = !number.is_empty()
+        && number.len() <= 15
+        && number.bytes().all(|b| b.is_ascii_digit())
+        && (number == "0" || !number.starts_with('0'));
+    let n = canonical
+        .then(|| number.parse::<u64>().ok())
+        .flatten()
+        .filter(|&n| n < 1 << NUMBER_BITS);
+    (contract, n)
+}
+
+/// The compact key of station `number` of contract `c`, when there is one.
+fn compact(c: u32, number: Option<u64>) -> Option<u64> {
+    let n = number?;
+    (c < 0xFFFF).then(|| (u64::from(c) << NUMBER_BITS) | n)
+}
+
+/// A 64-bit mix of a compact key (a folded multiply): its high bits choose hashbrown's
+/// control byte, its low bits the bucket, and both depend on every bit of the key.
+fn hash(key: u64) -> u64 {
+    let p = u128::from(key) * 0x9E37_79B9_7F4A_7C15_u128;
+    (p as u64) ^ ((p >> 64) as u64)
 }
 
 impl Tracker {
@@ -158,6 +275,54 @@ impl Tracker {
         &self.config
     }
 
+    /// The entry of station `key` (contract `c`, number `number`), if known.
+    fn find(&self, key: &str, c: u32, number: Option<u64>) -> Option<u32> {
+        match compact(c, number) {
+            Some(k) => {
+                let entries = &self.entries;
+                self.index
+                    .find(hash(k), |&i| entries[i as usize].key == k)
+                    .copied()
+            }
+            None => self.wide.get(key).copied(),
+        }
+    }
+
+    /// Adds station `key` with `state`; its entry.
+    fn insert(&mut self, key: &str, c: u32, number: Option<u64>, state: StationState) -> u32 {
+        let compact = compact(c, number);
+        let entry = Entry {
+            key: compact.unwrap_or(WIDE),
+            state,
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.entries[i as usize] = entry;
+                i
+            }
+            None => {
+                if self.entries.len() == self.entries.capacity() {
+                    // Grown by an eighth, not doubled: at a million stations a doubled vector
+                    // would hold 170 MB it may never use.
+                    self.entries.reserve_exact((self.entries.len() / 8).max(16));
+                }
+                self.entries.push(entry);
+                (self.entries.len() - 1) as u32
+            }
+        };
+        match compact {
+            Some(k) => {
+                let entries = &self.entries;
+                self.index
+                    .insert_unique(hash(k), i, |&j| hash(entries[j as usize].key));
+            }
+            None => {
+                self.wide.insert(key.into(), i);
+            }
+        }
+        i
+    }
+
     /// Applies `station`'s record to the station keyed `key` (its Kafka key, `lyon:1001`),
     /// appending the windows it closes (oldest first) and the change of its health, if any, to
     /// `out`.
@@ -171,39 +336,53 @@ impl Tracker {
         let Some(reading) = Reading::read(station, |id, kind| types.intern(id, kind)) else {
             return Applied::Unplaced;
         };
-        let (config, health) = (&self.config, &self.health);
-        let contract = contract_of(key);
-        let Some(state) = self.stations.get_mut(key) else {
-            let mut state = Box::new(StationState::first(reading, config));
-            let profile = self.contracts.get(contract);
+        let (contract, number) = split_key(key);
+        let c = self.contracts.intern(contract);
+        let Some(i) = self.find(key, c, number) else {
+            let mut state = StationState::first(reading, &self.config);
+            let profile = self.contracts.profile(c);
             if let Some(event) =
                 state
                     .health
-                    .judge(|| station.key(), &state.last, false, profile, health)
+                    .judge(|| station.key(), &state.last, false, profile, &self.health)
             {
                 out.health.push(event);
             }
-            self.stations.insert(key.into(), state);
+            self.insert(key, c, number, state);
             return Applied::First;
         };
+        let (config, health) = (&self.config, &self.health);
+        let state = &mut self.entries[i as usize].state;
         let moved = reading.moved_from(&state.last);
-        let mut ended = Vec::new();
-        let applied = state.observe(reading, config, |window| ended.push(window));
+        let mut sealed = if self.sealed.is_empty() {
+            None
+        } else {
+            self.sealed.remove(&i)
+        };
+        let mut ended: [Option<Window>; 2] = [None, None];
+        let applied = state.observe(reading, config, &mut sealed, |window| {
+            // At most two: the window waiting for its grace period, and the one just ended.
+            if let Some(slot) = ended.iter_mut().find(|w| w.is_none()) {
+                *slot = Some(window);
+            }
+        });
+        if let Some(w) = sealed {
+            self.sealed.insert(i, w);
+        }
         if applied != Applied::Applied {
             return applied;
         }
         let table = &self.types;
-        if !ended.is_empty() {
-            let profile = self.contracts.entry(contract.into()).or_default();
-            profile.count(&state.health.profile, false);
-            for window in &ended {
+        if ended[0].is_some() {
+            self.contracts.count(c, &state.health.profile, false);
+            for window in ended.iter().flatten() {
                 state.health.learn(window, config.size_ms());
                 out.stats
                     .push(window.finish(&station.key(), config.size_ms(), |t| table.get(t)));
             }
-            profile.count(&state.health.profile, true);
+            self.contracts.count(c, &state.health.profile, true);
         }
-        let profile = self.contracts.get(contract);
+        let profile = self.contracts.profile(c);
         if let Some(event) =
             state
                 .health
@@ -214,58 +393,106 @@ impl Tracker {
         applied
     }
 
-    /// The statistics state of station `key`, as the state changelog keeps it (JSON);
-    /// `None` when the station is not known.
-    pub fn state(&self, key: &str) -> Option<serde_json::Value> {
-        let state = self.stations.get(key)?;
-        let named = state.map_types(|&t| {
-            let (id, kind) = self.types.get(t);
-            Some(NamedType(id.to_owned(), kind))
-        })?;
-        serde_json::to_value(named).ok()
+    /// Appends the statistics state of station `key` to `out`, in the compact binary form the
+    /// state changelog keeps (see the crate's documentation); `false` (and nothing appended)
+    /// when the station is not known.
+    pub fn encode_state(&self, key: &str, out: &mut Vec<u8>) -> bool {
+        let (contract, number) = split_key(key);
+        let Some(&c) = self.contracts.ids.get(contract) else {
+            return false;
+        };
+        let Some(i) = self.find(key, c, number) else {
+            return false;
+        };
+        codec::encode(
+            &self.entries[i as usize].state,
+            self.sealed.get(&i),
+            &self.types,
+            out,
+        );
+        true
     }
 
-    /// Sets station `key`'s state to `state`, as [`Tracker::state`] wrote it.
+    /// Sets station `key`'s state to `bytes`, as [`Tracker::encode_state`] wrote them.
+    ///
+    /// # Errors
+    ///
+    /// When `bytes` are not such a state (of a version this build reads); the station is then
+    /// left as it was.
+    pub fn restore_encoded(&mut self, key: &str, bytes: &[u8]) -> Result<(), RestoreError> {
+        let (state, sealed) = codec::decode(bytes, &mut self.types)?;
+        self.put(key, state, sealed);
+        Ok(())
+    }
+
+    /// Sets station `key`'s state to `state`, in the JSON form velib wrote to its state
+    /// changelog before the binary one, so that a state topic an earlier velib wrote restores.
     ///
     /// # Errors
     ///
     /// When `state` is not such a value; the station is then left as it was.
-    pub fn restore(&mut self, key: &str, state: &serde_json::Value) -> Result<(), RestoreError> {
-        let named = StationState::<NamedType>::deserialize(state)?;
-        let types = &mut self.types;
-        let state = named
-            .map_types(|NamedType(id, kind)| types.intern(id, *kind))
-            .ok_or(RestoreError::TooManyTypes)?;
-        self.forget(key);
-        self.contracts
-            .entry(contract_of(key).into())
-            .or_default()
-            .count(&state.health.profile, true);
-        self.stations.insert(key.into(), Box::new(state));
+    pub fn restore_json(
+        &mut self,
+        key: &str,
+        state: &serde_json::Value,
+    ) -> Result<(), RestoreError> {
+        let (state, sealed) = legacy::decode(state, &mut self.types)?;
+        self.put(key, state, sealed);
         Ok(())
+    }
+
+    /// Sets station `key`'s state, replacing what was known of it.
+    fn put(&mut self, key: &str, state: StationState, sealed: Option<Window>) {
+        self.forget(key);
+        let (contract, number) = split_key(key);
+        let c = self.contracts.intern(contract);
+        self.contracts.count(c, &state.health.profile, true);
+        let i = self.insert(key, c, number, state);
+        if let Some(w) = sealed {
+            self.sealed.insert(i, w);
+        }
     }
 
     /// Forgets station `key` (its partition went to another monitor).
     pub fn forget(&mut self, key: &str) {
-        if let Some(state) = self.stations.remove(key) {
-            self.uncount(key, &state);
-        }
-    }
-
-    /// Takes a forgotten station's profile out of its contract's.
-    fn uncount(&mut self, key: &str, state: &StationState<u8>) {
-        let contract = contract_of(key);
-        if let Some(profile) = self.contracts.get_mut(contract) {
-            profile.count(&state.health.profile, false);
-            if profile.is_empty() {
-                self.contracts.remove(contract);
+        let (contract, number) = split_key(key);
+        let Some(&c) = self.contracts.ids.get(contract) else {
+            return;
+        };
+        let i = match compact(c, number) {
+            Some(k) => {
+                let entries = &self.entries;
+                match self
+                    .index
+                    .find_entry(hash(k), |&i| entries[i as usize].key == k)
+                {
+                    Ok(found) => found.remove().0,
+                    Err(_) => return,
+                }
             }
-        }
+            None => match self.wide.remove(key) {
+                Some(i) => i,
+                None => return,
+            },
+        };
+        let entry = &mut self.entries[i as usize];
+        entry.key = FREE;
+        let profile = entry.state.health.profile;
+        self.contracts.count(c, &profile, false);
+        self.contracts.drop_if_empty(c);
+        self.sealed.remove(&i);
+        self.free.push(i);
     }
 
     /// Keeps only the stations whose key `keep` accepts.
     pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
-        let gone: Vec<Box<str>> = self.stations.keys().filter(|k| !keep(k)).cloned().collect();
+        let names = &self.contracts.names;
+        let compact_keys = self.entries.iter().filter(|e| e.key < FREE).map(|e| {
+            let c = (e.key >> NUMBER_BITS) as usize;
+            format!("{}:{}", names[c], e.key & ((1 << NUMBER_BITS) - 1))
+        });
+        let wide_keys = self.wide.keys().map(|k| k.to_string());
+        let gone: Vec<String> = compact_keys.chain(wide_keys).filter(|k| !keep(k)).collect();
         for key in gone {
             self.forget(&key);
         }
@@ -273,50 +500,34 @@ impl Tracker {
 
     /// Number of stations known.
     pub fn len(&self) -> usize {
-        self.stations.len()
+        self.entries.len() - self.free.len()
     }
 
     /// Whether no station is known.
     pub fn is_empty(&self) -> bool {
-        self.stations.is_empty()
+        self.len() == 0
     }
 
-    /// Heap bytes held (an estimate from the table's capacity and each station's parts), for
-    /// the memory check and the benchmark.
+    /// Heap bytes held (an estimate from the tables' capacities), for the memory check and the
+    /// benchmark.
     pub fn heap_bytes(&self) -> usize {
-        let slot = std::mem::size_of::<(Box<str>, Box<StationState<u8>>)>() + 1;
-        let buckets = if self.stations.capacity() == 0 {
-            0
-        } else {
-            (self.stations.capacity() * 8 / 7).next_power_of_two()
+        let buckets = |capacity: usize| {
+            if capacity == 0 {
+                0
+            } else {
+                (capacity * 8 / 7).next_power_of_two()
+            }
         };
-        buckets * slot
-            + self
-                .stations
-                .iter()
-                .map(|(k, s)| {
-                    k.len() + std::mem::size_of::<StationState<u8>>() + station_heap_bytes(s)
-                })
-                .sum::<usize>()
+        // hashbrown: one control byte per bucket beside each slot.
+        buckets(self.index.capacity()) * (std::mem::size_of::<u32>() + 1)
+            + buckets(self.wide.capacity()) * (std::mem::size_of::<(Box<str>, u32)>() + 1)
+            + self.wide.keys().map(|k| k.len()).sum::<usize>()
+            + self.entries.capacity() * std::mem::size_of::<Entry>()
+            + self.free.capacity() * std::mem::size_of::<u32>()
+            + buckets(self.sealed.capacity()) * (std::mem::size_of::<(u32, Window)>() + 1)
             + self.types.heap_bytes()
+            + self.contracts.heap_bytes()
     }
-}
-
-/// Heap bytes of one station's state beyond its inline part: its per-type counts and the
-/// window waiting for its grace period.
-fn station_heap_bytes(state: &StationState<u8>) -> usize {
-    let reading = |r: &Reading<u8>| r.types.as_ref().map_or(0, |t| std::mem::size_of_val(&**t));
-    let window = |w: &Window<u8>| {
-        w.types
-            .as_ref()
-            .map_or(0, |t| std::mem::size_of_val::<[Tally<u8>]>(t))
-    };
-    reading(&state.last)
-        + window(&state.open)
-        + state
-            .sealed
-            .as_ref()
-            .map_or(0, |w| std::mem::size_of::<Window<u8>>() + window(w))
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@
 
 use crate::health::HealthState;
 use crate::window::{Reading, Window};
-use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// How windows are cut and when they close.
@@ -100,38 +99,39 @@ pub enum Applied {
     Unplaced,
 }
 
-/// The statistics state of one station.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct StationState<T> {
+/// The statistics state of one station: 168 bytes, in place. The window that ended but waits
+/// for its grace period is kept beside it by the tracker (usually there is none: with no
+/// grace, a window closes on the record that ends it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StationState {
     /// The last record applied: its state holds from its snapshot time until the next one's.
-    pub(crate) last: Reading<T>,
+    pub(crate) last: Reading,
     /// The window holding `last`.
-    pub(crate) open: Window<T>,
-    /// The window before, ended but within its grace period (boxed: usually absent).
-    pub(crate) sealed: Option<Box<Window<T>>>,
+    pub(crate) open: Window,
     /// Locked, degraded or fine, and the profile that judges it.
     pub(crate) health: HealthState,
 }
 
-impl<T: Copy + Eq> StationState<T> {
+impl StationState {
     /// The state after the station's first record.
-    pub(crate) fn first(reading: Reading<T>, config: &StatsConfig) -> StationState<T> {
+    pub(crate) fn first(reading: Reading, config: &StatsConfig) -> StationState {
         let mut open = Window::new(config.window_of(reading.at));
         open.record(None, &reading);
         StationState {
             health: HealthState::first(reading.at),
             last: reading,
             open,
-            sealed: None,
         }
     }
 
-    /// Applies `reading`, handing every window it closes to `close`, oldest first.
+    /// Applies `reading`, handing every window it closes to `close`, oldest first; `sealed` is
+    /// the station's window waiting for its grace period, if any, and is left so.
     pub(crate) fn observe(
         &mut self,
-        reading: Reading<T>,
+        reading: Reading,
         config: &StatsConfig,
-        mut close: impl FnMut(Window<T>),
+        sealed: &mut Option<Window>,
+        mut close: impl FnMut(Window),
     ) -> Applied {
         if reading.at == self.last.at {
             return Applied::Duplicate;
@@ -153,38 +153,19 @@ impl<T: Copy + Eq> StationState<T> {
             let ended = std::mem::replace(&mut self.open, next);
             // A window still waiting has ended at least a window before `reading`, longer ago
             // than any grace period: it closes first.
-            if let Some(waiting) = self.sealed.take() {
-                close(*waiting);
+            if let Some(waiting) = sealed.take() {
+                close(waiting);
             }
-            self.sealed = Some(Box::new(ended));
+            *sealed = Some(ended);
         }
         self.open.record(Some(&self.last), &reading);
         self.last = reading;
         let stream_time = self.last.at;
-        if let Some(done) = self
-            .sealed
-            .take_if(|w| stream_time >= w.start + config.size_ms + config.grace_ms)
+        if let Some(done) =
+            sealed.take_if(|w| stream_time >= w.start + config.size_ms + config.grace_ms)
         {
-            close(*done);
+            close(done);
         }
         Applied::Applied
-    }
-}
-
-impl<T> StationState<T> {
-    /// The same state with its types named by `f`; `None` when `f` cannot name one.
-    pub(crate) fn map_types<U>(
-        &self,
-        mut f: impl FnMut(&T) -> Option<U>,
-    ) -> Option<StationState<U>> {
-        Some(StationState {
-            last: self.last.map_types(&mut f)?,
-            open: self.open.map_types(&mut f)?,
-            sealed: match &self.sealed {
-                Some(w) => Some(Box::new(w.map_types(&mut f)?)),
-                None => None,
-            },
-            health: self.health.clone(),
-        })
     }
 }

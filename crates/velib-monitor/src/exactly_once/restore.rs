@@ -6,10 +6,10 @@ use super::transaction::Core;
 use super::{CALL_TIMEOUT, ExactlyOnceConfig, STATE_TOPIC_GRACE};
 use crate::detect::Detector;
 use crate::process::{MonitorConfig, MonitorError};
-use crate::state::StoredState;
+use crate::state::{STATS_HEADER, StoredState};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
@@ -226,7 +226,13 @@ impl Core {
             restored.foreign += 1;
             return;
         }
-        match m.payload().map(StoredState::parse) {
+        let stats_header = m.headers().and_then(|headers| {
+            headers
+                .iter()
+                .find(|h| h.key == STATS_HEADER)
+                .and_then(|h| h.value)
+        });
+        match m.payload().map(|p| StoredState::parse(p, stats_header)) {
             Some(Some(r)) if r.field == self.config.field => {
                 detector.restore(&r.contract, &r.number, r.state);
                 restored.stations += 1;
@@ -234,17 +240,66 @@ impl Core {
                     let key = velib_model::StationKey::new(&r.contract, &r.number.to_string());
                     // An unreadable statistics state: the station's statistics start afresh
                     // (its detection state is restored all the same).
-                    if tracker.restore(key.as_str(), stats).is_err() {
-                        restored.unreadable += 1;
+                    if let Err(e) = stats.restore_into(tracker, key.as_str()) {
+                        let why = format!("{e}; the station's statistics start afresh");
+                        self.unreadable(m, restored, &why);
                     }
                 }
             }
             // Another field's state (a monitor run with another --field) or a tombstone: the
             // station starts unknown.
             Some(Some(_)) | None => {}
-            Some(None) => restored.unreadable += 1,
+            Some(None) => self.unreadable(
+                m,
+                restored,
+                &"not a station's state; the station starts unknown",
+            ),
         }
     }
+
+    /// Counts an unreadable changelog record and names it in the log (the first few of a
+    /// restore: a topic full of them says so once, in the summary).
+    fn unreadable<M: Message>(
+        &self,
+        m: &M,
+        restored: &mut Restored,
+        error: &dyn std::fmt::Display,
+    ) {
+        restored.unreadable += 1;
+        if restored.unreadable <= NAMED_UNREADABLE {
+            tracing::warn!(
+                "{}",
+                unreadable_record(
+                    &self.eos.state_topic,
+                    m.partition(),
+                    m.offset(),
+                    m.key(),
+                    error
+                )
+            );
+        }
+    }
+}
+
+/// How many unreadable changelog records a restore names one by one.
+const NAMED_UNREADABLE: usize = 10;
+
+/// What the log says of an unreadable changelog record: where it is and its key (escaped: a
+/// station key holds feed text), and why.
+pub(super) fn unreadable_record(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    key: Option<&[u8]>,
+    error: &dyn std::fmt::Display,
+) -> String {
+    let key = key.map_or_else(
+        || "no key".to_owned(),
+        |k| format!("key {:?}", String::from_utf8_lossy(k)),
+    );
+    format!(
+        "state record {topic} partition {partition} offset {offset} ({key}) unreadable: {error}"
+    )
 }
 
 /// The state topic must exist with a partition for every partition of the stations topic, and
@@ -318,4 +373,33 @@ fn check_topics_once<C: ConsumerContext>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_state_record_is_named() {
+        let mut tracker = velib_stats::Tracker::default();
+        let error = crate::state::StoredStats::Binary(vec![1, 0, 7])
+            .restore_into(&mut tracker, "lyon:7")
+            .unwrap_err();
+        let line = unreadable_record(
+            "velib-monitor-state",
+            3,
+            41,
+            Some(b"[\"g\",\"lyon:7\x1b\"]"),
+            &error,
+        );
+        assert!(
+            line.starts_with("state record velib-monitor-state partition 3 offset 41 (key "),
+            "{line}"
+        );
+        assert!(line.contains("ends early"), "{line}");
+        assert!(!line.contains('\u{1b}'), "the key is escaped: {line}");
+        assert!(tracker.is_empty(), "nothing restored from it");
+        let line = unreadable_record("s", 0, 1, None, &"not a station's state");
+        assert!(line.contains("(no key)"), "{line}");
+    }
 }

@@ -32,6 +32,11 @@ pub(super) struct Txn {
     pub(super) report_before: MonitorReport,
     /// Records it covers.
     pub(super) records: u64,
+    /// The newest state of each station a record of it changed, by station key, with its
+    /// input partition: sent when it commits, so that a station moved by many records of one
+    /// transaction costs one changelog record, not one per record. What commits is the state
+    /// after the transaction's last record of the station, as if each had been sent.
+    pub(super) states: HashMap<String, (i32, StateOut)>,
 }
 
 /// Everything the loop and the rebalance callbacks share (the callbacks run inside the
@@ -139,6 +144,16 @@ impl Core {
         );
         txn.offsets.insert(partition, offset + 1);
         txn.records += 1;
+        if let Some(state) = eos.state.take() {
+            // Replaces the state an earlier record of the transaction left, if any; the key's
+            // text is kept from the first.
+            match txn.states.get_mut(&state.key) {
+                Some(pending) => *pending = (partition, state),
+                None => {
+                    txn.states.insert(state.key.clone(), (partition, state));
+                }
+            }
+        }
         if let Some(progress) = &self.eos.progress {
             progress.records.fetch_add(1, Ordering::Relaxed);
         }
@@ -148,9 +163,6 @@ impl Core {
             if !self.send_output(out, record) {
                 return;
             }
-        }
-        if let Some(state) = eos.state {
-            self.send_state(state, partition);
         }
     }
 
@@ -185,6 +197,7 @@ impl Core {
             offsets: BTreeMap::new(),
             report_before: self.report.clone(),
             records: 0,
+            states: HashMap::new(),
         });
         true
     }
@@ -218,16 +231,39 @@ impl Core {
         false
     }
 
-    /// Sends a station's new state to its changelog partition in the transaction.
-    fn send_state(&mut self, state: StateOut, partition: i32) {
+    /// Sends the open transaction's station states to their changelog partitions; `false` if
+    /// one was refused (the transaction is then aborted, or the monitor stops).
+    fn send_states(&mut self) -> bool {
+        let Some(txn) = self.txn.as_mut() else {
+            return true;
+        };
+        let states = std::mem::take(&mut txn.states);
+        for (_, (partition, state)) in states {
+            if !self.send_state(state, partition) {
+                if self.txn.is_some() {
+                    // Refused for good (the failure is set): nothing of it may commit.
+                    self.drop_txn();
+                }
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Sends a station's new state to its changelog partition in the transaction; `false` if
+    /// Kafka refused it.
+    fn send_state(&mut self, state: StateOut, partition: i32) -> bool {
         let out = PendingOut {
             topic: self.eos.state_topic.clone(),
             key: self.keys.key(&state.key),
             payload: state.value,
-            headers: Vec::new(),
+            headers: state
+                .stats
+                .map(|bytes| vec![(crate::state::STATS_HEADER, bytes)])
+                .unwrap_or_default(),
         };
         let Err(error) = self.send(&out, None, Some(partition), STATE_TAG) else {
-            return;
+            return true;
         };
         if is_fatal(&error) {
             let failure = self.cannot_go_on(&error);
@@ -246,6 +282,7 @@ impl Core {
             });
             self.abort(&reason);
         }
+        false
     }
 
     /// Queues one output in the open transaction (to `partition`, or where its key hashes);
@@ -274,6 +311,9 @@ impl Core {
 
     /// Commits the open transaction and prints its lines, or aborts it.
     pub(super) fn commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) {
+        if !self.send_states() {
+            return;
+        }
         let Some(txn) = self.txn.as_ref() else {
             return;
         };
