@@ -23,6 +23,7 @@ impl Child {
     ///
     /// When it cannot be started.
     pub fn spawn(command: &mut Command) -> Child {
+        hangup_by_default(command);
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -151,4 +152,19 @@ fn collect(stream: impl AsyncRead + Unpin + Send + 'static) -> Arc<Mutex<Vec<Str
         }
     });
     lines
+}
+
+/// Makes `command`'s process start with SIGHUP at its default action, whatever this process
+/// inherited. Under `nohup`, or a runner that ignores hang-ups, a child would otherwise inherit
+/// "ignored", and a test of how a binary takes a hang-up would see it ignore one, as it rightly
+/// does when started that way.
+pub fn hangup_by_default(command: &mut Command) {
+    // SAFETY: the closure runs in the child between fork and exec, where only
+    // async-signal-safe calls are allowed; signal(2) is one, and it touches no memory of ours.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGHUP, libc::SIG_DFL);
+            Ok(())
+        });
+    }
 }

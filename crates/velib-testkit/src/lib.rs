@@ -639,6 +639,7 @@ impl Process {
     /// When it cannot be started.
     pub fn spawn(command: &mut tokio::process::Command) -> Process {
         use tokio::io::AsyncBufReadExt;
+        child::hangup_by_default(command);
         let mut child = command
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
