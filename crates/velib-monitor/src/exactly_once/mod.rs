@@ -83,9 +83,11 @@ pub struct ExactlyOnceConfig {
     pub instance_id: String,
     /// The state changelog, compacted, with at least as many partitions as the stations topic.
     pub state_topic: String,
-    /// How long a transaction stays open at most while records keep coming (it is committed
-    /// as soon as the input pauses for 5 ms): the bound on how late a line is printed under
-    /// load.
+    /// How long a transaction stays open while records keep coming (it is committed as soon
+    /// as the input pauses for 5 ms): the bound on how late a line is printed under load, as
+    /// long as commits take under a quarter of it. A slower commit makes the next transaction
+    /// stay open four times as long as that commit took (at most a quarter of
+    /// `transaction_timeout`), so that commits never take more than a fifth of the time.
     pub commit_interval: Duration,
     /// `transaction.timeout.ms`: the coordinator aborts a transaction left open longer (a
     /// monitor frozen or dead mid-transaction), and a new owner of its partitions may wait up
