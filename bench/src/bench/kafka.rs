@@ -2,6 +2,7 @@
 
 pub mod exactly_once;
 pub mod latency;
+mod load;
 pub mod monitor;
 mod monitor_thread;
 pub mod producer;

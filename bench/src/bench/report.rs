@@ -283,6 +283,9 @@ const METHOD: &str = r#"
    velib: `velib_monitor::at_least_once::run` with empty-station events published, text lines to a file.
    Bare: an rdkafka `BaseConsumer` with the same consumer settings that only counts.
    Tutorial: `bench/tutorial/monitor.py`.
+   Busy machine (Apache Kafka, rows marked so): the same drains, velib and bare alternating,
+   with one thread of this process spinning 8 ms of every 10 ms beside them; the exactly-once
+   drains and latencies (bench 5) are measured again the same way.
 3. **Producer**: velib: `velib_producer::run` on the simulated city (10 k stations, one
    snapshot per poll, 1 ms interval), `KafkaSink` with its defaults (idempotent, gzip
    level 1, linger 5 ms), timed from start to every record acknowledged. Bare: an rdkafka

@@ -88,8 +88,9 @@ struct Cli {
     #[arg(long, env = "VELIB_STATE_TOPIC", default_value = velib_monitor::DEFAULT_STATE_TOPIC)]
     state_topic: String,
 
-    /// How long a transaction stays open at most under load (exactly-once); it is committed as
-    /// soon as the input pauses (after a producer's snapshot). Lines wait for their commit.
+    /// How long a transaction stays open under load (exactly-once), or four times as long as
+    /// the last commit took if that is longer; it is committed as soon as the input pauses
+    /// (after a producer's snapshot). Lines wait for their commit.
     #[arg(long, env = "VELIB_COMMIT_INTERVAL", default_value = "100ms",
           value_parser = velib_kafka::duration::parse_positive_duration)]
     commit_interval: Duration,

@@ -172,6 +172,9 @@ pub struct MonitorContext {
     lag_metrics: bool,
     ledger: Arc<Ledger>,
     notes: Mutex<Vec<RebalanceNote>>,
+    /// Set after a note is pushed: `take_rebalances`, called after every record, looks at this
+    /// flag instead of taking the lock.
+    noted: std::sync::atomic::AtomicBool,
     assigned: Mutex<Vec<i32>>,
     /// Revokes whose commit failed (see [`AssignmentView::unsettled_handovers`]).
     unsettled: std::sync::atomic::AtomicU64,
@@ -226,6 +229,11 @@ impl ClientContext for MonitorContext {
 }
 
 impl MonitorContext {
+    fn note(&self, note: RebalanceNote) {
+        self.notes.lock().unwrap().push(note);
+        self.noted.store(true, std::sync::atomic::Ordering::Release);
+    }
+
     fn unsettled_handover(&self) {
         self.unsettled
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -269,10 +277,7 @@ impl ConsumerContext for MonitorContext {
                 .lock()
                 .unwrap()
                 .retain(|p| !partitions.contains(p));
-            self.notes
-                .lock()
-                .unwrap()
-                .push(RebalanceNote::Revoked(partitions));
+            self.note(RebalanceNote::Revoked(partitions));
         }
     }
 
@@ -289,10 +294,7 @@ impl ConsumerContext for MonitorContext {
                 assigned.sort_unstable();
                 assigned.dedup();
             }
-            self.notes
-                .lock()
-                .unwrap()
-                .push(RebalanceNote::Assigned(partitions));
+            self.note(RebalanceNote::Assigned(partitions));
         }
     }
 }
@@ -374,6 +376,7 @@ impl KafkaStream {
             lag_metrics,
             ledger,
             notes: Mutex::new(Vec::new()),
+            noted: std::sync::atomic::AtomicBool::new(false),
             assigned: Mutex::new(Vec::new()),
             unsettled: std::sync::atomic::AtomicU64::new(0),
             reporting: ReportingContext::new(ConnectionGuard::new()),
@@ -422,7 +425,14 @@ impl StationStream for KafkaStream {
     }
 
     fn take_rebalances(&self) -> Vec<RebalanceNote> {
-        std::mem::take(&mut *self.consumer.context().notes.lock().unwrap())
+        let context = self.consumer.context();
+        if !context
+            .noted
+            .swap(false, std::sync::atomic::Ordering::Acquire)
+        {
+            return Vec::new();
+        }
+        std::mem::take(&mut *context.notes.lock().unwrap())
     }
 
     fn store(&mut self, partition: i32, next_offset: i64) -> Result<(), StreamError> {

@@ -63,13 +63,25 @@ impl Running {
         state_topic: &str,
         out: Box<dyn Write + Send>,
     ) -> Running {
+        let group = velib_testkit::unique_name("bench-eos");
+        Running::start_in(&group, bootstrap, config, state_topic, out)
+    }
+
+    /// [`Running::start`] in consumer group `group` (whose state records the monitor restores).
+    pub fn start_in(
+        group: &str,
+        bootstrap: &str,
+        config: MonitorConfig,
+        state_topic: &str,
+        out: Box<dyn Write + Send>,
+    ) -> Running {
         let progress = Arc::new(Progress::default());
         let stop = Arc::new(AtomicBool::new(false));
         let mut eos = ExactlyOnceConfig::new(velib_testkit::unique_name("bench"));
         eos.state_topic = state_topic.to_owned();
         eos.progress = Some(Arc::clone(&progress));
         let kafka = KafkaArgs::new(bootstrap).with("auto.offset.reset", "earliest");
-        let group = velib_testkit::unique_name("bench-eos");
+        let group = group.to_owned();
         let thread = {
             let stop = Arc::clone(&stop);
             // The binary's entry point, on a runtime of this thread's own; its shutdown is

@@ -79,7 +79,15 @@ pub(super) struct Core {
     pub(super) stop_before: Option<((i32, i64), MonitorError)>,
     /// The failure is that record: what is open is committed before stopping, not aborted.
     pub(super) settle_before_stop: bool,
+    /// How long the last commit took (its offsets sent, the commit answered): the next
+    /// transaction under load stays open [`COMMIT_SHARE`] times as long at least.
+    pub(super) last_commit: Duration,
 }
+
+/// Under load, a transaction stays open at least this many times as long as the last commit
+/// took, so that committing (during which nothing is read) costs at most a fifth of the time:
+/// a broker that answers slowly makes the next transaction bigger, not the backlog longer.
+const COMMIT_SHARE: u32 = 4;
 
 impl Core {
     /// A core with nothing owned yet: partitions come with the first assignment.
@@ -113,6 +121,7 @@ impl Core {
             state_refused_since: None,
             stop_before: None,
             settle_before_stop: false,
+            last_commit: Duration::ZERO,
         }
     }
 
@@ -302,11 +311,18 @@ impl Core {
         send_waiting(&self.producer, &record, partition, tag, deadline)
     }
 
-    /// Whether the open transaction has been open for the commit interval.
+    /// Whether the open transaction has been open for the commit interval, or for
+    /// [`COMMIT_SHARE`] times the last commit's duration if that is longer (bounded by a
+    /// quarter of the transaction timeout, so a very slow commit cannot make the next
+    /// transaction outlive it).
     pub(super) fn commit_due(&self) -> bool {
-        self.txn
-            .as_ref()
-            .is_some_and(|t| t.opened.elapsed() >= self.eos.commit_interval)
+        let Some(txn) = &self.txn else {
+            return false;
+        };
+        let interval = (self.last_commit * COMMIT_SHARE)
+            .min(self.eos.transaction_timeout / 4)
+            .max(self.eos.commit_interval);
+        txn.opened.elapsed() >= interval
     }
 
     /// Commits the open transaction and prints its lines, or aborts it.
@@ -327,12 +343,14 @@ impl Core {
             self.abort("the consumer has no group metadata");
             return;
         };
+        let started = Instant::now();
         let result = self
             .producer
             .send_offsets_to_transaction(&offsets, &group, CALL_TIMEOUT)
             .and_then(|()| self.commit_retrying());
         match result {
             Ok(()) => {
+                self.last_commit = started.elapsed();
                 let txn = self.txn.take().expect("a transaction is open");
                 self.committed_once.extend(txn.offsets.keys());
                 // The transaction is committed: now, and only now, its lines are printed.
