@@ -136,10 +136,6 @@ pub const EOS_CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("fetch.queue.backoff.ms", "10"),
     ("enable.partition.eof", "false"),
     ("statistics.interval.ms", "5000"),
-    // A stations topic deleted and created again, or one created after the group rejoined a
-    // broker that lost its data, is found at the next metadata refresh: at librdkafka's
-    // default (5 min) the monitor sat without partitions, printing nothing, for minutes.
-    ("topic.metadata.refresh.interval.ms", "5000"),
 ];
 
 /// The transactional producer's settings in this mode (`transactional.id` and the timeouts
