@@ -89,6 +89,9 @@ const SESSION: &[&str] = &[
 const SETTLE: Duration = Duration::from_secs(90);
 /// How long the group gets to commit the whole topic once the last round is delivered.
 const CATCH_UP: Duration = Duration::from_secs(120);
+/// How long the soak lets a group go without committing the stations topic created again
+/// after a data loss before it restarts its monitors that own no partition of it.
+const STUCK: Duration = Duration::from_secs(30);
 /// How long a round's delivery may take (a broker being restarted meanwhile).
 const DELIVERY: Duration = Duration::from_secs(180);
 
@@ -1423,7 +1426,8 @@ impl Dice {
 /// only records it" falls on the round published again, which prints nothing whether the
 /// state was kept or lost. A monitor that exits by itself (librdkafka can crash when a topic
 /// is created again under it: its issue #4964) is restarted, as a supervisor would, and
-/// listed among the faults.
+/// listed among the faults; so is one left without partitions after a loss (see
+/// [`SoakGroup::commit_after_loss`]).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
 async fn exactly_once_through_a_soak_of_random_faults() {
@@ -1783,9 +1787,15 @@ impl SoakGroup {
 
     /// After a data loss and the last round published again: waits until the group has
     /// committed the new topic's records, restarting monitors that exited meanwhile.
+    ///
+    /// A monitor that was a member while the stations topic was missing can stay without
+    /// partitions once it is back (the stall of the README's failure table): if the group has
+    /// not committed the new topic after [`STUCK`], its monitors that own none of it are
+    /// restarted, as an operator would, and the fault list says so.
     async fn commit_after_loss(&mut self, loss: &str) -> Vec<String> {
         let mut said = Vec::new();
-        let deadline = Instant::now() + CATCH_UP;
+        let started = Instant::now();
+        let mut restarted = false;
         loop {
             said.extend(self.reap().await);
             let (b, g, t) = (
@@ -1799,7 +1809,11 @@ impl SoakGroup {
             if behind == Some(0) {
                 return said;
             }
-            if Instant::now() > deadline {
+            if !restarted && started.elapsed() > STUCK {
+                restarted = true;
+                said.extend(self.restart_idle().await);
+            }
+            if started.elapsed() > CATCH_UP {
                 self.notes.push(format!(
                     "after {loss}, the group had not committed the new topic after {CATCH_UP:?} \
                      ({behind:?} records behind)"
@@ -1808,6 +1822,44 @@ impl SoakGroup {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// Restarts the monitors that own no partition of the stations topic while some partition
+    /// has no owner; says which.
+    async fn restart_idle(&mut self) -> Vec<String> {
+        let Some(view) = self.run.group().await else {
+            return Vec::new();
+        };
+        let owned: usize = view
+            .members
+            .iter()
+            .filter_map(|m| m.partitions.get(&self.run.topic))
+            .map(Vec::len)
+            .sum();
+        if owned >= PARTITIONS as usize {
+            return Vec::new();
+        }
+        let idle: Vec<String> = self
+            .run
+            .running
+            .iter()
+            .map(|m| m.name.clone())
+            .filter(|name| {
+                view.members.iter().all(|m| {
+                    m.client_id != *name
+                        || m.partitions.get(&self.run.topic).is_none_or(Vec::is_empty)
+                })
+            })
+            .collect();
+        let mut said = Vec::new();
+        for name in idle {
+            self.run.leave(&name).await;
+            self.run.start(&name);
+            said.push(format!(
+                "{name} restarted: without partitions {STUCK:?} after the loss"
+            ));
+        }
+        said
     }
 
     /// One random fault (or nothing): a monitor joins, leaves, is killed, frozen (sometimes
