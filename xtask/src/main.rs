@@ -3,7 +3,7 @@
 //! - `test`: everything CI checks — formatting, clippy with warnings as errors, the library docs,
 //!   and every test, including the `#[ignore]`d ones that need Apache Kafka, against a node it
 //!   starts and stops (the cluster tests and the soak start nodes of their own). The
-//!   exactly-once soak runs 45 s there; long runs have their own tasks (`soak`, `fuzz`).
+//!   exactly-once soak runs 40 s there; long runs have their own tasks (`soak`, `fuzz`).
 //! - `soak`: the exactly-once soak of random faults and data losses alone, on a node of its
 //!   own, ten minutes by default.
 //! - `demo`: the producer, two monitors and alerts (dry run) on an embedded broker
@@ -76,7 +76,7 @@ enum Task {
     /// The exactly-once soak alone, long: random faults (joins, leaves, kills, freezes) against
     /// monitor processes of two groups, and data losses (the broker wiped, the stations topic
     /// created again), on an Apache Kafka node of its own, then the exact check per group
-    /// (`cargo xtask test` runs it for 45 s).
+    /// (`cargo xtask test` runs it for 40 s).
     Soak {
         /// How long the faults go on, in seconds.
         #[arg(long, default_value_t = 600)]

@@ -36,7 +36,7 @@
 //! the kill scenarios can then report those lines missing.
 //!
 //! - `VELIB_EOS_REPEAT` (default 1): how many times the join/leave, kill and freeze scenarios run.
-//! - `VELIB_EOS_SOAK_SECS` (default 45; `cargo xtask soak` sets 600): the soak's length in
+//! - `VELIB_EOS_SOAK_SECS` (default 40; `cargo xtask soak` sets 600): the soak's length in
 //!   rounds of a second (its data losses come on top).
 //! - `VELIB_EOS_SEED`: the soak's random seed, to replay one (each run prints its seed).
 //!
@@ -91,7 +91,7 @@ const SETTLE: Duration = Duration::from_secs(90);
 const CATCH_UP: Duration = Duration::from_secs(120);
 /// How long the soak lets a group go without committing the stations topic created again
 /// after a data loss before it restarts its monitors that own no partition of it.
-const STUCK: Duration = Duration::from_secs(30);
+const STUCK: Duration = Duration::from_secs(20);
 /// How long a round's delivery may take (a broker being restarted meanwhile).
 const DELIVERY: Duration = Duration::from_secs(180);
 
@@ -1432,7 +1432,7 @@ impl Dice {
 #[ignore = "needs Apache Kafka (Java >= 17, Maven): run `cargo xtask test`"]
 async fn exactly_once_through_a_soak_of_random_faults() {
     let _alone = crate::alone().await;
-    let secs = env_number(SOAK_ENV, 45);
+    let secs = env_number(SOAK_ENV, 40);
     let seed = env_number(
         SEED_ENV,
         std::time::SystemTime::now()
@@ -1753,8 +1753,21 @@ impl SoakGroup {
             .collect();
         for name in exited {
             let status = self.run.exited(&name).await;
+            // Its last word: the error it stopped on, or a fatal signal's line.
+            let why = self
+                .run
+                .gone
+                .last()
+                .and_then(|f| {
+                    f.stderr
+                        .iter()
+                        .rev()
+                        .find(|l| l.starts_with("Error:") || l.contains("fatal signal"))
+                })
+                .map(|l| format!(": {}", l.chars().take(240).collect::<String>()))
+                .unwrap_or_default();
             said.push(format!(
-                "{name} exited by itself ({status}) and was restarted"
+                "{name} exited by itself ({status}{why}) and was restarted"
             ));
             self.run.start(&name);
         }
