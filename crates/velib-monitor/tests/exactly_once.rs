@@ -2005,6 +2005,61 @@ async fn exactly_once_regression_a_refused_commit_at_revoke_prints_no_line_twice
     );
 }
 
+/// After the soak's broker lost its data, its transaction coordinator refused a monitor's
+/// producer id at every commit, and the monitor aborted, rewound and tried again without end,
+/// printing nothing, its partitions stalled. Replayed on the mock cluster
+/// (INVALID_PRODUCER_ID_MAPPING answered to AddOffsetsToTxn again and again): the monitor
+/// stops, naming the cause and the restart that cures it, with nothing of those transactions
+/// printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_regression_a_producer_id_the_coordinator_forgot_stops_the_monitor() {
+    /// Kafka's ApiKey of AddOffsetsToTxn.
+    const ADD_OFFSETS_TO_TXN: i16 = 25;
+    let _alone = crate::alone().await;
+    let kafka = MockKafka::start(1).unwrap();
+    let bootstrap = kafka.bootstrap_servers().to_owned();
+    let script = Script {
+        interval: Duration::ZERO,
+        ..Script::standard()
+    };
+    let mut run = Run::on_mock("producer-id-forgotten", &kafka);
+    run.start("a");
+    run.running[0]
+        .child
+        .wait_for_stderr("state restored", SETTLE)
+        .await;
+    kafka.push_request_errors(
+        ADD_OFFSETS_TO_TXN,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_PRODUCER_ID_MAPPING; 50],
+    );
+    let topic = run.topic.clone();
+    tokio::task::spawn_blocking(move || {
+        publish_rounds(
+            &bootstrap,
+            &topic,
+            script,
+            0,
+            script.rounds,
+            &AtomicUsize::new(0),
+            &AtomicBool::new(false),
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let status = run.exited("a").await;
+    let a = run.gone.last().unwrap();
+    let stderr = a.stderr.join("\n");
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.lines().any(|l| l.starts_with("Error:")
+            && l.contains("no longer knows this monitor's producer id")
+            && l.contains("restart the monitor")),
+        "the error names the cause and the cure: {stderr}"
+    );
+    assert!(a.stdout.is_empty(), "printed: {:?}", a.stdout);
+}
+
 #[test]
 fn the_script_implies_distinct_lines_in_every_contract() {
     for script in [
