@@ -2,10 +2,11 @@
 //!
 //! - `test`: everything CI checks — formatting, clippy with warnings as errors, the library docs,
 //!   and every test, including the `#[ignore]`d ones that need Apache Kafka, against a node it
-//!   starts and stops (the cluster tests start three nodes of their own). The test binaries
-//!   run two at a time, longest first ([`lanes`]). The exactly-once soak runs a minute there;
-//!   long runs have their own tasks (`soak`, `fuzz`).
-//! - `soak`: the exactly-once soak of random faults alone, ten minutes by default.
+//!   starts and stops (the cluster tests and the soak start nodes of their own). The test
+//!   binaries run two at a time, longest first ([`lanes`]). The exactly-once soak runs 40 s
+//!   there; long runs have their own tasks (`soak`, `fuzz`).
+//! - `soak`: the exactly-once soak of random faults and data losses alone, on a node of its
+//!   own, ten minutes by default.
 //! - `demo`: the producer, two monitors and alerts (dry run) on an embedded broker
 //!   (`velib_bench::demo`).
 //! - `kafka`: Apache Kafka (one node, or `--nodes 3`) on 127.0.0.1 for running the binaries by
@@ -75,9 +76,10 @@ enum Task {
     /// Create or update the stations, events and dead-letter topics (partitions, configs);
     /// safe to run again.
     CreateTopics(Box<velib_topics::Args>),
-    /// The exactly-once soak alone, long: random faults (kills, freezes, broker restarts)
-    /// against monitor processes on Apache Kafka, then the exact check (`cargo xtask test`
-    /// runs it for a minute).
+    /// The exactly-once soak alone, long: random faults (joins, leaves, kills, freezes) against
+    /// monitor processes of two groups, and data losses (the broker wiped, the stations topic
+    /// created again), on an Apache Kafka node of its own, then the exact check per group
+    /// (`cargo xtask test` runs it for 40 s).
     Soak {
         /// How long the faults go on, in seconds.
         #[arg(long, default_value_t = 600)]
@@ -219,21 +221,20 @@ fn bench(args: velib_bench::bench::Args) -> Result<()> {
     )
 }
 
-/// `cargo xtask soak`: the exactly-once soak alone, for `secs` seconds.
+/// `cargo xtask soak`: the exactly-once soak alone, for `secs` seconds. It starts the Apache
+/// Kafka node it wipes itself, from the jars named here.
 fn soak(secs: u64, seed: Option<u64>) -> Result<()> {
     let libs = kafka::ensure_installed()?;
     let mut test = cargo();
     test.args(["test", "--locked", "-p", "velib-monitor", "--test", "main"])
         .args(["--", "--include-ignored", "--exact"])
         .arg("exactly_once::exactly_once_through_a_soak_of_random_faults")
-        .env("VELIB_EOS_SOAK_SECS", secs.to_string());
+        .env("VELIB_EOS_SOAK_SECS", secs.to_string())
+        .env(velib_testkit::kafka::LIBS_ENV, &libs);
     if let Some(seed) = seed {
         test.env("VELIB_EOS_SEED", seed.to_string());
     }
-    let what = format!("the exactly-once soak ({secs} s)");
-    with_apache_kafka(&libs, &what, |env| {
-        run(&what, test.envs(env.iter().map(|(k, v)| (k, v))))
-    })
+    run(&format!("the exactly-once soak ({secs} s)"), &mut test)
 }
 
 /// Runs `tests` against one Apache Kafka node started for it, with a SCRAM user created at

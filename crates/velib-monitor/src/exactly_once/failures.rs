@@ -110,6 +110,18 @@ impl Core {
         })
     }
 
+    /// The error for a producer id the transaction coordinator no longer knows, refused
+    /// commit after commit (see `PRODUCER_ID_REFUSALS`).
+    pub(super) fn producer_id_lost(&self, error: &KafkaError) -> MonitorError {
+        MonitorError::Transaction(format!(
+            "Kafka's transaction coordinator no longer knows this monitor's producer id for \
+             --instance-id {} and refused its last commits ({error}): the broker lost its \
+             data, or the id expired. Nothing of those transactions was printed or committed; \
+             restart the monitor (a supervisor does): it registers its transactional id again",
+            self.eos.instance_id
+        ))
+    }
+
     /// The error for a state record Kafka refused: the state topic is missing (deleted under
     /// the monitor), too small, or not writable.
     pub(super) fn state_topic_refused(&self, partition: i32, error: &KafkaError) -> MonitorError {

@@ -11,7 +11,7 @@ use crate::process::{
 use crate::state::GroupKeys;
 use crate::stream::InRecord;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -20,6 +20,22 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use velib_kafka::{RateLimited, send_waiting};
+
+/// How many commits in a row may be refused because the coordinator does not know the
+/// producer id before the monitor stops. librdkafka aborts such a transaction and bumps the
+/// epoch, which is enough when the id merely expired; after a broker lost its data the same
+/// refusal came back after every abort and rewind, and the monitor sat on its partitions
+/// printing nothing (a restart registers the transactional id afresh).
+const PRODUCER_ID_REFUSALS: u32 = 3;
+
+/// Whether Kafka refused a transaction because its coordinator does not know this producer id
+/// (`INVALID_PRODUCER_ID_MAPPING`, `UNKNOWN_PRODUCER_ID`).
+fn producer_id_unknown(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::InvalidProducerIdMapping | RDKafkaErrorCode::UnknownProducerId)
+    )
+}
 
 /// An open transaction.
 pub(super) struct Txn {
@@ -74,6 +90,9 @@ pub(super) struct Core {
     pub(super) failure: Option<MonitorError>,
     /// Since when Kafka has refused state records, with no transaction committed since.
     pub(super) state_refused_since: Option<Instant>,
+    /// Commits refused in a row because the coordinator does not know this monitor's producer
+    /// id (see [`PRODUCER_ID_REFUSALS`]).
+    pub(super) producer_id_refused: u32,
     /// A record whose output Kafka refused for good, under the stop policy: the monitor
     /// commits the records before it and stops there, with this error.
     pub(super) stop_before: Option<((i32, i64), MonitorError)>,
@@ -119,6 +138,7 @@ impl Core {
             skip_copies: HashSet::new(),
             failure: None,
             state_refused_since: None,
+            producer_id_refused: 0,
             stop_before: None,
             settle_before_stop: false,
             last_commit: Duration::ZERO,
@@ -364,6 +384,7 @@ impl Core {
                 metrics::counter!("velib_monitor_transactions_total", "outcome" => "committed")
                     .increment(1);
                 self.state_refused_since = None;
+                self.producer_id_refused = 0;
                 if let Some(progress) = &self.eos.progress {
                     progress.committed.fetch_add(txn.records, Ordering::Relaxed);
                 }
@@ -373,6 +394,16 @@ impl Core {
                 let failure = self.cannot_go_on(&e);
                 self.failure.get_or_insert(failure);
                 self.drop_txn();
+            }
+            Err(e) if producer_id_unknown(&e) => {
+                self.producer_id_refused += 1;
+                if self.producer_id_refused >= PRODUCER_ID_REFUSALS {
+                    let failure = self.producer_id_lost(&e);
+                    self.failure.get_or_insert(failure);
+                    self.drop_txn();
+                } else {
+                    self.abort(&format!("the commit failed: {e}"));
+                }
             }
             Err(e) => {
                 let reason = format!("the commit failed: {e}");
