@@ -894,18 +894,40 @@ impl Run {
 
     /// Waits until the group is stable with exactly the monitors `names`, between them owning
     /// every partition, each at least one.
+    ///
+    /// # Panics
+    ///
+    /// After [`SETTLE`], with the group as the coordinator last described it and the last log
+    /// lines of each running monitor.
     async fn settled(&self, names: &[&str]) {
-        wait_for(
-            &format!("the group to settle on {names:?}"),
-            SETTLE,
-            || async {
-                self.group()
-                    .await
-                    .filter(|g| g.settled(names, &self.topic, PARTITIONS))
-                    .map(|_| ())
-            },
-        )
-        .await;
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            let view = self.group().await;
+            if view
+                .as_ref()
+                .is_some_and(|g| g.settled(names, &self.topic, PARTITIONS))
+            {
+                return;
+            }
+            if Instant::now() >= deadline {
+                let logs: Vec<String> = self
+                    .running
+                    .iter()
+                    .map(|m| {
+                        let err = m.child.stderr();
+                        let tail = err[err.len().saturating_sub(5)..].join("\n  ");
+                        format!("{} (frozen: {}):\n  {tail}", m.name, m.frozen)
+                    })
+                    .collect();
+                panic!(
+                    "{}: the group did not settle on {names:?} within {SETTLE:?}; last seen: \
+                     {view:?}\n{}",
+                    self.scenario,
+                    logs.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// Waits until the group has committed every record of the topic; whether it did in time.
