@@ -57,9 +57,10 @@ pub struct Args {
     #[arg(long, default_value = "bench/results")]
     out: PathBuf,
 
-    /// Run only these benchmarks (comma-separated): `detect`, `poll`, `kafka`, `web`. Their
-    /// figures go to `<NAMES>.md` and `<names>.json` in `--out`, not to RESULTS.md.
-    #[arg(long, value_delimiter = ',', value_parser = ["detect", "poll", "kafka", "web"])]
+    /// Run only these benchmarks (comma-separated): `detect`, `poll`, `kafka`, `web`, `stats`
+    /// (the exactly-once drain with statistics on and off, part of `kafka`). Their figures go
+    /// to `<NAMES>.md` and `<names>.json` in `--out`, not to RESULTS.md.
+    #[arg(long, value_delimiter = ',', value_parser = ["detect", "poll", "kafka", "web", "stats"])]
     only: Vec<String>,
 }
 
@@ -200,7 +201,7 @@ pub fn run(args: Args, setup: &Setup<'_>) -> Result<()> {
         }
     }
 
-    let brokers = if args.runs("kafka") {
+    let brokers = if args.runs("kafka") || args.runs("stats") {
         &args.brokers[..]
     } else {
         &[]
@@ -222,6 +223,16 @@ pub fn run(args: Args, setup: &Setup<'_>) -> Result<()> {
             python: python.as_ref(),
             scratch: &scratch,
         };
+        if args.runs("stats") {
+            println!("==> 5. exactly once with statistics on {}", broker.name());
+            if let Err(e) = kafka::exactly_once::run_stats(&ctx, &mut report) {
+                println!("statistics benchmark on {} failed: {e:#}", broker.name());
+                report.note(&format!("statistics on {}: {e:#}", broker.name()));
+            }
+        }
+        if !args.runs("kafka") {
+            continue;
+        }
         println!("==> 3. producer on {}", broker.name());
         if let Err(e) = kafka::producer::run(&ctx, &mut report) {
             println!("producer benchmark on {} failed: {e:#}", broker.name());

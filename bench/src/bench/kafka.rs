@@ -261,11 +261,36 @@ pub fn versus_tutorial(
     Ok(tutorial)
 }
 
+/// [`prepare`] with every record stamped with its `snapshot_at`, as the producer writes them:
+/// statistics place records in their windows by it and leave unstamped ones out.
+pub fn prepare_stamped(stations: usize, snapshots: usize) -> Prepared {
+    let mut src = super::detect::city(stations);
+    let mut out = Vec::with_capacity(stations * snapshots);
+    for _ in 0..snapshots {
+        let snap = src.next_snapshot().stamped();
+        out.extend(
+            snap.stations
+                .iter()
+                .map(|s| (s.key().as_str().to_owned(), s.to_json(), snap.taken_at)),
+        );
+    }
+    out
+}
+
 /// Fills `topic` with the benchmark's backlog ([`Sizes::kafka_records`] records of
 /// [`prepare`]) through a bare producer; fails unless every record was delivered.
 pub fn fill_backlog(ctx: &Ctx<'_>, topic: &str) -> Result<()> {
+    fill_with(
+        ctx,
+        topic,
+        prepare(ctx.sizes.stations, ctx.sizes.kafka_snapshots),
+    )
+}
+
+/// Fills `topic` with `records` through a bare producer; fails unless every one of the
+/// [`Sizes::kafka_records`] was delivered.
+pub fn fill_with(ctx: &Ctx<'_>, topic: &str, records: Prepared) -> Result<()> {
     let n = ctx.sizes.kafka_records();
-    let records = prepare(ctx.sizes.stations, ctx.sizes.kafka_snapshots);
     let (ok, _) = bare_produce(&bare_producer(&ctx.broker.bootstrap())?, topic, &records)?;
     if ok != n {
         bail!("pre-filling the backlog delivered {ok} of {n} records");

@@ -10,13 +10,26 @@ use anyhow::{Context, Result, bail};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use velib_monitor::MonitorConfig;
+use velib_monitor::process::StatsSettings;
 
 /// (records/s from the first judged to the last committed, changes)
 fn exactly_once_drain(ctx: &Ctx<'_>, topic: &str, events: &str, n: u64) -> Result<(f64, u64)> {
+    drain_with(ctx, topic, events, n, None)
+}
+
+/// [`exactly_once_drain`] with `stats` kept (`--stats`), if given.
+fn drain_with(
+    ctx: &Ctx<'_>,
+    topic: &str,
+    events: &str,
+    n: u64,
+    stats: Option<StatsSettings>,
+) -> Result<(f64, u64)> {
     let config = MonitorConfig {
         topic: topic.to_owned(),
         events_topic: Some(events.to_owned()),
         dlq_topic: None,
+        stats,
         ..MonitorConfig::default()
     };
     let state = ctx.topic("eos-state")?;
@@ -285,4 +298,66 @@ fn latency_rows(
     }
 
     Ok(raw)
+}
+
+/// The exactly-once drain with statistics on (`--stats`: windows, health, and their state in
+/// every transaction) against off, on the same backlog of records stamped as the producer
+/// stamps them, [`Sizes::runs`](crate::bench::Sizes) of each, alternating.
+pub fn run_stats(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
+    let broker = ctx.broker.name().to_owned();
+    if broker != "kafka" {
+        report.not_measured(
+            &format!("5. exactly once, statistics ({broker})"),
+            "the mock cluster stores no transactional offsets; measured on Apache Kafka",
+        );
+        return Ok(());
+    }
+    let n = ctx.sizes.kafka_records();
+    let topic = ctx.topic("eos-stats-backlog")?;
+    let events = ctx.topic("eos-stats-events")?;
+    super::fill_with(
+        ctx,
+        &topic,
+        super::prepare_stamped(ctx.sizes.stations, ctx.sizes.kafka_snapshots),
+    )?;
+    let settings = || -> Result<StatsSettings> {
+        Ok(StatsSettings {
+            topic: ctx.topic("eos-stats-windows")?,
+            health_topic: Some(ctx.topic("eos-stats-health")?),
+            windows: velib_stats::StatsConfig::default(),
+            health: velib_stats::HealthConfig::default(),
+        })
+    };
+    // Warm-up: one drain each, not counted.
+    drain_with(ctx, &topic, &events, n, None)?;
+    drain_with(ctx, &topic, &events, n, Some(settings()?))?;
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    for _ in 0..ctx.sizes.runs {
+        off.push(drain_with(ctx, &topic, &events, n, None)?.0);
+        on.push(drain_with(ctx, &topic, &events, n, Some(settings()?))?.0);
+    }
+    let (a, b) = (median(&on), median(&off));
+    println!(
+        "    exactly once with statistics {:.0} k/s, without {:.0} k/s ({:.2}×)",
+        a / 1e3,
+        b / 1e3,
+        a / b
+    );
+    report.row(Row {
+        bench: "5. exactly once",
+        case: format!(
+            "drain {n} records from 10 partitions with statistics on (`--stats`) vs off, records stamped with `snapshot_at` as the producer writes them"
+        ),
+        broker: broker.clone(),
+        value: a,
+        unit: "records/s",
+        baseline: Some(("statistics off".into(), b)),
+        target: Some((">= 0.8× statistics off", a / b >= 0.8)),
+        note: "hourly windows and health kept, their state written in every transaction".into(),
+    });
+    report.raw(
+        &format!("exactly_once_stats_{broker}"),
+        serde_json::json!({"on_runs_records_per_s": on, "off_runs_records_per_s": off}),
+    );
+    Ok(())
 }
