@@ -12,6 +12,8 @@
 //! - [`service`]: what every long-running binary does the same way before its `run` call:
 //!   logging, the metrics endpoint, the shutdown signal ([`service::ServiceArgs::start`]).
 //! - [`duration`]: the duration flags' parser (`500ms`, `15m`, `1.5h`).
+//! - [`group`]: a consumer group as its coordinator describes it, and the partitions it left
+//!   without an owner.
 //! - [`RateLimited`]: one log line per period for failures that come by the thousand.
 //! - [`crash`]: a clear line on stderr when native code (librdkafka) crashes the process.
 //!
@@ -26,6 +28,7 @@ pub mod config;
 pub mod connection;
 pub mod crash;
 pub mod duration;
+pub mod group;
 pub mod properties;
 mod rate_limit;
 pub mod service;

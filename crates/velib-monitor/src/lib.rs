@@ -9,6 +9,7 @@
 //! - [`detect`]: pure change detection keyed by station, ordered by each record's snapshot.
 //! - [`ledger`]: which consumed offsets are safe to commit while events are still in flight.
 //! - [`stream`]: the consumer behind [`StationStream`], with rdkafka's [`KafkaStream`].
+//! - `watch.rs`: a member owning nothing rejoins a group that left partitions without an owner.
 //!
 //! Neither engine imports the other: they share [`process`], which imports neither.
 //! Empty-station events are published through velib-kafka's [`RecordSink`]
@@ -27,6 +28,7 @@ pub mod process;
 pub mod slot;
 mod state;
 pub mod stream;
+mod watch;
 
 pub use detect::{Crossed, Detector, Remembered, Verdict};
 pub use engine::{Guarantee, run};

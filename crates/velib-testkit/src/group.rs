@@ -66,52 +66,16 @@ pub fn describe_group(bootstrap: &str, group: &str) -> Option<GroupView> {
         .iter()
         .map(|m| Member {
             client_id: m.client_id().to_owned(),
-            partitions: m.assignment().map(parse_assignment).unwrap_or_default(),
+            partitions: m
+                .assignment()
+                .map(velib_kafka::group::assigned_partitions)
+                .unwrap_or_default(),
         })
         .collect();
     Some(GroupView {
         state: info.state().to_owned(),
         members,
     })
-}
-
-/// The partitions of a consumer-protocol assignment (`ConsumerProtocolAssignment`: a version,
-/// then an array of topics, each a string and an array of partitions; user data after that is
-/// not read). An assignment that cannot be read gives what was read before the fault.
-fn parse_assignment(bytes: &[u8]) -> BTreeMap<String, Vec<i32>> {
-    let mut out = BTreeMap::new();
-    let mut r = bytes;
-    let mut take = |n: usize| -> Option<&[u8]> {
-        let (head, tail) = (r.get(..n)?, r.get(n..)?);
-        r = tail;
-        Some(head)
-    };
-    let _version = take(2);
-    let Some(topics) = take(4).map(|b| i32::from_be_bytes(b.try_into().unwrap())) else {
-        return out;
-    };
-    for _ in 0..topics.max(0) {
-        let Some(len) = take(2).map(|b| i16::from_be_bytes(b.try_into().unwrap())) else {
-            return out;
-        };
-        let Some(name) = take(len.max(0) as usize) else {
-            return out;
-        };
-        let name = String::from_utf8_lossy(name).into_owned();
-        let Some(count) = take(4).map(|b| i32::from_be_bytes(b.try_into().unwrap())) else {
-            return out;
-        };
-        let mut partitions = Vec::new();
-        for _ in 0..count.max(0) {
-            let Some(p) = take(4).map(|b| i32::from_be_bytes(b.try_into().unwrap())) else {
-                break;
-            };
-            partitions.push(p);
-        }
-        partitions.sort_unstable();
-        out.insert(name, partitions);
-    }
-    out
 }
 
 /// How many records of `topic` the group has not committed yet, summed over its partitions
@@ -172,20 +136,4 @@ pub fn records_in(bootstrap: &str, topic: &str) -> Option<i64> {
         total += high - low;
     }
     Some(total)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_a_consumer_protocol_assignment() {
-        let mut b = vec![0, 1, 0, 0, 0, 1, 0, 3];
-        b.extend(b"abc");
-        b.extend([0, 0, 0, 2, 0, 0, 0, 7, 0, 0, 0, 2]);
-        b.extend([0xff, 0xff, 0xff, 0xff]);
-        let got = parse_assignment(&b);
-        assert_eq!(got, BTreeMap::from([("abc".to_owned(), vec![2, 7])]));
-        assert!(parse_assignment(&[0, 1]).is_empty());
-    }
 }

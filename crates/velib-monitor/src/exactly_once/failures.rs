@@ -1,13 +1,14 @@
 //! Why the exactly-once monitor stops, said so a user can act: outputs Kafka refuses for good,
-//! a producer fenced or timed out, a state topic gone.
+//! a producer fenced or timed out, a state topic gone; and the producer failures a new producer
+//! cures.
 
-use super::STATE_TOPIC_GRACE;
-use super::producer::Refusal;
+use super::producer::{Lost, Refusal};
 use super::transaction::Core;
+use super::{RENEWALS, STATE_TOPIC_GRACE};
 use crate::process::{DLQ_ADVICE, DlqFailure, EVENTS_ADVICE, MonitorError};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::Producer;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 impl Core {
     /// An output Kafka refused for good: the policy of [`DlqFailure`] for dead-letter copies,
@@ -64,11 +65,13 @@ impl Core {
             .get_or_insert(((refusal.partition, refusal.offset), error));
     }
 
-    /// The error for a producer that cannot go on, naming the cause and the setting to change.
-    /// librdkafka reports the cause as the producer's fatal error: fencing by a newer producer
-    /// with the same transactional id, which is also what a transaction the coordinator
-    /// aborted at its timeout turns into (the epoch it bumped refuses this producer).
-    pub(super) fn cannot_go_on(&self, error: &KafkaError) -> MonitorError {
+    /// A fatal error of the producer. Fenced, the monitor stops with an error naming the cause
+    /// and the setting to change: a newer producer with the same transactional id took over,
+    /// which is also what a transaction the coordinator aborted at its timeout turns into (the
+    /// epoch it bumped refuses this producer). Anything else (librdkafka reports the cause as
+    /// the producer's fatal error: a coordinator that lost its broker answering
+    /// INVALID_TXN_STATE, say) is cured by a new producer, which the loop makes.
+    pub(super) fn fatal(&mut self, error: &KafkaError) {
         let (code, reason) = match self.producer.client().fatal_error() {
             Some((code, reason)) => (Some(code), reason),
             None => (error.rdkafka_error_code(), error.to_string()),
@@ -81,10 +84,22 @@ impl Core {
                     | RDKafkaErrorCode::Fenced
             )
         );
+        if !fenced {
+            let if_final = MonitorError::Transaction(format!(
+                "the transactional producer cannot go on ({reason}), nor could the {RENEWALS} \
+                 made after it; nothing of their open transactions was printed or committed. \
+                 Check the brokers, then restart the monitor"
+            ));
+            self.lose_producer(Lost {
+                why: reason,
+                if_final,
+            });
+            return;
+        }
         let open_for = self.txn.as_ref().map(|t| t.opened.elapsed());
         let timed_out = open_for.is_some_and(|d| d >= self.eos.transaction_timeout);
         let instance = &self.eos.instance_id;
-        MonitorError::Transaction(if fenced && timed_out {
+        let failure = MonitorError::Transaction(if timed_out {
             format!(
                 "Kafka aborted this monitor's transaction: it stayed open {:.1} s, longer than \
                  --transaction-timeout ({:?}; the monitor was frozen or starved of CPU), and \
@@ -94,7 +109,7 @@ impl Core {
                 open_for.unwrap_or_default().as_secs_f64(),
                 self.eos.transaction_timeout
             )
-        } else if fenced {
+        } else {
             format!(
                 "this monitor was fenced by a newer monitor with the same --instance-id \
                  ({instance}) in its group: Kafka lets only the newest instance of an id \
@@ -102,22 +117,43 @@ impl Core {
                  committed, and the newer one goes on. Give each monitor its own \
                  --instance-id (VELIB_INSTANCE_ID), or leave it unset for HOST-N"
             )
-        } else {
-            format!(
-                "the transactional producer cannot go on ({reason}); nothing of its open \
-                 transaction was printed or committed. Restart the monitor"
-            )
-        })
+        });
+        self.failure.get_or_insert(failure);
+        self.drop_txn();
+    }
+
+    /// `send_offsets_to_transaction` has not returned within `limit` (see [`bounded`](super::producer::bounded)): its
+    /// thread keeps that producer, and a new one takes over.
+    pub(super) fn offsets_stuck(&mut self, limit: Duration) {
+        let why = format!(
+            "sending the offsets to the transaction did not return within {limit:?} (librdkafka \
+             waits for a group coordinator whose broker died: its issues #5456 and #5511)"
+        );
+        let if_final = MonitorError::Transaction(format!(
+            "{why}, and the same happened to the {RENEWALS} producers made after it; nothing \
+             of their open transactions was printed or committed. Check the brokers, then \
+             restart the monitor"
+        ));
+        self.lose_producer(Lost { why, if_final });
+    }
+
+    /// The producer cannot go on but a new one may: the open transaction is forgotten (Kafka
+    /// aborts it when the new producer registers the same transactional id, fencing the old
+    /// one), and the loop makes the new producer, then rewinds and restores.
+    pub(super) fn lose_producer(&mut self, lost: Lost) {
+        self.producer_lost.get_or_insert(lost);
+        self.drop_txn();
     }
 
     /// The error for a producer id the transaction coordinator no longer knows, refused
-    /// commit after commit (see `PRODUCER_ID_REFUSALS`).
+    /// commit after commit (see `PRODUCER_ID_REFUSALS`) by every producer made again.
     pub(super) fn producer_id_lost(&self, error: &KafkaError) -> MonitorError {
         MonitorError::Transaction(format!(
             "Kafka's transaction coordinator no longer knows this monitor's producer id for \
-             --instance-id {} and refused its last commits ({error}): the broker lost its \
-             data, or the id expired. Nothing of those transactions was printed or committed; \
-             restart the monitor (a supervisor does): it registers its transactional id again",
+             --instance-id {} and refused its last commits ({error}), also after the \
+             transactional id was registered again {RENEWALS} times: the broker lost its data, \
+             or the id expired. Nothing of those transactions was printed or committed; check \
+             the brokers, then restart the monitor",
             self.eos.instance_id
         ))
     }

@@ -55,8 +55,9 @@ mod transaction;
 
 use crate::process::{MonitorConfig, MonitorError, MonitorReport};
 use crate::stream::{InRecord, StreamError};
+use crate::watch::OwnerWatch;
 use contexts::{EosContext, RestoreContext};
-use producer::{OutputContext, Refusal};
+use producer::{Lost, OutputContext, Refusal};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -180,6 +181,10 @@ const STATE_TOPIC_GRACE: Duration = Duration::from_secs(10);
 /// transaction aborted.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How many producers in a row may be made again, none of them committing, before the monitor
+/// stops with the last one's error (a fault a new producer does not cure).
+const RENEWALS: u32 = 3;
+
 /// Runs the exactly-once monitor until `stop` is set, printing committed change lines to
 /// `out`. Blocking: run it on a thread of its own (`tokio::task::spawn_blocking`).
 ///
@@ -197,22 +202,77 @@ pub fn run_exactly_once(
     stop: &AtomicBool,
 ) -> Result<MonitorReport, MonitorError> {
     let guard = ConnectionGuard::new();
-    let refusals = Arc::new(Mutex::new(Vec::new()));
-    let transactional_id = format!("velib-monitor.{group_id}.{}", eos.instance_id);
-    let producer = transactional_producer(kafka, &transactional_id, eos, &guard, &refusals)?;
-    if !register(&producer, &transactional_id, &guard, stop)? {
+    let maker = ProducerMaker {
+        kafka,
+        transactional_id: format!("velib-monitor.{group_id}.{}", eos.instance_id),
+        eos,
+        guard: &guard,
+        refusals: Arc::new(Mutex::new(Vec::new())),
+    };
+    let Some(producer) = maker.make(stop)? else {
         return Ok(MonitorReport::default());
-    }
+    };
     let (consumer, restorer) = consumers(kafka, group_id, &guard)?;
     check_state_topic(&consumer, config, eos)?;
+    let refusals = Arc::clone(&maker.refusals);
     *consumer.context().core() = Some(Core::new(producer, refusals, config, eos, group_id, out));
     consumer
         .subscribe(&[&config.topic])
         .map_err(kafka_error("subscribe"))?;
-    tracing::info!(topic = %config.topic, group = group_id, %transactional_id,
-        state_topic = %eos.state_topic, "monitor started (exactly once)");
-    let result = poll_until_stopped(&consumer, &restorer, &guard, stop);
+    tracing::info!(topic = %config.topic, group = group_id,
+        transactional_id = %maker.transactional_id, state_topic = %eos.state_topic,
+        "monitor started (exactly once)");
+    let watch = OwnerWatch::new(group_id, &config.topic);
+    let result = poll_until_stopped(&consumer, &restorer, &maker, watch, stop);
     finish(&consumer, result)
+}
+
+/// What makes this monitor's transactional producer: at start, and again when one cannot go
+/// on (see [`Core::producer_lost`]).
+struct ProducerMaker<'a> {
+    kafka: &'a KafkaArgs,
+    transactional_id: String,
+    eos: &'a ExactlyOnceConfig,
+    guard: &'a ConnectionGuard,
+    refusals: Arc<Mutex<Vec<Refusal>>>,
+}
+
+impl ProducerMaker<'_> {
+    /// A new producer with its transactional id registered (fencing the one before, whose
+    /// open transaction Kafka aborts); `None` if stopped while waiting for the cluster.
+    fn make(
+        &self,
+        stop: &AtomicBool,
+    ) -> Result<Option<ThreadedProducer<OutputContext>>, MonitorError> {
+        let producer = transactional_producer(
+            self.kafka,
+            &self.transactional_id,
+            self.eos,
+            self.guard,
+            &self.refusals,
+        )?;
+        Ok(register(&producer, &self.transactional_id, self.guard, stop)?.then_some(producer))
+    }
+
+    /// Replaces the core's producer, which cannot go on, with a new one; the loop then rewinds
+    /// and restores as after an abort. `false`: stopped while waiting for the cluster.
+    fn renew(&self, core: &mut Core, lost: Lost, stop: &AtomicBool) -> Result<bool, MonitorError> {
+        core.renewals += 1;
+        if core.renewals > RENEWALS {
+            return Err(lost.if_final);
+        }
+        tracing::warn!(reason = %lost.why, "the transactional producer cannot go on: registering \
+            a new one (Kafka aborts what the old one left open, and nothing of it was printed), \
+            then rewinding to the committed offsets");
+        metrics::counter!("velib_monitor_producers_renewed_total").increment(1);
+        let Some(producer) = self.make(stop)? else {
+            return Ok(false);
+        };
+        // The old one is dropped here, or by the thread of a call it never returned from.
+        core.producer = Arc::new(producer);
+        core.reset_needed = true;
+        Ok(true)
+    }
 }
 
 /// Maps a client error to the monitor's, saying what was being done.
@@ -327,9 +387,11 @@ fn consumers(
 fn poll_until_stopped(
     consumer: &BaseConsumer<EosContext>,
     restorer: &BaseConsumer<RestoreContext>,
-    guard: &ConnectionGuard,
+    maker: &ProducerMaker<'_>,
+    mut watch: OwnerWatch,
     stop: &AtomicBool,
 ) -> Result<(), MonitorError> {
+    let guard = maker.guard;
     let mut consumer_error: Option<String> = None;
     // Turns of the loop: the clock (for the commit interval) is read every few turns only; on
     // a virtual machine a clock read costs a sizeable share of judging a record.
@@ -350,6 +412,11 @@ fn poll_until_stopped(
         let idle = polled.is_none();
         let mut core_guard = consumer.context().core();
         let core = core_guard.as_mut().expect("set before subscribing");
+        if let Some(lost) = core.producer_lost.take()
+            && !maker.renew(core, lost, stop)?
+        {
+            return Ok(());
+        }
         let rewound = core.reset_needed;
         if rewound && let Err(e) = core.rewind(consumer) {
             tracing::warn!(error = %e, "could not rewind yet; trying again");
@@ -386,6 +453,14 @@ fn poll_until_stopped(
         }
         if let Some(failure) = core.failure.take() {
             return Err(failure);
+        }
+        let owns_nothing = core.detectors.is_empty() && core.to_restore.is_empty();
+        drop(core_guard);
+        if idle && watch.should_rejoin(owns_nothing, consumer.client()) {
+            consumer.unsubscribe();
+            consumer
+                .subscribe(&[watch.topic()])
+                .map_err(kafka_error("subscribe again"))?;
         }
     }
 }

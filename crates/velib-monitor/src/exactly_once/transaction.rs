@@ -1,7 +1,7 @@
 //! The open transaction: judging records into it, committing it (and only then printing its
 //! lines), aborting it and rewinding to the committed offsets.
 
-use super::producer::{OutputContext, Refusal, STATE_TAG, is_fatal};
+use super::producer::{Lost, OutputContext, Refusal, STATE_TAG, STUCK_GRACE, bounded, is_fatal};
 use super::{CALL_TIMEOUT, ExactlyOnceConfig};
 use crate::detect::Detector;
 use crate::ledger::{PendingOut, tag};
@@ -22,10 +22,10 @@ use std::time::{Duration, Instant};
 use velib_kafka::{RateLimited, send_waiting};
 
 /// How many commits in a row may be refused because the coordinator does not know the
-/// producer id before the monitor stops. librdkafka aborts such a transaction and bumps the
-/// epoch, which is enough when the id merely expired; after a broker lost its data the same
-/// refusal came back after every abort and rewind, and the monitor sat on its partitions
-/// printing nothing (a restart registers the transactional id afresh).
+/// producer id before the producer is made again. librdkafka aborts such a transaction and
+/// bumps the epoch, which is enough when the id merely expired; after a broker lost its data
+/// the same refusal came back after every abort and rewind, and the monitor sat on its
+/// partitions printing nothing: a new producer registers the transactional id afresh.
 const PRODUCER_ID_REFUSALS: u32 = 3;
 
 /// Whether Kafka refused a transaction because its coordinator does not know this producer id
@@ -58,7 +58,13 @@ pub(super) struct Txn {
 /// Everything the loop and the rebalance callbacks share (the callbacks run inside the
 /// consumer's poll, on the loop's own thread, so the lock is never contended).
 pub(super) struct Core {
-    pub(super) producer: ThreadedProducer<OutputContext>,
+    /// Shared with a call of the transaction protocol running on a thread of its own (see
+    /// [`bounded`]).
+    pub(super) producer: Arc<ThreadedProducer<OutputContext>>,
+    /// The producer cannot go on, and a new one may: the loop registers one before going on.
+    pub(super) producer_lost: Option<Lost>,
+    /// Producers made again since the last commit (see `RENEWALS` in `mod.rs`).
+    pub(super) renewals: u32,
     pub(super) refusals: Arc<Mutex<Vec<Refusal>>>,
     pub(super) config: MonitorConfig,
     pub(super) eos: ExactlyOnceConfig,
@@ -119,7 +125,9 @@ impl Core {
         out: Box<dyn Write + Send>,
     ) -> Core {
         Core {
-            producer,
+            producer: Arc::new(producer),
+            producer_lost: None,
+            renewals: 0,
             refusals,
             config: config.clone(),
             eos: eos.clone(),
@@ -295,8 +303,7 @@ impl Core {
             return true;
         };
         if is_fatal(&error) {
-            let failure = self.cannot_go_on(&error);
-            self.failure.get_or_insert(failure);
+            self.fatal(&error);
         } else {
             // The transaction would commit without this station's state: abort it.
             let reason = format!(
@@ -364,11 +371,15 @@ impl Core {
             return;
         };
         let started = Instant::now();
-        let result = self
-            .producer
-            .send_offsets_to_transaction(&offsets, &group, CALL_TIMEOUT)
-            .and_then(|()| self.commit_retrying());
-        match result {
+        let limit = CALL_TIMEOUT.min(self.eos.transaction_timeout) + STUCK_GRACE;
+        let sent = bounded(&self.producer, limit, move |p| {
+            p.send_offsets_to_transaction(&offsets, &group, CALL_TIMEOUT)
+        });
+        let Some(sent) = sent else {
+            self.offsets_stuck(limit);
+            return;
+        };
+        match sent.and_then(|()| self.commit_retrying()) {
             Ok(()) => {
                 self.last_commit = started.elapsed();
                 let txn = self.txn.take().expect("a transaction is open");
@@ -385,22 +396,25 @@ impl Core {
                     .increment(1);
                 self.state_refused_since = None;
                 self.producer_id_refused = 0;
+                self.renewals = 0;
                 if let Some(progress) = &self.eos.progress {
                     progress.committed.fetch_add(txn.records, Ordering::Relaxed);
                 }
                 meter(&self.report, &mut self.metered);
             }
-            Err(e) if is_fatal(&e) => {
-                let failure = self.cannot_go_on(&e);
-                self.failure.get_or_insert(failure);
-                self.drop_txn();
-            }
+            Err(e) if is_fatal(&e) => self.fatal(&e),
             Err(e) if producer_id_unknown(&e) => {
                 self.producer_id_refused += 1;
                 if self.producer_id_refused >= PRODUCER_ID_REFUSALS {
-                    let failure = self.producer_id_lost(&e);
-                    self.failure.get_or_insert(failure);
-                    self.drop_txn();
+                    self.producer_id_refused = 0;
+                    let lost = Lost {
+                        why: format!(
+                            "the transaction coordinator refused the producer id at \
+                             {PRODUCER_ID_REFUSALS} commits in a row ({e})"
+                        ),
+                        if_final: self.producer_id_lost(&e),
+                    };
+                    self.lose_producer(lost);
                 } else {
                     self.abort(&format!("the commit failed: {e}"));
                 }
@@ -445,10 +459,7 @@ impl Core {
         );
         match self.producer.abort_transaction(CALL_TIMEOUT) {
             Ok(()) => {}
-            Err(e) if is_fatal(&e) => {
-                let failure = self.cannot_go_on(&e);
-                self.failure.get_or_insert(failure);
-            }
+            Err(e) if is_fatal(&e) => self.fatal(&e),
             Err(e) => {
                 tracing::warn!(error = %e, "abort failed; the coordinator aborts the transaction at its timeout")
             }
