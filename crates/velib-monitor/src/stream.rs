@@ -342,10 +342,21 @@ pub const STREAM_DEFAULTS: &[(&str, &str)] = &[
     ("enable.partition.eof", "false"),
 ];
 
+/// Resolves when the group watch asks this member to rejoin its group; never without a watch.
+async fn rejoin_wanted(watch: Option<&crate::watch::WatchThread>) {
+    match watch {
+        Some(w) => w.rejoin.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// A [`StationStream`] on an rdkafka consumer in a consumer group.
 pub struct KafkaStream {
     consumer: StreamConsumer<MonitorContext>,
     topic: String,
+    /// Wakes [`next`](StationStream::next) to rejoin a group that left partitions without an
+    /// owner while this member owns none (`watch.rs`); none without a group id.
+    watch: Option<crate::watch::WatchThread>,
 }
 
 impl std::fmt::Debug for KafkaStream {
@@ -385,9 +396,20 @@ impl KafkaStream {
             .create_with_context(context)
             .map_err(velib_kafka::config::redact_config_error)?;
         consumer.subscribe(&[topic])?;
+        let context = Arc::clone(consumer.context());
+        let watch = match config.get("group.id") {
+            Some(group) => Some(crate::watch::WatchThread::start(
+                config,
+                group,
+                topic,
+                move || context.assigned.lock().unwrap().is_empty(),
+            )?),
+            None => None,
+        };
         Ok(KafkaStream {
             consumer,
             topic: topic.to_owned(),
+            watch,
         })
     }
 
@@ -417,10 +439,18 @@ impl StationStream for KafkaStream {
         if let Poll::Ready(m) = polled {
             return Ok(m?.into());
         }
-        tokio::select! {
-            biased;
-            m = &mut recv => Ok(m?.into()),
-            failure = guard.failed() => Err(StreamError::Connection(failure)),
+        let mut rejoin = std::pin::pin!(rejoin_wanted(self.watch.as_ref()));
+        loop {
+            tokio::select! {
+                biased;
+                m = &mut recv => return Ok(m?.into()),
+                failure = guard.failed() => return Err(StreamError::Connection(failure)),
+                () = &mut rejoin => {
+                    self.consumer.unsubscribe();
+                    self.consumer.subscribe(&[&self.topic])?;
+                    rejoin.set(rejoin_wanted(self.watch.as_ref()));
+                }
+            }
         }
     }
 
