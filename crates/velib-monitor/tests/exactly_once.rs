@@ -1019,7 +1019,8 @@ impl Run {
         // What the monitors cured by themselves: said, for whoever reads the run.
         for f in &self.gone {
             for line in f.stderr.iter().filter(|l| {
-                l.contains("cannot go on: registering a new one") || l.contains("rejoining the group")
+                l.contains("cannot go on: registering a new one")
+                    || l.contains("rejoining the group")
             }) {
                 say(&format!("  {}: {line}", f.name));
             }
@@ -1857,9 +1858,11 @@ impl SoakGroup {
             if !restarted && started.elapsed() > STUCK {
                 restarted = true;
                 let idle = self.restart_idle().await;
-                self.notes.extend(idle.iter().map(|r| {
-                    format!("after {loss}, {r}: it did not rejoin the group by itself")
-                }));
+                self.notes.extend(
+                    idle.iter().map(|r| {
+                        format!("after {loss}, {r}: it did not rejoin the group by itself")
+                    }),
+                );
                 said.extend(idle);
             }
             if started.elapsed() > CATCH_UP {

@@ -418,6 +418,17 @@ fn poll_until_stopped(
             return Ok(());
         }
         let rewound = core.reset_needed;
+        if rewound
+            && let Some(Ok(m)) = &polled
+            && (core.detectors.contains_key(&m.partition())
+                || core.to_restore.contains(&m.partition()))
+        {
+            // This record is not judged (it comes again after the rewind); if nothing of its
+            // partition was judged and nothing committed (a new group, or offsets a data loss
+            // took), it is where the rewind must take the partition back to, or it is skipped
+            // for good.
+            core.first_seen.entry(m.partition()).or_insert(m.offset());
+        }
         if rewound && let Err(e) = core.rewind(consumer) {
             tracing::warn!(error = %e, "could not rewind yet; trying again");
             core.reset_needed = true;
