@@ -208,7 +208,7 @@ pub fn throughput(sizes: &Sizes, report: &mut Report) -> Result<()> {
         value: whole_m,
         unit: "records/s",
         baseline: None,
-        target: Some((">= 1.5 M records/s", whole_m >= 1.5e6)),
+        target: Some((">= 3.5 M records/s", whole_m >= 3.5e6)),
         note: format!(
             "parse alone {:.2} M/s, observe alone {:.2} M/s",
             median(&parse) / 1e6,

@@ -137,7 +137,7 @@ pub fn run(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
         value: v,
         unit: "records/s",
         baseline: Some(("bare rdkafka ThreadedProducer".into(), b)),
-        target: Some((">= 0.8× bare", v / b >= 0.8)),
+        target: Some((">= 0.9× bare", v / b >= 0.9)),
         note: String::new(),
     });
 
