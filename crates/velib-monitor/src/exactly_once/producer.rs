@@ -104,7 +104,8 @@ pub(super) fn bounded<T: Send + 'static>(
             let _ = tx.send(call(&producer));
         });
     if let Err(e) = spawned {
-        tracing::warn!(error = %e, "no thread for a transaction call; it is made unbounded");
+        tracing::warn!(error = %e, "could not start a thread for a transaction call; it counts \
+            as a call that did not return");
         return None;
     }
     rx.recv_timeout(limit).ok()
