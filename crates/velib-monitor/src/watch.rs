@@ -60,18 +60,22 @@ impl OwnerWatch {
         owns_nothing: bool,
         client: &Client<C>,
     ) -> bool {
-        let (group, topic) = (self.group.clone(), self.topic.clone());
-        self.step(Instant::now(), owns_nothing, || {
-            unowned(client, &group, &topic, LOOK_TIMEOUT)
+        self.step(Instant::now(), owns_nothing, |group, topic| {
+            unowned(client, group, topic, LOOK_TIMEOUT)
                 .map(|u| u.partitions)
                 .unwrap_or_default()
         })
     }
 
     /// [`should_rejoin`](OwnerWatch::should_rejoin) at `now`, with `look` the partitions the
-    /// group leaves without an owner (called at most every [`LOOK_EVERY`], only while this
-    /// member owns nothing).
-    fn step(&mut self, now: Instant, owns_nothing: bool, look: impl FnOnce() -> Vec<i32>) -> bool {
+    /// group (first argument) leaves without an owner in the topic (second), called at most
+    /// every [`LOOK_EVERY`], only while this member owns nothing.
+    fn step(
+        &mut self,
+        now: Instant,
+        owns_nothing: bool,
+        look: impl FnOnce(&str, &str) -> Vec<i32>,
+    ) -> bool {
         if !owns_nothing {
             self.idle_since = None;
             self.last_look = None;
@@ -84,7 +88,7 @@ impl OwnerWatch {
             return false;
         }
         self.last_look = Some(now);
-        let seen = look();
+        let seen = look(&self.group, &self.topic);
         let again = !seen.is_empty() && seen == self.unowned;
         self.unowned = seen;
         if again {
@@ -175,7 +179,8 @@ mod tests {
         let (mut looked, mut rejoined) = (Vec::new(), Vec::new());
         for &(at, idle, found) in turns {
             let now = start + Duration::from_secs(at);
-            let rejoin = watch.step(now, idle, || {
+            let rejoin = watch.step(now, idle, |group, topic| {
+                assert_eq!((group, topic), ("g", "t"));
                 looked.push(at);
                 found.to_vec()
             });
