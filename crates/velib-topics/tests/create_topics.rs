@@ -338,16 +338,26 @@ fn spawn_producer(topic: &str, polls: &str) -> std::process::Child {
         .expect("start velib-producer")
 }
 
-/// Low and high watermarks of partition 0 of `topic`.
+/// Low and high watermarks of partition 0 of `topic`, asked again until the broker answers: a
+/// partition created a moment ago can be refused with NotLeaderForPartition while its leader
+/// is not known yet.
 fn watermarks(topic: &str) -> (i64, i64) {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", kafka_bootstrap())
         .create()
         .unwrap();
-    consumer
-        .fetch_watermarks(topic, 0, Duration::from_secs(10))
-        .unwrap()
+    let what = format!("the watermarks of {topic}");
+    wait_for_blocking(
+        &what,
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            consumer
+                .fetch_watermarks(topic, 0, Duration::from_secs(10))
+                .ok()
+        },
+    )
 }
 
 /// How many records partition 0 of `topic` holds below offset `high` (read from the start).
