@@ -41,14 +41,10 @@ impl<'a> StationView<'a> {
 
 /// The record, if it has the usual shape and is valid; `None` when serde must decide.
 pub(crate) fn station(bytes: &[u8]) -> Option<StationView<'_>> {
-    // Only the three text fields are checked to be UTF-8: keys and `status` are compared with
-    // ASCII names, and outside strings only ASCII JSON tokens are accepted.
-    let text = std::str::from_utf8(bytes).ok()?;
-    let mut s = Scanner {
-        text,
-        b: bytes,
-        i: 0,
-    };
+    // Only the strings kept as text are checked to be UTF-8 (`Scanner::string`): keys, kinds
+    // and `status` are compared with ASCII names, and outside strings only ASCII JSON tokens
+    // are accepted, so no other byte can be part of an accepted record unchecked.
+    let mut s = Scanner { b: bytes, i: 0 };
     let mut number = None;
     let mut contract_name = None;
     let mut name = None;
@@ -68,46 +64,28 @@ pub(crate) fn station(bytes: &[u8]) -> Option<StationView<'_>> {
     let mut is_returning = None;
 
     s.ws();
-    s.eat(b'{')?;
-    s.ws();
-    if s.peek()? != b'}' {
-        let mut expected = 0;
-        loop {
-            let field = s.field(expected)?;
-            expected = field + 1;
-            s.ws();
-            s.eat(b':')?;
-            s.ws();
-            // A repeated field is an error for serde: `set` refuses to fill a slot twice.
-            match field {
-                0 => set(&mut number, StationId::Number(s.uint()?))?,
-                1 => set(&mut contract_name, s.string()?)?,
-                2 => set(&mut name, s.string()?)?,
-                3 => set(&mut address, s.string()?)?,
-                4 => set(&mut position, s.position()?)?,
-                5 => set(&mut banking, s.boolean()?)?,
-                6 => set(&mut bonus, s.boolean()?)?,
-                7 => set(&mut bike_stands, s.count()?)?,
-                8 => set(&mut available_bike_stands, s.count()?)?,
-                9 => set(&mut available_bikes, s.count()?)?,
-                10 => set(&mut status, s.status()?)?,
-                11 => set(&mut last_update, s.millis()?)?,
-                12 => set(&mut snapshot_at, s.millis()?)?,
-                13 => set(&mut bikes_by_type, s.vehicle_counts()?)?,
-                14 => set(&mut bikes_out_of_service, s.opt_count()?)?,
-                15 => set(&mut docks_out_of_service, s.opt_count()?)?,
-                _ => set(&mut is_returning, s.opt_boolean()?)?,
-            }
-            s.ws();
-            match s.next()? {
-                b',' => s.ws(),
-                b'}' => break,
-                _ => return None,
-            }
+    s.object(&FIELDS, |s, field| {
+        // A repeated field is an error for serde: `set` refuses to fill a slot twice.
+        match field {
+            0 => set(&mut number, StationId::Number(s.uint()?)),
+            1 => set(&mut contract_name, s.string()?),
+            2 => set(&mut name, s.string()?),
+            3 => set(&mut address, s.string()?),
+            4 => set(&mut position, s.position()?),
+            5 => set(&mut banking, s.boolean()?),
+            6 => set(&mut bonus, s.boolean()?),
+            7 => set(&mut bike_stands, s.count()?),
+            8 => set(&mut available_bike_stands, s.count()?),
+            9 => set(&mut available_bikes, s.count()?),
+            10 => set(&mut status, s.status()?),
+            11 => set(&mut last_update, s.millis()?),
+            12 => set(&mut snapshot_at, s.millis()?),
+            13 => set(&mut bikes_by_type, s.vehicle_counts()?),
+            14 => set(&mut bikes_out_of_service, s.opt_count()?),
+            15 => set(&mut docks_out_of_service, s.opt_count()?),
+            _ => set(&mut is_returning, s.opt_boolean()?),
         }
-    } else {
-        s.i += 1;
-    }
+    })?;
     s.ws();
     if s.i != s.b.len() {
         return None;
@@ -133,27 +111,52 @@ pub(crate) fn station(bytes: &[u8]) -> Option<StationView<'_>> {
     })
 }
 
-/// The v1 fields, quoted, in the order velib's producer and the JCDecaux API write them, then
-/// velib's own optional ones, in the order [`Station`](crate::Station) writes them.
-const FIELDS: [&[u8]; 17] = [
-    b"\"number\"",
-    b"\"contract_name\"",
-    b"\"name\"",
-    b"\"address\"",
-    b"\"position\"",
-    b"\"banking\"",
-    b"\"bonus\"",
-    b"\"bike_stands\"",
-    b"\"available_bike_stands\"",
-    b"\"available_bikes\"",
-    b"\"status\"",
-    b"\"last_update\"",
-    b"\"snapshot_at\"",
-    b"\"bikes_by_type\"",
-    b"\"bikes_out_of_service\"",
-    b"\"docks_out_of_service\"",
-    b"\"is_returning\"",
+/// The keys of an object's members, in the order records usually list them, with the text
+/// that starts each member in a record written without whitespace: `"key":` for the first, and
+/// `,"key":` for the others (the separator and key read in one comparison).
+struct Members<const N: usize> {
+    names: [&'static [u8]; N],
+    first: [&'static [u8]; N],
+    next: [&'static [u8]; N],
+}
+
+macro_rules! members {
+    ($($name:literal),* $(,)?) => {
+        Members {
+            names: [$($name.as_bytes()),*],
+            first: [$(concat!("\"", $name, "\":").as_bytes()),*],
+            next: [$(concat!(",\"", $name, "\":").as_bytes()),*],
+        }
+    };
+}
+
+/// The v1 fields, in the order velib's producer and the JCDecaux API write them, then velib's
+/// own optional ones, in the order [`Station`](crate::Station) writes them.
+const FIELDS: Members<17> = members![
+    "number",
+    "contract_name",
+    "name",
+    "address",
+    "position",
+    "banking",
+    "bonus",
+    "bike_stands",
+    "available_bike_stands",
+    "available_bikes",
+    "status",
+    "last_update",
+    "snapshot_at",
+    "bikes_by_type",
+    "bikes_out_of_service",
+    "docks_out_of_service",
+    "is_returning",
 ];
+
+/// The members of a per-type count, in the order velib writes them.
+const COUNT_FIELDS: Members<3> = members!["vehicle_type_id", "kind", "count"];
+
+/// The members of a position, in the order velib and the JCDecaux API write them.
+const POSITION_FIELDS: Members<2> = members!["lat", "lng"];
 
 /// Exact powers of ten (every one up to 10^22 is an `f64` without rounding).
 const POW10: [f64; 23] = [
@@ -170,24 +173,71 @@ fn set<T>(slot: &mut Option<T>, value: T) -> Option<()> {
 }
 
 struct Scanner<'a> {
-    text: &'a str,
     b: &'a [u8],
     i: usize,
 }
 
-/// The bytes that end the plain part of a JSON string: the closing quote, an escape, or a
-/// control character (invalid in a string).
-static STRING_STOP: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut c = 0;
-    while c < 0x20 {
-        table[c] = true;
-        c += 1;
+/// The length of the plain start of a JSON string's text: the bytes before the closing quote,
+/// an escape, or a control character (invalid in a string); `None` if there is none of them.
+///
+/// Eight bytes at a time (SWAR): the low bit of each byte of the word is spread to a mask
+/// where that byte is `"`, `\\` or below 0x20, and the lowest marked byte is the first stop.
+/// (The subtraction can mark a byte above a true stop by its borrow, never one below it.)
+pub(crate) fn plain_len(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let stops = |word: u64| {
+        let quote = word ^ (ONES * u64::from(b'"'));
+        let escape = word ^ (ONES * u64::from(b'\\'));
+        // A byte is zero in `quote` or `escape` where it was that byte, and below 0x20 where
+        // subtracting 0x20 borrows; a byte with its high bit set (UTF-8) is never a stop.
+        ((quote.wrapping_sub(ONES) & !quote)
+            | (escape.wrapping_sub(ONES) & !escape)
+            | (word.wrapping_sub(ONES * 0x20)))
+            & !word
+            & HIGH
+    };
+    let mut i = 0;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().ok()?);
+        let found = stops(word);
+        if found != 0 {
+            return Some(i + (found.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
     }
-    table[b'"' as usize] = true;
-    table[b'\\' as usize] = true;
-    table
-};
+    b[i..]
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .map(|n| i + n)
+}
+
+/// Whether two byte strings are equal, compared inline eight bytes at a time: the keys here
+/// are short, and a call to `memcmp` per key costs more than the comparison.
+#[inline]
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    let n = a.len();
+    if n < 8 {
+        return a.iter().zip(b).all(|(x, y)| x == y);
+    }
+    let mut at = 0;
+    while at + 8 < n {
+        if word(a, at) != word(b, at) {
+            return false;
+        }
+        at += 8;
+    }
+    // The last eight bytes, overlapping the word before when `n` is not a multiple of 8.
+    word(a, n - 8) == word(b, n - 8)
+}
 
 impl<'a> Scanner<'a> {
     fn peek(&self) -> Option<u8> {
@@ -215,9 +265,7 @@ impl<'a> Scanner<'a> {
     fn string_bounds(&mut self) -> Option<(usize, usize)> {
         self.eat(b'"')?;
         let start = self.i;
-        let len = self.b[start..]
-            .iter()
-            .position(|&c| STRING_STOP[usize::from(c)])?;
+        let len = plain_len(&self.b[start..])?;
         self.i = start + len;
         self.eat(b'"')?;
         Some((start, start + len))
@@ -232,22 +280,36 @@ impl<'a> Scanner<'a> {
         self.raw_string()
     }
 
-    /// The index in [`FIELDS`] of the key here; `expected` (the field after the previous one)
-    /// is tried first, as records list their fields in the usual order.
-    fn field(&mut self, expected: usize) -> Option<usize> {
-        if let Some(quoted) = FIELDS.get(expected)
-            && self.b[self.i..].starts_with(quoted)
+    /// The index in `members` of the key here, with the `:` after it and the whitespace
+    /// around it read; `expected` (the member after the previous one) is tried first, as
+    /// records list their members in the usual order.
+    fn member<const N: usize>(&mut self, members: &Members<N>, expected: usize) -> Option<usize> {
+        if let Some(first) = members.first.get(expected)
+            && self.at(first)
         {
-            self.i += quoted.len();
+            self.i += first.len();
+            self.ws();
             return Some(expected);
         }
         let key = self.key()?;
-        FIELDS.iter().position(|f| &f[1..f.len() - 1] == key)
+        let index = members.names.iter().position(|name| same(name, key))?;
+        self.ws();
+        self.eat(b':')?;
+        self.ws();
+        Some(index)
+    }
+
+    /// Whether the bytes here start with `word`.
+    #[inline]
+    fn at(&self, word: &[u8]) -> bool {
+        self.b
+            .get(self.i..self.i + word.len())
+            .is_some_and(|here| same(here, word))
     }
 
     fn string(&mut self) -> Option<&'a str> {
         let (start, end) = self.string_bounds()?;
-        self.text.get(start..end)
+        std::str::from_utf8(&self.b[start..end]).ok()
     }
 
     /// The digits of a non-negative integer (no sign, no fraction, no exponent, no leading
@@ -256,11 +318,12 @@ impl<'a> Scanner<'a> {
         let start = self.i;
         let mut value: u64 = 0;
         while let Some(c @ b'0'..=b'9') = self.peek() {
-            value = value.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+            value = value.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
             self.i += 1;
         }
         let digits = self.i - start;
-        if digits == 0 || (digits > 1 && self.b[start] == b'0') {
+        // Nineteen digits always fit a u64; longer numbers are left to serde.
+        if digits == 0 || digits > 19 || (digits > 1 && self.b[start] == b'0') {
             return None;
         }
         // A fraction or an exponent makes it a float, which serde reads another way.
@@ -323,12 +386,11 @@ impl<'a> Scanner<'a> {
 
     fn vehicle_count(&mut self) -> Option<VehicleCount<'a>> {
         let (mut id, mut kind, mut count) = (None, None, None);
-        self.object(|s, key| match key {
-            b"vehicle_type_id" => set(&mut id, s.string()?),
+        self.object(&COUNT_FIELDS, |s, member| match member {
+            0 => set(&mut id, s.string()?),
             // An unknown kind is `Other` for serde: left to it.
-            b"kind" => set(&mut kind, VehicleKind::from_name(s.raw_string()?)?),
-            b"count" => set(&mut count, s.count()?),
-            _ => None,
+            1 => set(&mut kind, VehicleKind::from_name(s.raw_string()?)?),
+            _ => set(&mut count, s.count()?),
         })?;
         Some(VehicleCount {
             vehicle_type_id: Cow::Borrowed(id?),
@@ -337,20 +399,34 @@ impl<'a> Scanner<'a> {
         })
     }
 
-    /// A flat object with at least one member, each read by `member` given its key (which
-    /// refuses keys it does not know and repeated ones).
-    fn object(&mut self, mut member: impl FnMut(&mut Self, &[u8]) -> Option<()>) -> Option<()> {
+    /// A flat object with at least one member, each read by `member` given the index of its
+    /// key in `members` (keys not there are refused, and `member` refuses repeated ones).
+    fn object<const N: usize>(
+        &mut self,
+        members: &Members<N>,
+        mut member: impl FnMut(&mut Self, usize) -> Option<()>,
+    ) -> Option<()> {
         self.eat(b'{')?;
+        self.ws();
+        let mut index = self.member(members, 0)?;
         loop {
-            self.ws();
-            let key = self.key()?;
-            self.ws();
-            self.eat(b':')?;
-            self.ws();
-            member(self, key)?;
+            member(self, index)?;
+            let expected = index + 1;
+            // The usual record: the next member's separator and key, without whitespace.
+            if let Some(next) = members.next.get(expected)
+                && self.at(next)
+            {
+                self.i += next.len();
+                self.ws();
+                index = expected;
+                continue;
+            }
             self.ws();
             match self.next()? {
-                b',' => {}
+                b',' => {
+                    self.ws();
+                    index = self.member(members, expected)?;
+                }
                 b'}' => return Some(()),
                 _ => return None,
             }
@@ -439,20 +515,22 @@ impl<'a> Scanner<'a> {
         number.parse::<f64>().ok().filter(|f| f.is_finite())
     }
 
+    /// Reads the decimal digits here, giving how many there were.
     fn digits(&mut self) -> usize {
-        let start = self.i;
-        while let Some(b'0'..=b'9') = self.peek() {
-            self.i += 1;
-        }
-        self.i - start
+        let rest = &self.b[self.i..];
+        let n = rest
+            .iter()
+            .position(|c| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        self.i += n;
+        n
     }
 
     fn position(&mut self) -> Option<Position> {
         let (mut lat, mut lng) = (None, None);
-        self.object(|s, key| match key {
-            b"lat" => set(&mut lat, s.float()?),
-            b"lng" => set(&mut lng, s.float()?),
-            _ => None,
+        self.object(&POSITION_FIELDS, |s, member| match member {
+            0 => set(&mut lat, s.float()?),
+            _ => set(&mut lng, s.float()?),
         })?;
         Some(Position {
             lat: lat?,

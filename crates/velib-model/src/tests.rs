@@ -586,3 +586,48 @@ fn written_keys_are_the_keys() {
         assert_eq!(text, s.key().as_str());
     }
 }
+
+/// The fast path's word-at-a-time string scan finds the first stop byte (`"`, `\`, a control
+/// character) wherever it sits in or across its eight-byte words, whatever bytes surround it,
+/// as a byte-by-byte search does.
+#[test]
+fn the_string_scan_stops_where_a_byte_by_byte_search_does() {
+    let fillers: &[u8] = &[b'a', b' ', 0x20, 0x7f, 0x80, 0xc3, 0xa9, 0xff, b'#', b']'];
+    let stops: &[u8] = &[b'"', b'\\', 0x00, 0x01, 0x0a, 0x1f];
+    let naive = |b: &[u8]| b.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20);
+    let mut checked = 0;
+    for len in 0..26 {
+        for &filler in fillers {
+            let mut text = vec![filler; len];
+            assert_eq!(crate::scan::plain_len(&text), None, "{text:?}");
+            for at in 0..len {
+                for &stop in stops {
+                    text[at] = stop;
+                    // A second stop later must not move the first.
+                    if at + 3 < len {
+                        text[at + 3] = b'"';
+                    }
+                    assert_eq!(crate::scan::plain_len(&text), naive(&text), "{text:?}");
+                    checked += 1;
+                    text.fill(filler);
+                }
+            }
+        }
+    }
+    assert!(checked > 10_000);
+}
+
+/// The inline key comparison is byte equality, for every length and every differing byte.
+#[test]
+fn the_key_comparison_is_byte_equality() {
+    for len in 0..40usize {
+        let a: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+        assert!(crate::scan::same(&a, &a));
+        assert!(!crate::scan::same(&a, &a[..len.saturating_sub(1)]) || len == 0);
+        for at in 0..len {
+            let mut b = a.clone();
+            b[at] ^= 0x20;
+            assert!(!crate::scan::same(&a, &b), "{len} {at}");
+        }
+    }
+}
