@@ -38,6 +38,7 @@ pub mod stats;
 pub mod text;
 pub mod topics;
 mod vehicles;
+mod write;
 
 pub use backoff::Backoff;
 pub use event::{

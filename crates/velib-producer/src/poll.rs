@@ -296,7 +296,7 @@ impl<'a, K: RecordSink + ?Sized> Publisher<'a, K> {
                 continue;
             }
             self.payload.clear();
-            serde_json::to_writer(&mut self.payload, station).expect("a Station always serialises");
+            station.write_json(&mut self.payload);
             station.write_key(&mut self.key);
             let record = OutRecord {
                 topic: &self.config.topic,

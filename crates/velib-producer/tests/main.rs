@@ -5,6 +5,7 @@ mod cluster;
 mod failures;
 mod partitioning;
 mod publish;
+mod records;
 mod secured;
 
 use std::collections::HashMap;
