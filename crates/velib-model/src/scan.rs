@@ -41,9 +41,10 @@ impl<'a> StationView<'a> {
 
 /// The record, if it has the usual shape and is valid; `None` when serde must decide.
 pub(crate) fn station(bytes: &[u8]) -> Option<StationView<'_>> {
-    // Only the strings kept as text are checked to be UTF-8 (`Scanner::string`): keys, kinds
-    // and `status` are compared with ASCII names, and outside strings only ASCII JSON tokens
-    // are accepted, so no other byte can be part of an accepted record unchecked.
+    // Only the strings kept as text are checked to be UTF-8 (the station's three at the end,
+    // the vehicle type ids as they are read): keys, kinds and `status` are compared with ASCII
+    // names, and outside strings only ASCII JSON tokens are accepted, so no other byte can be
+    // part of an accepted record unchecked.
     let mut s = Scanner { b: bytes, i: 0 };
     let mut number = None;
     let mut contract_name = None;
@@ -68,9 +69,9 @@ pub(crate) fn station(bytes: &[u8]) -> Option<StationView<'_>> {
         // A repeated field is an error for serde: `set` refuses to fill a slot twice.
         match field {
             0 => set(&mut number, StationId::Number(s.uint()?)),
-            1 => set(&mut contract_name, s.string()?),
-            2 => set(&mut name, s.string()?),
-            3 => set(&mut address, s.string()?),
+            1 => set(&mut contract_name, s.string_bounds()?),
+            2 => set(&mut name, s.string_bounds()?),
+            3 => set(&mut address, s.string_bounds()?),
             4 => set(&mut position, s.position()?),
             5 => set(&mut banking, s.boolean()?),
             6 => set(&mut bonus, s.boolean()?),
@@ -90,11 +91,21 @@ pub(crate) fn station(bytes: &[u8]) -> Option<StationView<'_>> {
     if s.i != s.b.len() {
         return None;
     }
+    // The three texts are checked to be UTF-8 in one call, over the bytes from the first to
+    // the last of them: the other bytes there belong to members already accepted, all ASCII
+    // or checked text, and a UTF-8 sequence cannot straddle the ASCII quotes around a string,
+    // so the span is UTF-8 exactly when each text is.
+    let contract_name = contract_name?;
+    let texts = [Some(contract_name), name, address];
+    let low = texts.iter().flatten().map(|t| t.0).min().unwrap_or(0);
+    let high = texts.iter().flatten().map(|t| t.1).max().unwrap_or(0);
+    let span = std::str::from_utf8(&s.b[low..high]).ok()?;
+    let text = |(start, end): (usize, usize)| span.get(start - low..end - low);
     Some(StationView {
         number: number?,
-        contract_name: Cow::Borrowed(contract_name?),
-        name: Cow::Borrowed(name.unwrap_or_default()),
-        address: Cow::Borrowed(address.unwrap_or_default()),
+        contract_name: Cow::Borrowed(text(contract_name)?),
+        name: Cow::Borrowed(name.map_or(Some(""), text)?),
+        address: Cow::Borrowed(address.map_or(Some(""), text)?),
         position: position?,
         banking: banking.unwrap_or_default(),
         bonus: bonus.unwrap_or_default(),
@@ -307,9 +318,14 @@ impl<'a> Scanner<'a> {
             .is_some_and(|here| same(here, word))
     }
 
-    fn string(&mut self) -> Option<&'a str> {
+    /// A vehicle type's id: JCDecaux's two without a UTF-8 check, any other checked.
+    fn vehicle_type_id(&mut self) -> Option<&'a str> {
         let (start, end) = self.string_bounds()?;
-        std::str::from_utf8(&self.b[start..end]).ok()
+        match &self.b[start..end] {
+            b"mechanical" => Some("mechanical"),
+            b"electrical" => Some("electrical"),
+            other => std::str::from_utf8(other).ok(),
+        }
     }
 
     /// The digits of a non-negative integer (no sign, no fraction, no exponent, no leading
@@ -387,7 +403,7 @@ impl<'a> Scanner<'a> {
     fn vehicle_count(&mut self) -> Option<VehicleCount<'a>> {
         let (mut id, mut kind, mut count) = (None, None, None);
         self.object(&COUNT_FIELDS, |s, member| match member {
-            0 => set(&mut id, s.string()?),
+            0 => set(&mut id, s.vehicle_type_id()?),
             // An unknown kind is `Other` for serde: left to it.
             1 => set(&mut kind, VehicleKind::from_name(s.raw_string()?)?),
             _ => set(&mut count, s.count()?),
