@@ -402,6 +402,12 @@ impl KafkaCluster {
             "-Dlog4j2.configurationFile={}",
             self.dir.join("log4j2.properties").display()
         ))
+        // Every collection and its pause, one file per JVM: a latency spike measured through
+        // this broker can be told from a pause of the broker itself.
+        .arg(format!(
+            "-Xlog:gc:file={}",
+            self.dir.join("gc-%p.log").display()
+        ))
         .arg("-cp")
         .arg(format!("{}/*", self.libs.display()))
         .stdin(Stdio::null());

@@ -150,6 +150,11 @@ pub const EOS_PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     // transaction's first request is refused (CONCURRENT_TRANSACTIONS) until it is done; at
     // librdkafka's default 100 ms backoff that retry is most of each transaction's latency.
     ("retry.backoff.ms", "10"),
+    // And librdkafka doubles the backoff at every retry (up to 1 s by default): markers that
+    // take 200 ms on a loaded broker cost the next commit 300 to 600 ms of backoff (measured,
+    // `bench/results/HISTORY.md`). Retrying every 20 ms at most is what the Java producer does
+    // for this refusal.
+    ("retry.backoff.max.ms", "20"),
     ("enable.idempotence", "true"),
     ("acks", "all"),
     ("partitioner", "murmur2_random"),
