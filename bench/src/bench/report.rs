@@ -284,8 +284,9 @@ const METHOD: &str = r#"
    Bare: an rdkafka `BaseConsumer` with the same consumer settings that only counts.
    Tutorial: `bench/tutorial/monitor.py`.
    Busy machine (Apache Kafka, rows marked so): the same drains, velib and bare alternating,
-   with one thread of this process spinning 8 ms of every 10 ms beside them; the exactly-once
-   drains and latencies (bench 5) are measured again the same way.
+   with one thread of this process spinning 8 ms of every 10 ms beside them; the at-least-once
+   latencies (bench 4) and the exactly-once drains and latencies (bench 5) are measured again
+   the same way.
 3. **Producer**: velib: `velib_producer::run` on the simulated city (10 k stations, one
    snapshot per poll, 1 ms interval), `KafkaSink` with its defaults (idempotent, gzip
    level 1, linger 5 ms), timed from start to every record acknowledged. Bare: an rdkafka
@@ -297,7 +298,9 @@ const METHOD: &str = r#"
 4. **Latency**: producer and monitor in one process on a fresh topic; the simulated city is
    sized so that one poll per 100 ms gives the rate. Latency = from just before the record is
    handed to `KafkaSink::enqueue` to the monitor writing the `\n` of its change line (JSON
-   format, matched by key and `last_update`); the first second is left out.
+   format, matched by key and `last_update`); the first second is left out. Exactly once, the
+   note also says how many commits wrote lines and how far apart they were (lines written
+   within a millisecond of each other count as one commit's).
 5. **Polling fan-out**: 1,500 GBFS 2.3 systems on a local HTTP server in the same process
    (10 to 1,500 stations each, about 330 B per station in `station_information` and 300 B in
    `station_status`); `GbfsSource::fetch` once cold (discovery, system and station information,

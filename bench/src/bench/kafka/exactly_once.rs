@@ -285,7 +285,10 @@ fn latency_rows(
                 baseline: None,
                 target: (stat == "p99").then_some(("p99 <= 100 ms", value <= 100.0)),
                 note: if stat == "p50" {
-                    format!("{} change lines, max {:.0} ms", m.samples, m.max)
+                    format!(
+                        "{} change lines, max {:.0} ms; written at {} commits, {:.0} ms apart (median), {:.0} ms at most",
+                        m.samples, m.max, m.writes, m.write_gap_p50, m.write_gap_max
+                    )
                 } else {
                     String::new()
                 },
@@ -293,7 +296,7 @@ fn latency_rows(
         }
         raw.insert(
             per_second.to_string(),
-            serde_json::json!({"p50_ms": m.p50, "p99_ms": m.p99, "max_ms": m.max, "lines": m.samples}),
+            serde_json::json!({"p50_ms": m.p50, "p99_ms": m.p99, "max_ms": m.max, "lines": m.samples, "commits": m.writes, "commit_gap_p50_ms": m.write_gap_p50, "commit_gap_max_ms": m.write_gap_max}),
         );
     }
 
