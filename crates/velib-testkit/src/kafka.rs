@@ -171,6 +171,10 @@ pub struct KafkaOptions {
     pub tls_keystore_pem: Option<PathBuf>,
     /// More broker properties, applied to every node after velib's.
     pub properties: Vec<(String, String)>,
+    /// Where the cluster's directory (the nodes' logs and data) is made: the system's
+    /// temporary directory when `None`. The benchmarks put it on a memory file system, where
+    /// a shared machine's disk cannot stall the broker's appends.
+    pub data_root: Option<PathBuf>,
 }
 
 /// The listener kinds a node may have.
@@ -216,7 +220,11 @@ impl KafkaCluster {
     /// message names the node's log.
     pub fn start(libs: &Path, options: &KafkaOptions) -> Result<KafkaCluster, String> {
         let count = options.nodes.max(1);
-        let dir = std::env::temp_dir().join(crate::unique_name("velib-kafka"));
+        let dir = options
+            .data_root
+            .clone()
+            .unwrap_or_else(std::env::temp_dir)
+            .join(crate::unique_name("velib-kafka"));
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         std::fs::write(dir.join("log4j2.properties"), LOG4J2)
@@ -392,7 +400,9 @@ impl KafkaCluster {
     fn java(&self) -> Command {
         let mut cmd = Command::new("java");
         cmd.args([
-            "-Xms64m",
+            // The whole heap from the start: grown from a smaller one, the heap grew through
+            // full collections of 50-140 ms each, a broker's pause a latency would measure.
+            "-Xms256m",
             "-Xmx256m",
             // One GC thread is plenty for a test broker and leaves the cores to the tests.
             "-XX:+UseSerialGC",
