@@ -35,7 +35,7 @@ mod web;
 
 use anyhow::{Context, Result};
 use report::Report;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Flags of `cargo xtask bench`.
@@ -62,6 +62,33 @@ pub struct Args {
     /// to `<NAMES>.md` and `<names>.json` in `--out`, not to RESULTS.md.
     #[arg(long, value_delimiter = ',', value_parser = ["detect", "poll", "kafka", "web", "stats"])]
     only: Vec<String>,
+
+    /// Where Apache Kafka keeps its log: `memory` (a tmpfs, `/dev/shm`, when the machine has
+    /// one) or `disk` (the temporary directory). On a shared machine's disk, the broker's
+    /// first writes to a new partition's files stalled its appends for up to a second
+    /// (bench/results/HISTORY.md): `memory` measures the clients, `disk` the whole machine.
+    #[arg(long, value_enum, default_value = "memory")]
+    broker_storage: BrokerStorage,
+}
+
+/// Where Apache Kafka keeps its log in a benchmark run (`--broker-storage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BrokerStorage {
+    /// A memory file system (`/dev/shm`), if there is one; the disk otherwise.
+    Memory,
+    /// The system's temporary directory.
+    Disk,
+}
+
+/// The tmpfs `--broker-storage memory` uses.
+const MEMORY_ROOT: &str = "/dev/shm";
+
+impl BrokerStorage {
+    /// The directory the broker's directory goes in (`None`: the temporary directory).
+    pub fn root(self) -> Option<&'static Path> {
+        let shm = Path::new(MEMORY_ROOT);
+        (self == BrokerStorage::Memory && shm.is_dir()).then_some(shm)
+    }
 }
 
 impl Args {
@@ -125,7 +152,9 @@ impl Sizes {
 /// benchmarks that needed it are skipped.
 pub struct Setup<'a> {
     /// Starts one Apache Kafka node, fetching it first if needed (`--brokers kafka`).
-    pub apache_kafka: &'a dyn Fn() -> Result<velib_testkit::kafka::KafkaCluster>,
+    /// Starts one Apache Kafka node, its directory made in the given one (the temporary
+    /// directory when `None`), fetching Kafka first if needed (`--brokers kafka`).
+    pub apache_kafka: &'a dyn Fn(Option<&Path>) -> Result<velib_testkit::kafka::KafkaCluster>,
     /// The Python of a virtualenv holding the tutorial's kafka-python, made if needed (the
     /// comparisons with the tutorial's scripts).
     pub kafka_python: &'a dyn Fn() -> Result<PathBuf>,
@@ -207,7 +236,7 @@ pub fn run(args: Args, setup: &Setup<'_>) -> Result<()> {
         &[]
     };
     for name in brokers {
-        let broker = match kafka::Broker::start(name, &rt, setup) {
+        let broker = match kafka::Broker::start(name, setup, args.broker_storage.root()) {
             Ok(b) => b,
             Err(e) => {
                 println!("broker {name} unavailable: {e:#}");

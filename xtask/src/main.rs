@@ -215,7 +215,16 @@ fn bench(args: velib_bench::bench::Args) -> Result<()> {
     velib_bench::bench::run(
         args,
         &velib_bench::bench::Setup {
-            apache_kafka: &|| kafka::start(&kafka::ensure_installed()?, 1),
+            apache_kafka: &|root| {
+                kafka::start_with(
+                    &kafka::ensure_installed()?,
+                    &velib_testkit::kafka::KafkaOptions {
+                        nodes: 1,
+                        data_root: root.map(std::path::Path::to_path_buf),
+                        ..velib_testkit::kafka::KafkaOptions::default()
+                    },
+                )
+            },
             kafka_python: &kafka::ensure_kafka_python,
         },
     )
@@ -254,6 +263,7 @@ fn with_apache_kafka(
             scram_password: Some(password.clone()),
             tls_keystore_pem: Some(ca.server_keystore_file()),
             properties: Vec::new(),
+            data_root: None,
         },
     )?;
     let listener = |l| {

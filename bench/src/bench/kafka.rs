@@ -28,10 +28,12 @@ pub enum Broker {
 }
 
 impl Broker {
-    pub fn start(name: &str, _rt: &Runtime, setup: &Setup<'_>) -> Result<Broker> {
+    /// Starts broker `name`; Apache Kafka with its directory in `root` (the temporary
+    /// directory when `None`).
+    pub fn start(name: &str, setup: &Setup<'_>, root: Option<&Path>) -> Result<Broker> {
         Ok(match name {
             "mock" => Broker::Mock(MockKafka::start(1).context("start the mock cluster")?),
-            "kafka" => Broker::Kafka((setup.apache_kafka)()?),
+            "kafka" => Broker::Kafka((setup.apache_kafka)(root)?),
             other => bail!("unknown broker {other:?} (--brokers takes mock, kafka)"),
         })
     }
@@ -49,9 +51,15 @@ impl Broker {
                 "mock = librdkafka {} mock cluster, in-process, 1 broker",
                 rdkafka::util::get_rdkafka_version().1
             ),
-            Broker::Kafka(_) => format!(
-                "kafka = Apache Kafka {}, separate JVM process (256 MiB heap), 1 KRaft node",
-                velib_testkit::kafka::KAFKA_VERSION
+            Broker::Kafka(k) => format!(
+                "kafka = Apache Kafka {}, separate JVM process (256 MiB heap), 1 KRaft node, its log in {} ({})",
+                velib_testkit::kafka::KAFKA_VERSION,
+                k.dir().parent().unwrap_or(k.dir()).display(),
+                if k.dir().starts_with(super::MEMORY_ROOT) {
+                    "memory: `--broker-storage memory`"
+                } else {
+                    "disk: `--broker-storage disk`, or no tmpfs here"
+                }
             ),
         }
     }

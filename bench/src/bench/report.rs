@@ -319,5 +319,10 @@ const METHOD: &str = r#"
 
 The mock cluster is librdkafka's, in this process (one broker): its threads compete with the
 clients' for the same cores. Apache Kafka runs as a separate JVM process, one KRaft node
-with a 256 MiB heap and its log on the local disk.
+with a 256 MiB heap (all of it from the start), and its log in memory (`/dev/shm`, a tmpfs)
+unless `--broker-storage disk` puts it in the temporary directory (the "broker" line above
+says where it was). Each benchmark makes fresh topics, and on this shared machine's disk the
+broker's first writes to a new partition's files stalled its appends for 0.1-1.1 s, the
+exactly-once figures most (every commit appends markers to a dozen new partitions): in
+memory, the figures are the clients'. HISTORY.md has both.
 "#;
