@@ -56,6 +56,21 @@ pub struct Measured {
     pub write_gap_max: f64,
 }
 
+impl Measured {
+    /// Prints the figures on one line of the run's output: `what` says which monitor, `load`
+    /// what ran beside it (empty: nothing).
+    pub fn print(&self, what: &str, per_second: usize, load: &str) {
+        println!(
+            "    {what}{per_second}/s: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} lines){}",
+            self.p50,
+            self.p99,
+            self.max,
+            self.samples,
+            super::load::beside(load, false)
+        );
+    }
+}
+
 /// The latency of the exactly-once monitor: its lines are printed when their transaction
 /// commits (every 100 ms).
 pub fn once_exactly_once(ctx: &Ctx<'_>, per_second: usize) -> Result<Measured> {
@@ -252,18 +267,7 @@ fn rows(
     let broker = ctx.broker.name().to_owned();
     for per_second in [5_000usize, 50_000] {
         let m = once(ctx, per_second, false)?;
-        println!(
-            "    {per_second}/s: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} lines){}",
-            m.p50,
-            m.p99,
-            m.max,
-            m.samples,
-            if load.is_empty() {
-                String::new()
-            } else {
-                format!("; {load}")
-            }
-        );
+        m.print("", per_second, load);
         let target = (per_second == 5_000 && broker == "mock" && load.is_empty())
             .then_some(("p99 <= 25 ms at 5 k/s (in-process cluster)", m.p99 <= 25.0));
         for (stat, value) in [("p50", m.p50), ("p99", m.p99), ("max", m.max)] {
@@ -273,11 +277,7 @@ fn rows(
                     "{stat}, {} k records/s for {} s{}",
                     per_second / 1000,
                     ctx.sizes.latency_secs,
-                    if load.is_empty() {
-                        String::new()
-                    } else {
-                        format!("; **{load}**")
-                    }
+                    super::load::beside(load, true)
                 ),
                 broker: broker.clone(),
                 value,

@@ -17,6 +17,16 @@ const BUSY: Duration = Duration::from_millis(8);
 /// What the table says about the load.
 pub const DESCRIBED: &str = "busy machine: one thread beside it spinning 8 ms of every 10 ms";
 
+/// What a figure's text adds for the `load` beside it: nothing when there was none; in the
+/// table (`bold`), marked so.
+pub fn beside(load: &str, bold: bool) -> String {
+    match (load.is_empty(), bold) {
+        (true, _) => String::new(),
+        (false, true) => format!("; **{load}**"),
+        (false, false) => format!("; {load}"),
+    }
+}
+
 /// A thread spinning [`BUSY`] of every [`PERIOD`], until dropped.
 pub struct Load {
     stop: Arc<AtomicBool>,

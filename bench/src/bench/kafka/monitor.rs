@@ -158,18 +158,14 @@ fn drain_row(
         v / 1e3,
         b / 1e3,
         v / b,
-        if load.is_empty() {
-            String::new()
-        } else {
-            format!("; {load}")
-        }
+        super::load::beside(load, false)
     );
     report.row(Row {
         bench: "2. monitor",
         case: format!(
             "drain {n} records from 10 partitions ({} snapshots of 10 k stations{kept}), {changes} lines to a file{}",
             ctx.sizes.kafka_snapshots,
-            if load.is_empty() { String::new() } else { format!("; **{load}**") }
+            super::load::beside(load, true)
         ),
         broker: ctx.broker.name().to_owned(),
         value: v,
